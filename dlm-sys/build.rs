@@ -1,0 +1,138 @@
+//! Finds libdlm (the threaded `libdlm.so`) and, with the `bindgen` feature,
+//! regenerates the bindings from the installed `libdlm.h`.
+//!
+//! Environment:
+//! - `DLM_LIB_DIR`: directory holding `libdlm.so`; skips pkg-config.
+//! - `DLM_INCLUDE_DIR`: directory holding `libdlm.h` (default: pkg-config's,
+//!   else `/usr/include`).
+//! - `DOCS_RS`: set when building documentation only; nothing is linked.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    println!("cargo:rerun-if-changed=wrapper.h");
+    println!("cargo:rerun-if-env-changed=DLM_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=DLM_INCLUDE_DIR");
+    println!("cargo:rerun-if-env-changed=DOCS_RS");
+
+    if env::var_os("DOCS_RS").is_some() {
+        // Documentation builds need no library: the checked-in bindings are
+        // only declarations.
+        return;
+    }
+
+    let include_dirs = find_library();
+    let include = include_dirs
+        .iter()
+        .find(|d| d.join("libdlm.h").is_file())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/usr/include"));
+    // Dependent crates that declare `dlm-sys` as a dependency see this as
+    // DEP_DLM_INCLUDE (the `links = "dlm"` metadata).
+    println!("cargo:include={}", include.display());
+
+    #[cfg(feature = "bindgen")]
+    generate(&include);
+}
+
+/// Emits the link instructions; returns the include directories to search.
+fn find_library() -> Vec<PathBuf> {
+    let mut includes = Vec::new();
+    if let Some(dir) = env::var_os("DLM_INCLUDE_DIR") {
+        includes.push(PathBuf::from(dir));
+    }
+    if let Some(dir) = env::var_os("DLM_LIB_DIR") {
+        println!("cargo:rustc-link-search=native={}", Path::new(&dir).display());
+        println!("cargo:rustc-link-lib=dylib=dlm");
+        println!("cargo:rustc-link-lib=dylib=pthread");
+        return includes;
+    }
+    match pkg_config::Config::new().probe("libdlm") {
+        Ok(lib) => {
+            includes.extend(lib.include_paths);
+            includes
+        }
+        Err(err) => {
+            // Fall back to the default search path before giving up: the
+            // library may be installed without its .pc file.
+            let default = Path::new("/usr/lib/x86_64-linux-gnu/libdlm.so");
+            if default.exists() {
+                println!("cargo:rustc-link-lib=dylib=dlm");
+                println!("cargo:rustc-link-lib=dylib=pthread");
+                return includes;
+            }
+            panic!(
+                "\n\ndlm-sys: libdlm was not found ({err}).\n\
+                 Install it (Debian/Ubuntu: `apt-get install libdlm-dev`; \
+                 Fedora/RHEL: `dnf install dlm-devel`),\n\
+                 or set DLM_LIB_DIR to the directory holding libdlm.so \
+                 (and DLM_INCLUDE_DIR to the one holding libdlm.h).\n\n"
+            );
+        }
+    }
+}
+
+#[cfg(feature = "bindgen")]
+fn generate(include: &Path) {
+    use bindgen::callbacks::{IntKind, ParseCallbacks};
+
+    /// Gives every libdlm constant the integer type of the parameter or
+    /// field it is used with.
+    #[derive(Debug)]
+    struct Types;
+
+    impl ParseCallbacks for Types {
+        fn int_macro(&self, name: &str, _value: i64) -> Option<IntKind> {
+            let kind = if name.starts_with("LKM_")
+                || name.starts_with("LKF_")
+                || name.starts_with("DLM_LSFL_")
+            {
+                // mode and flags parameters are uint32_t.
+                IntKind::U32
+            } else if name.starts_with("DLM_SBF_") {
+                // compared with `struct dlm_lksb`'s `char sb_flags`.
+                IntKind::Custom {
+                    name: "::std::os::raw::c_char",
+                    is_signed: false,
+                }
+            } else if matches!(name, "ECANCEL" | "EUNLOCK" | "EINPROG") {
+                // compared with `int sb_status`.
+                IntKind::Int
+            } else if matches!(
+                name,
+                "DLM_LVB_LEN" | "DLM_RESNAME_MAXLEN" | "DLM_LOCKSPACE_LEN"
+            ) {
+                // buffer lengths.
+                IntKind::Custom {
+                    name: "usize",
+                    is_signed: false,
+                }
+            } else {
+                return None;
+            };
+            Some(kind)
+        }
+    }
+
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("bindings.rs");
+    bindgen::Builder::default()
+        .header("wrapper.h")
+        .clang_arg(format!("-I{}", include.display()))
+        .clang_arg("-D_REENTRANT")
+        .allowlist_function("dlm_.*|lock_resource|unlock_resource")
+        .allowlist_type("dlm_.*")
+        .allowlist_var("LKM_.*|LKF_.*|DLM_.*|ECANCEL|EUNLOCK|EINPROG")
+        .blocklist_type("mode_t|__mode_t")
+        .raw_line("use libc::mode_t;")
+        .parse_callbacks(Box::new(Types))
+        .derive_default(true)
+        .layout_tests(true)
+        .generate_comments(true)
+        .ctypes_prefix("::std::os::raw")
+        .generate()
+        .expect("bindgen could not generate libdlm's bindings")
+        .write_to_file(&out)
+        .expect("could not write the bindings");
+    println!("cargo:rerun-if-changed={}", include.join("libdlm.h").display());
+}

@@ -1,0 +1,1 @@
+//! Example programs of the `libdlm` crate; see the files next to this one.
