@@ -13,15 +13,23 @@ uml_new_run() {
 	UML_RUN=$(mktemp -d "${TMPDIR:-/tmp}/dlm-cluster.XXXXXX")
 	UML_TAG=dlm$(basename "$UML_RUN" | cut -d. -f2)
 	chmod 755 "$UML_RUN"
+	uml_env_exports >"$UML_RUN/env.sh"
+}
+
+# uml_env_exports [unset]: print shell commands exporting PATH, HOME,
+# CARGO_HOME, RUSTUP_HOME, RUST_BACKTRACE and every variable named in
+# DLM_VM_ENV with their current values; with "unset", variables that are not
+# set here are unset there.
+uml_env_exports() {
 	local v names
 	names="PATH HOME CARGO_HOME RUSTUP_HOME RUST_BACKTRACE $(echo "${DLM_VM_ENV:-}" | tr , " ")"
-	{
-		for v in $names; do
-			if [ -n "${!v+x}" ]; then
-				printf 'export %s=%q\n' "$v" "${!v}"
-			fi
-		done
-	} >"$UML_RUN/env.sh"
+	for v in $names; do
+		if [ -n "${!v+x}" ]; then
+			printf 'export %s=%q\n' "$v" "${!v}"
+		elif [ "${1:-}" = unset ]; then
+			printf 'unset %s\n' "$v"
+		fi
+	done
 }
 
 # uml_corosync_conf N: the corosync configuration of an N-node cluster.

@@ -21,9 +21,13 @@
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
 #![allow(clippy::all)]
 
+// Generated code: its one unsafe block (`Default` for `dlm_lksb`, zeroing)
+// carries no SAFETY comment.
 #[cfg(not(feature = "bindgen"))]
+#[allow(clippy::undocumented_unsafe_blocks)]
 mod bindings;
 #[cfg(feature = "bindgen")]
+#[allow(clippy::undocumented_unsafe_blocks)]
 mod bindings {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }

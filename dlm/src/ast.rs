@@ -1,0 +1,394 @@
+//! Where ASTs cross from libdlm's thread into Rust.
+//!
+//! Every lock has a [`LockCell`] at a fixed heap address: the `dlm_lksb` and
+//! the 32-byte LVB buffer the kernel and libdlm write into, and the route
+//! its completions take. libdlm's AST thread (started by
+//! `dlm_ls_pthread_init`) copies each result into the lksb and calls
+//! [`completion_ast`] or [`blocking_ast`] with the cell's address. Those
+//! functions snapshot what they need and forward it over a
+//! `crossbeam-channel` — nothing else: no allocation, no lock, no I/O, no
+//! user code, and no panic can escape them.
+//!
+//! A thread waiting for a completion waits on its own channel (one per
+//! thread, made on first use), so a request costs no channel allocation.
+//! Each event names the cell and the request sequence number it answers;
+//! a waiter discards any other (a late answer to a request it gave up on).
+//!
+//! Ownership rule: while a request is in flight, libdlm's thread owns the
+//! lksb and LVB buffer; the requesting thread touches them again only after
+//! it has received the completion (the channel orders the two). A blocking
+//! AST may rewrite the lksb at any time, so the lksb is only ever read on
+//! libdlm's thread, in [`completion_ast`]; the LVB buffer is written by
+//! libdlm only at completions.
+
+use crate::error::Error;
+use crossbeam_channel::{Receiver, Sender};
+use dlm_sys as sys;
+use std::cell::UnsafeCell;
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the AST thread tells the waiting thread about one completion.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completion {
+    /// Address of the cell it belongs to.
+    cell: usize,
+    /// Sequence number of the request it answers.
+    seq: u32,
+    /// `sb_status`: 0, `EAGAIN`, `EDEADLK`, `ECANCEL`, `EUNLOCK`, ...
+    pub status: i32,
+    /// `sb_lkid`.
+    pub lkid: u32,
+    /// `sb_flags` (`DLM_SBF_*`).
+    pub sb_flags: u8,
+}
+
+/// A blocking notification: another request waits for a mode this lock's
+/// mode blocks. libdlm does not pass on which mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocking;
+
+/// The per-lock state shared with libdlm's AST thread.
+///
+/// It has two lock status blocks. Slot [`MAIN`] serves requests,
+/// conversions and unlocks; slot [`CANCEL`] serves cancels. libdlm stores
+/// `EINPROG` into the lksb it is given on the calling thread, and a cancel
+/// is the one call made while the lock's AST can be running on libdlm's
+/// thread: with one lksb, that store could overwrite a grant's status
+/// between libdlm's copy and the AST's read. The AST argument names the
+/// slot (the cell's address plus the slot index), and the kernel writes
+/// each result to the lksb of the request that set the argument.
+#[repr(C)]
+pub(crate) struct LockCell {
+    /// Written by libdlm (calling thread at request time, AST thread at
+    /// every AST); read by Rust only in `completion_ast` and, for a new
+    /// request's lock id, by `lkid_after_request`.
+    lksb: [UnsafeCell<sys::dlm_lksb>; 2],
+    /// The LVB buffer both lksbs point at.
+    lvb: UnsafeCell<[u8; sys::DLM_LVB_LEN]>,
+    /// Sequence number of the request in flight; stored (Release) by the
+    /// requesting thread before the request, loaded (Acquire) by the AST.
+    seq: AtomicU32,
+    /// Set when a waiter gave up on this cell (its lockspace keeps it until
+    /// close); a late grant is then unlocked by the AST itself.
+    abandoned: AtomicBool,
+    /// The waiting thread's channel; written only while no request is in
+    /// flight, read by the AST during one.
+    route: UnsafeCell<Option<Sender<Completion>>>,
+    /// Blocking notifications, when the lock asked for them.
+    blocking: Option<Sender<Blocking>>,
+    /// The lockspace, for the unlock of a late grant of an abandoned cell.
+    ls: sys::dlm_lshandle_t,
+}
+
+/// Slot of requests, conversions and unlocks.
+pub(crate) const MAIN: usize = 0;
+/// Slot of cancels.
+pub(crate) const CANCEL: usize = 1;
+
+// SAFETY: the cell is shared between the thread that owns its lock and
+// libdlm's AST thread under the ownership rule in the module docs: the
+// UnsafeCell fields are only accessed by one side at a time, ordered by
+// the request (a write(2) to the lockspace device) and by `seq`'s
+// Release/Acquire pair and the completion channel. `ls` is only used while
+// the lockspace is open (ASTs stop before it closes).
+unsafe impl Send for LockCell {}
+// SAFETY: as for Send; shared access from the two threads follows the same
+// rule.
+unsafe impl Sync for LockCell {}
+
+impl std::fmt::Debug for LockCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockCell").field("seq", &self.seq.load(Ordering::Relaxed)).finish_non_exhaustive()
+    }
+}
+
+impl LockCell {
+    /// A new cell, boxed so that its address stays fixed.
+    pub(crate) fn new(ls: sys::dlm_lshandle_t, blocking: Option<Sender<Blocking>>) -> Box<LockCell> {
+        let cell = Box::new(LockCell {
+            lksb: [UnsafeCell::new(sys::dlm_lksb::default()), UnsafeCell::new(sys::dlm_lksb::default())],
+            lvb: UnsafeCell::new([0; sys::DLM_LVB_LEN]),
+            seq: AtomicU32::new(0),
+            abandoned: AtomicBool::new(false),
+            route: UnsafeCell::new(None),
+            blocking,
+            ls,
+        });
+        for slot in &cell.lksb {
+            // SAFETY: nothing else can see the new cell yet.
+            unsafe { (*slot.get()).sb_lvbptr = cell.lvb.get().cast() };
+        }
+        cell
+    }
+
+    /// The lksb of `slot` to pass to libdlm.
+    pub(crate) fn lksb_ptr(&self, slot: usize) -> *mut sys::dlm_lksb {
+        self.lksb[slot].get()
+    }
+
+    /// The `astarg` to pass to libdlm with the lksb of `slot`: the cell's
+    /// address plus the slot index (the cell is 8-byte aligned).
+    pub(crate) fn arg(&self, slot: usize) -> *mut c_void {
+        (self as *const LockCell as *mut c_void).wrapping_byte_add(slot)
+    }
+
+    /// The cell and slot an `astarg` names.
+    ///
+    /// # Safety
+    /// `arg` came from [`LockCell::arg`] of a cell that is still alive.
+    unsafe fn from_arg<'a>(arg: *mut c_void) -> (&'a LockCell, usize) {
+        let slot = arg as usize & 1;
+        // SAFETY: undoing `arg` gives back the cell's own pointer, with its
+        // provenance; the cell is alive (the caller's contract).
+        (unsafe { &*(arg.wrapping_byte_sub(slot) as *const LockCell) }, slot)
+    }
+
+    /// Whether the lock asked for blocking notifications.
+    pub(crate) fn wants_blocking(&self) -> bool {
+        self.blocking.is_some()
+    }
+
+    /// Gets the cell ready for a request from the current thread, whose
+    /// channel is `waiter`: routes completions there and returns the new
+    /// request's sequence number.
+    ///
+    /// # Safety
+    /// No request of this cell may be in flight.
+    pub(crate) unsafe fn prepare(&self, waiter: &Waiter) -> u32 {
+        // SAFETY: no request in flight (caller's contract), so the AST
+        // thread does not read `route` now.
+        let route = unsafe { &mut *self.route.get() };
+        if !route.as_ref().is_some_and(|r| r.same_channel(&waiter.tx)) {
+            *route = Some(waiter.tx.clone());
+        }
+        self.seq.fetch_add(1, Ordering::Release).wrapping_add(1)
+    }
+
+    /// The LVB buffer's contents.
+    ///
+    /// # Safety
+    /// No request of this cell may be in flight, and the completion of the
+    /// last one must have been received on this thread.
+    pub(crate) unsafe fn lvb(&self) -> [u8; sys::DLM_LVB_LEN] {
+        // SAFETY: libdlm writes the buffer only at completions; none can
+        // come now (caller's contract).
+        unsafe { *self.lvb.get() }
+    }
+
+    /// Replaces the LVB buffer's contents (sent with the next VALBLK
+    /// request).
+    ///
+    /// # Safety
+    /// As for [`LockCell::lvb`].
+    pub(crate) unsafe fn set_lvb(&self, bytes: &[u8; sys::DLM_LVB_LEN]) {
+        // SAFETY: as in `lvb`.
+        unsafe { *self.lvb.get() = *bytes };
+    }
+
+    /// Marks the cell given up: its owner no longer waits for it. A grant
+    /// that still arrives is unlocked by the AST thread.
+    pub(crate) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+    }
+
+    /// Reads the lock id libdlm stored on this thread after the `write` of
+    /// a new request; used only to cancel a request that has not completed.
+    pub(crate) fn lkid_after_request(&self) -> u32 {
+        // SAFETY: the field is a valid, aligned u32 inside the live cell.
+        // libdlm's AST thread may store the same value into it at the same
+        // time (a race inside libdlm's design); an atomic load keeps this
+        // side free of torn or assumed-stable reads.
+        let lkid = unsafe { &*(std::ptr::addr_of_mut!((*self.lksb[MAIN].get()).sb_lkid) as *const AtomicU32) };
+        lkid.load(Ordering::Relaxed)
+    }
+}
+
+/// A thread's completion channel.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    tx: Sender<Completion>,
+    rx: Receiver<Completion>,
+}
+
+/// Completions that can be pending for one thread: one per request, plus
+/// late answers to requests it gave up on.
+const WAITER_CAPACITY: usize = 32;
+
+impl Waiter {
+    pub(crate) fn new() -> Waiter {
+        let (tx, rx) = crossbeam_channel::bounded(WAITER_CAPACITY);
+        Waiter { tx, rx }
+    }
+
+    /// Runs `f` with the calling thread's waiter (or, during thread-local
+    /// destruction, a fresh one).
+    pub(crate) fn with<R>(f: impl FnOnce(&Waiter) -> R) -> R {
+        thread_local! {
+            static WAITER: Waiter = Waiter::new();
+        }
+        let mut f = Some(f);
+        match WAITER.try_with(|w| (f.take().expect("called once"))(w)) {
+            Ok(r) => r,
+            Err(_) => (f.take().expect("not yet called"))(&Waiter::new()),
+        }
+    }
+
+    /// Drops answers to earlier requests still in the channel.
+    pub(crate) fn drain(&self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+
+    /// Waits for the completion of request `seq` of `cell`, until
+    /// `deadline` (then `Ok(None)`) or for ever. Every `LIVENESS_PERIOD`
+    /// of waiting it asks `alive()` whether the lockspace still exists; a
+    /// lockspace that is gone gives [`Error::LockspaceGone`], since no AST
+    /// will come from it.
+    pub(crate) fn wait(
+        &self,
+        cell: &LockCell,
+        seq: u32,
+        deadline: Option<Instant>,
+        alive: &dyn Fn() -> bool,
+    ) -> Result<Option<Completion>, Error> {
+        let me = cell as *const LockCell as usize;
+        // The common case: the answer is already there, or comes soon;
+        // `recv_timeout` reads the clock once.
+        let mut limit = LIVENESS_PERIOD;
+        if let Some(d) = deadline {
+            limit = limit.min(d.saturating_duration_since(Instant::now()));
+        }
+        loop {
+            match self.rx.recv_timeout(limit) {
+                Ok(c) if c.cell == me && c.seq == seq => return Ok(Some(c)),
+                Ok(_) => continue, // a late answer to a request given up on
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    let now = Instant::now();
+                    if deadline.is_some_and(|d| now >= d) {
+                        return Ok(None);
+                    }
+                    if !alive() {
+                        return Err(Error::LockspaceGone);
+                    }
+                    limit = LIVENESS_PERIOD;
+                    if let Some(d) = deadline {
+                        limit = limit.min(d - now);
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    unreachable!("the waiter holds a sender of its own channel")
+                }
+            }
+        }
+    }
+}
+
+/// How often a wait with no deadline checks that its lockspace still
+/// exists.
+pub(crate) const LIVENESS_PERIOD: Duration = Duration::from_secs(1);
+
+extern "C" {
+    fn pthread_setcancelstate(state: c_int, oldstate: *mut c_int) -> c_int;
+}
+/// glibc's `PTHREAD_CANCEL_DISABLE`.
+const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+/// Holds off `pthread_cancel` (used by `dlm_close_lockspace`) while an AST
+/// function runs, so that cancellation never unwinds through Rust frames;
+/// a pending cancel acts at libdlm's next `read`.
+struct NoCancel(c_int);
+
+impl NoCancel {
+    fn new() -> NoCancel {
+        let mut old = 0;
+        // SAFETY: `old` is a valid out-pointer; the call only changes this
+        // thread's cancel state.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        NoCancel(old)
+    }
+}
+
+impl Drop for NoCancel {
+    fn drop(&mut self) {
+        let mut ignored = 0;
+        // SAFETY: as in `new`; restores the state saved there.
+        unsafe { pthread_setcancelstate(self.0, &mut ignored) };
+    }
+}
+
+/// Runs `f`, aborting the process if it panics: no panic may unwind into
+/// libdlm's C frames.
+fn no_unwind(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        std::process::abort();
+    }
+}
+
+/// The completion AST of every lock: snapshots the lksb and forwards it to
+/// the waiting thread.
+///
+/// # Safety
+/// `arg` is the address of a live [`LockCell`] that stays alive until the
+/// waiter has received this completion (or, for an abandoned cell, until
+/// its lockspace is closed); libdlm has just written its lksb on this
+/// thread.
+pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
+    let _no_cancel = NoCancel::new();
+    no_unwind(|| {
+        // SAFETY: `arg` names a live cell (this function's contract).
+        let (cell, slot) = unsafe { LockCell::from_arg(arg) };
+        let seq = cell.seq.load(Ordering::Acquire);
+        // SAFETY: libdlm wrote this slot's lksb on this thread just now;
+        // the calling thread writes it only before a request of its own
+        // slot, which cannot be in flight at the same time.
+        let lksb = unsafe { std::ptr::read(cell.lksb[slot].get()) };
+        if cell.abandoned.load(Ordering::Acquire) {
+            if lksb.sb_status == 0 {
+                // Granted after its waiter gave up: release it at once.
+                // SAFETY: the cell stays alive until the lockspace closes,
+                // which cannot happen while this AST runs; lkid names the
+                // granted lock.
+                unsafe { sys::dlm_ls_unlock(cell.ls, lksb.sb_lkid, 0, cell.lksb_ptr(MAIN), cell.arg(MAIN)) };
+            }
+            return;
+        }
+        let completion = Completion {
+            cell: cell as *const LockCell as usize,
+            seq,
+            status: lksb.sb_status,
+            lkid: lksb.sb_lkid,
+            sb_flags: lksb.sb_flags as u8,
+        };
+        // Clone the route out of the cell: once the waiter has the event it
+        // may free the cell, so the send must not borrow from it.
+        // SAFETY: `route` is not written while a request is in flight.
+        let route = unsafe { (*cell.route.get()).clone() };
+        if let Some(tx) = route {
+            // Never blocks; a full channel only happens if a thread leaves
+            // more than WAITER_CAPACITY answers unread.
+            let _ = tx.try_send(completion);
+        }
+    });
+}
+
+/// The blocking AST of locks that asked for notifications.
+///
+/// # Safety
+/// `arg` is the address of a live [`LockCell`]; the kernel sends blocking
+/// ASTs only before the lock's last completion, which its owner waits for
+/// before freeing the cell.
+pub(crate) unsafe extern "C" fn blocking_ast(arg: *mut c_void) {
+    let _no_cancel = NoCancel::new();
+    no_unwind(|| {
+        // SAFETY: `arg` names a live cell (this function's contract).
+        let (cell, _) = unsafe { LockCell::from_arg(arg) };
+        // The cell cannot be freed while this runs: its owner frees it only
+        // after the lock's last completion, which libdlm delivers on this
+        // thread after this function returns.
+        if let Some(tx) = &cell.blocking {
+            // Coalesces: one pending notification says enough.
+            let _ = tx.try_send(Blocking);
+        }
+    });
+}

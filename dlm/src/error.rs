@@ -1,0 +1,198 @@
+//! The error type and the two mappings from libdlm's results to it: the
+//! `-1`/`errno` convention of the calls, and the `sb_status` of an AST.
+
+use std::io;
+
+/// Result of every fallible call of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to the DLM.
+///
+/// The operating-system error code behind a variant, where there is one, is
+/// kept: [`Error::raw_os_error`] returns it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `try` request (`LKF_NOQUEUE`) could not be granted at once
+    /// (`EAGAIN`). A new lock is not held; a conversion leaves the lock in
+    /// its old mode.
+    #[error("the lock is held in an incompatible mode (would block)")]
+    WouldBlock,
+    /// The request was refused because it would deadlock (`EDEADLK`): a
+    /// conversion deadlock, or the DLM's deadlock detection chose this
+    /// request. A conversion leaves the lock in its old mode.
+    #[error("conversion deadlock (EDEADLK)")]
+    Deadlock,
+    /// The request was not granted before its timeout; it was cancelled.
+    /// A new lock is not held; a conversion leaves the lock in its old mode.
+    #[error("timed out waiting for the lock")]
+    TimedOut,
+    /// The request was cancelled (`ECANCEL`) by something other than this
+    /// request's own timeout, for instance `dlm_ls_deadlock_cancel`.
+    #[error("the request was cancelled (ECANCEL)")]
+    Cancelled,
+    /// No DLM to talk to: no `dlm` kernel module, no `dlm_controld`
+    /// (`EUNATCH`), no control device, or libdlm failed without an error
+    /// code. `code` is the `errno` seen (0 when libdlm gave none).
+    #[error("the DLM is not available (errno {code}): is the dlm module loaded and dlm_controld running?")]
+    NotAvailable {
+        /// The `errno` libdlm left, 0 when it left none.
+        code: i32,
+    },
+    /// The caller lacks the privilege (`EPERM`/`EACCES`): creating or
+    /// releasing a lockspace needs `CAP_SYS_ADMIN`; opening one needs
+    /// permission on its device.
+    #[error("permission denied (errno {code})")]
+    PermissionDenied {
+        /// `EPERM` or `EACCES`.
+        code: i32,
+    },
+    /// The lockspace exists already and was asked for exclusively
+    /// (`DLM_LSFL_NEWEXCL`, `EEXIST`).
+    #[error("the lockspace exists already")]
+    LockspaceExists,
+    /// No lockspace of that name exists (`ENOENT` from open).
+    #[error("no such lockspace")]
+    LockspaceNotFound,
+    /// The lockspace still holds locks and was released without force
+    /// (`EBUSY`).
+    #[error("the lockspace is busy: locks are still held in it")]
+    Busy,
+    /// The lockspace this handle or lock belongs to has been released
+    /// (with force, possibly by another process) while it was in use.
+    #[error("the lockspace was released while in use")]
+    LockspaceGone,
+    /// No orphan lock of that name exists to adopt (`ENOENT`).
+    #[error("no orphan lock of that name to adopt")]
+    OrphanNotFound,
+    /// An orphan of that name exists, but in another mode (`EAGAIN`).
+    #[error("the orphan lock is held in another mode")]
+    OrphanModeMismatch,
+    /// A resource or lockspace name that the DLM would refuse; the text
+    /// says why. Nothing was sent to the DLM.
+    #[error("invalid name: {0}")]
+    InvalidName(&'static str),
+    /// A flag, mode or option combination the DLM would refuse, or a call
+    /// that does not apply in the lock's state; the text says why. Nothing
+    /// was sent to the DLM.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    /// Any other error from a libdlm call or an AST status.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The libdlm call that failed.
+        op: &'static str,
+        /// The operating-system error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The operating-system error code behind this error, if there is one
+    /// (for instance `EAGAIN` for [`Error::WouldBlock`]). Errors found by
+    /// this crate before calling libdlm have none.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::WouldBlock => Some(libc::EAGAIN),
+            Error::Deadlock => Some(libc::EDEADLK),
+            Error::TimedOut => Some(libc::ETIMEDOUT),
+            Error::Cancelled => Some(dlm_sys::ECANCEL),
+            Error::NotAvailable { code } | Error::PermissionDenied { code } => Some(*code),
+            Error::LockspaceExists => Some(libc::EEXIST),
+            Error::LockspaceNotFound | Error::OrphanNotFound => Some(libc::ENOENT),
+            Error::Busy => Some(libc::EBUSY),
+            Error::LockspaceGone => Some(libc::ENOENT),
+            Error::OrphanModeMismatch => Some(libc::EAGAIN),
+            Error::InvalidName(_) | Error::InvalidArgument(_) => None,
+            Error::Os { source, .. } => source.raw_os_error(),
+        }
+    }
+
+    /// Maps an `errno` left by the libdlm call `op`.
+    pub(crate) fn from_errno(op: &'static str, code: i32) -> Error {
+        match code {
+            0 | libc::EUNATCH | libc::ENODEV | libc::ENXIO | libc::ENOSYS => Error::NotAvailable { code },
+            libc::EPERM | libc::EACCES => Error::PermissionDenied { code },
+            libc::EEXIST => Error::LockspaceExists,
+            libc::EBUSY => Error::Busy,
+            libc::EAGAIN => Error::WouldBlock,
+            libc::EDEADLK => Error::Deadlock,
+            _ => Error::Os { op, source: io::Error::from_raw_os_error(code) },
+        }
+    }
+
+    /// The error for the current `errno` after the libdlm call `op`
+    /// returned -1 or NULL.
+    pub(crate) fn last(op: &'static str) -> Error {
+        Error::from_errno(op, errno())
+    }
+
+    /// Maps the `sb_status` of a completion AST; `None` for success (0).
+    pub(crate) fn from_status(status: i32) -> Option<Error> {
+        match status {
+            0 => None,
+            libc::EAGAIN => Some(Error::WouldBlock),
+            libc::EDEADLK => Some(Error::Deadlock),
+            dlm_sys::ECANCEL => Some(Error::Cancelled),
+            s if s < 0 => Some(Error::from_errno("lock request", -s)),
+            s => Some(Error::from_errno("lock request", s)),
+        }
+    }
+}
+
+/// The calling thread's `errno`.
+pub(crate) fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Sets the calling thread's `errno` (libdlm leaves it unchanged on some
+/// paths, so it is cleared before those calls).
+pub(crate) fn set_errno(value: i32) {
+    // SAFETY: __errno_location returns the valid, thread-local errno slot.
+    unsafe { *libc::__errno_location() = value };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ast_statuses_map_to_variants() {
+        assert!(Error::from_status(0).is_none());
+        assert!(matches!(Error::from_status(libc::EAGAIN), Some(Error::WouldBlock)));
+        assert!(matches!(Error::from_status(libc::EDEADLK), Some(Error::Deadlock)));
+        assert!(matches!(Error::from_status(dlm_sys::ECANCEL), Some(Error::Cancelled)));
+        let other = Error::from_status(libc::EINVAL).unwrap();
+        assert_eq!(other.raw_os_error(), Some(libc::EINVAL));
+        // A negative status (kernel convention) maps like the positive one.
+        assert_eq!(Error::from_status(-libc::EINVAL).unwrap().raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn errnos_map_to_variants_and_keep_the_code() {
+        assert!(matches!(Error::from_errno("x", 0), Error::NotAvailable { code: 0 }));
+        assert!(matches!(Error::from_errno("x", libc::EUNATCH), Error::NotAvailable { .. }));
+        assert!(matches!(Error::from_errno("x", libc::EPERM), Error::PermissionDenied { code: libc::EPERM }));
+        assert!(matches!(Error::from_errno("x", libc::EEXIST), Error::LockspaceExists));
+        assert!(matches!(Error::from_errno("x", libc::EBUSY), Error::Busy));
+        for code in [libc::EUNATCH, libc::EPERM, libc::EEXIST, libc::EBUSY, libc::EIO] {
+            assert_eq!(Error::from_errno("x", code).raw_os_error(), Some(code));
+        }
+        assert_eq!(Error::InvalidName("empty").raw_os_error(), None);
+    }
+
+    #[test]
+    fn messages_name_the_problem() {
+        let e = Error::from_errno("dlm_ls_lock", libc::EIO);
+        assert!(e.to_string().starts_with("dlm_ls_lock failed"), "{e}");
+        assert!(Error::NotAvailable { code: 0 }.to_string().contains("dlm_controld"));
+    }
+
+    #[test]
+    fn errno_round_trip() {
+        set_errno(libc::EBUSY);
+        assert_eq!(errno(), libc::EBUSY);
+        set_errno(0);
+        assert_eq!(errno(), 0);
+    }
+}
