@@ -22,6 +22,34 @@ pub(crate) static GLOBAL: Mutex<()> = parking_lot::const_mutex(());
 /// The control device; when it is missing there is no DLM at all.
 const CONTROL_DEVICE: &str = "/dev/misc/dlm-control";
 
+/// How many handles of each lockspace this process has open. The kernel
+/// completes the removal of a lockspace only once every file descriptor of
+/// it is closed, so a release while this process still has another handle
+/// open would block for ever; such releases are refused instead.
+static OPEN: Mutex<Vec<(CString, usize)>> = parking_lot::const_mutex(Vec::new());
+
+fn count_open(name: &CString, delta: isize) -> usize {
+    let mut open = OPEN.lock();
+    let pos = match open.iter().position(|(n, _)| n == name) {
+        Some(pos) => pos,
+        None => {
+            open.push((name.clone(), 0));
+            open.len() - 1
+        }
+    };
+    let count = (open[pos].1 as isize + delta).max(0) as usize;
+    if count == 0 {
+        open.swap_remove(pos);
+    } else {
+        open[pos].1 = count;
+    }
+    count
+}
+
+fn open_count(name: &CString) -> usize {
+    OPEN.lock().iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c)
+}
+
 /// An open lockspace: the namespace that lock names live in.
 ///
 /// A `Lockspace` is a cheap, clonable handle (`Send + Sync`): many threads
@@ -53,9 +81,11 @@ pub struct Lockspace {
 pub(crate) struct Inner {
     handle: NonNull<c_void>,
     name: CString,
-    /// `/sys/kernel/dlm/<name>`, if it existed when the lockspace was
-    /// opened: its disappearance tells that the lockspace was released.
-    sysfs: Option<PathBuf>,
+    /// The lockspace's device, `/dev/misc/dlm_<name>`, if it existed when
+    /// the lockspace was opened: the kernel removes it first thing when the
+    /// lockspace is released, so its disappearance tells that no AST will
+    /// come any more.
+    device: Option<PathBuf>,
     /// Cells whose last AST may still come: kept until the AST thread is
     /// stopped at close. Boxed: the kernel knows their addresses.
     #[allow(clippy::vec_box)]
@@ -164,9 +194,10 @@ impl Lockspace {
             unsafe { sys::dlm_close_lockspace(handle.as_ptr()) };
             return Err(Error::from_errno("dlm_ls_pthread_init", rc));
         }
-        let sysfs = Path::new("/sys/kernel/dlm").join(name);
-        let sysfs = sysfs.exists().then_some(sysfs);
-        Ok(Lockspace { inner: Arc::new(Inner { handle, name: cname, sysfs, graveyard: Mutex::new(Vec::new()), closed: false }) })
+        let device = PathBuf::from(format!("/dev/misc/dlm_{name}"));
+        let device = device.exists().then_some(device);
+        count_open(&cname, 1);
+        Ok(Lockspace { inner: Arc::new(Inner { handle, name: cname, device, graveyard: Mutex::new(Vec::new()), closed: false }) })
     }
 
     /// The lockspace's name.
@@ -181,9 +212,9 @@ impl Lockspace {
         self.inner.handle.as_ptr()
     }
 
-    /// Whether the lockspace still exists in the kernel (it disappears when
-    /// released, possibly by force by another process). Always `true` when
-    /// the kernel's sysfs directory for lockspaces cannot be seen.
+    /// Whether the lockspace is still in service: its device disappears when
+    /// it is released (possibly by force, by another process). Always
+    /// `true` when the device could not be seen at open.
     pub fn is_alive(&self) -> bool {
         self.inner.is_alive()
     }
@@ -254,36 +285,34 @@ impl Lockspace {
     /// create; the kernel removes the lockspace when the last is undone.
     ///
     /// Without `force`, fails with [`Error::Busy`] while locks exist in it
-    /// (this process's and orphans included). With `force`, the lockspace
-    /// goes with its locks: guards of it that are still alive can no
-    /// longer unlock ([`LockGuard::unlock`] then returns
-    /// [`Error::LockspaceGone`]), and waiters get that error.
+    /// (orphans included, and other nodes' locks). With `force`, the
+    /// lockspace goes with its locks.
     ///
-    /// When this is the only handle (no clones, no guards), libdlm closes
-    /// it first, which unlocks this handle's non-persistent locks. Either
-    /// way `self` is consumed.
+    /// The kernel finishes removing a lockspace only when every handle of
+    /// it, in every process, is closed; until then the call waits. So that
+    /// it cannot wait for this process itself, it fails with
+    /// [`Error::Busy`] while this process has another handle of the
+    /// lockspace open: a clone of this one, a [`LockGuard`] (guards keep
+    /// their lockspace open) or another [`open`](Lockspace::open).
+    ///
+    /// libdlm closes this handle first, which unlocks its non-persistent
+    /// locks. `self` is consumed (and closed) either way.
     ///
     /// # Errors
     /// [`Error::Busy`]; [`Error::PermissionDenied`]; other errors of
     /// `dlm_release_lockspace`.
     pub fn release(self, force: bool) -> Result<()> {
-        let inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(shared) => {
-                let name = shared.name.clone();
-                drop(shared);
-                return release_by_name(&name, force);
-            }
+        let Some(mut inner) = Arc::into_inner(self.inner) else {
+            return Err(Error::Busy);
         };
-        let mut inner = inner;
-        let result = {
-            let _global = GLOBAL.lock();
-            // SAFETY: sole owner of the handle; libdlm stops its AST
-            // thread, closes and frees it; `closed` keeps Drop from
-            // closing it again.
-            unsafe { release_handle(&inner.name, inner.handle.as_ptr(), force) }
-        };
+        if open_count(&inner.name) > 1 {
+            return Err(Error::Busy);
+        }
+        // SAFETY: sole owner of the handle; libdlm stops its AST thread,
+        // closes and frees it; `closed` keeps Drop from closing it again.
+        let result = unsafe { release_handle(&inner.name, inner.handle.as_ptr(), force) };
         inner.closed = true;
+        count_open(&inner.name, -1);
         // Dropping `inner` frees the parked cells: the AST thread is gone.
         drop(inner);
         result
@@ -292,7 +321,7 @@ impl Lockspace {
 
 impl Inner {
     pub(crate) fn is_alive(&self) -> bool {
-        self.sysfs.as_ref().is_none_or(|p| p.exists())
+        self.device.as_ref().is_none_or(|p| p.exists())
     }
 
     pub(crate) fn handle(&self) -> sys::dlm_lshandle_t {
@@ -310,11 +339,15 @@ impl Drop for Inner {
         if self.closed {
             return;
         }
-        let _global = GLOBAL.lock();
-        // SAFETY: last owner; libdlm cancels and joins the AST thread (not
-        // this thread: Rust code never holds a handle on it), closes the
-        // device and frees the handle. The graveyard is dropped after.
-        unsafe { sys::dlm_close_lockspace(self.handle.as_ptr()) };
+        {
+            let _global = GLOBAL.lock();
+            // SAFETY: last owner; libdlm cancels and joins the AST thread
+            // (not this thread: no Rust code on it holds a handle), closes
+            // the device and frees the handle. The graveyard is dropped
+            // after.
+            unsafe { sys::dlm_close_lockspace(self.handle.as_ptr()) };
+        }
+        count_open(&self.name, -1);
     }
 }
 
@@ -322,11 +355,22 @@ impl Drop for Inner {
 /// libdlm ignores the kernel's answer, so `errno` is cleared first and
 /// looked at after.
 ///
+/// GLOBAL is held only to make sure libdlm's control device is open: the
+/// release itself may wait in the kernel for other processes to close the
+/// lockspace, and must not hold up this process's other lockspaces.
+///
 /// # Safety
-/// `handle` is an open handle not used again; GLOBAL is held.
+/// `handle` is an open handle not used again.
 unsafe fn release_handle(name: &CString, handle: sys::dlm_lshandle_t, force: bool) -> Result<()> {
+    {
+        let _global = GLOBAL.lock();
+        let (mut a, mut b, mut c) = (0, 0, 0);
+        // SAFETY: valid out-pointers; opens libdlm's control device once.
+        unsafe { sys::dlm_kernel_version(&mut a, &mut b, &mut c) };
+    }
     set_errno(0);
-    // SAFETY: the caller's contract.
+    // SAFETY: the caller's contract; libdlm's global state is initialised
+    // (above) and only read from now on.
     let rc = unsafe { sys::dlm_release_lockspace(name.as_ptr(), handle, force as i32) };
     let code = errno();
     if rc != 0 {
@@ -340,16 +384,25 @@ unsafe fn release_handle(name: &CString, handle: sys::dlm_lshandle_t, force: boo
 
 /// Releases a lockspace through a handle of its own.
 fn release_by_name(name: &CString, force: bool) -> Result<()> {
-    let _global = GLOBAL.lock();
-    set_errno(0);
-    // SAFETY: name is a valid C string; GLOBAL is held.
-    let raw = unsafe { sys::dlm_open_lockspace(name.as_ptr()) };
-    let Some(handle) = NonNull::new(raw) else {
-        let code = errno();
-        return Err(match code {
-            libc::ENOENT if Path::new(CONTROL_DEVICE).exists() => Error::LockspaceNotFound,
-            _ => Error::from_errno("dlm_open_lockspace", code),
-        });
+    if open_count(name) > 0 {
+        return Err(Error::Busy);
+    }
+    let handle = {
+        let _global = GLOBAL.lock();
+        set_errno(0);
+        // SAFETY: name is a valid C string; GLOBAL is held.
+        let raw = unsafe { sys::dlm_open_lockspace(name.as_ptr()) };
+        match NonNull::new(raw) {
+            Some(handle) => handle,
+            None => {
+                let code = errno();
+                return Err(match code {
+                    libc::ENOENT if Path::new(CONTROL_DEVICE).exists() => Error::LockspaceNotFound,
+                    libc::ENOENT => Error::NotAvailable { code },
+                    _ => Error::from_errno("dlm_open_lockspace", code),
+                });
+            }
+        }
     };
     // SAFETY: a fresh handle without AST thread, not used again.
     unsafe { release_handle(name, handle.as_ptr(), force) }
@@ -366,11 +419,13 @@ pub fn join(name: &str, mode: u32) -> Result<Lockspace> {
 
 /// Releases the lockspace `name` (ocaml-dlm's `leave`), through a handle
 /// opened for the purpose: `dlm_open_lockspace` then
-/// `dlm_release_lockspace`. See [`Lockspace::release`] for `force`.
+/// `dlm_release_lockspace`. See [`Lockspace::release`] for `force` and for
+/// why it fails while this process has the lockspace open.
 ///
 /// # Errors
 /// [`Error::LockspaceNotFound`]; [`Error::Busy`] (locks remain and
-/// `force` is false); [`Error::PermissionDenied`]; [`Error::NotAvailable`].
+/// `force` is false, or this process has the lockspace open);
+/// [`Error::PermissionDenied`]; [`Error::NotAvailable`].
 pub fn leave(name: &str, force: bool) -> Result<()> {
     let cname = name::lockspace_name(name)?;
     release_by_name(&cname, force)

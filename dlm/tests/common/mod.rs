@@ -1,0 +1,39 @@
+//! Shared by the tests that need the real kernel DLM.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// Whether the kernel DLM is here (the test cluster, as root). Outside it
+/// the caller skips, printing why; with `DLM_TEST_REQUIRE_CLUSTER=1` (set
+/// by ci/test inside the cluster) a missing DLM fails the test instead.
+pub fn cluster() -> bool {
+    let dev = Path::new("/dev/misc/dlm-control").exists();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if dev && root {
+        return true;
+    }
+    let why = if dev { "not root" } else { "no /dev/misc/dlm-control" };
+    if std::env::var_os("DLM_TEST_REQUIRE_CLUSTER").is_some_and(|v| v == "1") {
+        panic!("DLM_TEST_REQUIRE_CLUSTER=1 but there is no DLM here: {why}");
+    }
+    eprintln!("skipping: no kernel DLM here ({why}); run the test with ci/vm");
+    false
+}
+
+/// A lockspace name unique to this test and process.
+pub fn ls_name(test: &str) -> String {
+    let mut name = format!("{}_{}", test, std::process::id());
+    name.truncate(60);
+    name
+}
+
+/// Skips the test (returns) outside the cluster.
+#[macro_export]
+macro_rules! require_cluster {
+    () => {
+        if !common::cluster() {
+            return;
+        }
+    };
+}
