@@ -266,9 +266,10 @@ impl Lockspace {
         LockGuard::adopt(self, name.as_ref(), mode, options)
     }
 
-    /// Removes orphan locks (`dlm_ls_purge`): those of process `pid` on
-    /// node `nodeid`. `pid` 0 means every process; `nodeid` 0 means this
-    /// node.
+    /// Removes orphan locks (`dlm_ls_purge`): those of owner `pid` on
+    /// node `nodeid`. `pid` 0 means every owner; `nodeid` 0 means this
+    /// node. The kernel records as owner the id of the *thread* that made
+    /// the request (the process id only for the main thread).
     ///
     /// # Errors
     /// Errors of `dlm_ls_purge`.

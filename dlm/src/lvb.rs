@@ -10,6 +10,11 @@ pub const LVB_LEN: usize = dlm_sys::DLM_LVB_LEN;
 /// its lock is granted or converted up. The block is written by a PW or EX
 /// holder when it converts down (this crate never writes it at unlock: see
 /// [`LockGuard::set_lvb`](crate::LockGuard::set_lvb)).
+///
+/// The DLM keeps a resource's block only while at least one lock (of any
+/// mode, NL included) exists on the resource, on any node: when the last
+/// lock goes, the block is freed and the next holder reads zeros. Keep an
+/// NL lock to preserve it between holders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Lvb {
     /// The 32 bytes.
