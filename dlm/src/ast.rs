@@ -100,15 +100,23 @@ unsafe impl Sync for LockCell {}
 
 impl std::fmt::Debug for LockCell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockCell").field("seq", &self.seq.load(Ordering::Relaxed)).finish_non_exhaustive()
+        f.debug_struct("LockCell")
+            .field("seq", &self.seq.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
 impl LockCell {
     /// A new cell, boxed so that its address stays fixed.
-    pub(crate) fn new(ls: sys::dlm_lshandle_t, blocking: Option<Sender<Blocking>>) -> Box<LockCell> {
+    pub(crate) fn new(
+        ls: sys::dlm_lshandle_t,
+        blocking: Option<Sender<Blocking>>,
+    ) -> Box<LockCell> {
         let cell = Box::new(LockCell {
-            lksb: [UnsafeCell::new(sys::dlm_lksb::default()), UnsafeCell::new(sys::dlm_lksb::default())],
+            lksb: [
+                UnsafeCell::new(sys::dlm_lksb::default()),
+                UnsafeCell::new(sys::dlm_lksb::default()),
+            ],
             lvb: UnsafeCell::new([0; sys::DLM_LVB_LEN]),
             seq: AtomicU32::new(0),
             abandoned: AtomicBool::new(false),
@@ -142,7 +150,10 @@ impl LockCell {
         let slot = arg as usize & 1;
         // SAFETY: undoing `arg` gives back the cell's own pointer, with its
         // provenance; the cell is alive (the caller's contract).
-        (unsafe { &*(arg.wrapping_byte_sub(slot) as *const LockCell) }, slot)
+        (
+            unsafe { &*(arg.wrapping_byte_sub(slot) as *const LockCell) },
+            slot,
+        )
     }
 
     /// Whether the lock asked for blocking notifications.
@@ -200,7 +211,9 @@ impl LockCell {
         // libdlm's AST thread may store the same value into it at the same
         // time (a race inside libdlm's design); an atomic load keeps this
         // side free of torn or assumed-stable reads.
-        let lkid = unsafe { &*(std::ptr::addr_of_mut!((*self.lksb[MAIN].get()).sb_lkid) as *const AtomicU32) };
+        let lkid = unsafe {
+            &*(std::ptr::addr_of_mut!((*self.lksb[MAIN].get()).sb_lkid) as *const AtomicU32)
+        };
         lkid.load(Ordering::Relaxed)
     }
 }
@@ -349,7 +362,15 @@ pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
                 // SAFETY: the cell stays alive until the lockspace closes,
                 // which cannot happen while this AST runs; lkid names the
                 // granted lock.
-                unsafe { sys::dlm_ls_unlock(cell.ls, lksb.sb_lkid, 0, cell.lksb_ptr(MAIN), cell.arg(MAIN)) };
+                unsafe {
+                    sys::dlm_ls_unlock(
+                        cell.ls,
+                        lksb.sb_lkid,
+                        0,
+                        cell.lksb_ptr(MAIN),
+                        cell.arg(MAIN),
+                    )
+                };
             }
             return;
         }

@@ -111,13 +111,18 @@ impl Error {
     /// Maps an `errno` left by the libdlm call `op`.
     pub(crate) fn from_errno(op: &'static str, code: i32) -> Error {
         match code {
-            0 | libc::EUNATCH | libc::ENODEV | libc::ENXIO | libc::ENOSYS => Error::NotAvailable { code },
+            0 | libc::EUNATCH | libc::ENODEV | libc::ENXIO | libc::ENOSYS => {
+                Error::NotAvailable { code }
+            }
             libc::EPERM | libc::EACCES => Error::PermissionDenied { code },
             libc::EEXIST => Error::LockspaceExists,
             libc::EBUSY => Error::Busy,
             libc::EAGAIN => Error::WouldBlock,
             libc::EDEADLK => Error::Deadlock,
-            _ => Error::Os { op, source: io::Error::from_raw_os_error(code) },
+            _ => Error::Os {
+                op,
+                source: io::Error::from_raw_os_error(code),
+            },
         }
     }
 
@@ -159,23 +164,53 @@ mod tests {
     #[test]
     fn ast_statuses_map_to_variants() {
         assert!(Error::from_status(0).is_none());
-        assert!(matches!(Error::from_status(libc::EAGAIN), Some(Error::WouldBlock)));
-        assert!(matches!(Error::from_status(libc::EDEADLK), Some(Error::Deadlock)));
-        assert!(matches!(Error::from_status(dlm_sys::ECANCEL), Some(Error::Cancelled)));
+        assert!(matches!(
+            Error::from_status(libc::EAGAIN),
+            Some(Error::WouldBlock)
+        ));
+        assert!(matches!(
+            Error::from_status(libc::EDEADLK),
+            Some(Error::Deadlock)
+        ));
+        assert!(matches!(
+            Error::from_status(dlm_sys::ECANCEL),
+            Some(Error::Cancelled)
+        ));
         let other = Error::from_status(libc::EINVAL).unwrap();
         assert_eq!(other.raw_os_error(), Some(libc::EINVAL));
         // A negative status (kernel convention) maps like the positive one.
-        assert_eq!(Error::from_status(-libc::EINVAL).unwrap().raw_os_error(), Some(libc::EINVAL));
+        assert_eq!(
+            Error::from_status(-libc::EINVAL).unwrap().raw_os_error(),
+            Some(libc::EINVAL)
+        );
     }
 
     #[test]
     fn errnos_map_to_variants_and_keep_the_code() {
-        assert!(matches!(Error::from_errno("x", 0), Error::NotAvailable { code: 0 }));
-        assert!(matches!(Error::from_errno("x", libc::EUNATCH), Error::NotAvailable { .. }));
-        assert!(matches!(Error::from_errno("x", libc::EPERM), Error::PermissionDenied { code: libc::EPERM }));
-        assert!(matches!(Error::from_errno("x", libc::EEXIST), Error::LockspaceExists));
+        assert!(matches!(
+            Error::from_errno("x", 0),
+            Error::NotAvailable { code: 0 }
+        ));
+        assert!(matches!(
+            Error::from_errno("x", libc::EUNATCH),
+            Error::NotAvailable { .. }
+        ));
+        assert!(matches!(
+            Error::from_errno("x", libc::EPERM),
+            Error::PermissionDenied { code: libc::EPERM }
+        ));
+        assert!(matches!(
+            Error::from_errno("x", libc::EEXIST),
+            Error::LockspaceExists
+        ));
         assert!(matches!(Error::from_errno("x", libc::EBUSY), Error::Busy));
-        for code in [libc::EUNATCH, libc::EPERM, libc::EEXIST, libc::EBUSY, libc::EIO] {
+        for code in [
+            libc::EUNATCH,
+            libc::EPERM,
+            libc::EEXIST,
+            libc::EBUSY,
+            libc::EIO,
+        ] {
             assert_eq!(Error::from_errno("x", code).raw_os_error(), Some(code));
         }
         assert_eq!(Error::InvalidName("empty").raw_os_error(), None);
@@ -185,7 +220,9 @@ mod tests {
     fn messages_name_the_problem() {
         let e = Error::from_errno("dlm_ls_lock", libc::EIO);
         assert!(e.to_string().starts_with("dlm_ls_lock failed"), "{e}");
-        assert!(Error::NotAvailable { code: 0 }.to_string().contains("dlm_controld"));
+        assert!(Error::NotAvailable { code: 0 }
+            .to_string()
+            .contains("dlm_controld"));
     }
 
     #[test]

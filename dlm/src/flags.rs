@@ -160,11 +160,11 @@ pub(crate) enum Request {
 /// `LKF_QUECVT` (its `__quecvt_compat_matrix`): up-conversions only.
 const QUECVT: [[bool; 6]; 6] = [
     //  NL     CR     CW     PR     PW     EX
-    [false, true, true, true, true, true],    // NL
-    [false, false, true, true, true, true],   // CR
-    [false, false, false, true, true, true],  // CW
-    [false, false, true, false, true, true],  // PR
-    [false, false, false, false, false, true], // PW
+    [false, true, true, true, true, true],      // NL
+    [false, false, true, true, true, true],     // CR
+    [false, false, false, true, true, true],    // CW
+    [false, false, true, false, true, true],    // PR
+    [false, false, false, false, false, true],  // PW
     [false, false, false, false, false, false], // EX
 ];
 
@@ -179,20 +179,30 @@ pub(crate) fn check(request: Request, mode: Mode, flags: LockFlags) -> Result<()
         return Err(Error::InvalidArgument("QUECVT applies to conversions only"));
     }
     if !convert && has(LockFlags::CONVDEADLK) {
-        return Err(Error::InvalidArgument("CONVDEADLK applies to conversions only"));
+        return Err(Error::InvalidArgument(
+            "CONVDEADLK applies to conversions only",
+        ));
     }
     if has(LockFlags::CONVDEADLK) && has(LockFlags::NOQUEUE) {
-        return Err(Error::InvalidArgument("CONVDEADLK cannot be combined with NOQUEUE"));
+        return Err(Error::InvalidArgument(
+            "CONVDEADLK cannot be combined with NOQUEUE",
+        ));
     }
     if has(LockFlags::EXPEDITE) {
         if convert {
-            return Err(Error::InvalidArgument("EXPEDITE applies to new requests only, not conversions"));
+            return Err(Error::InvalidArgument(
+                "EXPEDITE applies to new requests only, not conversions",
+            ));
         }
         if has(LockFlags::NOQUEUE) {
-            return Err(Error::InvalidArgument("EXPEDITE cannot be combined with NOQUEUE"));
+            return Err(Error::InvalidArgument(
+                "EXPEDITE cannot be combined with NOQUEUE",
+            ));
         }
         if mode != Mode::Nl {
-            return Err(Error::InvalidArgument("EXPEDITE applies to NL requests only"));
+            return Err(Error::InvalidArgument(
+                "EXPEDITE applies to NL requests only",
+            ));
         }
     }
     if has(LockFlags::NOQUEUEBAST) && !has(LockFlags::NOQUEUE) {
@@ -200,7 +210,9 @@ pub(crate) fn check(request: Request, mode: Mode, flags: LockFlags) -> Result<()
     }
     if let Request::Convert { from } = request {
         if has(LockFlags::QUECVT) && !QUECVT[from as usize][mode as usize] {
-            return Err(Error::InvalidArgument("QUECVT applies to up-conversions only"));
+            return Err(Error::InvalidArgument(
+                "QUECVT applies to up-conversions only",
+            ));
         }
     }
     Ok(())
@@ -222,7 +234,11 @@ mod tests {
     fn plain_requests_pass() {
         for m in Mode::ALL {
             assert!(new(m, F::EMPTY).is_ok());
-            assert!(new(m, F::NOQUEUE | F::VALBLK | F::PERSISTENT | F::NOORDER | F::HEADQUE).is_ok());
+            assert!(new(
+                m,
+                F::NOQUEUE | F::VALBLK | F::PERSISTENT | F::NOORDER | F::HEADQUE
+            )
+            .is_ok());
             assert!(new(m, F::ALTPR | F::ALTCW | F::NODLCKWT).is_ok());
         }
         assert!(new(Mode::Ex, F::NOQUEUE | F::NOQUEUEBAST).is_ok());
@@ -230,8 +246,14 @@ mod tests {
 
     #[test]
     fn conversion_only_flags_are_refused_on_new_requests() {
-        assert!(matches!(new(Mode::Ex, F::QUECVT), Err(Error::InvalidArgument(_))));
-        assert!(matches!(new(Mode::Ex, F::CONVDEADLK), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            new(Mode::Ex, F::QUECVT),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            new(Mode::Ex, F::CONVDEADLK),
+            Err(Error::InvalidArgument(_))
+        ));
         assert!(convert(Mode::Nl, Mode::Ex, F::QUECVT).is_ok());
         assert!(convert(Mode::Pr, Mode::Ex, F::CONVDEADLK).is_ok());
     }
@@ -266,11 +288,26 @@ mod tests {
 
     #[test]
     fn raw_bits() {
-        assert_eq!(LockFlags::from_bits(sys::LKF_NOQUEUE | sys::LKF_ALTPR).unwrap(), F::NOQUEUE | F::ALTPR);
-        for internal in [sys::LKF_CONVERT, sys::LKF_CANCEL, sys::LKF_ORPHAN, sys::LKF_FORCEUNLOCK, sys::LKF_TIMEOUT, sys::LKF_WAIT, sys::LKF_NODLCKBLK, sys::LKF_IVVALBLK] {
+        assert_eq!(
+            LockFlags::from_bits(sys::LKF_NOQUEUE | sys::LKF_ALTPR).unwrap(),
+            F::NOQUEUE | F::ALTPR
+        );
+        for internal in [
+            sys::LKF_CONVERT,
+            sys::LKF_CANCEL,
+            sys::LKF_ORPHAN,
+            sys::LKF_FORCEUNLOCK,
+            sys::LKF_TIMEOUT,
+            sys::LKF_WAIT,
+            sys::LKF_NODLCKBLK,
+            sys::LKF_IVVALBLK,
+        ] {
             assert!(LockFlags::from_bits(internal).is_err(), "{internal:#x}");
         }
-        assert_eq!(format!("{:?}", F::NOQUEUE | F::PERSISTENT), "LockFlags(NOQUEUE | PERSISTENT)");
+        assert_eq!(
+            format!("{:?}", F::NOQUEUE | F::PERSISTENT),
+            "LockFlags(NOQUEUE | PERSISTENT)"
+        );
         assert!(F::EMPTY.is_empty());
         assert_eq!((F::NOQUEUE | F::VALBLK).without(F::NOQUEUE), F::VALBLK);
     }

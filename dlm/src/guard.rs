@@ -1,7 +1,9 @@
 //! A lock's life: request, conversion, value block, unlock, orphaning.
 
-use crate::ast::{blocking_ast, completion_ast, Blocking, Completion, LockCell, Waiter, CANCEL, MAIN};
-use crate::error::{set_errno, errno, Error, Result};
+use crate::ast::{
+    blocking_ast, completion_ast, Blocking, Completion, LockCell, Waiter, CANCEL, MAIN,
+};
+use crate::error::{errno, set_errno, Error, Result};
 use crate::flags::{self, LockFlags, Request};
 use crate::lockspace::{Inner, Lockspace};
 use crate::lvb::{Lvb, LVB_LEN};
@@ -90,7 +92,10 @@ impl fmt::Debug for LockGuard {
 enum Waited {
     /// The completion came; `cancelled`: this wait's timeout cancelled the
     /// request first.
-    Completed { completion: Completion, cancelled: bool },
+    Completed {
+        completion: Completion,
+        cancelled: bool,
+    },
     /// No completion came in time or the lockspace went away: the cell
     /// must be given up.
     GaveUp(Error),
@@ -99,18 +104,31 @@ enum Waited {
 /// The BAST function to register: only for locks that asked for
 /// notifications, so the kernel sends none to the others.
 fn bast_fn(cell: &LockCell) -> Option<unsafe extern "C" fn(*mut c_void)> {
-    cell.wants_blocking().then_some(blocking_ast as unsafe extern "C" fn(*mut c_void))
+    cell.wants_blocking()
+        .then_some(blocking_ast as unsafe extern "C" fn(*mut c_void))
 }
 
 /// Waits for the completion of request `seq` of `cell`; with a `timeout`,
 /// cancels the request when it expires (for a new request the lock id is
 /// the one libdlm stored; for a conversion, `lkid`) and waits
 /// [`CANCEL_GRACE`] for its answer.
-fn await_completion(ls: &Inner, cell: &LockCell, w: &Waiter, seq: u32, timeout: Option<Duration>, lkid: Option<u32>) -> Waited {
+fn await_completion(
+    ls: &Inner,
+    cell: &LockCell,
+    w: &Waiter,
+    seq: u32,
+    timeout: Option<Duration>,
+    lkid: Option<u32>,
+) -> Waited {
     let alive = || ls.is_alive();
     let deadline = timeout.map(|t| Instant::now() + t);
     match w.wait(cell, seq, deadline, &alive) {
-        Ok(Some(completion)) => return Waited::Completed { completion, cancelled: false },
+        Ok(Some(completion)) => {
+            return Waited::Completed {
+                completion,
+                cancelled: false,
+            }
+        }
         Ok(None) => {}
         Err(e) => return Waited::GaveUp(e),
     }
@@ -123,9 +141,20 @@ fn await_completion(ls: &Inner, cell: &LockCell, w: &Waiter, seq: u32, timeout: 
     // of request `seq` comes.
     // SAFETY: the cell is alive; the CANCEL lksb is not in use by any
     // other request.
-    unsafe { sys::dlm_ls_unlock(ls.handle(), lkid, sys::LKF_CANCEL, cell.lksb_ptr(CANCEL), cell.arg(CANCEL)) };
+    unsafe {
+        sys::dlm_ls_unlock(
+            ls.handle(),
+            lkid,
+            sys::LKF_CANCEL,
+            cell.lksb_ptr(CANCEL),
+            cell.arg(CANCEL),
+        )
+    };
     match w.wait(cell, seq, Some(Instant::now() + CANCEL_GRACE), &alive) {
-        Ok(Some(completion)) => Waited::Completed { completion, cancelled: true },
+        Ok(Some(completion)) => Waited::Completed {
+            completion,
+            cancelled: true,
+        },
         Ok(None) => Waited::GaveUp(Error::TimedOut),
         Err(e) => Waited::GaveUp(e),
     }
@@ -133,7 +162,12 @@ fn await_completion(ls: &Inner, cell: &LockCell, w: &Waiter, seq: u32, timeout: 
 
 impl LockGuard {
     /// A new lock: `dlm_ls_lock`, then its completion.
-    pub(crate) fn request(ls: &Lockspace, name: &[u8], mode: Mode, options: LockOptions) -> Result<LockGuard> {
+    pub(crate) fn request(
+        ls: &Lockspace,
+        name: &[u8],
+        mode: Mode,
+        options: LockOptions,
+    ) -> Result<LockGuard> {
         let name = name::resource_name(name)?;
         flags::check(Request::New, mode, options.flags)?;
         let (btx, brx) = match options.notify_blocking {
@@ -171,10 +205,20 @@ impl LockGuard {
                 // The kernel did not take the request: no AST will come.
                 return Err(Error::last("dlm_ls_lock"));
             }
-            Ok(await_completion(inner, &cell, w, seq, options.timeout, None))
+            Ok(await_completion(
+                inner,
+                &cell,
+                w,
+                seq,
+                options.timeout,
+                None,
+            ))
         })?;
         let (completion, cancelled) = match waited {
-            Waited::Completed { completion, cancelled } => (completion, cancelled),
+            Waited::Completed {
+                completion,
+                cancelled,
+            } => (completion, cancelled),
             Waited::GaveUp(e) => {
                 cell.abandon();
                 inner.park(cell);
@@ -209,10 +253,22 @@ impl LockGuard {
 
     /// Adopts an orphan: `dlm_ls_lock` with `LKF_ORPHAN`, answered by the
     /// `write` itself, with no AST.
-    pub(crate) fn adopt(ls: &Lockspace, name: &[u8], mode: Mode, options: LockOptions) -> Result<LockGuard> {
+    pub(crate) fn adopt(
+        ls: &Lockspace,
+        name: &[u8],
+        mode: Mode,
+        options: LockOptions,
+    ) -> Result<LockGuard> {
         let name = name::resource_name(name)?;
-        if !options.flags.without(LockFlags::VALBLK | LockFlags::PERSISTENT).is_empty() || options.timeout.is_some() {
-            return Err(Error::InvalidArgument("adopting an orphan takes only the lvb and notify_blocking options"));
+        if !options
+            .flags
+            .without(LockFlags::VALBLK | LockFlags::PERSISTENT)
+            .is_empty()
+            || options.timeout.is_some()
+        {
+            return Err(Error::InvalidArgument(
+                "adopting an orphan takes only the lvb and notify_blocking options",
+            ));
         }
         let (btx, brx) = match options.notify_blocking {
             true => {
@@ -224,7 +280,8 @@ impl LockGuard {
         let inner = &*ls.inner;
         let cell = LockCell::new(inner.handle(), btx);
         let valblk = options.flags.contains(LockFlags::VALBLK);
-        let flags = sys::LKF_PERSISTENT | sys::LKF_ORPHAN | if valblk { sys::LKF_VALBLK } else { 0 };
+        let flags =
+            sys::LKF_PERSISTENT | sys::LKF_ORPHAN | if valblk { sys::LKF_VALBLK } else { 0 };
         set_errno(0);
         // SAFETY: as in `request`; the kernel answers in the write and
         // registers the cell as the lock's AST argument from now on.
@@ -257,7 +314,11 @@ impl LockGuard {
             cell: Some(cell),
             ls: ls.clone(),
             lkid,
-            granted: Granted { mode, alternate: false, demoted: false },
+            granted: Granted {
+                mode,
+                alternate: false,
+                demoted: false,
+            },
             blocking: brx,
             persistent: true,
             valblk,
@@ -318,7 +379,10 @@ impl LockGuard {
         // (requests need `&mut self`), and the last completion was received
         // by the thread that made it, before the guard was handed on.
         let bytes = unsafe { cell.lvb() };
-        Some(Lvb { bytes, valid: self.lvb_valid || self.lvb_dirty })
+        Some(Lvb {
+            bytes,
+            valid: self.lvb_valid || self.lvb_dirty,
+        })
     }
 
     /// Sets the lock value block to `value` (at most 32 bytes; the rest is
@@ -332,17 +396,26 @@ impl LockGuard {
     /// longer than 32 bytes.
     pub fn set_lvb(&mut self, value: &[u8]) -> Result<()> {
         if !self.valblk {
-            return Err(Error::InvalidArgument("the lock was not requested with the lvb option"));
+            return Err(Error::InvalidArgument(
+                "the lock was not requested with the lvb option",
+            ));
         }
         if !self.granted.mode.writes_lvb() {
-            return Err(Error::InvalidArgument("only a PW or EX holder can write the lock value block"));
+            return Err(Error::InvalidArgument(
+                "only a PW or EX holder can write the lock value block",
+            ));
         }
         if value.len() > LVB_LEN {
-            return Err(Error::InvalidArgument("a lock value block holds at most 32 bytes"));
+            return Err(Error::InvalidArgument(
+                "a lock value block holds at most 32 bytes",
+            ));
         }
         let mut bytes = [0u8; LVB_LEN];
         bytes[..value.len()].copy_from_slice(value);
-        let cell = self.cell.as_ref().ok_or(Error::InvalidArgument("the lock is no longer held"))?;
+        let cell = self
+            .cell
+            .as_ref()
+            .ok_or(Error::InvalidArgument("the lock is no longer held"))?;
         // SAFETY: `&mut self`: no request of this lock is in flight.
         unsafe { cell.set_lvb(&bytes) };
         self.lvb_dirty = true;
@@ -358,7 +431,9 @@ impl LockGuard {
     /// [`Error::InvalidArgument`] unless the lock is held in PW or EX.
     pub fn invalidate_lvb(&mut self) -> Result<()> {
         if !self.granted.mode.writes_lvb() {
-            return Err(Error::InvalidArgument("only a PW or EX holder can invalidate the lock value block"));
+            return Err(Error::InvalidArgument(
+                "only a PW or EX holder can invalidate the lock value block",
+            ));
         }
         self.lvb_invalidate = true;
         self.lvb_dirty = false;
@@ -392,7 +467,9 @@ impl LockGuard {
             return Err(Error::InvalidArgument("the lock is no longer held"));
         };
         if options.notify_blocking && !cell.wants_blocking() {
-            return Err(Error::InvalidArgument("blocking notifications are asked for when the lock is requested"));
+            return Err(Error::InvalidArgument(
+                "blocking notifications are asked for when the lock is requested",
+            ));
         }
         let valblk = self.valblk || options.flags.contains(LockFlags::VALBLK);
         // Conversions from PW/EX (except PW -> EX) write the LVB; all others
@@ -400,7 +477,12 @@ impl LockGuard {
         let writes = from.writes_lvb() && !(from == Mode::Pw && mode == Mode::Ex);
         let mut flags = options.flags.without(LockFlags::VALBLK).bits() | sys::LKF_CONVERT;
         let (publish, invalidate) = if writes {
-            (valblk && (self.lvb_dirty || options.flags.contains(LockFlags::VALBLK)) && !self.lvb_invalidate, self.lvb_invalidate)
+            (
+                valblk
+                    && (self.lvb_dirty || options.flags.contains(LockFlags::VALBLK))
+                    && !self.lvb_invalidate,
+                self.lvb_invalidate,
+            )
         } else {
             (false, false)
         };
@@ -437,10 +519,20 @@ impl LockGuard {
                     code => Error::from_errno("dlm_ls_lock (convert)", code),
                 });
             }
-            Ok(await_completion(inner, cell, w, seq, options.timeout, Some(lkid)))
+            Ok(await_completion(
+                inner,
+                cell,
+                w,
+                seq,
+                options.timeout,
+                Some(lkid),
+            ))
         })?;
         let (completion, cancelled) = match waited {
-            Waited::Completed { completion, cancelled } => (completion, cancelled),
+            Waited::Completed {
+                completion,
+                cancelled,
+            } => (completion, cancelled),
             Waited::GaveUp(e) => {
                 // The conversion's outcome is unknown: the guard can no
                 // longer vouch for its mode. Give the lock up.
@@ -542,16 +634,27 @@ impl LockGuard {
             let seq = unsafe { cell.prepare(w) };
             // SAFETY: the cell stays alive until the unlock's completion is
             // received, or is parked below.
-            let rc = unsafe { sys::dlm_ls_unlock(inner.handle(), lkid, unlock_flags, cell.lksb_ptr(MAIN), cell.arg(MAIN)) };
+            let rc = unsafe {
+                sys::dlm_ls_unlock(
+                    inner.handle(),
+                    lkid,
+                    unlock_flags,
+                    cell.lksb_ptr(MAIN),
+                    cell.arg(MAIN),
+                )
+            };
             if rc != 0 {
                 return Err(match errno() {
                     _ if !inner.is_alive() => Error::LockspaceGone,
                     code => Error::from_errno("dlm_ls_unlock", code),
                 });
             }
-            match w.wait(&cell, seq, Some(Instant::now() + UNLOCK_PATIENCE), &|| inner.is_alive()) {
+            match w.wait(&cell, seq, Some(Instant::now() + UNLOCK_PATIENCE), &|| {
+                inner.is_alive()
+            }) {
                 Ok(Some(c)) if c.status == sys::EUNLOCK => Ok(()),
-                Ok(Some(c)) => Err(Error::from_status(c.status).unwrap_or(Error::InvalidArgument("unexpected unlock status"))),
+                Ok(Some(c)) => Err(Error::from_status(c.status)
+                    .unwrap_or(Error::InvalidArgument("unexpected unlock status"))),
                 Ok(None) => Err(Error::TimedOut),
                 Err(e) => Err(e),
             }
@@ -581,7 +684,11 @@ fn granted(mode: Mode, flags: LockFlags, sb_flags: u8) -> Granted {
         true if flags.contains(LockFlags::ALTCW) => Mode::Cw,
         _ => mode,
     };
-    Granted { mode, alternate, demoted: sb_flags & sys::DLM_SBF_DEMOTED as u8 != 0 }
+    Granted {
+        mode,
+        alternate,
+        demoted: sb_flags & sys::DLM_SBF_DEMOTED as u8 != 0,
+    }
 }
 
 /// Takes the lock `name` in `mode`, runs `f` with the guard, then unlocks
@@ -590,7 +697,12 @@ fn granted(mode: Mode, flags: LockFlags, sb_flags: u8) -> Granted {
 /// # Errors
 /// The errors of [`Lockspace::lock`], and of [`LockGuard::unlock`] after
 /// `f` returned.
-pub fn with_lock<T>(ls: &Lockspace, name: impl AsRef<[u8]>, mode: Mode, f: impl FnOnce(&mut LockGuard) -> T) -> Result<T> {
+pub fn with_lock<T>(
+    ls: &Lockspace,
+    name: impl AsRef<[u8]>,
+    mode: Mode,
+    f: impl FnOnce(&mut LockGuard) -> T,
+) -> Result<T> {
     with_lock_opts(ls, name, mode, LockOptions::new(), f)
 }
 
@@ -620,9 +732,15 @@ mod tests {
         let alt = sys::DLM_SBF_ALTMODE as u8;
         assert_eq!(granted(Mode::Ex, LockFlags::ALTPR, alt).mode, Mode::Pr);
         assert_eq!(granted(Mode::Ex, LockFlags::ALTCW, alt).mode, Mode::Cw);
-        assert_eq!(granted(Mode::Ex, LockFlags::ALTPR | LockFlags::ALTCW, alt).mode, Mode::Pr);
+        assert_eq!(
+            granted(Mode::Ex, LockFlags::ALTPR | LockFlags::ALTCW, alt).mode,
+            Mode::Pr
+        );
         let plain = granted(Mode::Ex, LockFlags::ALTPR, 0);
-        assert_eq!((plain.mode, plain.alternate, plain.demoted), (Mode::Ex, false, false));
+        assert_eq!(
+            (plain.mode, plain.alternate, plain.demoted),
+            (Mode::Ex, false, false)
+        );
         assert!(granted(Mode::Ex, LockFlags::CONVDEADLK, sys::DLM_SBF_DEMOTED as u8).demoted);
     }
 }

@@ -1,4 +1,100 @@
-//! placeholder
+//! Safe, blocking Rust bindings to **libdlm**, the userspace library of the
+//! Linux kernel's Distributed Lock Manager: cluster-wide locks shared by
+//! every node of a corosync/dlm_controld cluster (the lock manager of GFS2,
+//! OCFS2, lvmlockd and pacemaker stacks).
+//!
+//! ```no_run
+//! use dlm::{LockOptions, Lockspace, Mode};
+//! use std::time::Duration;
+//!
+//! // Open the lockspace "myapp", creating it if needed (needs root).
+//! let ls = Lockspace::join("myapp", 0o600)?;
+//!
+//! // A cluster-wide exclusive lock, released when the guard drops.
+//! {
+//!     let _guard = ls.lock("config", Mode::Ex)?;
+//!     // ... only this holder, on any node, is here ...
+//! }
+//!
+//! // Shared, with a timeout; then a value kept in the lock value block.
+//! let mut guard = ls.lock_with("counter", Mode::Pr, LockOptions::new().lvb().timeout(Duration::from_secs(5)))?;
+//! guard.convert(Mode::Ex)?;
+//! let n = guard.lvb().map_or(0, |l| l.bytes[0]);
+//! guard.set_lvb(&[n + 1])?;
+//! guard.unlock()?; // publishes the new value, then unlocks
+//! # Ok::<(), dlm::Error>(())
+//! ```
+//!
+//! # What is here
+//! - [`Lockspace`]: create, open, [`join`] (open or create), close on drop,
+//!   [`release`](Lockspace::release) / [`leave`] with or without force,
+//!   [`with_lockspace`].
+//! - [`LockGuard`]: a granted lock. [`Lockspace::lock`] waits;
+//!   [`Lockspace::try_lock`] does not; [`Lockspace::lock_with`] takes
+//!   [`LockOptions`]: a timeout, every request flag. Conversions up and
+//!   down, lock value blocks ([`Lvb`]), blocking notifications,
+//!   persistent locks and orphans, unlock on drop, [`with_lock`].
+//! - [`Mode`] with the DLM's compatibility table; [`Error`], one enum that
+//!   keeps the operating system's error code.
+//! - Every flag combination the kernel rejects is rejected here first with
+//!   [`Error::InvalidArgument`]; bad names with [`Error::InvalidName`].
+//!
+//! # Threading model
+//! Each open lockspace handle calls `dlm_ls_pthread_init`: libdlm starts
+//! one thread per handle that reads the kernel's answers and runs the AST
+//! (completion) and BAST (blocking) callbacks. This crate's callbacks run
+//! on that thread and do almost nothing: they copy the lock status block
+//! and send it over a `crossbeam-channel` to the thread that waits for it
+//! (each thread has one channel, made on first use), or, for a blocking
+//! notification, to the guard's [`blocking`](LockGuard::blocking)
+//! receiver. No user code ever runs on libdlm's thread, and no panic can
+//! cross into C.
+//!
+//! So every call here blocks the calling thread until the kernel has
+//! answered, and any number of threads can lock through one
+//! [`Lockspace`] (it is `Send + Sync`, and cheap to clone) at the same
+//! time. A [`LockGuard`] is `Send`: it can be unlocked on another thread
+//! than the one that locked it.
+//!
+//! Each lock's status block and value-block buffer live at a fixed heap
+//! address until the lock's last callback; if a waiter has to give up on a
+//! lock (its cancel went unanswered, or the lockspace was released under
+//! it), the buffer is kept by the lockspace until it closes, and a late
+//! grant is unlocked by the callback itself: no lock is ever left held by
+//! accident.
+//!
+//! # How libdlm's defects are avoided
+//! - The `_wait` calls (`dlm_ls_lock_wait`, `dlm_ls_unlock_wait`) are never
+//!   used: they can return before the kernel is done with the caller's
+//!   stack. Everything goes through `dlm_ls_lock`/`dlm_ls_unlock` and this
+//!   crate's own callbacks.
+//! - `dlm_ls_unlock` sends uninitialised bytes as the lock value block, and
+//!   the kernel stores them if the lock was last requested with
+//!   `LKF_VALBLK` in PW or EX. A guard in that state is first converted to
+//!   NL (publishing a value set with [`LockGuard::set_lvb`], or writing
+//!   nothing), then unlocked.
+//! - The kernel's lock timeouts are gone (Linux 6.4); a timeout here waits
+//!   with a deadline, then cancels, and handles the cancel racing the
+//!   grant (the grant wins: the guard is returned).
+//! - An orphan adoption gets no callback: it is answered by the call.
+//! - libdlm's global state (control device, version) is unlocked: every
+//!   create, open, close and release takes one process-wide lock.
+//! - `dlm_release_lockspace` ignores the kernel's answer: the error is
+//!   recovered from `errno`. The kernel finishes removing a lockspace only
+//!   once every handle of it is closed, so a release while this process
+//!   still has another handle open is refused ([`Error::Busy`]) rather than
+//!   left to wait for ever.
+//! - With no DLM, libdlm can fail with `errno` 0: that is
+//!   [`Error::NotAvailable`].
+//!
+//! # Cluster set-up
+//! The DLM needs the `dlm` kernel module, corosync and dlm_controld
+//! running on every node; creating or releasing a lockspace needs
+//! `CAP_SYS_ADMIN`. The repository's `ci/vm` runs any command in a
+//! one-node cluster of user-mode Linux.
+#![deny(missing_docs, unsafe_op_in_unsafe_fn, missing_debug_implementations)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod ast;
 mod error;
 mod flags;

@@ -47,7 +47,10 @@ fn count_open(name: &CString, delta: isize) -> usize {
 }
 
 fn open_count(name: &CString) -> usize {
-    OPEN.lock().iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c)
+    OPEN.lock()
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, c)| *c)
 }
 
 /// An open lockspace: the namespace that lock names live in.
@@ -103,7 +106,9 @@ unsafe impl Sync for Inner {}
 
 impl fmt::Debug for Lockspace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lockspace").field("name", &self.name()).finish_non_exhaustive()
+        f.debug_struct("Lockspace")
+            .field("name", &self.name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,7 +141,13 @@ impl Lockspace {
     /// # Errors
     /// As [`create`](Lockspace::create), and [`Error::LockspaceExists`].
     pub fn create_exclusive(name: &str, mode: u32) -> Result<Lockspace> {
-        Lockspace::get(name, How::Create { mode, flags: sys::DLM_LSFL_NEWEXCL })
+        Lockspace::get(
+            name,
+            How::Create {
+                mode,
+                flags: sys::DLM_LSFL_NEWEXCL,
+            },
+        )
     }
 
     /// Opens an existing lockspace (`dlm_open_lockspace`). Needs only
@@ -173,9 +184,15 @@ impl Lockspace {
         set_errno(0);
         let (raw, op) = match how {
             // SAFETY: cname is a valid C string; GLOBAL is held.
-            How::Create { mode, flags } => (unsafe { sys::dlm_new_lockspace(cname.as_ptr(), mode, flags) }, "dlm_new_lockspace"),
+            How::Create { mode, flags } => (
+                unsafe { sys::dlm_new_lockspace(cname.as_ptr(), mode, flags) },
+                "dlm_new_lockspace",
+            ),
             // SAFETY: as above.
-            How::Open => (unsafe { sys::dlm_open_lockspace(cname.as_ptr()) }, "dlm_open_lockspace"),
+            How::Open => (
+                unsafe { sys::dlm_open_lockspace(cname.as_ptr()) },
+                "dlm_open_lockspace",
+            ),
         };
         let Some(handle) = NonNull::new(raw) else {
             let code = errno();
@@ -197,12 +214,23 @@ impl Lockspace {
         let device = PathBuf::from(format!("/dev/misc/dlm_{name}"));
         let device = device.exists().then_some(device);
         count_open(&cname, 1);
-        Ok(Lockspace { inner: Arc::new(Inner { handle, name: cname, device, graveyard: Mutex::new(Vec::new()), closed: false }) })
+        Ok(Lockspace {
+            inner: Arc::new(Inner {
+                handle,
+                name: cname,
+                device,
+                graveyard: Mutex::new(Vec::new()),
+                closed: false,
+            }),
+        })
     }
 
     /// The lockspace's name.
     pub fn name(&self) -> &str {
-        self.inner.name.to_str().expect("checked to be UTF-8 when opened")
+        self.inner
+            .name
+            .to_str()
+            .expect("checked to be UTF-8 when opened")
     }
 
     /// The libdlm handle (`dlm_lshandle_t`), for calls this crate does not
@@ -247,7 +275,12 @@ impl Lockspace {
     /// [`Error::InvalidArgument`] for a flag combination the kernel
     /// rejects; [`Error::TimedOut`]; [`Error::WouldBlock`]; and the errors
     /// of [`lock`](Lockspace::lock).
-    pub fn lock_with(&self, name: impl AsRef<[u8]>, mode: Mode, options: LockOptions) -> Result<LockGuard> {
+    pub fn lock_with(
+        &self,
+        name: impl AsRef<[u8]>,
+        mode: Mode,
+        options: LockOptions,
+    ) -> Result<LockGuard> {
         LockGuard::request(self, name.as_ref(), mode, options)
     }
 
@@ -262,7 +295,12 @@ impl Lockspace {
     /// # Errors
     /// [`Error::OrphanNotFound`] when there is no orphan of that name;
     /// [`Error::OrphanModeMismatch`] when there is one in another mode.
-    pub fn adopt_orphan(&self, name: impl AsRef<[u8]>, mode: Mode, options: LockOptions) -> Result<LockGuard> {
+    pub fn adopt_orphan(
+        &self,
+        name: impl AsRef<[u8]>,
+        mode: Mode,
+        options: LockOptions,
+    ) -> Result<LockGuard> {
         LockGuard::adopt(self, name.as_ref(), mode, options)
     }
 
@@ -378,7 +416,9 @@ unsafe fn release_handle(name: &CString, handle: sys::dlm_lshandle_t, force: boo
         return Err(Error::from_errno("dlm_release_lockspace", code));
     }
     match code {
-        libc::EBUSY | libc::EPERM | libc::EACCES => Err(Error::from_errno("dlm_release_lockspace", code)),
+        libc::EBUSY | libc::EPERM | libc::EACCES => {
+            Err(Error::from_errno("dlm_release_lockspace", code))
+        }
         _ => Ok(()),
     }
 }

@@ -27,12 +27,12 @@ pub enum Mode {
 /// `COMPAT[a][b]`: a lock held in mode `a` allows another in mode `b`.
 const COMPAT: [[bool; 6]; 6] = [
     //  NL    CR     CW     PR     PW     EX
-    [true, true, true, true, true, true],       // NL
-    [true, true, true, true, true, false],      // CR
-    [true, true, true, false, false, false],    // CW
-    [true, true, false, true, false, false],    // PR
-    [true, true, false, false, false, false],   // PW
-    [true, false, false, false, false, false],  // EX
+    [true, true, true, true, true, true],      // NL
+    [true, true, true, true, true, false],     // CR
+    [true, true, true, false, false, false],   // CW
+    [true, true, false, true, false, false],   // PR
+    [true, true, false, false, false, false],  // PW
+    [true, false, false, false, false, false], // EX
 ];
 
 impl Mode {
@@ -82,7 +82,9 @@ impl FromStr for Mode {
         Mode::ALL
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(s))
-            .ok_or(Error::InvalidArgument("unknown lock mode (expected NL, CR, CW, PR, PW or EX)"))
+            .ok_or(Error::InvalidArgument(
+                "unknown lock mode (expected NL, CR, CW, PR, PW or EX)",
+            ))
     }
 }
 
@@ -108,7 +110,10 @@ mod tests {
         assert!(!Mode::Ex.is_compatible(Mode::Cr));
         assert!(Mode::Pw.is_compatible(Mode::Cr));
         assert!(!Mode::Pw.is_compatible(Mode::Pw));
-        let compatible_with_ex: Vec<_> = Mode::ALL.into_iter().filter(|m| m.is_compatible(Mode::Ex)).collect();
+        let compatible_with_ex: Vec<_> = Mode::ALL
+            .into_iter()
+            .filter(|m| m.is_compatible(Mode::Ex))
+            .collect();
         assert_eq!(compatible_with_ex, [Mode::Nl]);
     }
 

@@ -44,7 +44,10 @@ mod tests {
         assert!(lockspace_name("myapp").is_ok());
         assert!(lockspace_name(&"x".repeat(64)).is_ok());
         assert!(matches!(lockspace_name(""), Err(Error::InvalidName(_))));
-        assert!(matches!(lockspace_name(&"x".repeat(65)), Err(Error::InvalidName(_))));
+        assert!(matches!(
+            lockspace_name(&"x".repeat(65)),
+            Err(Error::InvalidName(_))
+        ));
         assert!(matches!(lockspace_name("a\0b"), Err(Error::InvalidName(m)) if m.contains("NUL")));
         assert!(matches!(lockspace_name("a/b"), Err(Error::InvalidName(_))));
     }
@@ -52,9 +55,15 @@ mod tests {
     #[test]
     fn resource_names() {
         assert!(resource_name(b"r").is_ok());
-        assert!(resource_name(&[0u8, 255, 7]).is_ok(), "arbitrary bytes, NUL included");
+        assert!(
+            resource_name(&[0u8, 255, 7]).is_ok(),
+            "arbitrary bytes, NUL included"
+        );
         assert!(resource_name(&[b'x'; 64]).is_ok());
         assert!(matches!(resource_name(b""), Err(Error::InvalidName(_))));
-        assert!(matches!(resource_name(&[b'x'; 65]), Err(Error::InvalidName(_))));
+        assert!(matches!(
+            resource_name(&[b'x'; 65]),
+            Err(Error::InvalidName(_))
+        ));
     }
 }

@@ -34,11 +34,17 @@ pub fn kernel_version() -> Result<Version> {
     let rc = unsafe { dlm_sys::dlm_kernel_version(&mut major, &mut minor, &mut patch) };
     if rc != 0 {
         return Err(match Error::last("dlm_kernel_version") {
-            Error::Os { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => Error::NotAvailable { code: libc::ENOENT },
+            Error::Os { source, .. } if source.raw_os_error() == Some(libc::ENOENT) => {
+                Error::NotAvailable { code: libc::ENOENT }
+            }
             e => e,
         });
     }
-    Ok(Version { major, minor, patch })
+    Ok(Version {
+        major,
+        minor,
+        patch,
+    })
 }
 
 /// The device protocol version libdlm was built for (`dlm_library_version`).
@@ -47,5 +53,9 @@ pub fn library_version() -> Version {
     // SAFETY: the pointers are valid for writes of one u32 each; the call
     // only stores constants.
     unsafe { dlm_sys::dlm_library_version(&mut major, &mut minor, &mut patch) };
-    Version { major, minor, patch }
+    Version {
+        major,
+        minor,
+        patch,
+    }
 }

@@ -55,8 +55,14 @@ fn exclusion_between_two_handles() {
     require_cluster!();
     let f = Fixture::new("excl2");
     let held = f.a.lock("res", Mode::Ex).unwrap();
-    assert!(matches!(f.b.try_lock("res", Mode::Ex), Err(Error::WouldBlock)));
-    assert!(matches!(f.b.try_lock("res", Mode::Cr), Err(Error::WouldBlock)));
+    assert!(matches!(
+        f.b.try_lock("res", Mode::Ex),
+        Err(Error::WouldBlock)
+    ));
+    assert!(matches!(
+        f.b.try_lock("res", Mode::Cr),
+        Err(Error::WouldBlock)
+    ));
     assert!(can_take(&f.b, "res", Mode::Nl), "NL is compatible with EX");
     let released = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -81,12 +87,21 @@ fn nested_locks_in_one_process() {
     let f = Fixture::new("nested");
     let p1 = f.a.lock("n", Mode::Pr).unwrap();
     let p2 = f.a.lock("n", Mode::Pr).unwrap();
-    assert!(matches!(f.a.try_lock("n", Mode::Ex), Err(Error::WouldBlock)));
+    assert!(matches!(
+        f.a.try_lock("n", Mode::Ex),
+        Err(Error::WouldBlock)
+    ));
     drop(p1);
-    assert!(matches!(f.a.try_lock("n", Mode::Ex), Err(Error::WouldBlock)));
+    assert!(matches!(
+        f.a.try_lock("n", Mode::Ex),
+        Err(Error::WouldBlock)
+    ));
     drop(p2);
     let ex = f.a.try_lock("n", Mode::Ex).unwrap();
-    assert!(matches!(f.a.try_lock("n", Mode::Ex), Err(Error::WouldBlock)));
+    assert!(matches!(
+        f.a.try_lock("n", Mode::Ex),
+        Err(Error::WouldBlock)
+    ));
     drop(ex);
     f.finish();
 }
@@ -111,15 +126,28 @@ fn timeout_on_a_held_lock_returns_timed_out_and_leaves_nothing() {
     let f = Fixture::new("tmo");
     let held = f.a.lock("t", Mode::Ex).unwrap();
     let t = Instant::now();
-    let r = f.b.lock_with("t", Mode::Pr, LockOptions::new().timeout(Duration::from_millis(300)));
+    let r = f.b.lock_with(
+        "t",
+        Mode::Pr,
+        LockOptions::new().timeout(Duration::from_millis(300)),
+    );
     let took = t.elapsed();
     assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
-    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
     held.unlock().unwrap();
     // The cancelled request left nothing: EX is free for the other handle.
     assert!(can_take(&f.a, "t", Mode::Ex));
     // A timeout that is not reached: granted normally.
-    let g = f.b.lock_with("t", Mode::Ex, LockOptions::new().timeout(Duration::from_secs(5))).unwrap();
+    let g =
+        f.b.lock_with(
+            "t",
+            Mode::Ex,
+            LockOptions::new().timeout(Duration::from_secs(5)),
+        )
+        .unwrap();
     assert_eq!(g.mode(), Mode::Ex);
     drop(g);
     f.finish();
@@ -151,9 +179,15 @@ fn failed_conversion_keeps_the_old_mode() {
     let f = Fixture::new("convfail");
     let other = f.b.lock("c", Mode::Pr).unwrap();
     let mut g = f.a.lock("c", Mode::Pr).unwrap();
-    assert!(matches!(g.convert_with(Mode::Ex, LockOptions::new().no_wait()), Err(Error::WouldBlock)));
+    assert!(matches!(
+        g.convert_with(Mode::Ex, LockOptions::new().no_wait()),
+        Err(Error::WouldBlock)
+    ));
     assert_eq!(g.mode(), Mode::Pr);
-    let r = g.convert_with(Mode::Ex, LockOptions::new().timeout(Duration::from_millis(200)));
+    let r = g.convert_with(
+        Mode::Ex,
+        LockOptions::new().timeout(Duration::from_millis(200)),
+    );
     assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
     assert_eq!(g.mode(), Mode::Pr);
     // Still held in PR, seen from outside: PR can join, PW cannot.
@@ -181,10 +215,16 @@ fn conversion_deadlock_fails_one_or_demotes_with_convdeadlk() {
         let r2_failed = matches!(r2, Err(Error::Deadlock));
         if r2_failed {
             assert_eq!(second.mode(), Mode::Pr, "failed conversion keeps PR");
-            drop(std::mem::replace(&mut second, f.b.lock("other", Mode::Nl).unwrap()));
+            drop(std::mem::replace(
+                &mut second,
+                f.b.lock("other", Mode::Nl).unwrap(),
+            ));
         }
         let r1 = t.join().unwrap();
-        assert!(r2_failed || matches!(r1, Err(Error::Deadlock)), "no deadlock reported: {r1:?} {r2:?}");
+        assert!(
+            r2_failed || matches!(r1, Err(Error::Deadlock)),
+            "no deadlock reported: {r1:?} {r2:?}"
+        );
     });
     drop(first);
     drop(second);
@@ -208,7 +248,10 @@ fn conversion_deadlock_fails_one_or_demotes_with_convdeadlk() {
         let g1 = r1.expect("first conversion");
         let g2 = r2.expect("second conversion");
         assert_eq!((g1.mode, g2.mode), (Mode::Ex, Mode::Ex));
-        assert!(!g1.demoted && g2.demoted, "demotion not reported: {g1:?} {g2:?}");
+        assert!(
+            !g1.demoted && g2.demoted,
+            "demotion not reported: {g1:?} {g2:?}"
+        );
     });
     drop(first);
     drop(second);
@@ -219,12 +262,16 @@ fn conversion_deadlock_fails_one_or_demotes_with_convdeadlk() {
 fn blocking_notification_and_downconvert() {
     require_cluster!();
     let f = Fixture::new("bast");
-    let mut holder = f.a.lock_with("b", Mode::Ex, LockOptions::new().notify_blocking()).unwrap();
+    let mut holder =
+        f.a.lock_with("b", Mode::Ex, LockOptions::new().notify_blocking())
+            .unwrap();
     let notes = holder.blocking().unwrap().clone();
     assert!(notes.try_recv().is_err(), "notified with nobody waiting");
     std::thread::scope(|s| {
         let waiter = s.spawn(|| f.b.lock("b", Mode::Pr).unwrap());
-        notes.recv_timeout(Duration::from_secs(10)).expect("no blocking notification");
+        notes
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no blocking notification");
         holder.convert(Mode::Pr).unwrap();
         let g = waiter.join().unwrap();
         assert_eq!((holder.mode(), g.mode()), (Mode::Pr, Mode::Pr));
@@ -237,15 +284,23 @@ fn blocking_notification_and_downconvert() {
 fn no_notification_without_asking_and_noqueuebast() {
     require_cluster!();
     let f = Fixture::new("nqbast");
-    let holder = f.a.lock_with("q", Mode::Ex, LockOptions::new().notify_blocking()).unwrap();
+    let holder =
+        f.a.lock_with("q", Mode::Ex, LockOptions::new().notify_blocking())
+            .unwrap();
     let notes = holder.blocking().unwrap();
     // A plain try does not disturb the holder...
-    assert!(matches!(f.b.try_lock("q", Mode::Ex), Err(Error::WouldBlock)));
+    assert!(matches!(
+        f.b.try_lock("q", Mode::Ex),
+        Err(Error::WouldBlock)
+    ));
     assert!(notes.recv_timeout(Duration::from_millis(500)).is_err());
     // ... a try with NOQUEUEBAST does.
-    let r = f.b.lock_with("q", Mode::Ex, LockOptions::new().no_wait().no_queue_bast());
+    let r =
+        f.b.lock_with("q", Mode::Ex, LockOptions::new().no_wait().no_queue_bast());
     assert!(matches!(r, Err(Error::WouldBlock)));
-    notes.recv_timeout(Duration::from_secs(10)).expect("NOQUEUEBAST sent no notification");
+    notes
+        .recv_timeout(Duration::from_secs(10))
+        .expect("NOQUEUEBAST sent no notification");
     let plain = f.b.lock("p", Mode::Ex).unwrap();
     assert!(plain.blocking().is_none());
     drop((holder, plain));
@@ -259,11 +314,15 @@ fn lvb_written_by_one_handle_read_by_another() {
     // The DLM keeps a resource's LVB only while some lock exists on it:
     // an NL lock keeps it between holders (as lvmlockd does).
     let keeper = f.b.lock("v", Mode::Nl).unwrap();
-    let mut w = f.a.lock_with("v", Mode::Ex, LockOptions::new().lvb()).unwrap();
+    let mut w =
+        f.a.lock_with("v", Mode::Ex, LockOptions::new().lvb())
+            .unwrap();
     w.set_lvb(b"hello from a").unwrap();
     // Published by the down-conversion, not at unlock.
     w.convert(Mode::Nl).unwrap();
-    let r = f.b.lock_with("v", Mode::Pr, LockOptions::new().lvb()).unwrap();
+    let r =
+        f.b.lock_with("v", Mode::Pr, LockOptions::new().lvb())
+            .unwrap();
     let lvb = r.lvb().unwrap();
     assert!(lvb.valid);
     assert_eq!(lvb.as_str_lossy(), "hello from a");
@@ -277,17 +336,23 @@ fn lvb_written_by_one_handle_read_by_another() {
     }
     w.set_lvb(&bytes).unwrap();
     w.unlock().unwrap();
-    let r = f.b.lock_with("v", Mode::Pr, LockOptions::new().lvb()).unwrap();
+    let r =
+        f.b.lock_with("v", Mode::Pr, LockOptions::new().lvb())
+            .unwrap();
     assert_eq!(r.lvb().unwrap().bytes, bytes);
     drop(r);
     // An EX holder that reads and releases without writing leaves the
     // value as it was (no garbage from libdlm's unlock).
     for _ in 0..5 {
-        let g = f.a.lock_with("v", Mode::Ex, LockOptions::new().lvb()).unwrap();
+        let g =
+            f.a.lock_with("v", Mode::Ex, LockOptions::new().lvb())
+                .unwrap();
         assert_eq!(g.lvb().unwrap().bytes, bytes);
         drop(g);
     }
-    let r = f.b.lock_with("v", Mode::Cr, LockOptions::new().lvb()).unwrap();
+    let r =
+        f.b.lock_with("v", Mode::Cr, LockOptions::new().lvb())
+            .unwrap();
     assert_eq!(r.lvb().unwrap().bytes, bytes);
     drop((r, keeper));
     f.finish();
@@ -298,30 +363,47 @@ fn lvb_invalidate_and_misuse() {
     require_cluster!();
     let f = Fixture::new("lvbinv");
     let keeper = f.b.lock("v", Mode::Nl).unwrap();
-    let mut w = f.a.lock_with("v", Mode::Ex, LockOptions::new().lvb()).unwrap();
+    let mut w =
+        f.a.lock_with("v", Mode::Ex, LockOptions::new().lvb())
+            .unwrap();
     w.set_lvb(b"x").unwrap();
     w.convert(Mode::Pr).unwrap();
-    assert!(matches!(w.set_lvb(b"y"), Err(Error::InvalidArgument(_))), "PR holder wrote the LVB");
-    assert!(matches!(w.set_lvb(&[0; 33]), Err(Error::InvalidArgument(_))));
+    assert!(
+        matches!(w.set_lvb(b"y"), Err(Error::InvalidArgument(_))),
+        "PR holder wrote the LVB"
+    );
+    assert!(matches!(
+        w.set_lvb(&[0; 33]),
+        Err(Error::InvalidArgument(_))
+    ));
     w.convert(Mode::Ex).unwrap();
     w.invalidate_lvb().unwrap();
     w.unlock().unwrap();
-    let r = f.b.lock_with("v", Mode::Pr, LockOptions::new().lvb()).unwrap();
+    let r =
+        f.b.lock_with("v", Mode::Pr, LockOptions::new().lvb())
+            .unwrap();
     assert!(!r.lvb().unwrap().valid, "LVB not marked invalid");
     drop(r);
     // Writing again makes it valid.
-    let mut w = f.a.lock_with("v", Mode::Pw, LockOptions::new().lvb()).unwrap();
+    let mut w =
+        f.a.lock_with("v", Mode::Pw, LockOptions::new().lvb())
+            .unwrap();
     assert!(!w.lvb().unwrap().valid);
     w.set_lvb(b"fresh").unwrap();
     w.unlock().unwrap();
-    let r = f.b.lock_with("v", Mode::Pr, LockOptions::new().lvb()).unwrap();
+    let r =
+        f.b.lock_with("v", Mode::Pr, LockOptions::new().lvb())
+            .unwrap();
     assert!(r.lvb().unwrap().valid);
     assert_eq!(r.lvb().unwrap().as_str_lossy(), "fresh");
     let plain = f.b.lock("other", Mode::Ex).unwrap();
     assert!(plain.lvb().is_none());
     drop((r, plain));
     let mut nolvb = f.a.lock("other2", Mode::Ex).unwrap();
-    assert!(matches!(nolvb.set_lvb(b"z"), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        nolvb.set_lvb(b"z"),
+        Err(Error::InvalidArgument(_))
+    ));
     drop((nolvb, keeper));
     f.finish();
 }
@@ -331,7 +413,9 @@ fn orphans_adopted_and_purged_within_a_process() {
     require_cluster!();
     let f = Fixture::new("orph");
     let name = f.a.name().to_string();
-    let g = f.a.lock_with("o", Mode::Ex, LockOptions::new().persistent()).unwrap();
+    let g =
+        f.a.lock_with("o", Mode::Ex, LockOptions::new().persistent())
+            .unwrap();
     assert!(g.is_persistent());
     g.orphan().unwrap();
     // A non-persistent guard cannot be orphaned: it comes back.
@@ -340,9 +424,18 @@ fn orphans_adopted_and_purged_within_a_process() {
     drop(np);
     let Fixture { a, b } = f;
     drop(a); // the handle closes: the lock becomes an orphan
-    assert!(matches!(b.try_lock("o", Mode::Ex), Err(Error::WouldBlock)), "orphan not kept");
-    assert!(matches!(b.adopt_orphan("o", Mode::Pr, LockOptions::new()), Err(Error::OrphanModeMismatch)));
-    assert!(matches!(b.adopt_orphan("none", Mode::Ex, LockOptions::new()), Err(Error::OrphanNotFound)));
+    assert!(
+        matches!(b.try_lock("o", Mode::Ex), Err(Error::WouldBlock)),
+        "orphan not kept"
+    );
+    assert!(matches!(
+        b.adopt_orphan("o", Mode::Pr, LockOptions::new()),
+        Err(Error::OrphanModeMismatch)
+    ));
+    assert!(matches!(
+        b.adopt_orphan("none", Mode::Ex, LockOptions::new()),
+        Err(Error::OrphanNotFound)
+    ));
     let adopted = b.adopt_orphan("o", Mode::Ex, LockOptions::new()).unwrap();
     assert_eq!(adopted.mode(), Mode::Ex);
     assert!(matches!(b.try_lock("o", Mode::Ex), Err(Error::WouldBlock)));
@@ -351,14 +444,23 @@ fn orphans_adopted_and_purged_within_a_process() {
 
     // Purge: orphans of this process go.
     let a = Lockspace::open(&name).unwrap();
-    a.lock_with("p1", Mode::Ex, LockOptions::new().persistent()).unwrap().orphan().unwrap();
-    a.lock_with("p2", Mode::Pr, LockOptions::new().persistent()).unwrap().orphan().unwrap();
+    a.lock_with("p1", Mode::Ex, LockOptions::new().persistent())
+        .unwrap()
+        .orphan()
+        .unwrap();
+    a.lock_with("p2", Mode::Pr, LockOptions::new().persistent())
+        .unwrap()
+        .orphan()
+        .unwrap();
     drop(a);
     assert!(!can_take(&b, "p1", Mode::Ex) && !can_take(&b, "p2", Mode::Ex));
     // The kernel records the requesting *thread*'s id as the owner pid;
     // pid 0 purges every orphan of this node.
     b.purge_orphans(0, 0).unwrap();
-    assert!(can_take(&b, "p1", Mode::Ex) && can_take(&b, "p2", Mode::Ex), "purge left orphans");
+    assert!(
+        can_take(&b, "p1", Mode::Ex) && can_take(&b, "p2", Mode::Ex),
+        "purge left orphans"
+    );
     let a = Lockspace::open(&name).unwrap();
     Fixture { a, b }.finish();
 }
@@ -368,16 +470,22 @@ fn alternate_modes_report_what_was_granted() {
     require_cluster!();
     let f = Fixture::new("alt");
     let pr = f.b.lock("a", Mode::Pr).unwrap();
-    let g = f.a.lock_with("a", Mode::Ex, LockOptions::new().alt_pr().no_wait()).unwrap();
+    let g =
+        f.a.lock_with("a", Mode::Ex, LockOptions::new().alt_pr().no_wait())
+            .unwrap();
     assert_eq!(g.mode(), Mode::Pr);
     assert!(g.granted().alternate);
     drop((g, pr));
     let cw = f.b.lock("a", Mode::Cw).unwrap();
-    let g = f.a.lock_with("a", Mode::Ex, LockOptions::new().alt_cw().no_wait()).unwrap();
+    let g =
+        f.a.lock_with("a", Mode::Ex, LockOptions::new().alt_cw().no_wait())
+            .unwrap();
     assert_eq!(g.mode(), Mode::Cw);
     drop((g, cw));
     // Grantable as asked: no alternate.
-    let g = f.a.lock_with("a", Mode::Ex, LockOptions::new().alt_pr()).unwrap();
+    let g =
+        f.a.lock_with("a", Mode::Ex, LockOptions::new().alt_pr())
+            .unwrap();
     assert_eq!((g.mode(), g.granted().alternate), (Mode::Ex, false));
     drop(g);
     f.finish();
@@ -403,7 +511,9 @@ fn headque_jumps_the_queue_and_noorder_ignores_it() {
         std::thread::sleep(Duration::from_millis(300));
         let tx2 = tx.clone();
         s.spawn(move || {
-            let g = cr.lock_with("h", Mode::Ex, LockOptions::new().head_queue()).unwrap();
+            let g = cr
+                .lock_with("h", Mode::Ex, LockOptions::new().head_queue())
+                .unwrap();
             tx2.send("head").unwrap();
             std::thread::sleep(Duration::from_millis(50));
             drop(g);
@@ -419,8 +529,13 @@ fn headque_jumps_the_queue_and_noorder_ignores_it() {
         let w = s.spawn(|| f.b.lock("o", Mode::Ex).unwrap());
         std::thread::sleep(Duration::from_millis(300));
         let queued = c.lock_with("o", Mode::Pr, LockOptions::new().no_wait());
-        assert!(matches!(queued, Err(Error::WouldBlock)), "PR granted past a waiting EX without NOORDER");
-        let g = c.lock_with("o", Mode::Pr, LockOptions::new().no_order().no_wait()).unwrap();
+        assert!(
+            matches!(queued, Err(Error::WouldBlock)),
+            "PR granted past a waiting EX without NOORDER"
+        );
+        let g = c
+            .lock_with("o", Mode::Pr, LockOptions::new().no_order().no_wait())
+            .unwrap();
         drop((g, pr));
         drop(w.join().unwrap());
     });
@@ -433,12 +548,18 @@ fn expedite_and_other_accepted_flags() {
     require_cluster!();
     let f = Fixture::new("expd");
     let held = f.b.lock("e", Mode::Ex).unwrap();
-    let g = f.a.lock_with("e", Mode::Nl, LockOptions::new().expedite().lvb()).unwrap();
+    let g =
+        f.a.lock_with("e", Mode::Nl, LockOptions::new().expedite().lvb())
+            .unwrap();
     assert_eq!(g.mode(), Mode::Nl);
     drop((g, held));
     let opts = LockOptions::new().no_deadlock_wait().persistent();
     let mut g = f.a.lock_with("f", Mode::Pr, opts).unwrap();
-    g.convert_with(Mode::Ex, LockOptions::new().queue_conversion().no_deadlock_wait()).unwrap();
+    g.convert_with(
+        Mode::Ex,
+        LockOptions::new().queue_conversion().no_deadlock_wait(),
+    )
+    .unwrap();
     drop(g);
     f.finish();
 }
@@ -455,28 +576,55 @@ fn rejected_combinations_never_reach_the_kernel() {
         (Mode::Ex, LockOptions::new().no_queue_bast()),
     ];
     for (mode, opts) in bad {
-        assert!(matches!(f.a.lock_with("x", mode, opts), Err(Error::InvalidArgument(_))), "{mode} {opts:?}");
+        assert!(
+            matches!(
+                f.a.lock_with("x", mode, opts),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{mode} {opts:?}"
+        );
     }
     let mut g = f.a.lock("x", Mode::Pr).unwrap();
-    assert!(matches!(g.convert_with(Mode::Nl, LockOptions::new().expedite()), Err(Error::InvalidArgument(_))));
-    assert!(matches!(g.convert_with(Mode::Nl, LockOptions::new().queue_conversion()), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        g.convert_with(Mode::Nl, LockOptions::new().expedite()),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        g.convert_with(Mode::Nl, LockOptions::new().queue_conversion()),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(
         g.convert_with(Mode::Ex, LockOptions::new().demote_on_deadlock().no_wait()),
         Err(Error::InvalidArgument(_))
     ));
-    assert!(matches!(g.convert_with(Mode::Ex, LockOptions::new().notify_blocking()), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        g.convert_with(Mode::Ex, LockOptions::new().notify_blocking()),
+        Err(Error::InvalidArgument(_))
+    ));
     assert_eq!(g.mode(), Mode::Pr);
     drop(g);
     assert!(matches!(f.a.lock("", Mode::Ex), Err(Error::InvalidName(_))));
-    assert!(matches!(f.a.lock([b'x'; 65], Mode::Ex), Err(Error::InvalidName(_))));
+    assert!(matches!(
+        f.a.lock([b'x'; 65], Mode::Ex),
+        Err(Error::InvalidName(_))
+    ));
     // 64 arbitrary bytes, NUL included, are a fine name.
     let mut name = [0u8; 64];
     name[10] = 0xff;
     let g = f.a.lock(name, Mode::Ex).unwrap();
-    assert!(matches!(f.b.try_lock(name, Mode::Ex), Err(Error::WouldBlock)));
-    assert!(can_take(&f.b, &name[..63], Mode::Ex), "a 63-byte prefix is another resource");
+    assert!(matches!(
+        f.b.try_lock(name, Mode::Ex),
+        Err(Error::WouldBlock)
+    ));
+    assert!(
+        can_take(&f.b, &name[..63], Mode::Ex),
+        "a 63-byte prefix is another resource"
+    );
     drop(g);
-    assert!(LockFlags::from_bits(0x2).is_err(), "CANCEL is not a request flag");
+    assert!(
+        LockFlags::from_bits(0x2).is_err(),
+        "CANCEL is not a request flag"
+    );
     f.finish();
 }
 
@@ -498,7 +646,10 @@ fn with_lock_runs_the_closure_under_the_lock() {
         dlm::with_lock(&f.a, "w", Mode::Ex, |_| panic!("inside")).ok();
     }));
     assert!(caught.is_err());
-    assert!(can_take(&f.b, "w", Mode::Ex), "lock left held after a panic");
+    assert!(
+        can_take(&f.b, "w", Mode::Ex),
+        "lock left held after a panic"
+    );
     f.finish();
 }
 
@@ -513,15 +664,24 @@ fn acquire_and_release_1_10_100_1000_locks_in_parallel() {
                 .map(|t| {
                     let ls = &f.a;
                     s.spawn(move || {
-                        (t..n).step_by(threads).map(|i| ls.lock(format!("m{n}_{i}"), Mode::Ex).unwrap()).collect::<Vec<_>>()
+                        (t..n)
+                            .step_by(threads)
+                            .map(|i| ls.lock(format!("m{n}_{i}"), Mode::Ex).unwrap())
+                            .collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
         });
         assert_eq!(guards.len(), n);
         for i in [0, n / 2, n - 1] {
-            assert!(matches!(f.b.try_lock(format!("m{n}_{i}"), Mode::Ex), Err(Error::WouldBlock)));
+            assert!(matches!(
+                f.b.try_lock(format!("m{n}_{i}"), Mode::Ex),
+                Err(Error::WouldBlock)
+            ));
         }
         std::thread::scope(|s| {
             let mut chunks: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
@@ -537,7 +697,7 @@ fn acquire_and_release_1_10_100_1000_locks_in_parallel() {
             }
         });
         for i in [0, n / 2, n - 1] {
-            assert!(can_take(&f.b, &format!("m{n}_{i}"), Mode::Ex));
+            assert!(can_take(&f.b, format!("m{n}_{i}"), Mode::Ex));
         }
     }
     f.finish();

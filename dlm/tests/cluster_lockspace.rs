@@ -19,10 +19,16 @@ fn exists(name: &str) -> bool {
 fn create_exclusive_open_and_release() {
     require_cluster!();
     let name = common::ls_name("excl");
-    assert!(matches!(Lockspace::open(&name), Err(Error::LockspaceNotFound)));
+    assert!(matches!(
+        Lockspace::open(&name),
+        Err(Error::LockspaceNotFound)
+    ));
     let ls = Lockspace::create_exclusive(&name, 0o600).unwrap();
     assert_eq!(ls.name(), name);
-    assert!(matches!(Lockspace::create_exclusive(&name, 0o600), Err(Error::LockspaceExists)));
+    assert!(matches!(
+        Lockspace::create_exclusive(&name, 0o600),
+        Err(Error::LockspaceExists)
+    ));
     assert!(exists(&name));
     ls.release(false).unwrap();
     assert!(!exists(&name), "released lockspace can still be opened");
@@ -32,7 +38,9 @@ fn create_exclusive_open_and_release() {
 fn join_and_leave_one_and_ten_lockspaces() {
     require_cluster!();
     for count in [1, 10] {
-        let names: Vec<String> = (0..count).map(|i| common::ls_name(&format!("jl{count}_{i}"))).collect();
+        let names: Vec<String> = (0..count)
+            .map(|i| common::ls_name(&format!("jl{count}_{i}")))
+            .collect();
         for n in &names {
             drop(dlm::join(n, 0o600).unwrap());
         }
@@ -88,7 +96,9 @@ fn release_without_force_fails_while_orphans_exist_and_force_removes() {
     require_cluster!();
     let name = common::ls_name("force");
     let ls = Lockspace::create(&name, 0o600).unwrap();
-    let g = ls.lock_with("kept", Mode::Ex, LockOptions::new().persistent()).unwrap();
+    let g = ls
+        .lock_with("kept", Mode::Ex, LockOptions::new().persistent())
+        .unwrap();
     g.orphan().unwrap();
     // The orphan is a lock the kernel still holds after our handle closes.
     let ls = {
@@ -124,7 +134,10 @@ fn release_refuses_while_guards_or_handles_live_and_never_hangs() {
     drop(ls);
     assert_eq!(guard.mode(), Mode::Ex);
     let other = Lockspace::open(&name).unwrap();
-    assert!(matches!(other.try_lock("r", Mode::Ex), Err(Error::WouldBlock)));
+    assert!(matches!(
+        other.try_lock("r", Mode::Ex),
+        Err(Error::WouldBlock)
+    ));
     guard.unlock().unwrap();
     other.try_lock("r", Mode::Ex).unwrap().unlock().unwrap();
     other.release(false).unwrap();
@@ -134,9 +147,18 @@ fn release_refuses_while_guards_or_handles_live_and_never_hangs() {
 #[test]
 fn lockspace_names_are_checked_before_libdlm() {
     require_cluster!();
-    assert!(matches!(Lockspace::create("", 0o600), Err(Error::InvalidName(_))));
-    assert!(matches!(Lockspace::create("a\0b", 0o600), Err(Error::InvalidName(_))));
-    assert!(matches!(Lockspace::create(&"n".repeat(65), 0o600), Err(Error::InvalidName(_))));
+    assert!(matches!(
+        Lockspace::create("", 0o600),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        Lockspace::create("a\0b", 0o600),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        Lockspace::create(&"n".repeat(65), 0o600),
+        Err(Error::InvalidName(_))
+    ));
     assert!(matches!(Lockspace::open("a/b"), Err(Error::InvalidName(_))));
     assert!(matches!(dlm::leave("", false), Err(Error::InvalidName(_))));
     // 64 bytes is the longest name the kernel takes.

@@ -14,9 +14,13 @@ fn orphan_survives_process_exit_and_is_adopted() {
         // The child: take a persistent EX lock, write the LVB, leave the
         // lock behind and exit without unlocking.
         let ls = Lockspace::open(&name).unwrap();
-        let keeper = ls.lock_with("lvbkeep", Mode::Nl, LockOptions::new().persistent()).unwrap();
+        let keeper = ls
+            .lock_with("lvbkeep", Mode::Nl, LockOptions::new().persistent())
+            .unwrap();
         keeper.orphan().unwrap();
-        let g = ls.lock_with("orphaned", Mode::Ex, LockOptions::new().persistent()).unwrap();
+        let g = ls
+            .lock_with("orphaned", Mode::Ex, LockOptions::new().persistent())
+            .unwrap();
         println!("child holds lock {:#x}", g.lkid());
         g.orphan().unwrap();
         std::process::exit(0);
@@ -25,22 +29,45 @@ fn orphan_survives_process_exit_and_is_adopted() {
     let name = common::ls_name("orphproc");
     let ls = Lockspace::create_exclusive(&name, 0o600).unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "orphan_survives_process_exit_and_is_adopted", "--nocapture"])
+        .args([
+            "--exact",
+            "orphan_survives_process_exit_and_is_adopted",
+            "--nocapture",
+        ])
         .env(CHILD, &name)
         .output()
         .unwrap();
-    assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("child holds lock"));
     // The child is gone; its lock is not.
-    assert!(matches!(ls.try_lock("orphaned", Mode::Cr), Err(Error::WouldBlock)));
-    let adopted = ls.adopt_orphan("orphaned", Mode::Ex, LockOptions::new()).unwrap();
+    assert!(matches!(
+        ls.try_lock("orphaned", Mode::Cr),
+        Err(Error::WouldBlock)
+    ));
+    let adopted = ls
+        .adopt_orphan("orphaned", Mode::Ex, LockOptions::new())
+        .unwrap();
     assert!(adopted.is_persistent());
     // Adopted: it is ours now, and unlocks like any other lock.
     let other = Lockspace::open(&name).unwrap();
-    assert!(matches!(other.try_lock("orphaned", Mode::Cr), Err(Error::WouldBlock)));
+    assert!(matches!(
+        other.try_lock("orphaned", Mode::Cr),
+        Err(Error::WouldBlock)
+    ));
     adopted.unlock().unwrap();
-    other.try_lock("orphaned", Mode::Ex).unwrap().unlock().unwrap();
-    ls.adopt_orphan("lvbkeep", Mode::Nl, LockOptions::new()).unwrap().unlock().unwrap();
+    other
+        .try_lock("orphaned", Mode::Ex)
+        .unwrap()
+        .unlock()
+        .unwrap();
+    ls.adopt_orphan("lvbkeep", Mode::Nl, LockOptions::new())
+        .unwrap()
+        .unlock()
+        .unwrap();
     drop((ls, other));
     dlm::leave(&name, false).expect("locks left behind");
 }

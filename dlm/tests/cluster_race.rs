@@ -139,7 +139,10 @@ fn worker(ls: &Lockspace, held: &Held, counts: &Counts, seed: u64, requests: usi
 #[test]
 fn eight_threads_four_resources_twenty_thousand_requests() {
     require_cluster!();
-    let requests: usize = std::env::var("DLM_RACE_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let requests: usize = std::env::var("DLM_RACE_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let name = common::ls_name("race");
     let ls = Lockspace::create_exclusive(&name, 0o600).unwrap();
     let held = Held(Default::default());
@@ -147,7 +150,15 @@ fn eight_threads_four_resources_twenty_thousand_requests() {
     std::thread::scope(|s| {
         for t in 0..THREADS {
             let (ls, held, counts) = (&ls, &held, &counts);
-            s.spawn(move || worker(ls, held, counts, 0x9e37_79b9_7f4a_7c15 ^ (t as u64 * 0x1234_5678_9abc), requests / THREADS));
+            s.spawn(move || {
+                worker(
+                    ls,
+                    held,
+                    counts,
+                    0x9e37_79b9_7f4a_7c15 ^ (t as u64 * 0x1234_5678_9abc),
+                    requests / THREADS,
+                )
+            });
         }
     });
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -160,8 +171,15 @@ fn eight_threads_four_resources_twenty_thousand_requests() {
         c(&counts.conversion_failed)
     );
     let total = c(&counts.granted) + c(&counts.timed_out) + c(&counts.would_block);
-    assert_eq!(total as usize, requests / THREADS * THREADS, "every request has one outcome");
-    assert!(c(&counts.granted) > 0 && c(&counts.would_block) > 0, "the run did not exercise contention");
+    assert_eq!(
+        total as usize,
+        requests / THREADS * THREADS,
+        "every request has one outcome"
+    );
+    assert!(
+        c(&counts.granted) > 0 && c(&counts.would_block) > 0,
+        "the run did not exercise contention"
+    );
     for r in 0..RESOURCES {
         for m in Mode::ALL {
             assert_eq!(held.0[r][m as usize].load(Ordering::SeqCst), 0);
@@ -170,7 +188,11 @@ fn eight_threads_four_resources_twenty_thousand_requests() {
     // Independent check: a fresh handle sees every resource free...
     let other = Lockspace::open(&name).unwrap();
     for r in 0..RESOURCES {
-        other.try_lock(format!("race{r}"), Mode::Ex).expect("a lock was left held").unlock().unwrap();
+        other
+            .try_lock(format!("race{r}"), Mode::Ex)
+            .expect("a lock was left held")
+            .unlock()
+            .unwrap();
     }
     drop(other);
     drop(ls);

@@ -41,9 +41,16 @@ fn create_and_join_without_dlm_fail_cleanly() {
     }
     let t = Instant::now();
     assert_no_dlm_error("create", Lockspace::create("nodlm", 0o600));
-    assert_no_dlm_error("create_exclusive", Lockspace::create_exclusive("nodlm", 0o600));
+    assert_no_dlm_error(
+        "create_exclusive",
+        Lockspace::create_exclusive("nodlm", 0o600),
+    );
     assert_no_dlm_error("join", dlm::join("nodlm", 0o600));
-    assert!(t.elapsed() < Duration::from_secs(60), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -54,7 +61,10 @@ fn leave_and_with_lockspace_without_dlm_fail_cleanly() {
     assert_no_dlm_error("leave", dlm::leave("nodlm", false));
     assert_no_dlm_error("leave force", dlm::leave("nodlm", true));
     let mut ran = false;
-    assert_no_dlm_error("with_lockspace", dlm::with_lockspace("nodlm", |_| ran = true));
+    assert_no_dlm_error(
+        "with_lockspace",
+        dlm::with_lockspace("nodlm", |_| ran = true),
+    );
     assert!(!ran);
 }
 
@@ -63,7 +73,10 @@ fn kernel_version_without_dlm_is_not_available() {
     if !no_dlm_here() {
         return;
     }
-    assert!(matches!(dlm::kernel_version(), Err(Error::NotAvailable { .. })));
+    assert!(matches!(
+        dlm::kernel_version(),
+        Err(Error::NotAvailable { .. })
+    ));
     // The library's own version needs no kernel.
     assert_eq!(dlm::library_version().major, 6);
 }
@@ -71,6 +84,12 @@ fn kernel_version_without_dlm_is_not_available() {
 #[test]
 fn bad_names_are_refused_before_looking_for_a_dlm() {
     assert!(matches!(Lockspace::open(""), Err(Error::InvalidName(_))));
-    assert!(matches!(Lockspace::create("with\0nul", 0o600), Err(Error::InvalidName(_))));
-    assert!(matches!(dlm::leave(&"x".repeat(65), false), Err(Error::InvalidName(_))));
+    assert!(matches!(
+        Lockspace::create("with\0nul", 0o600),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        dlm::leave(&"x".repeat(65), false),
+        Err(Error::InvalidName(_))
+    ));
 }

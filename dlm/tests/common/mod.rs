@@ -13,7 +13,11 @@ pub fn cluster() -> bool {
     if dev && root {
         return true;
     }
-    let why = if dev { "not root" } else { "no /dev/misc/dlm-control" };
+    let why = if dev {
+        "not root"
+    } else {
+        "no /dev/misc/dlm-control"
+    };
     if std::env::var_os("DLM_TEST_REQUIRE_CLUSTER").is_some_and(|v| v == "1") {
         panic!("DLM_TEST_REQUIRE_CLUSTER=1 but there is no DLM here: {why}");
     }

@@ -1,0 +1,156 @@
+//! The example programs, run for real in the test cluster: their output
+//! and exit statuses are what a user would see.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn cluster() -> bool {
+    let dev = std::path::Path::new("/dev/misc/dlm-control").exists();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if dev && root {
+        return true;
+    }
+    if std::env::var_os("DLM_TEST_REQUIRE_CLUSTER").is_some_and(|v| v == "1") {
+        panic!("DLM_TEST_REQUIRE_CLUSTER=1 but there is no DLM here");
+    }
+    eprintln!("skipping: no kernel DLM here; run the test with ci/vm");
+    false
+}
+
+/// An example binary, built by `cargo test` (or `cargo build --examples`)
+/// next to the test executables.
+fn example(name: &str) -> Command {
+    let mut dir: PathBuf = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo build --examples`",
+        path.display()
+    );
+    Command::new(path)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn quickstart_takes_ex_then_pr_and_leaves() {
+    if !cluster() {
+        return;
+    }
+    let out = run(&mut example("quickstart"));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let steps = [
+        "joined lockspace myapp",
+        "opened lockspace myapp",
+        "locked mylock1 in EX",
+        "locked mylock1 in PR",
+        "left lockspace myapp",
+    ];
+    let mut at = 0;
+    for step in steps {
+        let found = text[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("step {step:?} missing or out of order in:\n{text}"));
+        at += found + step.len();
+    }
+    assert!(
+        matches!(
+            dlm::Lockspace::open("myapp"),
+            Err(dlm::Error::LockspaceNotFound)
+        ),
+        "quickstart left myapp behind"
+    );
+}
+
+#[test]
+fn dlm_flock_holds_the_lock_while_the_command_runs() {
+    if !cluster() {
+        return;
+    }
+    let ls = "flocktest";
+    // The command's exit status comes back.
+    let out =
+        run(example("dlm-flock").args(["--lockspace", ls, "-x", "res", "sh", "-c", "exit 7"]));
+    assert_eq!(out.status.code(), Some(7));
+    // Inside the critical section, -n on the same resource fails with 1,
+    // and a shared lock of another resource works.
+    let inner = format!(
+        "{f} --lockspace {ls} -n res true; echo inner=$?; {f} --lockspace {ls} -s other true; echo other=$?",
+        f = example("dlm-flock").get_program().to_string_lossy()
+    );
+    let out = run(example("dlm-flock").args(["--lockspace", ls, "-x", "res", "sh", "-c", &inner]));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("inner=1") && text.contains("other=0"),
+        "{text}"
+    );
+    // -w gives up after the timeout while the lock is held.
+    let inner = format!(
+        "{} --lockspace {ls} -w 0.3 res true; echo waited=$?",
+        example("dlm-flock").get_program().to_string_lossy()
+    );
+    let out = run(example("dlm-flock").args(["--lockspace", ls, "-s", "res", "sh", "-c", &inner]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("waited=1"));
+    // Usage errors and help.
+    assert_eq!(
+        run(example("dlm-flock").arg("--bogus")).status.code(),
+        Some(2)
+    );
+    let help = run(example("dlm-flock").arg("--help"));
+    assert!(
+        help.status.success() && String::from_utf8_lossy(&help.stdout).contains("Usage: dlm-flock")
+    );
+    assert_eq!(
+        run(example("dlm-flock").args(["--lockspace", ls, "r", "/nonexistent/cmd"]))
+            .status
+            .code(),
+        Some(127)
+    );
+    dlm::leave(ls, false).unwrap();
+}
+
+#[test]
+fn lvb_counter_counts_across_processes() {
+    if !cluster() {
+        return;
+    }
+    let ls = "countertest";
+    // A keeper lock keeps the resource (and its LVB) alive between the
+    // counter processes.
+    let space = dlm::Lockspace::join(ls, 0o600).unwrap();
+    let keeper = space.lock("counter", dlm::Mode::Nl).unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            example("lvb-counter")
+                .args(["--lockspace", ls, "--increments", "20"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let out = run(example("lvb-counter").args(["--lockspace", ls, "--read"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "counter 60 valid"
+    );
+    drop(keeper);
+    drop(space);
+    dlm::leave(ls, false).unwrap();
+}
