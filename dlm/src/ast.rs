@@ -17,9 +17,11 @@
 //! Ownership rule: while a request is in flight, libdlm's thread owns the
 //! lksb and LVB buffer; the requesting thread touches them again only after
 //! it has received the completion (the channel orders the two). A blocking
-//! AST may rewrite the lksb at any time, so the lksb is only ever read on
-//! libdlm's thread, in [`completion_ast`]; the LVB buffer is written by
-//! libdlm only at completions.
+//! AST may rewrite the lksb at any time, so Rust reads the lksb only on
+//! libdlm's thread, in [`completion_ast`] (the one exception: the lock id
+//! of a new request, which libdlm stores on the calling thread, read
+//! atomically to cancel the request); the LVB buffer is written by libdlm
+//! only at completions.
 
 use crate::error::Error;
 use crossbeam_channel::{Receiver, Sender};

@@ -487,3 +487,32 @@ pub fn with_lockspace<T>(name: &str, f: impl FnOnce(&Lockspace) -> T) -> Result<
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_and_guards_cross_threads() {
+        send_sync::<Lockspace>();
+        send_sync::<LockGuard>();
+        send_sync::<Error>();
+    }
+
+    #[test]
+    fn open_handle_registry_counts_per_name() {
+        let a = CString::new("registry-test-a").unwrap();
+        let b = CString::new("registry-test-b").unwrap();
+        assert_eq!(open_count(&a), 0);
+        assert_eq!(count_open(&a, 1), 1);
+        assert_eq!(count_open(&a, 1), 2);
+        assert_eq!(count_open(&b, 1), 1);
+        assert_eq!(count_open(&a, -1), 1);
+        assert_eq!(open_count(&a), 1);
+        assert_eq!(count_open(&a, -1), 0);
+        assert_eq!(count_open(&b, -1), 0);
+        assert_eq!((open_count(&a), open_count(&b)), (0, 0));
+    }
+}
