@@ -43,7 +43,10 @@ fn find_library() -> Vec<PathBuf> {
         includes.push(PathBuf::from(dir));
     }
     if let Some(dir) = env::var_os("DLM_LIB_DIR") {
-        println!("cargo:rustc-link-search=native={}", Path::new(&dir).display());
+        println!(
+            "cargo:rustc-link-search=native={}",
+            Path::new(&dir).display()
+        );
         println!("cargo:rustc-link-lib=dylib=dlm");
         println!("cargo:rustc-link-lib=dylib=pthread");
         return includes;
@@ -134,5 +137,8 @@ fn generate(include: &Path) {
         .expect("bindgen could not generate libdlm's bindings")
         .write_to_file(&out)
         .expect("could not write the bindings");
-    println!("cargo:rerun-if-changed={}", include.join("libdlm.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        include.join("libdlm.h").display()
+    );
 }

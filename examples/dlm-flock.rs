@@ -74,7 +74,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         return Err("RESOURCE and COMMAND are required".into());
     }
     let resource = positional.remove(0);
-    Ok(Args { mode, options, lockspace, resource, command: positional })
+    Ok(Args {
+        mode,
+        options,
+        lockspace,
+        resource,
+        command: positional,
+    })
 }
 
 fn main() -> ExitCode {
@@ -107,7 +113,9 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let status = Command::new(&args.command[0]).args(&args.command[1..]).status();
+    let status = Command::new(&args.command[0])
+        .args(&args.command[1..])
+        .status();
     if let Err(e) = guard.unlock() {
         eprintln!("dlm-flock: unlock {}: {e}", args.resource);
     }
@@ -115,7 +123,9 @@ fn main() -> ExitCode {
         Ok(s) => match s.code() {
             Some(c) => ExitCode::from(c as u8),
             // Killed by a signal: 128 + signal, as shells report it.
-            None => ExitCode::from(128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0) as u8),
+            None => ExitCode::from(
+                128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0) as u8,
+            ),
         },
         Err(e) => {
             eprintln!("dlm-flock: {}: {e}", args.command[0]);

@@ -41,11 +41,18 @@ fn run() -> Result<(), String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    let ls = Lockspace::join(&lockspace, 0o600).map_err(|e| format!("lockspace {lockspace}: {e}"))?;
+    let ls =
+        Lockspace::join(&lockspace, 0o600).map_err(|e| format!("lockspace {lockspace}: {e}"))?;
     if read_only {
-        let g = ls.lock_with(&resource, Mode::Pr, LockOptions::new().lvb()).map_err(|e| e.to_string())?;
+        let g = ls
+            .lock_with(&resource, Mode::Pr, LockOptions::new().lvb())
+            .map_err(|e| e.to_string())?;
         let lvb = g.lvb().expect("requested with lvb");
-        println!("counter {} {}", value(&lvb.bytes), if lvb.valid { "valid" } else { "not-valid" });
+        println!(
+            "counter {} {}",
+            value(&lvb.bytes),
+            if lvb.valid { "valid" } else { "not-valid" }
+        );
         return Ok(());
     }
     // One NL lock for the whole run, converted up and down.
@@ -55,14 +62,20 @@ fn run() -> Result<(), String> {
     let mut last = 0;
     let mut valid = true;
     for _ in 0..increments {
-        lock.convert(Mode::Ex).map_err(|e| format!("convert to EX: {e}"))?;
+        lock.convert(Mode::Ex)
+            .map_err(|e| format!("convert to EX: {e}"))?;
         let lvb = lock.lvb().expect("requested with lvb");
         valid &= lvb.valid;
         last = value(&lvb.bytes) + 1;
-        lock.set_lvb(&last.to_le_bytes()).map_err(|e| e.to_string())?;
-        lock.convert(Mode::Nl).map_err(|e| format!("convert to NL: {e}"))?;
+        lock.set_lvb(&last.to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        lock.convert(Mode::Nl)
+            .map_err(|e| format!("convert to NL: {e}"))?;
     }
-    println!("counter {last} {}", if valid { "valid" } else { "not-valid" });
+    println!(
+        "counter {last} {}",
+        if valid { "valid" } else { "not-valid" }
+    );
     lock.unlock().map_err(|e| e.to_string())
 }
 

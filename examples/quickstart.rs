@@ -8,7 +8,10 @@ use dlm::{Lockspace, Mode};
 
 fn main() -> Result<(), dlm::Error> {
     let kernel = dlm::kernel_version()?;
-    println!("DLM kernel protocol {kernel}, libdlm protocol {}", dlm::library_version());
+    println!(
+        "DLM kernel protocol {kernel}, libdlm protocol {}",
+        dlm::library_version()
+    );
 
     // Open `myapp`, creating it if needed (needs root), as ocaml-dlm's join.
     dlm::join("myapp", 0o600)?;
@@ -17,12 +20,20 @@ fn main() -> Result<(), dlm::Error> {
     println!("opened lockspace {}", ls.name());
 
     let guard = ls.lock("mylock1", Mode::Ex)?;
-    println!("locked mylock1 in {} (lock id {:#x})", guard.mode(), guard.lkid());
+    println!(
+        "locked mylock1 in {} (lock id {:#x})",
+        guard.mode(),
+        guard.lkid()
+    );
     guard.unlock()?;
     println!("unlocked mylock1");
 
     dlm::with_lock(&ls, "mylock1", Mode::Pr, |guard| {
-        println!("locked mylock1 in {} (lock id {:#x})", guard.mode(), guard.lkid());
+        println!(
+            "locked mylock1 in {} (lock id {:#x})",
+            guard.mode(),
+            guard.lkid()
+        );
     })?;
     println!("unlocked mylock1");
 

@@ -18,7 +18,11 @@ fn cluster_available() -> bool {
     if dev && root {
         return true;
     }
-    let why = if dev { "not root" } else { "no /dev/misc/dlm-control" };
+    let why = if dev {
+        "not root"
+    } else {
+        "no /dev/misc/dlm-control"
+    };
     if std::env::var_os("DLM_TEST_REQUIRE_CLUSTER").is_some_and(|v| v == "1") {
         panic!("DLM_TEST_REQUIRE_CLUSTER=1 but no DLM here: {why}");
     }
@@ -68,14 +72,21 @@ fn create_lock_unlock_release() {
     let name = CString::new("dlmsys_raw").unwrap();
     // SAFETY: name is a valid NUL-terminated string.
     let ls = unsafe { dlm_new_lockspace(name.as_ptr(), 0o600, 0) };
-    assert!(!ls.is_null(), "dlm_new_lockspace: {}", std::io::Error::last_os_error());
+    assert!(
+        !ls.is_null(),
+        "dlm_new_lockspace: {}",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: ls is the open handle just returned.
     let rc = unsafe { dlm_ls_pthread_init(ls) };
     assert_eq!(rc, 0, "dlm_ls_pthread_init returned {rc}");
 
     let lock = Box::new(Lock {
         lksb: dlm_lksb::default(),
-        done: Completion { statuses: Mutex::new(Vec::new()), cond: Condvar::new() },
+        done: Completion {
+            statuses: Mutex::new(Vec::new()),
+            cond: Condvar::new(),
+        },
     });
     let ptr = &*lock as *const Lock as *mut Lock;
     let res = b"raw-resource";
@@ -105,7 +116,10 @@ fn create_lock_unlock_release() {
     // the EX lock is held.
     let other = Box::new(Lock {
         lksb: dlm_lksb::default(),
-        done: Completion { statuses: Mutex::new(Vec::new()), cond: Condvar::new() },
+        done: Completion {
+            statuses: Mutex::new(Vec::new()),
+            cond: Condvar::new(),
+        },
     });
     let optr = &*other as *const Lock as *mut Lock;
     // SAFETY: as above, `other` outlives its only AST.
@@ -125,7 +139,11 @@ fn create_lock_unlock_release() {
         )
     };
     assert_eq!(rc, 0);
-    assert_eq!(wait_for(&other, 1), libc::EAGAIN, "NOQUEUE request was not refused");
+    assert_eq!(
+        wait_for(&other, 1),
+        libc::EAGAIN,
+        "NOQUEUE request was not refused"
+    );
 
     // SAFETY: lkid names the lock granted above; `lock` is still alive for
     // the unlock's AST.
@@ -135,7 +153,12 @@ fn create_lock_unlock_release() {
 
     // SAFETY: no lock is left in the lockspace; ls is not used afterwards.
     let rc = unsafe { dlm_release_lockspace(name.as_ptr(), ls, 0) };
-    assert_eq!(rc, 0, "dlm_release_lockspace: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "dlm_release_lockspace: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 #[test]
@@ -146,7 +169,12 @@ fn kernel_and_library_versions_are_plausible() {
     let (mut maj, mut min, mut patch) = (0u32, 0u32, 0u32);
     // SAFETY: the pointers are valid for writes of one u32 each.
     let rc = unsafe { dlm_kernel_version(&mut maj, &mut min, &mut patch) };
-    assert_eq!(rc, 0, "dlm_kernel_version: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "dlm_kernel_version: {}",
+        std::io::Error::last_os_error()
+    );
     // The kernel's device protocol is 6.0.x on every kernel since 2.6.
     assert_eq!(maj, 6, "kernel version {maj}.{min}.{patch}");
     let (mut lmaj, mut lmin, mut lpatch) = (0u32, 0u32, 0u32);

@@ -24,9 +24,15 @@ fn constants_have_the_header_values() {
         [0, 1, 2, 3, 4, 5]
     );
     assert_eq!((LKF_NOQUEUE, LKF_CONVERT, LKF_VALBLK), (1, 4, 8));
-    assert_eq!((LKF_ORPHAN, LKF_ALTPR, LKF_ALTCW), (0x4000, 0x8000, 0x10000));
+    assert_eq!(
+        (LKF_ORPHAN, LKF_ALTPR, LKF_ALTCW),
+        (0x4000, 0x8000, 0x10000)
+    );
     assert_eq!(LKF_WAIT, 0x8000_0000u32);
-    assert_eq!((DLM_SBF_DEMOTED, DLM_SBF_VALNOTVALID, DLM_SBF_ALTMODE), (1, 2, 4));
+    assert_eq!(
+        (DLM_SBF_DEMOTED, DLM_SBF_VALNOTVALID, DLM_SBF_ALTMODE),
+        (1, 2, 4)
+    );
     assert_eq!(DLM_LSFL_NEWEXCL, 8);
     assert_eq!((ECANCEL, EUNLOCK, EINPROG), (0x10001, 0x10002, 0x10003));
 }

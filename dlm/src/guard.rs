@@ -108,6 +108,80 @@ fn bast_fn(cell: &LockCell) -> Option<unsafe extern "C" fn(*mut c_void)> {
         .then_some(blocking_ast as unsafe extern "C" fn(*mut c_void))
 }
 
+/// A channel for blocking notifications, when `wanted`.
+fn blocking_channel(
+    wanted: bool,
+) -> (
+    Option<crossbeam_channel::Sender<Blocking>>,
+    Option<Receiver<Blocking>>,
+) {
+    if !wanted {
+        return (None, None);
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    (Some(tx), Some(rx))
+}
+
+/// `dlm_ls_lock` with `cell`'s MAIN lksb and this crate's ASTs. `name` is
+/// the resource for a new request or adoption, empty for a conversion.
+///
+/// # Safety
+/// No request of `cell` is in flight, and `cell` stays at its address
+/// until the lock's last AST (or, given up, until the lockspace closes).
+unsafe fn ls_lock(inner: &Inner, cell: &LockCell, mode: Mode, flags: u32, name: &[u8]) -> i32 {
+    // SAFETY: the caller's contract keeps the lksb and LVB buffer alive and
+    // fixed; libdlm copies the name during the call.
+    unsafe {
+        sys::dlm_ls_lock(
+            inner.handle(),
+            mode.as_raw(),
+            cell.lksb_ptr(MAIN),
+            flags,
+            if name.is_empty() {
+                std::ptr::null()
+            } else {
+                name.as_ptr().cast()
+            },
+            name.len() as u32,
+            0,
+            Some(completion_ast),
+            cell.arg(MAIN),
+            bast_fn(cell),
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// Submits a request or conversion of `cell` from this thread and waits for
+/// its completion (see [`await_completion`]). `Err` when libdlm refused the
+/// request: then no AST will come.
+///
+/// # Safety
+/// As for [`ls_lock`].
+unsafe fn submit(
+    inner: &Inner,
+    cell: &LockCell,
+    mode: Mode,
+    flags: u32,
+    name: &[u8],
+    timeout: Option<Duration>,
+    lkid: Option<u32>,
+) -> Result<Waited> {
+    Waiter::with(|w| {
+        w.drain();
+        // SAFETY: no request in flight (the caller's contract).
+        let seq = unsafe { cell.prepare(w) };
+        // SAFETY: the caller's contract.
+        if unsafe { ls_lock(inner, cell, mode, flags, name) } != 0 {
+            return Err(match errno() {
+                libc::ENOENT if !inner.is_alive() => Error::LockspaceGone,
+                code => Error::from_errno("dlm_ls_lock", code),
+            });
+        }
+        Ok(await_completion(inner, cell, w, seq, timeout, lkid))
+    })
+}
+
 /// Waits for the completion of request `seq` of `cell`; with a `timeout`,
 /// cancels the request when it expires (for a new request the lock id is
 /// the one libdlm stored; for a conversion, `lkid`) and waits
@@ -170,50 +244,22 @@ impl LockGuard {
     ) -> Result<LockGuard> {
         let name = name::resource_name(name)?;
         flags::check(Request::New, mode, options.flags)?;
-        let (btx, brx) = match options.notify_blocking {
-            true => {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                (Some(tx), Some(rx))
-            }
-            false => (None, None),
-        };
+        let (btx, brx) = blocking_channel(options.notify_blocking);
         let inner = &*ls.inner;
         let cell = LockCell::new(inner.handle(), btx);
-        let waited = Waiter::with(|w| {
-            w.drain();
-            // SAFETY: the cell is new: no request of it is in flight.
-            let seq = unsafe { cell.prepare(w) };
-            // SAFETY: the lksb and LVB buffer live in the boxed cell, which
-            // stays at its address until its last AST (or, given up, until
-            // the lockspace closes); the name is copied during the call.
-            let rc = unsafe {
-                sys::dlm_ls_lock(
-                    inner.handle(),
-                    mode.as_raw(),
-                    cell.lksb_ptr(MAIN),
-                    options.flags.bits(),
-                    name.as_ptr().cast(),
-                    name.len() as u32,
-                    0,
-                    Some(completion_ast),
-                    cell.arg(MAIN),
-                    bast_fn(&cell),
-                    std::ptr::null_mut(),
-                )
-            };
-            if rc != 0 {
-                // The kernel did not take the request: no AST will come.
-                return Err(Error::last("dlm_ls_lock"));
-            }
-            Ok(await_completion(
+        // SAFETY: the cell is new, and boxed: it stays where it is until its
+        // last AST, or is parked in the lockspace if given up.
+        let waited = unsafe {
+            submit(
                 inner,
                 &cell,
-                w,
-                seq,
+                mode,
+                options.flags.bits(),
+                name,
                 options.timeout,
                 None,
-            ))
-        })?;
+            )
+        }?;
         let (completion, cancelled) = match waited {
             Waited::Completed {
                 completion,
@@ -270,36 +316,16 @@ impl LockGuard {
                 "adopting an orphan takes only the lvb and notify_blocking options",
             ));
         }
-        let (btx, brx) = match options.notify_blocking {
-            true => {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                (Some(tx), Some(rx))
-            }
-            false => (None, None),
-        };
+        let (btx, brx) = blocking_channel(options.notify_blocking);
         let inner = &*ls.inner;
         let cell = LockCell::new(inner.handle(), btx);
         let valblk = options.flags.contains(LockFlags::VALBLK);
         let flags =
             sys::LKF_PERSISTENT | sys::LKF_ORPHAN | if valblk { sys::LKF_VALBLK } else { 0 };
         set_errno(0);
-        // SAFETY: as in `request`; the kernel answers in the write and
-        // registers the cell as the lock's AST argument from now on.
-        let rc = unsafe {
-            sys::dlm_ls_lock(
-                inner.handle(),
-                mode.as_raw(),
-                cell.lksb_ptr(MAIN),
-                flags,
-                name.as_ptr().cast(),
-                name.len() as u32,
-                0,
-                Some(completion_ast),
-                cell.arg(MAIN),
-                bast_fn(&cell),
-                std::ptr::null_mut(),
-            )
-        };
+        // SAFETY: the cell is new and boxed; the kernel answers in the write
+        // and names the cell as the lock's AST argument from now on.
+        let rc = unsafe { ls_lock(inner, &cell, mode, flags, name) };
         if rc != 0 {
             return Err(match errno() {
                 libc::ENOENT => Error::OrphanNotFound,
@@ -491,43 +517,19 @@ impl LockGuard {
         } else if publish || (valblk && !writes) {
             flags |= sys::LKF_VALBLK;
         }
-        let inner = &*self.ls.inner;
-        let lkid = self.lkid;
-        let waited = Waiter::with(|w| {
-            w.drain();
-            // SAFETY: `&mut self`: no request of this lock is in flight.
-            let seq = unsafe { cell.prepare(w) };
-            // SAFETY: as in `request`; a conversion names no resource.
-            let rc = unsafe {
-                sys::dlm_ls_lock(
-                    inner.handle(),
-                    mode.as_raw(),
-                    cell.lksb_ptr(MAIN),
-                    flags,
-                    std::ptr::null(),
-                    0,
-                    0,
-                    Some(completion_ast),
-                    cell.arg(MAIN),
-                    bast_fn(cell),
-                    std::ptr::null_mut(),
-                )
-            };
-            if rc != 0 {
-                return Err(match errno() {
-                    libc::ENOENT if !inner.is_alive() => Error::LockspaceGone,
-                    code => Error::from_errno("dlm_ls_lock (convert)", code),
-                });
-            }
-            Ok(await_completion(
-                inner,
+        // SAFETY: `&mut self`: no request of this lock is in flight; the
+        // cell is boxed and owned by the guard (or parked if given up).
+        let waited = unsafe {
+            submit(
+                &self.ls.inner,
                 cell,
-                w,
-                seq,
+                mode,
+                flags,
+                &[],
                 options.timeout,
-                Some(lkid),
-            ))
-        })?;
+                Some(self.lkid),
+            )
+        }?;
         let (completion, cancelled) = match waited {
             Waited::Completed {
                 completion,
