@@ -10,7 +10,8 @@
 //! user code, and no panic can escape them.
 //!
 //! A thread waiting for a completion waits on its own channel (one per
-//! thread, made on first use), so a request costs no channel allocation.
+//! thread, made on first use), so a request costs no channel allocation;
+//! the AST sends on it and unparks the thread.
 //! Each event names the cell and the request sequence number it answers;
 //! a waiter discards any other (a late answer to a request it gave up on).
 //!
@@ -29,6 +30,8 @@ use dlm_sys as sys;
 use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// What the AST thread tells the waiting thread about one completion.
@@ -75,9 +78,9 @@ pub(crate) struct LockCell {
     /// Set when a waiter gave up on this cell (its lockspace keeps it until
     /// close); a late grant is then unlocked by the AST itself.
     abandoned: AtomicBool,
-    /// The waiting thread's channel; written only while no request is in
-    /// flight, read by the AST during one.
-    route: UnsafeCell<Option<Sender<Completion>>>,
+    /// The waiting thread's channel and handle; written only while no
+    /// request is in flight, read by the AST during one.
+    route: UnsafeCell<Option<Arc<Route>>>,
     /// Blocking notifications, when the lock asked for them.
     blocking: Option<Sender<Blocking>>,
     /// The lockspace, for the unlock of a late grant of an abandoned cell.
@@ -173,8 +176,11 @@ impl LockCell {
         // SAFETY: no request in flight (caller's contract), so the AST
         // thread does not read `route` now.
         let route = unsafe { &mut *self.route.get() };
-        if !route.as_ref().is_some_and(|r| r.same_channel(&waiter.tx)) {
-            *route = Some(waiter.tx.clone());
+        if !route
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &waiter.route))
+        {
+            *route = Some(waiter.route.clone());
         }
         self.seq.fetch_add(1, Ordering::Release).wrapping_add(1)
     }
@@ -220,10 +226,38 @@ impl LockCell {
     }
 }
 
+/// Where a thread's completions go: its channel, and the thread to wake.
+#[derive(Debug)]
+pub(crate) struct Route {
+    tx: Sender<Completion>,
+    thread: Thread,
+    /// Set while the thread is parked in an untimed wait, for the
+    /// watchdog.
+    waiting: AtomicBool,
+}
+
+impl Route {
+    /// Hands a completion to the thread and wakes it.
+    fn deliver(&self, completion: Completion) {
+        // Never blocks; a full channel only happens if a thread leaves more
+        // than WAITER_CAPACITY answers unread.
+        let _ = self.tx.try_send(completion);
+        self.thread.unpark();
+    }
+}
+
 /// A thread's completion channel.
+///
+/// Waiting costs what the same design costs in C (a condition variable):
+/// the AST sends and unparks (one futex wake), the waiter parks (one futex
+/// wait). An untimed wait reads no clock — under user-mode Linux, for one,
+/// every clock read is a system call — so it cannot time itself: a
+/// process-wide watchdog thread advances [`TICKS`] every
+/// [`LIVENESS_PERIOD`] and wakes the threads parked in untimed waits, which
+/// then check that their lockspace still exists.
 #[derive(Debug)]
 pub(crate) struct Waiter {
-    tx: Sender<Completion>,
+    route: Arc<Route>,
     rx: Receiver<Completion>,
 }
 
@@ -231,10 +265,54 @@ pub(crate) struct Waiter {
 /// late answers to requests it gave up on.
 const WAITER_CAPACITY: usize = 32;
 
+/// How long a wait may go on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Limit {
+    /// Until the completion comes or the lockspace is gone.
+    Forever,
+    /// At most about this many watchdog ticks.
+    Ticks(u32),
+    /// Until this instant (a timed request; reads the clock).
+    Deadline(Instant),
+}
+
+/// Watchdog ticks so far.
+static TICKS: AtomicU32 = AtomicU32::new(0);
+/// The routes of every thread that has waited, for the watchdog.
+static ROUTES: parking_lot::Mutex<Vec<Arc<Route>>> = parking_lot::const_mutex(Vec::new());
+
+/// Starts the watchdog thread, once per process.
+fn start_watchdog() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("dlm-watchdog".into())
+            .spawn(|| loop {
+                std::thread::sleep(LIVENESS_PERIOD);
+                TICKS.fetch_add(1, Ordering::SeqCst);
+                for route in ROUTES.lock().iter() {
+                    if route.waiting.load(Ordering::SeqCst) {
+                        route.thread.unpark();
+                    }
+                }
+            });
+        // Without the watchdog, untimed waits only lose their liveness
+        // check; they still end when their completion comes.
+        drop(spawned);
+    });
+}
+
 impl Waiter {
     pub(crate) fn new() -> Waiter {
+        start_watchdog();
         let (tx, rx) = crossbeam_channel::bounded(WAITER_CAPACITY);
-        Waiter { tx, rx }
+        let route = Arc::new(Route {
+            tx,
+            thread: std::thread::current(),
+            waiting: AtomicBool::new(false),
+        });
+        ROUTES.lock().push(route.clone());
+        Waiter { route, rx }
     }
 
     /// Runs `f` with the calling thread's waiter (or, during thread-local
@@ -255,52 +333,73 @@ impl Waiter {
         while self.rx.try_recv().is_ok() {}
     }
 
-    /// Waits for the completion of request `seq` of `cell`, until
-    /// `deadline` (then `Ok(None)`) or for ever. Every `LIVENESS_PERIOD`
-    /// of waiting it asks `alive()` whether the lockspace still exists; a
-    /// lockspace that is gone gives [`Error::LockspaceGone`], since no AST
-    /// will come from it.
+    /// Waits for the completion of request `seq` of `cell` within `limit`
+    /// (then `Ok(None)`). About every [`LIVENESS_PERIOD`] of waiting it
+    /// asks `alive()` whether the lockspace still exists; a lockspace that
+    /// is gone gives [`Error::LockspaceGone`], since no AST will come from
+    /// it.
     pub(crate) fn wait(
         &self,
         cell: &LockCell,
         seq: u32,
-        deadline: Option<Instant>,
+        limit: Limit,
         alive: &dyn Fn() -> bool,
     ) -> Result<Option<Completion>, Error> {
         let me = cell as *const LockCell as usize;
-        // The common case: the answer is already there, or comes soon;
-        // `recv_timeout` reads the clock once.
-        let mut limit = LIVENESS_PERIOD;
-        if let Some(d) = deadline {
-            limit = limit.min(d.saturating_duration_since(Instant::now()));
-        }
+        let mut tick = TICKS.load(Ordering::SeqCst);
+        let mut ticks = 0u32;
+        let mut last_check = None::<Instant>;
         loop {
-            match self.rx.recv_timeout(limit) {
+            match self.rx.try_recv() {
                 Ok(c) if c.cell == me && c.seq == seq => return Ok(Some(c)),
                 Ok(_) => continue, // a late answer to a request given up on
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                Err(_) => {}
+            }
+            match limit {
+                Limit::Deadline(deadline) => {
                     let now = Instant::now();
-                    if deadline.is_some_and(|d| now >= d) {
+                    if now >= deadline {
                         return Ok(None);
                     }
-                    if !alive() {
-                        return Err(Error::LockspaceGone);
+                    let since = *last_check.get_or_insert(now);
+                    if now - since >= LIVENESS_PERIOD {
+                        if !alive() {
+                            return Err(Error::LockspaceGone);
+                        }
+                        last_check = Some(now);
                     }
-                    limit = LIVENESS_PERIOD;
-                    if let Some(d) = deadline {
-                        limit = limit.min(d - now);
-                    }
+                    std::thread::park_timeout((deadline - now).min(LIVENESS_PERIOD));
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    unreachable!("the waiter holds a sender of its own channel")
+                Limit::Forever | Limit::Ticks(_) => {
+                    self.route.waiting.store(true, Ordering::SeqCst);
+                    // An AST that sent after the try_recv above has also
+                    // unparked us: park returns at once then.
+                    std::thread::park();
+                    self.route.waiting.store(false, Ordering::SeqCst);
+                    let now_tick = TICKS.load(Ordering::SeqCst);
+                    if now_tick != tick {
+                        tick = now_tick;
+                        ticks += 1;
+                        if !alive() {
+                            return Err(Error::LockspaceGone);
+                        }
+                        if matches!(limit, Limit::Ticks(n) if ticks >= n) {
+                            return Ok(None);
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/// How often a wait with no deadline checks that its lockspace still
-/// exists.
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        ROUTES.lock().retain(|r| !Arc::ptr_eq(r, &self.route));
+    }
+}
+
+/// How often a wait checks that its lockspace still exists.
 pub(crate) const LIVENESS_PERIOD: Duration = Duration::from_secs(1);
 
 extern "C" {
@@ -387,10 +486,8 @@ pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
         // may free the cell, so the send must not borrow from it.
         // SAFETY: `route` is not written while a request is in flight.
         let route = unsafe { (*cell.route.get()).clone() };
-        if let Some(tx) = route {
-            // Never blocks; a full channel only happens if a thread leaves
-            // more than WAITER_CAPACITY answers unread.
-            let _ = tx.try_send(completion);
+        if let Some(route) = route {
+            route.deliver(completion);
         }
     });
 }

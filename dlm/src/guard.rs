@@ -1,7 +1,7 @@
 //! A lock's life: request, conversion, value block, unlock, orphaning.
 
 use crate::ast::{
-    blocking_ast, completion_ast, Blocking, Completion, LockCell, Waiter, CANCEL, MAIN,
+    blocking_ast, completion_ast, Blocking, Completion, Limit, LockCell, Waiter, CANCEL, MAIN,
 };
 use crate::error::{errno, set_errno, Error, Result};
 use crate::flags::{self, LockFlags, Request};
@@ -195,8 +195,11 @@ fn await_completion(
     lkid: Option<u32>,
 ) -> Waited {
     let alive = || ls.is_alive();
-    let deadline = timeout.map(|t| Instant::now() + t);
-    match w.wait(cell, seq, deadline, &alive) {
+    let limit = match timeout {
+        Some(t) => Limit::Deadline(Instant::now() + t),
+        None => Limit::Forever,
+    };
+    match w.wait(cell, seq, limit, &alive) {
         Ok(Some(completion)) => {
             return Waited::Completed {
                 completion,
@@ -224,7 +227,12 @@ fn await_completion(
             cell.arg(CANCEL),
         )
     };
-    match w.wait(cell, seq, Some(Instant::now() + CANCEL_GRACE), &alive) {
+    match w.wait(
+        cell,
+        seq,
+        Limit::Deadline(Instant::now() + CANCEL_GRACE),
+        &alive,
+    ) {
         Ok(Some(completion)) => Waited::Completed {
             completion,
             cancelled: true,
@@ -651,9 +659,12 @@ impl LockGuard {
                     code => Error::from_errno("dlm_ls_unlock", code),
                 });
             }
-            match w.wait(&cell, seq, Some(Instant::now() + UNLOCK_PATIENCE), &|| {
-                inner.is_alive()
-            }) {
+            match w.wait(
+                &cell,
+                seq,
+                Limit::Ticks(UNLOCK_PATIENCE.as_secs() as u32),
+                &|| inner.is_alive(),
+            ) {
                 Ok(Some(c)) if c.status == sys::EUNLOCK => Ok(()),
                 Ok(Some(c)) => Err(Error::from_status(c.status)
                     .unwrap_or(Error::InvalidArgument("unexpected unlock status"))),
