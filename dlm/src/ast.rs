@@ -215,10 +215,10 @@ impl LockCell {
     /// Reads the lock id libdlm stored on this thread after the `write` of
     /// a new request; used only to cancel a request that has not completed.
     pub(crate) fn lkid_after_request(&self) -> u32 {
+        // libdlm's AST thread may store the same value into the field at the
+        // same time (a race inside libdlm's design); an atomic load keeps
+        // this side free of torn or assumed-stable reads.
         // SAFETY: the field is a valid, aligned u32 inside the live cell.
-        // libdlm's AST thread may store the same value into it at the same
-        // time (a race inside libdlm's design); an atomic load keeps this
-        // side free of torn or assumed-stable reads.
         let lkid = unsafe {
             &*(std::ptr::addr_of_mut!((*self.lksb[MAIN].get()).sb_lkid) as *const AtomicU32)
         };

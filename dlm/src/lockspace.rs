@@ -380,10 +380,10 @@ impl Drop for Inner {
         }
         {
             let _global = GLOBAL.lock();
-            // SAFETY: last owner; libdlm cancels and joins the AST thread
-            // (not this thread: no Rust code on it holds a handle), closes
-            // the device and frees the handle. The graveyard is dropped
-            // after.
+            // libdlm cancels and joins the AST thread (not this thread: no
+            // Rust code on it holds a handle), closes the device and frees
+            // the handle. The graveyard is dropped after.
+            // SAFETY: last owner of the open handle.
             unsafe { sys::dlm_close_lockspace(self.handle.as_ptr()) };
         }
         count_open(&self.name, -1);
