@@ -29,7 +29,7 @@ use crossbeam_channel::{Receiver, Sender};
 use dlm_sys as sys;
 use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -75,9 +75,10 @@ pub(crate) struct LockCell {
     /// Sequence number of the request in flight; stored (Release) by the
     /// requesting thread before the request, loaded (Acquire) by the AST.
     seq: AtomicU32,
-    /// Set when a waiter gave up on this cell (its lockspace keeps it until
-    /// close); a late grant is then unlocked by the AST itself.
-    abandoned: AtomicBool,
+    /// An [`Abandoned`] value once a waiter gave up on this cell (its
+    /// lockspace keeps it until close); late answers are then dealt with by
+    /// the AST itself.
+    abandoned: AtomicU8,
     /// The waiting thread's channel and handle; written only while no
     /// request is in flight, read by the AST during one.
     route: UnsafeCell<Option<Arc<Route>>>,
@@ -85,6 +86,22 @@ pub(crate) struct LockCell {
     blocking: Option<Sender<Blocking>>,
     /// The lockspace, for the unlock of a late grant of an abandoned cell.
     ls: sys::dlm_lshandle_t,
+}
+
+const NOT_ABANDONED: u8 = 0;
+
+/// What a waiter gave up on, which tells the AST what a late answer leaves
+/// held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Abandoned {
+    /// A new request: only a grant leaves a lock held.
+    Request = 1,
+    /// A conversion or other request on a held lock: the lock stays held
+    /// whatever the answer, except after an unlock.
+    Held = 2,
+    /// An unlock: nothing is left to release.
+    Unlock = 3,
 }
 
 /// Slot of requests, conversions and unlocks.
@@ -124,7 +141,7 @@ impl LockCell {
             ],
             lvb: UnsafeCell::new([0; sys::DLM_LVB_LEN]),
             seq: AtomicU32::new(0),
-            abandoned: AtomicBool::new(false),
+            abandoned: AtomicU8::new(NOT_ABANDONED),
             route: UnsafeCell::new(None),
             blocking,
             ls,
@@ -206,10 +223,10 @@ impl LockCell {
         unsafe { *self.lvb.get() = *bytes };
     }
 
-    /// Marks the cell given up: its owner no longer waits for it. A grant
-    /// that still arrives is unlocked by the AST thread.
-    pub(crate) fn abandon(&self) {
-        self.abandoned.store(true, Ordering::Release);
+    /// Marks the cell given up: its owner no longer waits for it, and the
+    /// AST thread releases whatever lock the late answer leaves held.
+    pub(crate) fn abandon(&self, how: Abandoned) {
+        self.abandoned.store(how as u8, Ordering::Release);
     }
 
     /// Reads the lock id libdlm stored on this thread after the `write` of
@@ -457,9 +474,18 @@ pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
         // the calling thread writes it only before a request of its own
         // slot, which cannot be in flight at the same time.
         let lksb = unsafe { std::ptr::read(cell.lksb[slot].get()) };
-        if cell.abandoned.load(Ordering::Acquire) {
-            if lksb.sb_status == 0 {
-                // Granted after its waiter gave up: release it at once.
+        let abandoned = cell.abandoned.load(Ordering::Acquire);
+        if abandoned != NOT_ABANDONED {
+            let still_held = match abandoned {
+                a if a == Abandoned::Request as u8 => lksb.sb_status == 0,
+                a if a == Abandoned::Held as u8 => lksb.sb_status != sys::EUNLOCK,
+                _ => false,
+            };
+            if still_held {
+                // Granted, or left held, after its waiter gave up: release
+                // it at once. Its EUNLOCK comes back here and ends it.
+                cell.abandoned
+                    .store(Abandoned::Unlock as u8, Ordering::Release);
                 // SAFETY: the cell stays alive until the lockspace closes,
                 // which cannot happen while this AST runs; lkid names the
                 // granted lock.

@@ -1,7 +1,8 @@
 //! A lock's life: request, conversion, value block, unlock, orphaning.
 
 use crate::ast::{
-    blocking_ast, completion_ast, Blocking, Completion, Limit, LockCell, Waiter, CANCEL, MAIN,
+    blocking_ast, completion_ast, Abandoned, Blocking, Completion, Limit, LockCell, Waiter, CANCEL,
+    MAIN,
 };
 use crate::error::{errno, set_errno, Error, Result};
 use crate::flags::{self, LockFlags, Request};
@@ -274,7 +275,7 @@ impl LockGuard {
                 cancelled,
             } => (completion, cancelled),
             Waited::GaveUp(e) => {
-                cell.abandon();
+                cell.abandon(Abandoned::Request);
                 inner.park(cell);
                 return Err(e);
             }
@@ -612,7 +613,7 @@ impl LockGuard {
     /// forgets the lock.
     fn give_up(&mut self) {
         if let Some(cell) = self.cell.take() {
-            cell.abandon();
+            cell.abandon(Abandoned::Held);
             self.ls.inner.park(cell);
         }
     }
@@ -675,7 +676,7 @@ impl LockGuard {
         match result {
             Ok(()) => drop(cell),
             Err(_) => {
-                cell.abandon();
+                cell.abandon(Abandoned::Unlock);
                 inner.park(cell);
             }
         }
