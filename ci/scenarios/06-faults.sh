@@ -1,0 +1,57 @@
+#!/bin/bash
+# 06-faults: dlm_controld dies (kill -9) on node 2 while a request waits
+# there. The waiter (dlm-lock --timeout 3) must answer -- grant, timeout or
+# error -- within a bounded time, never hang; a new request made on node 2
+# after the kill too. No program may panic. The survivor, node 1, removes
+# node 2 and goes on granting locks.
+#
+# What the kernel does: when dlm_controld's monitor device closes, the DLM
+# stops every lockspace of that node (dlm_stop_lockspaces), and a stopped
+# lockspace blocks each request, cancel and unlock write in
+# dlm_lock_recovery(), uninterruptibly, until a recovery that no daemon
+# will ever run. The library's timeout cancels with such a write, so on
+# its own it would wait for ever; dlm-lock's watchdog (--timeout + 15 s)
+# answers "error: stuck: ..." and ends the program. The blocked thread
+# stays in the kernel until the node goes (a real cluster fences it).
+. "$(dirname "$0")/../lib/scenario.sh"
+scenario "dlm_controld killed on node 2 while a request waits there: bounded answers, no panic"
+start_cluster 2
+limit=25 # seconds: --timeout 3, the watchdog's 15 s, and slack
+
+step "node 1 holds EX on res6; node 2 waits for it with --timeout 3"
+h1=$(spawn 1 "$DLM_LOCK" -t --notify --hold-until-file "$WORK/release-1" res6)
+wait_for_line "$h1" '^granted EX$' 30
+w2=$(spawn 2 "$DLM_LOCK" -t --timeout 3 res6)
+wait_for_line "$w2" '^requesting EX$' 30
+wait_for_line "$h1" '^blocking$' 30
+
+step "kill -9 dlm_controld on node 2"
+pid=$(cat "$DIR/node2/dlm_controld.pid")
+t_kill=$(now)
+on 2 kill -9 "$pid"
+expect "dlm_controld (pid $pid in node 2) killed" 0 "$JOB_RC"
+n2=$(spawn 2 "$DLM_LOCK" -t --timeout 3 res6-new)
+
+step "the waiter on node 2 answers within ${limit} s"
+wait_for_line "$w2" '^(granted|timed-out|would-block|deadlock|cancelled|error:)' "$limit"
+measure "dlm_controld-kill-to-answer: $(elapsed "$t_kill" "$SEEN_AT") s, the waiter said '$LINE'"
+wait_for_line "$n2" '^(granted|timed-out|would-block|deadlock|cancelled|error:)' "$limit"
+measure "a new request on node 2 after the kill: '$LINE' after $(elapsed "$t_kill" "$SEEN_AT") s"
+# Where are they? (a stuck thread shows dlm_lock_recovery's down_read)
+on 2 sh -c 'for t in /proc/[0-9]*/task/[0-9]*; do
+	case $(cat $t/comm 2>/dev/null) in dlm-lock) ;; *) continue ;; esac
+	echo "thread ${t##*/} of dlm-lock: state $(cut -d" " -f3 $t/stat), kernel stack: $(grep -o "dlm_[a-z_]*" $t/stack | xargs)"
+done 2>/dev/null; true'
+
+step "node 1 removes node 2 and goes on"
+release "$WORK/release-1"
+wait_for_line "$h1" '^released$' 30
+wait_job "$h1" 30
+expect "node 1's holder exits 0" 0 "$JOB_RC"
+on 1 "$DLM_LOCK" -t --timeout 30 res6
+expect "node 1 gets res6 again" 0 "$JOB_RC"
+check "... granted EX" out_has '^granted EX$'
+on 1 dlm_tool ls
+check "node 1's lockspace has node 1 alone" out_has '^members +1 *$'
+no_panics
+pass
