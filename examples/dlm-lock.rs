@@ -16,7 +16,7 @@
 
 use dlm::{Error, LockGuard, LockOptions, Lockspace, Lvb, Mode};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,9 +26,10 @@ Usage: dlm-lock [OPTIONS] RESOURCE
        dlm-lock [--lockspace NAME] --purge NODEID [--pid PID]
 
 Takes the cluster-wide DLM lock RESOURCE (or adopts it, --adopt), converts
-it (--convert), holds it (--hold, --hold-until-file) answering blocking
-notifications (--on-blocking), then releases it (or leaves it behind as an
-orphan, --orphan). Prints one line per event, flushed at once:
+it and waits for files in steps (--convert, --wait-file), holds it (--hold,
+--hold-until-file) answering blocking notifications (--on-blocking), then
+releases it (or leaves it behind as an orphan, --orphan). Prints one line
+per event, flushed at once:
 
   requesting MODE        before a new request is sent
   granted MODE           the request was granted
@@ -81,8 +82,11 @@ Options:
                          (convert down to MODE, once), release (unlock and
                          end), ignore (only print it, the default)
       --adopt            adopt an orphan held in MODE instead of requesting
-      --convert MODE     after the grant, convert to MODE; repeatable, the
-                         conversions are made in order
+      --convert MODE     after the grant, convert to MODE (a step)
+      --wait-file PATH   after the grant, wait until PATH exists, answering
+                         blocking notifications (a step). Steps repeat and
+                         are carried out in the order given, e.g.
+                         --wait-file go --convert NL --hold-until-file done
       --hold SECS        hold the lock SECS seconds before releasing
       --hold-until-file PATH
                          hold the lock until PATH exists (with --hold:
@@ -109,6 +113,13 @@ Exit status:
   8  stuck: with --timeout, a DLM call did not return in time (the
      program's thread may be left blocked in the kernel)";
 
+/// One step after the grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Convert(Mode),
+    WaitFile(PathBuf),
+}
+
 /// What to do with a blocking notification while holding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnBlocking {
@@ -130,7 +141,7 @@ struct Args {
     notify: bool,
     on_blocking: OnBlocking,
     adopt: bool,
-    converts: Vec<Mode>,
+    steps: Vec<Step>,
     hold: Option<Duration>,
     hold_file: Option<PathBuf>,
     orphan: bool,
@@ -207,7 +218,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         notify: false,
         on_blocking: OnBlocking::Ignore,
         adopt: false,
-        converts: Vec::new(),
+        steps: Vec::new(),
         hold: None,
         hold_file: None,
         orphan: false,
@@ -252,7 +263,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 a.notify = true;
             }
             "--adopt" => a.adopt = true,
-            "--convert" => a.converts.push(mode(&arg, args.next())?),
+            "--convert" => a.steps.push(Step::Convert(mode(&arg, args.next())?)),
+            "--wait-file" => {
+                let path = args.next().ok_or("--wait-file needs a path")?;
+                a.steps.push(Step::WaitFile(path.into()));
+            }
             "--hold" => a.hold = Some(seconds(&arg, args.next())?),
             "--hold-until-file" => {
                 a.hold_file = Some(args.next().ok_or("--hold-until-file needs a path")?.into());
@@ -290,7 +305,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             ));
         }
         if !std::iter::once(a.mode)
-            .chain(a.converts.iter().copied())
+            .chain(a.steps.iter().filter_map(|s| match s {
+                Step::Convert(m) => Some(*m),
+                Step::WaitFile(_) => None,
+            }))
             .any(Mode::writes_lvb)
         {
             return Err("--set-lvb needs the lock held in PW or EX at some step".into());
@@ -492,12 +510,11 @@ impl Holder<'_> {
         }
     }
 
-    /// Holds the lock until `--hold` has passed or `--hold-until-file`
-    /// exists, answering blocking notifications. `Ok(false)` when an
-    /// `--on-blocking release` ended the hold (the lock is released).
-    fn hold(&mut self) -> Result<bool, u8> {
-        let deadline = self.args.hold.map(|d| Instant::now() + d);
-        let file = self.args.hold_file.as_deref();
+    /// Holds the lock until `time` has passed or `file` exists (whichever
+    /// comes first), answering blocking notifications. `Ok(false)` when an
+    /// `--on-blocking release` ended the hold (the lock is to be released).
+    fn hold(&mut self, time: Option<Duration>, file: Option<&Path>) -> Result<bool, u8> {
+        let deadline = time.map(|d| Instant::now() + d);
         if deadline.is_none() && file.is_none() {
             return Ok(true);
         }
@@ -529,16 +546,20 @@ impl Holder<'_> {
     /// Runs the conversions and the hold, then releases or orphans.
     fn run(mut self) -> u8 {
         let mut result = self.apply_lvb();
-        for &m in &self.args.converts {
-            if result.is_err() {
-                break;
-            }
-            result = self.convert(m);
-        }
         // `false` once a blocking notification asked for the release.
         let mut keep = true;
-        if result.is_ok() {
-            match self.hold() {
+        let args = self.args;
+        for step in &args.steps {
+            if result.is_err() || !keep {
+                break;
+            }
+            result = match step {
+                Step::Convert(m) => self.convert(*m),
+                Step::WaitFile(path) => self.hold(None, Some(path)).map(|k| keep = k),
+            };
+        }
+        if result.is_ok() && keep {
+            match self.hold(args.hold, args.hold_file.as_deref()) {
                 Ok(k) => keep = k,
                 Err(code) => result = Err(code),
             }

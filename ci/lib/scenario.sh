@@ -24,7 +24,7 @@
 # example binaries, built by ci/multinode), CLUSTER (ci/cluster), DIR (the
 # cluster's run directory), WORK (a scratch directory on the shared file
 # system, removed on exit), JOB_RC (set by wait_job and on), OUT (set
-# by on), TICK and GATE (below).
+# by on and quietly), TICK and GATE (below).
 #
 # Lines "measure: ..." (see `measure`) are collected by ci/multinode.
 
@@ -189,6 +189,30 @@ on() {
 	sed "s/^/   [node $k stderr] /" "$WORK/.on.err" >&2
 	OUT=$(sed -E 's/^[0-9]+\.[0-9]+ //' "$WORK/.on.out")
 	return "$JOB_RC"
+}
+
+# quietly NODE CMD [ARGS...]: as on, without showing the output.
+quietly() {
+	local k=$1
+	shift
+	JOB_RC=0
+	"$CLUSTER" run "$DIR" "$k" "$@" >"$WORK/.on.out" 2>"$WORK/.on.err" || JOB_RC=$?
+	OUT=$(sed -E 's/^[0-9]+\.[0-9]+ //' "$WORK/.on.out")
+	return "$JOB_RC"
+}
+
+# kernel_stacks NODE PROGRAM: sets OUT to one line per thread of every
+# PROGRAM process on NODE: "PID TID STATE FUNCTIONS", FUNCTIONS being the
+# dlm_*, device_* and futex_* functions on the thread's kernel stack (where
+# it sleeps).
+kernel_stacks() {
+	quietly "$1" sh -c 'for p in $(pgrep -x "$1"); do
+		for t in /proc/$p/task/*; do
+			read -r st <"$t/stat" || continue
+			st=${st##*) }
+			echo "$p ${t##*/} ${st%% *} $(grep -oE "(dlm|device|futex)_[a-z_]+" "$t/stack" | tr "\n" " ")"
+		done
+	done; true' sh "$2"
 }
 
 # out_has REGEX: the output of the last `on` has a line matching REGEX.

@@ -4,7 +4,8 @@
 # under PR, marked valid. Then a counter in an LVB: lvb-counter increments
 # it 100 times under EX on each of 3 nodes at the same time; the final
 # value is 300. The DLM frees a resource's LVB when its last lock goes, so
-# a keeper lock (NL, on node 3) is held on each resource throughout.
+# a keeper lock (on node 3) is held on each resource throughout; the
+# counter's keeper first holds EX until all three counters wait for it.
 . "$(dirname "$0")/../lib/scenario.sh"
 scenario "LVB across 3 nodes: 32 bytes published and read; a 3-node counter reaches 300"
 start_cluster 3
@@ -27,18 +28,32 @@ on 2 "$DLM_LOCK" -t --mode PR --lvb lvb32
 expect "node 2's reader exits 0" 0 "$JOB_RC"
 check "node 2 read exactly those 32 bytes, valid" out_has "^lvb valid $value\$"
 
-step "counter: a keeper lock on node 3, then lvb-counter --increments 100 on nodes 1, 2, 3 at once"
-k2=$(spawn 3 "$DLM_LOCK" -t --lockspace lvb-counter --mode NL --lvb --hold-until-file "$WORK/keeper" counter)
-wait_for_line "$k2" '^granted NL$' 30
-# Each job waits at a gate; the gate opens once all three are spawned.
-c1=$(spawn 1 "${GATE[@]}" "$WORK/go" "$LVB_COUNTER" --increments 100)
-c2=$(spawn 2 "${GATE[@]}" "$WORK/go" "$LVB_COUNTER" --increments 100)
-c3=$(spawn 3 "${GATE[@]}" "$WORK/go" "$LVB_COUNTER" --increments 100)
-for c in "$c1" "$c2" "$c3"; do
-	until [ -e "$(jobdir "$c")/started" ]; do sleep 0.05; done
+step "counter: lvb-counter --increments 100 on nodes 1, 2 and 3, started together"
+# The keeper on node 3 holds EX until all three counters wait for EX (each
+# holds its NL lock and waits for its first conversion), then converts to
+# NL and keeps the LVB alive: the three start at once.
+k2=$(spawn 3 "$DLM_LOCK" -t --lockspace lvb-counter --mode EX --lvb \
+	--wait-file "$WORK/go" --convert NL --hold-until-file "$WORK/keeper" counter)
+wait_for_line "$k2" '^granted EX$' 30
+c1=$(spawn 1 "$LVB_COUNTER" --increments 100)
+c2=$(spawn 2 "$LVB_COUNTER" --increments 100)
+c3=$(spawn 3 "$LVB_COUNTER" --increments 100)
+# Waiting for the conversion: the main thread (pid = tid) parked in a
+# futex, the AST thread reading the lockspace device.
+waiting=
+for ((i = 0; i < 60; i++)); do
+	waiting=
+	for k in 1 2 3; do
+		kernel_stacks "$k" lvb-counter
+		awk '$1 == $2' <<<"$OUT" | grep -q futex_wait && grep -q device_read <<<"$OUT" &&
+			waiting="$waiting $k"
+	done
+	[ "$waiting" = " 1 2 3" ] && break
 done
+expect "the counters on nodes 1, 2, 3 all wait for EX behind the keeper" " 1 2 3" "$waiting"
 t0=$(now)
 release "$WORK/go"
+wait_for_line "$k2" '^converted NL$' 30
 for c in "$c1" "$c2" "$c3"; do
 	wait_job "$c" 180
 	expect "lvb-counter job $c exits 0" 0 "$JOB_RC"

@@ -37,11 +37,10 @@ wait_for_line "$w2" '^(granted|timed-out|would-block|deadlock|cancelled|error:)'
 measure "dlm_controld-kill-to-answer: $(elapsed "$t_kill" "$SEEN_AT") s, the waiter said '$LINE'"
 wait_for_line "$n2" '^(granted|timed-out|would-block|deadlock|cancelled|error:)' "$limit"
 measure "a new request on node 2 after the kill: '$LINE' after $(elapsed "$t_kill" "$SEEN_AT") s"
-# Where are they? (a stuck thread shows dlm_lock_recovery's down_read)
-on 2 sh -c 'for t in /proc/[0-9]*/task/[0-9]*; do
-	case $(cat $t/comm 2>/dev/null) in dlm-lock) ;; *) continue ;; esac
-	echo "thread ${t##*/} of dlm-lock: state $(cut -d" " -f3 $t/stat), kernel stack: $(grep -o "dlm_[a-z_]*" $t/stack | xargs)"
-done 2>/dev/null; true'
+# Where are they? A stuck thread sleeps in dlm_lock_recovery's down_read,
+# called from dlm_user_cancel or dlm_user_request.
+kernel_stacks 2 dlm-lock
+sed 's/^/   node 2: dlm-lock pid, thread, state, kernel functions: /' <<<"$OUT"
 
 step "node 1 removes node 2 and goes on"
 release "$WORK/release-1"
