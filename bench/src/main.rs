@@ -1,0 +1,562 @@
+//! dlm-bench: the `dlm` crate against raw C libdlm, side by side in one run.
+//!
+//! Run it inside the test cluster as root (`ci/bench`, or
+//! `ci/vm target/release/dlm-bench ...`). It creates (or joins) a
+//! lockspace, opens it once from Rust (`dlm::Lockspace`) and once from C
+//! (`dlm_open_lockspace` + `dlm_ls_pthread_init`: each side has its own
+//! descriptor and libdlm AST thread), then measures every case with the
+//! contenders interleaved round by round: in round `r` the contenders run
+//! in turn, starting with contender `r mod k`, so that none always runs
+//! first or last. A warm-up call of each contender precedes the rounds.
+//! Each round's figure is the call's elapsed time divided by its
+//! operations; a case reports the median over the rounds, and the
+//! Rust/C ratio of the medians.
+//!
+//! Options: `--short` (tiny N, for ci/test: asserts no timing),
+//! `--rounds R`, `--n N` (operations per round of cases 1-3; the others
+//! scale from it), `--levels A,B,C` (held locks of case 5),
+//! `--json PATH`, `--markdown PATH`, `--svg PATH`, `--machine TEXT`,
+//! `--command TEXT`, `--cases 1,2,..`, `--contenders rust,c_ast,c_ast_locked,c_wait,c_ast_aa`
+//! (for profiling one contender), `--lockspace NAME`.
+
+mod alloc;
+mod ffi;
+mod report;
+
+use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode};
+use ffi::{CHandle, CHeld};
+use report::{CaseResult, ContenderResult, Memory, Run};
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+/// What to run, from the command line.
+#[derive(Debug, Clone)]
+struct Config {
+    short: bool,
+    rounds: u32,
+    /// Operations per round of cases 1-3.
+    n: u32,
+    /// Hand-offs per round are about 2 * this.
+    n_handoff: u32,
+    /// Lock+unlock pairs per round of case 5.
+    n_growth: u32,
+    levels: Vec<u32>,
+    json: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    svg: Option<PathBuf>,
+    machine: String,
+    command: String,
+    cases: Vec<u32>,
+    contenders: Vec<String>,
+    lockspace: String,
+}
+
+impl Config {
+    fn parse() -> Result<Config, String> {
+        let mut args = std::env::args().skip(1);
+        let mut c = Config {
+            short: false,
+            rounds: 0,
+            n: 0,
+            n_handoff: 0,
+            n_growth: 0,
+            levels: Vec::new(),
+            json: None,
+            markdown: None,
+            svg: None,
+            machine: String::new(),
+            command: String::new(),
+            cases: vec![1, 2, 3, 4, 5],
+            contenders: vec![
+                "rust".into(),
+                "c_ast".into(),
+                "c_ast_locked".into(),
+                "c_wait".into(),
+                "c_ast_aa".into(),
+            ],
+            lockspace: "dlmbench".into(),
+        };
+        let (mut rounds, mut n, mut levels) = (None, None, None);
+        while let Some(a) = args.next() {
+            let mut value = || args.next().ok_or(format!("{a} needs a value"));
+            match a.as_str() {
+                "--short" => c.short = true,
+                "--rounds" => rounds = Some(number(&value()?)?),
+                "--n" => n = Some(number(&value()?)?),
+                "--levels" => levels = Some(list(&value()?)?),
+                "--json" => c.json = Some(value()?.into()),
+                "--markdown" => c.markdown = Some(value()?.into()),
+                "--svg" => c.svg = Some(value()?.into()),
+                "--machine" => c.machine = value()?,
+                "--command" => c.command = value()?,
+                "--cases" => c.cases = list(&value()?)?,
+                "--contenders" => c.contenders = value()?.split(',').map(str::to_string).collect(),
+                "--lockspace" => c.lockspace = value()?,
+                "-h" | "--help" => {
+                    return Err("usage: dlm-bench [--short] [--rounds R] [--n N] \
+                                [--levels A,B,C] [--json PATH] [--markdown PATH] [--svg PATH] \
+                                [--machine TEXT] [--command TEXT] [--cases 1,2,3,4,5] \
+                                [--contenders rust,c_ast,c_ast_locked,c_wait,c_ast_aa] [--lockspace NAME]"
+                        .into())
+                }
+                _ => return Err(format!("unknown argument {a:?} (try --help)")),
+            }
+        }
+        c.rounds = rounds.unwrap_or(if c.short { 5 } else { 61 });
+        c.n = n.unwrap_or(if c.short { 6 } else { 1000 });
+        if c.rounds == 0 || c.n == 0 {
+            return Err("--rounds and --n must be positive".into());
+        }
+        c.n_handoff = (c.n / 2).max(1);
+        c.n_growth = (c.n / 2).max(1);
+        c.levels = levels.unwrap_or(if c.short {
+            vec![10, 100, 1000]
+        } else {
+            vec![10, 1000, 100_000]
+        });
+        if c.levels.is_empty() || c.levels.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("--levels must be increasing".into());
+        }
+        Ok(c)
+    }
+
+    fn wants(&self, contender: &str) -> bool {
+        self.contenders.iter().any(|c| c == contender)
+    }
+}
+
+fn number(s: &str) -> Result<u32, String> {
+    s.parse().map_err(|_| format!("not a number: {s:?}"))
+}
+
+fn list(s: &str) -> Result<Vec<u32>, String> {
+    s.split(',').map(|p| number(p.trim())).collect()
+}
+
+/// One contender of a case: runs `n` operations, returns the elapsed time.
+struct Contender<'a> {
+    id: &'static str,
+    run: Box<dyn FnMut(u32) -> Result<Duration, String> + 'a>,
+}
+
+/// Runs the rounds of one case: a warm-up call per contender, then
+/// `rounds` interleaved rounds of `n` operations per call (`ops(n)`
+/// timed operations).
+fn measure(
+    id: &str,
+    title: &str,
+    unit: &str,
+    cfg: &Config,
+    n: u32,
+    ops: impl Fn(u32) -> u64,
+    mut contenders: Vec<Contender<'_>>,
+) -> Result<CaseResult, String> {
+    let started = Instant::now();
+    contenders.retain(|c| cfg.wants(c.id));
+    let warm = (n / 4).max(1);
+    for c in contenders.iter_mut() {
+        (c.run)(warm).map_err(|e| format!("{id}, warm-up of {}: {e}", c.id))?;
+    }
+    let k = contenders.len();
+    let mut samples = vec![Vec::with_capacity(cfg.rounds as usize); k];
+    for r in 0..cfg.rounds as usize {
+        for j in 0..k {
+            let i = (r + j) % k;
+            let took = (contenders[i].run)(n)
+                .map_err(|e| format!("{id}, round {r} of {}: {e}", contenders[i].id))?;
+            samples[i].push(took.as_nanos() as f64 / ops(n) as f64);
+        }
+    }
+    let result = CaseResult {
+        id: id.to_string(),
+        title: title.to_string(),
+        unit: unit.to_string(),
+        n,
+        ops_per_round: ops(n),
+        rounds: cfg.rounds,
+        contenders: contenders
+            .iter()
+            .zip(samples)
+            .map(|(c, s)| ContenderResult::new(c.id, s))
+            .collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    eprintln!("dlm-bench: {}", result.summary());
+    Ok(result)
+}
+
+fn dlm_err(what: &str) -> impl Fn(Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Makes the calling thread's completion channel (the crate creates it on
+/// a thread's first request) outside the timed part.
+fn warm_thread(ls: &Lockspace, name: &str) -> Result<(), String> {
+    ls.lock(name, Mode::Ex)
+        .and_then(LockGuard::unlock)
+        .map_err(dlm_err("warm-up"))
+}
+
+// ---- the Rust contenders: the crate's public API, as a user calls it ----
+
+fn rust_lock_unlock(ls: &Lockspace, name: &str, n: u32) -> Result<Duration, String> {
+    let t = Instant::now();
+    for _ in 0..n {
+        let guard = ls.lock(name, Mode::Ex).map_err(dlm_err("lock"))?;
+        drop(guard);
+    }
+    Ok(t.elapsed())
+}
+
+fn rust_convert(ls: &Lockspace, name: &str, n: u32) -> Result<Duration, String> {
+    let mut guard = ls.lock(name, Mode::Nl).map_err(dlm_err("lock NL"))?;
+    let t = Instant::now();
+    for _ in 0..n {
+        guard.convert(Mode::Ex).map_err(dlm_err("convert to EX"))?;
+        guard.convert(Mode::Nl).map_err(dlm_err("convert to NL"))?;
+    }
+    let took = t.elapsed();
+    guard.unlock().map_err(dlm_err("unlock"))?;
+    Ok(took)
+}
+
+fn rust_trylock(ls: &Lockspace, name: &str, n: u32) -> Result<Duration, String> {
+    let t = Instant::now();
+    for _ in 0..n {
+        match ls.try_lock(name, Mode::Ex) {
+            Err(Error::WouldBlock) => {}
+            Err(e) => return Err(format!("try_lock: {e}")),
+            Ok(_) => return Err("try_lock: granted, but another handle holds EX".into()),
+        }
+    }
+    Ok(t.elapsed())
+}
+
+/// Two threads take turns on one EX lock: a holder unlocks when its
+/// blocking notification says the other waits, then asks again. Each is
+/// granted `n` times: `2n - 1` hand-offs, timed by the second thread
+/// from the start barrier to its last grant (as the C version).
+fn rust_handoff(ls: &Lockspace, name: &str, n: u32) -> Result<Duration, String> {
+    let barrier = Barrier::new(2);
+    let take = || {
+        ls.lock_with(name, Mode::Ex, LockOptions::new().notify_blocking())
+            .map_err(dlm_err("lock"))
+    };
+    let wait_blocking = |g: &LockGuard| {
+        g.blocking()
+            .expect("asked for blocking notifications")
+            .recv()
+            .map_err(|_| "blocking channel closed".to_string())
+    };
+    std::thread::scope(|s| {
+        let a = s.spawn(|| -> Result<(), String> {
+            let first = warm_thread(ls, "bench-warm-a").and_then(|()| take());
+            barrier.wait();
+            let mut guard = first?;
+            for i in 1..=n {
+                wait_blocking(&guard)?;
+                guard.unlock().map_err(dlm_err("unlock"))?;
+                if i == n {
+                    break;
+                }
+                guard = take()?;
+            }
+            Ok(())
+        });
+        let b = s.spawn(|| -> Result<Duration, String> {
+            let warm = warm_thread(ls, "bench-warm-b");
+            barrier.wait();
+            warm?;
+            let t = Instant::now();
+            for i in 1..=n {
+                let guard = take()?;
+                if i == n {
+                    let took = t.elapsed();
+                    guard.unlock().map_err(dlm_err("unlock"))?;
+                    return Ok(took);
+                }
+                wait_blocking(&guard)?;
+                guard.unlock().map_err(dlm_err("unlock"))?;
+            }
+            Err("n must be positive".into())
+        });
+        let ra = a.join().map_err(|_| "thread A panicked".to_string())?;
+        let rb = b.join().map_err(|_| "thread B panicked".to_string())?;
+        ra.and(rb)
+    })
+}
+
+/// The C contender running `f` on `name`; `c_ast_locked` is `c_ast` with
+/// the condition variable signalled under its mutex.
+fn c_contender<'a>(
+    id: &'static str,
+    ls: &'a CHandle,
+    f: ffi::TimedFn,
+    name: &'a str,
+) -> Contender<'a> {
+    let locked = id == "c_ast_locked";
+    Contender {
+        id,
+        run: Box::new(move |n| {
+            ffi::set_signal_locked(locked);
+            ls.timed(id, f, name, n)
+        }),
+    }
+}
+
+fn rust_contender<'a>(
+    ls: &'a Lockspace,
+    name: &'a str,
+    f: fn(&Lockspace, &str, u32) -> Result<Duration, String>,
+) -> Contender<'a> {
+    Contender {
+        id: "rust",
+        run: Box::new(move |n| f(ls, name, n)),
+    }
+}
+
+/// Locks held for cases 5 and 6, with the heap they took.
+struct Held {
+    rust: Vec<LockGuard>,
+    c: Option<CHeld>,
+    /// Counting-allocator bytes (Rust only) and mallinfo2 bytes taken by
+    /// the Rust side's holding, and mallinfo2 bytes of the C side's.
+    rust_counted: i64,
+    rust_heap: i64,
+    c_heap: i64,
+    rust_setup: Duration,
+    c_setup: Duration,
+}
+
+impl Held {
+    /// Takes locks until each side holds `level`.
+    fn grow(
+        &mut self,
+        cfg: &Config,
+        ls: &Lockspace,
+        c_ls: &CHandle,
+        cap: u32,
+        level: u32,
+    ) -> Result<(), String> {
+        if cfg.wants("rust") {
+            let (counted, heap, t) = (alloc::live_bytes(), ffi::heap_in_use(), Instant::now());
+            if self.rust.capacity() == 0 {
+                self.rust = Vec::with_capacity(cap as usize);
+            }
+            for i in self.rust.len() as u32..level {
+                let guard = ls
+                    .lock(format!("held-r-{i}"), Mode::Ex)
+                    .map_err(dlm_err("holding"))?;
+                self.rust.push(guard);
+            }
+            self.rust_setup += t.elapsed();
+            self.rust_counted += alloc::live_bytes() as i64 - counted as i64;
+            self.rust_heap += ffi::heap_in_use() as i64 - heap as i64;
+        }
+        if cfg.wants("c_ast") {
+            let (heap, t) = (ffi::heap_in_use(), Instant::now());
+            let held = match &mut self.c {
+                Some(h) => h,
+                None => self.c.insert(CHeld::new(c_ls, cap)?),
+            };
+            held.grow(c"held-c-", level)?;
+            self.c_setup += t.elapsed();
+            self.c_heap += ffi::heap_in_use() as i64 - heap as i64;
+        }
+        Ok(())
+    }
+}
+
+fn main() {
+    let cfg = match Config::parse() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dlm-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    match run(&cfg) {
+        // The held locks of case 5 are not unlocked one by one: the
+        // process exits, and the kernel drops every lock of its handles.
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("dlm-bench: FAILED: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(cfg: &Config) -> Result<(), String> {
+    let started = Instant::now();
+    let name = &cfg.lockspace;
+    // The lockspace: created (needs root) or joined; its Rust handle.
+    let ls = Lockspace::create(name, 0o600)
+        .map_err(|e| format!("creating lockspace {name:?} (run as root in ci/vm): {e}"))?;
+    let cname = CString::new(name.as_str()).map_err(|_| "bad lockspace name")?;
+    let c_ls = CHandle::open(&cname)?;
+    let kernel = dlm::kernel_version().map_err(dlm_err("dlm_kernel_version"))?;
+    eprintln!(
+        "dlm-bench: lockspace {name:?}, kernel DLM protocol {kernel}, {} rounds, N = {}",
+        cfg.rounds, cfg.n
+    );
+    let mut cases = Vec::new();
+    let mut memory = None;
+    // The Rust thread's completion channel exists before any timing.
+    warm_thread(&ls, "bench-warm")?;
+
+    if cfg.cases.contains(&1) {
+        let res = "bench-lock";
+        cases.push(measure(
+            "lock_unlock",
+            "1. new EX lock + unlock, one thread, one resource",
+            "lock+unlock pair",
+            cfg,
+            cfg.n,
+            u64::from,
+            vec![
+                rust_contender(&ls, res, rust_lock_unlock),
+                c_contender("c_ast", &c_ls, ffi::cb_lock_unlock_ast, res),
+                c_contender("c_ast_locked", &c_ls, ffi::cb_lock_unlock_ast, res),
+                c_contender("c_wait", &c_ls, ffi::cb_lock_unlock_wait, res),
+                // The C AST contender once more, as if it were another
+                // contender: how far apart two identical programs come out
+                // (the noise floor of a ratio).
+                c_contender("c_ast_aa", &c_ls, ffi::cb_lock_unlock_ast, res),
+            ],
+        )?);
+    }
+    if cfg.cases.contains(&2) {
+        let res = "bench-convert";
+        cases.push(measure(
+            "convert",
+            "2. conversion NL -> EX -> NL of a held lock",
+            "NL->EX->NL pair",
+            cfg,
+            cfg.n,
+            u64::from,
+            vec![
+                rust_contender(&ls, res, rust_convert),
+                c_contender("c_ast", &c_ls, ffi::cb_convert_ast, res),
+                c_contender("c_ast_locked", &c_ls, ffi::cb_convert_ast, res),
+                c_contender("c_wait", &c_ls, ffi::cb_convert_wait, res),
+            ],
+        )?);
+    }
+    if cfg.cases.contains(&3) {
+        let res = "bench-trylock";
+        // Another handle (with its own AST thread) holds EX throughout.
+        let other = Lockspace::open(name).map_err(dlm_err("second handle"))?;
+        let holder = other.lock(res, Mode::Ex).map_err(dlm_err("holder"))?;
+        cases.push(measure(
+            "trylock_fail",
+            "3. try-lock refused (another handle holds EX)",
+            "refused request",
+            cfg,
+            cfg.n,
+            u64::from,
+            vec![
+                rust_contender(&ls, res, rust_trylock),
+                c_contender("c_ast", &c_ls, ffi::cb_trylock_ast, res),
+                c_contender("c_ast_locked", &c_ls, ffi::cb_trylock_ast, res),
+                c_contender("c_wait", &c_ls, ffi::cb_trylock_wait, res),
+            ],
+        )?);
+        holder.unlock().map_err(dlm_err("holder unlock"))?;
+        drop(other);
+    }
+    if cfg.cases.contains(&4) {
+        let res = "bench-handoff";
+        cases.push(measure(
+            "handoff",
+            "4. hand-off: two threads take turns on one EX lock",
+            "hand-off",
+            cfg,
+            cfg.n_handoff,
+            |n| 2 * u64::from(n) - 1,
+            vec![
+                rust_contender(&ls, res, rust_handoff),
+                c_contender("c_ast", &c_ls, ffi::cb_handoff_ast, res),
+                c_contender("c_ast_locked", &c_ls, ffi::cb_handoff_ast, res),
+                c_contender("c_wait", &c_ls, ffi::cb_handoff_wait, res),
+            ],
+        )?);
+    }
+    if cfg.cases.contains(&5) {
+        let cap = *cfg.levels.last().expect("levels are not empty");
+        let mut held = Held {
+            rust: Vec::new(),
+            c: None,
+            rust_counted: 0,
+            rust_heap: 0,
+            c_heap: 0,
+            rust_setup: Duration::ZERO,
+            c_setup: Duration::ZERO,
+        };
+        let res = "bench-growth";
+        for &level in &cfg.levels {
+            held.grow(cfg, &ls, &c_ls, cap, level)?;
+            eprintln!(
+                "dlm-bench: holding {level} locks on each side (setup so far: Rust {:.1} s, C {:.1} s)",
+                held.rust_setup.as_secs_f64(),
+                held.c_setup.as_secs_f64()
+            );
+            cases.push(measure(
+                &format!("growth_{level}"),
+                &format!("5. new EX lock + unlock while {level} other locks are held"),
+                "lock+unlock pair",
+                cfg,
+                cfg.n_growth,
+                u64::from,
+                vec![
+                    rust_contender(&ls, res, rust_lock_unlock),
+                    c_contender("c_ast", &c_ls, ffi::cb_lock_unlock_ast, res),
+                ],
+            )?);
+        }
+        memory = Some(Memory {
+            locks: cap,
+            rust_counted_bytes: held.rust_counted,
+            rust_heap_bytes: held.rust_heap,
+            c_heap_bytes: held.c_heap,
+            guard_size: std::mem::size_of::<LockGuard>(),
+            rust_setup_seconds: held.rust_setup.as_secs_f64(),
+            c_setup_seconds: held.c_setup.as_secs_f64(),
+        });
+        // Kept until the process exits (see main): unlocking them one by
+        // one would take as long as taking them. (The C locks go when the
+        // C handle closes at the end of this function.)
+        std::mem::forget(held.rust);
+    }
+
+    let run = Run {
+        short: cfg.short,
+        date: report::utc_now(),
+        machine: cfg.machine.clone(),
+        command: cfg.command.clone(),
+        kernel_dlm: kernel.to_string(),
+        library: dlm::library_version().to_string(),
+        rounds: cfg.rounds,
+        cases,
+        memory,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    eprint!("{}", run.text_summary());
+    if let Some(p) = &cfg.json {
+        report::write(p, &run.json())?;
+        eprintln!("dlm-bench: JSON written to {}", p.display());
+    }
+    if let Some(p) = &cfg.markdown {
+        report::splice_markdown(p, &run.markdown())?;
+        eprintln!("dlm-bench: results table written to {}", p.display());
+    }
+    if let Some(p) = &cfg.svg {
+        report::write(p, &run.svg())?;
+        eprintln!("dlm-bench: chart written to {}", p.display());
+    }
+    Ok(())
+}

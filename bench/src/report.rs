@@ -1,0 +1,659 @@
+//! Results: medians, ratios, targets; written as JSON, as a Markdown
+//! section of BENCHMARKS.md, and as an SVG chart of the ratios.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The lines of BENCHMARKS.md between which the results go.
+pub const BEGIN: &str = "<!-- results:begin (written by ci/bench; do not edit) -->";
+pub const END: &str = "<!-- results:end -->";
+
+#[derive(Debug, Clone)]
+pub struct ContenderResult {
+    pub id: String,
+    /// Nanoseconds per operation, one per round, in round order.
+    pub samples: Vec<f64>,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+impl ContenderResult {
+    pub fn new(id: &str, samples: Vec<f64>) -> ContenderResult {
+        ContenderResult {
+            id: id.to_string(),
+            median: median(&samples),
+            min: samples.iter().copied().fold(f64::INFINITY, f64::min),
+            max: samples.iter().copied().fold(0.0, f64::max),
+            samples,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub id: String,
+    pub title: String,
+    /// What one operation is.
+    pub unit: String,
+    /// The `n` given to each call.
+    pub n: u32,
+    /// Timed operations per call (per round).
+    pub ops_per_round: u64,
+    pub rounds: u32,
+    pub contenders: Vec<ContenderResult>,
+    pub seconds: f64,
+}
+
+/// Rust's figure over another contender's.
+#[derive(Debug, Clone, Copy)]
+pub struct Ratio {
+    /// Ratio of the medians.
+    pub of_medians: f64,
+    /// Median, min and max of the per-round ratios (same round, so the
+    /// same conditions of the host).
+    pub paired_median: f64,
+    pub paired_min: f64,
+    pub paired_max: f64,
+}
+
+impl CaseResult {
+    pub fn get(&self, id: &str) -> Option<&ContenderResult> {
+        self.contenders.iter().find(|c| c.id == id)
+    }
+
+    /// Rust / `other`.
+    pub fn ratio(&self, other: &str) -> Option<Ratio> {
+        self.ratio_of("rust", other)
+    }
+
+    /// Contender `num` / contender `den`.
+    pub fn ratio_of(&self, num: &str, den: &str) -> Option<Ratio> {
+        let (r, o) = (self.get(num)?, self.get(den)?);
+        let paired: Vec<f64> = r
+            .samples
+            .iter()
+            .zip(&o.samples)
+            .map(|(a, b)| a / b)
+            .collect();
+        Some(Ratio {
+            of_medians: r.median / o.median,
+            paired_median: median(&paired),
+            paired_min: paired.iter().copied().fold(f64::INFINITY, f64::min),
+            paired_max: paired.iter().copied().fold(0.0, f64::max),
+        })
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = format!("{} ({} per {}):", self.id, self.ops_per_round, self.unit);
+        for c in &self.contenders {
+            let _ = write!(s, " {} {}", c.id, us(c.median));
+        }
+        for other in ["c_ast", "c_wait"] {
+            if let Some(r) = self.ratio(other) {
+                let _ = write!(s, "; rust/{other} {:.3}", r.of_medians);
+            }
+        }
+        let _ = write!(s, " [{:.0} s]", self.seconds);
+        s
+    }
+}
+
+/// Case 6.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    /// Locks held by each side.
+    pub locks: u32,
+    /// Bytes Rust allocated (counting allocator) to hold them, the Vec of
+    /// guards included.
+    pub rust_counted_bytes: i64,
+    /// mallinfo2 growth while Rust took them.
+    pub rust_heap_bytes: i64,
+    /// mallinfo2 growth while C took its own.
+    pub c_heap_bytes: i64,
+    pub guard_size: usize,
+    pub rust_setup_seconds: f64,
+    pub c_setup_seconds: f64,
+}
+
+impl Memory {
+    fn per_lock(&self, bytes: i64) -> f64 {
+        bytes as f64 / f64::from(self.locks.max(1))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub short: bool,
+    pub date: String,
+    pub machine: String,
+    pub command: String,
+    pub kernel_dlm: String,
+    pub library: String,
+    pub rounds: u32,
+    pub cases: Vec<CaseResult>,
+    pub memory: Option<Memory>,
+    pub seconds: f64,
+}
+
+/// One target of issue 5, as measured.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub what: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// Microseconds, for people.
+fn us(ns: f64) -> String {
+    if ns >= 100_000.0 {
+        format!("{:.0} µs", ns / 1000.0)
+    } else {
+        format!("{:.1} µs", ns / 1000.0)
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn json_num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{}", (x * 1000.0).round() / 1000.0)
+    } else {
+        "null".into()
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl Run {
+    fn growth_cases(&self) -> Vec<&CaseResult> {
+        self.cases
+            .iter()
+            .filter(|c| c.id.starts_with("growth_"))
+            .collect()
+    }
+
+    /// The issue's targets, measured (none is asserted).
+    pub fn targets(&self) -> Vec<Target> {
+        let mut t = Vec::new();
+        for c in &self.cases {
+            let label = match c.id.strip_prefix("growth_") {
+                Some(level) => format!("5 ({level} held)"),
+                None => c.title.split('.').next().unwrap_or("").to_string(),
+            };
+            if let Some(r) = c.ratio("c_ast") {
+                t.push(Target {
+                    what: format!("case {label} Rust within 1.05x of C (AST thread)"),
+                    measured: format!("{:.3}x", r.of_medians),
+                    met: r.of_medians <= 1.05,
+                });
+            }
+            if let Some(r) = c.ratio("c_wait") {
+                t.push(Target {
+                    what: format!("case {label} Rust no slower than C _wait calls"),
+                    measured: format!("{:.3}x", r.of_medians),
+                    met: r.of_medians <= 1.0,
+                });
+            }
+        }
+        let growth = self.growth_cases();
+        if let (Some(first), Some(last)) = (growth.first(), growth.last()) {
+            let factor = |id| Some(last.get(id)?.median / first.get(id)?.median);
+            if let Some(rf) = factor("rust") {
+                let cf = factor("c_ast");
+                let c_note = cf.map_or(String::new(), |c| format!(" (C: {c:.3}x)"));
+                t.push(Target {
+                    what: format!(
+                        "case 5 Rust time at {} held within 1.2x of at {} (or C grows alike)",
+                        &last.id[7..],
+                        &first.id[7..]
+                    ),
+                    measured: format!("{rf:.3}x{c_note}"),
+                    met: rf <= 1.2 || cf.is_some_and(|c| rf <= c * 1.05),
+                });
+            }
+        }
+        if let Some(m) = &self.memory {
+            let per = m.per_lock(m.rust_heap_bytes);
+            t.push(Target {
+                what: format!(
+                    "case 6 Rust process heap per held lock at most 512 bytes ({} locks)",
+                    m.locks
+                ),
+                measured: format!("{per:.0} B"),
+                met: per <= 512.0,
+            });
+        }
+        t
+    }
+
+    pub fn text_summary(&self) -> String {
+        let mut s = String::from("dlm-bench: targets (measured, not asserted):\n");
+        for t in self.targets() {
+            let _ = writeln!(
+                s,
+                "  [{}] {}: {}",
+                if t.met { "met" } else { "MISSED" },
+                t.what,
+                t.measured
+            );
+        }
+        if let Some(m) = &self.memory {
+            let _ = writeln!(
+                s,
+                "dlm-bench: heap per held lock: Rust {:.0} B (mallinfo2), {:.0} B (Rust allocations); C {:.0} B",
+                m.per_lock(m.rust_heap_bytes),
+                m.per_lock(m.rust_counted_bytes),
+                m.per_lock(m.c_heap_bytes)
+            );
+        }
+        let _ = writeln!(s, "dlm-bench: whole run {:.0} s", self.seconds);
+        s
+    }
+
+    pub fn json(&self) -> String {
+        let mut o = String::from("{\n");
+        let _ = writeln!(o, "  \"benchmark\": \"dlm-bench\",");
+        let _ = writeln!(
+            o,
+            "  \"mode\": {},",
+            json_str(if self.short { "short" } else { "full" })
+        );
+        let _ = writeln!(o, "  \"date\": {},", json_str(&self.date));
+        let _ = writeln!(o, "  \"machine\": {},", json_str(&self.machine));
+        let _ = writeln!(o, "  \"command\": {},", json_str(&self.command));
+        let _ = writeln!(
+            o,
+            "  \"kernel_dlm_protocol\": {},",
+            json_str(&self.kernel_dlm)
+        );
+        let _ = writeln!(o, "  \"libdlm_protocol\": {},", json_str(&self.library));
+        let _ = writeln!(o, "  \"rounds\": {},", self.rounds);
+        let _ = writeln!(o, "  \"seconds\": {},", json_num(self.seconds));
+        let _ = writeln!(o, "  \"time_unit\": \"ns per operation\",");
+        o.push_str("  \"cases\": [\n");
+        for (i, c) in self.cases.iter().enumerate() {
+            o.push_str("    {\n");
+            let _ = writeln!(o, "      \"id\": {},", json_str(&c.id));
+            let _ = writeln!(o, "      \"title\": {},", json_str(&c.title));
+            let _ = writeln!(o, "      \"operation\": {},", json_str(&c.unit));
+            let _ = writeln!(o, "      \"n\": {},", c.n);
+            let _ = writeln!(o, "      \"ops_per_round\": {},", c.ops_per_round);
+            let _ = writeln!(o, "      \"rounds\": {},", c.rounds);
+            let _ = writeln!(o, "      \"seconds\": {},", json_num(c.seconds));
+            o.push_str("      \"contenders\": {\n");
+            for (j, k) in c.contenders.iter().enumerate() {
+                let samples: Vec<String> = k.samples.iter().map(|&x| json_num(x)).collect();
+                let _ = write!(
+                    o,
+                    "        {}: {{\"median\": {}, \"min\": {}, \"max\": {}, \"rounds\": [{}]}}",
+                    json_str(&k.id),
+                    json_num(k.median),
+                    json_num(k.min),
+                    json_num(k.max),
+                    samples.join(", ")
+                );
+                o.push_str(if j + 1 < c.contenders.len() {
+                    ",\n"
+                } else {
+                    "\n"
+                });
+            }
+            o.push_str("      },\n      \"ratios\": {");
+            let mut first = true;
+            for (num, other) in [
+                ("rust", "c_ast"),
+                ("rust", "c_ast_locked"),
+                ("rust", "c_wait"),
+                ("c_ast_aa", "c_ast"),
+            ] {
+                if let Some(r) = c.ratio_of(num, other) {
+                    let _ = write!(
+                        o,
+                        "{}\n        \"{num}/{other}\": {{\"of_medians\": {}, \"per_round_median\": {}, \"per_round_min\": {}, \"per_round_max\": {}}}",
+                        if first { "" } else { "," },
+                        json_num(r.of_medians),
+                        json_num(r.paired_median),
+                        json_num(r.paired_min),
+                        json_num(r.paired_max)
+                    );
+                    first = false;
+                }
+            }
+            o.push_str("\n      }\n    }");
+            o.push_str(if i + 1 < self.cases.len() {
+                ",\n"
+            } else {
+                "\n"
+            });
+        }
+        o.push_str("  ],\n");
+        match &self.memory {
+            Some(m) => {
+                let _ = writeln!(
+                    o,
+                    "  \"memory\": {{\"held_locks_per_side\": {}, \"rust_heap_bytes_per_lock\": {}, \"rust_allocated_bytes_per_lock\": {}, \"rust_guard_size\": {}, \"c_heap_bytes_per_lock\": {}, \"rust_setup_seconds\": {}, \"c_setup_seconds\": {}}},",
+                    m.locks,
+                    json_num(m.per_lock(m.rust_heap_bytes)),
+                    json_num(m.per_lock(m.rust_counted_bytes)),
+                    m.guard_size,
+                    json_num(m.per_lock(m.c_heap_bytes)),
+                    json_num(m.rust_setup_seconds),
+                    json_num(m.c_setup_seconds)
+                );
+            }
+            None => o.push_str("  \"memory\": null,\n"),
+        }
+        o.push_str("  \"targets\": [\n");
+        let targets = self.targets();
+        for (i, t) in targets.iter().enumerate() {
+            let _ = write!(
+                o,
+                "    {{\"target\": {}, \"measured\": {}, \"met\": {}}}",
+                json_str(&t.what),
+                json_str(&t.measured),
+                t.met
+            );
+            o.push_str(if i + 1 < targets.len() { ",\n" } else { "\n" });
+        }
+        o.push_str("  ]\n}\n");
+        o
+    }
+
+    /// The results section of BENCHMARKS.md.
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "Measured {} on {}.", self.date, self.machine);
+        let _ =
+            writeln!(
+            o,
+            "Guest: one-node user-mode Linux DLM cluster (`ci/vm`), one CPU; kernel DLM device \
+             protocol {}, libdlm built for {}. {} rounds per case, contenders interleaved; whole \
+             run {:.0} s{}.",
+            self.kernel_dlm,
+            self.library,
+            self.rounds,
+            self.seconds,
+            if self.short { " (SHORT MODE: not for comparison)" } else { "" }
+        );
+        let _ = writeln!(o, "\nCommand: `{}`\n", self.command);
+        o.push_str(
+            "| Case | operation | ops/round | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls | Rust / C AST | Rust / C `_wait` | per-round Rust / C AST: median (min–max) |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        );
+        for c in &self.cases {
+            let cell = |id| c.get(id).map_or("–".to_string(), |k| us(k.median));
+            let ratio = |id| {
+                c.ratio(id)
+                    .map_or("–".to_string(), |r| format!("**{:.3}**", r.of_medians))
+            };
+            let range = c.ratio("c_ast").map_or("–".to_string(), |r| {
+                format!(
+                    "{:.3} ({:.2}–{:.2})",
+                    r.paired_median, r.paired_min, r.paired_max
+                )
+            });
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                c.title,
+                c.unit,
+                c.ops_per_round,
+                cell("rust"),
+                cell("c_ast"),
+                cell("c_ast_locked"),
+                cell("c_wait"),
+                ratio("c_ast"),
+                ratio("c_wait"),
+                range
+            );
+        }
+        o.push_str("\nTimes are medians over the rounds of the time per operation.\n");
+        for c in &self.cases {
+            if let Some(r) = c.ratio_of("c_ast_aa", "c_ast") {
+                let _ = writeln!(
+                    o,
+                    "\n**Noise floor** (case {}): the C AST contender run a second time in \
+                     each round, as if it were another contender, came out at **{:.3}x** \
+                     itself (ratio of medians; per-round ratios {:.2}–{:.2}). Differences of \
+                     that size between Rust and C are noise.",
+                    c.title.split('.').next().unwrap_or(""),
+                    r.of_medians,
+                    r.paired_min,
+                    r.paired_max
+                );
+            }
+        }
+        if let Some(m) = &self.memory {
+            let _ = writeln!(
+                o,
+                "\n**6. Memory while holding {} locks** (each side holds its own; taken one at a \
+                 time while growing case 5's levels):\n",
+                m.locks
+            );
+            o.push_str("| | Rust: dlm crate | C: lksb array |\n|---|--:|--:|\n");
+            let _ = writeln!(
+                o,
+                "| process heap per held lock (glibc `mallinfo2`) | **{:.0} B** | {:.0} B |",
+                m.per_lock(m.rust_heap_bytes),
+                m.per_lock(m.c_heap_bytes)
+            );
+            let _ = writeln!(
+                o,
+                "| bytes allocated per held lock (counting allocator) | {:.0} B (of which the `LockGuard` itself, in the caller's `Vec`: {} B) | – |",
+                m.per_lock(m.rust_counted_bytes),
+                m.guard_size
+            );
+            let _ = writeln!(
+                o,
+                "| time to take them, one after the other | {:.0} s ({:.0} µs per lock) | {:.0} s ({:.0} µs per lock) |",
+                m.rust_setup_seconds,
+                m.rust_setup_seconds * 1e6 / f64::from(m.locks),
+                m.c_setup_seconds,
+                m.c_setup_seconds * 1e6 / f64::from(m.locks)
+            );
+        }
+        o.push_str(
+            "\n**Targets** (measured, not asserted):\n\n| Target | Measured | |\n|---|--:|---|\n",
+        );
+        for t in self.targets() {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} |",
+                t.what,
+                t.measured,
+                if t.met { "met" } else { "**missed**" }
+            );
+        }
+        o
+    }
+
+    /// A bar chart of Rust / C per case.
+    pub fn svg(&self) -> String {
+        const SERIES: [(&str, &str, &str); 3] = [
+            (
+                "c_ast",
+                "#1f77b4",
+                "vs C: dlm_ls_lock + AST thread + condvar",
+            ),
+            (
+                "c_ast_locked",
+                "#2ca02c",
+                "vs C: the same, signalling under the mutex",
+            ),
+            (
+                "c_wait",
+                "#ff7f0e",
+                "vs C: dlm_ls_lock_wait / dlm_ls_unlock_wait",
+            ),
+        ];
+        let rows: Vec<(String, Vec<Option<f64>>)> = self
+            .cases
+            .iter()
+            .map(|c| {
+                let ratios = SERIES
+                    .iter()
+                    .map(|(id, ..)| c.ratio(id).map(|r| r.of_medians))
+                    .collect();
+                (c.title.clone(), ratios)
+            })
+            .collect();
+        let (left, width, bar, top) = (380.0, 380.0, 10.0, 56.0);
+        let row_h = |r: &(String, Vec<Option<f64>>)| {
+            10.0 + (bar + 2.0) * r.1.iter().flatten().count() as f64
+        };
+        let hi = rows
+            .iter()
+            .flat_map(|r| r.1.iter().flatten().copied())
+            .fold(1.25_f64, f64::max)
+            .min(3.0);
+        let x = |v: f64| left + v.clamp(0.0, hi) / hi * width;
+        let bottom = top + rows.iter().map(row_h).sum::<f64>();
+        let h = bottom + 50.0 + 16.0 * SERIES.len() as f64;
+        let total_w = left + width + 60.0;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{total_w}\" height=\"{h}\" viewBox=\"0 0 {total_w} {h}\" font-family=\"sans-serif\" font-size=\"12\">"
+        );
+        let _ = writeln!(o, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
+        let _ = writeln!(
+            o,
+            "<text x=\"10\" y=\"20\" font-size=\"15\" font-weight=\"bold\">Time of the dlm crate / time of C libdlm, per case (medians; below 1: Rust faster)</text>"
+        );
+        let _ = writeln!(
+            o,
+            "<text x=\"10\" y=\"38\" fill=\"#555\">{}, {} interleaved rounds per case, UML guest with one CPU{}</text>",
+            xml(&self.date),
+            self.rounds,
+            if self.short { " — SHORT MODE, not for comparison" } else { "" }
+        );
+        // Grid: 0, 0.25, ... and the target 1.05.
+        let mut g = 0.0;
+        while g <= hi + 1e-9 {
+            let _ = writeln!(
+                o,
+                "<line x1=\"{0:.1}\" y1=\"{top}\" x2=\"{0:.1}\" y2=\"{bottom}\" stroke=\"{1}\"/>\n<text x=\"{0:.1}\" y=\"{2}\" text-anchor=\"middle\" font-size=\"10\">{g:.2}</text>",
+                x(g),
+                if (g - 1.0).abs() < 1e-9 { "#333" } else { "#ddd" },
+                bottom + 13.0
+            );
+            g += 0.25;
+        }
+        let _ = writeln!(
+            o,
+            "<line x1=\"{0:.1}\" y1=\"{top}\" x2=\"{0:.1}\" y2=\"{bottom}\" stroke=\"#c00\" stroke-dasharray=\"4,3\"/>\n<text x=\"{0:.1}\" y=\"{1}\" font-size=\"10\" fill=\"#c00\">1.05 target</text>",
+            x(1.05),
+            top - 4.0
+        );
+        let mut y = top;
+        for row in &rows {
+            let (title, ratios) = row;
+            let _ = writeln!(
+                o,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+                left - 8.0,
+                y + 5.0 + row_h(row) / 2.0,
+                xml(title)
+            );
+            let mut by = y + 5.0;
+            for (v, (_, color, _)) in ratios.iter().zip(SERIES) {
+                let Some(v) = v else { continue };
+                let _ = writeln!(
+                    o,
+                    "<rect x=\"{left}\" y=\"{by}\" width=\"{:.1}\" height=\"{bar}\" fill=\"{color}\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{v:.3}</text>",
+                    (x(*v) - left).max(1.0),
+                    x(*v) + 4.0,
+                    by + 9.0
+                );
+                by += bar + 2.0;
+            }
+            y += row_h(row);
+        }
+        for (i, (_, color, label)) in SERIES.iter().enumerate() {
+            let ly = bottom + 36.0 + 16.0 * i as f64;
+            let _ = writeln!(
+                o,
+                "<rect x=\"{left}\" y=\"{}\" width=\"12\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"{ly}\">Rust {label}</text>",
+                ly - 9.0,
+                left + 18.0
+            );
+        }
+        o.push_str("</svg>\n");
+        o
+    }
+}
+
+/// Writes `text` to `path`, creating its directory.
+pub fn write(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Puts `section` between the BEGIN and END lines of the file at `path`
+/// (the whole file, with the markers, if it has none or does not exist).
+pub fn splice_markdown(path: &Path, section: &str) -> Result<(), String> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{BEGIN}\n{section}{}", &old[..b], &old[e..])
+        }
+        _ => format!("{BEGIN}\n{section}{END}\n"),
+    };
+    write(path, &new)
+}
+
+/// The current time, UTC, as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
