@@ -16,7 +16,7 @@
 . "$(dirname "$0")/../lib/scenario.sh"
 scenario "dlm_controld killed on node 2 while a request waits there: bounded answers, no panic"
 start_cluster 2
-limit=25 # seconds: --timeout 3, the watchdog's 15 s, and slack
+limit=30 # seconds: --timeout 3, the watchdog's 15 s, and slack
 
 step "node 1 holds EX on res6; node 2 waits for it with --timeout 3"
 h1=$(spawn 1 "$DLM_LOCK" -t --notify --hold-until-file "$WORK/release-1" res6)
