@@ -17,8 +17,13 @@
 # Job output: the scenarios run `dlm-lock -t` (--timestamps), so event
 # lines look like "1712345678.123456 granted EX". wait_for_line, has_line
 # and count_lines match REGEX against the line with that time stamp removed;
-# line_time gives the stamp. The guests' clocks are the host's (UML reads
-# the host clock), so stamps from different nodes and `now` compare.
+# line_time gives the stamp. A guest's clock is set from the host's at
+# boot, but guests can differ by milliseconds: compare stamps of one node,
+# or across nodes only at the scale of seconds. To check an order across
+# nodes use the host's view: a line is on the host's file system as soon
+# as the program writes it (hostfs writes through), so reading B's line and
+# then not finding A's line shows that B's was written first; the
+# scenarios check that this does not happen where A must come first.
 #
 # Variables: ROOT (the repository), DLM_LOCK, DLM_FLOCK, LVB_COUNTER (the
 # example binaries, built by ci/multinode), CLUSTER (ci/cluster), DIR (the
