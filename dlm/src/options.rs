@@ -46,7 +46,15 @@ impl LockOptions {
     ///
     /// If the grant races the cancel and wins, the request succeeds: the
     /// lock is held by the returned guard (or the conversion took effect),
-    /// never left held without an owner.
+    /// never left held without an owner. If the cancel is not answered
+    /// within [`CANCEL_GRACE`](crate::CANCEL_GRACE), the request is given up
+    /// ([`Error::TimedOut`](crate::Error::TimedOut)) and a late grant is
+    /// unlocked by the AST thread.
+    ///
+    /// Limit: when a node's lockspace is stopped for a recovery that never
+    /// runs (its `dlm_controld` died), the kernel blocks every write to the
+    /// lockspace device, the cancel's included, uninterruptibly: the call
+    /// then does not return until the node recovers or is restarted.
     pub fn timeout(mut self, timeout: Duration) -> LockOptions {
         self.timeout = Some(timeout);
         self
