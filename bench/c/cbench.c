@@ -16,6 +16,7 @@
  * completion carried an unexpected status.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -210,6 +211,19 @@ uint64_t cb_heap_in_use(void)
 	struct mallinfo2 mi = mallinfo2();
 
 	return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+}
+
+/* Context switches of the whole process so far: voluntary, involuntary. */
+void cb_context_switches(uint64_t *voluntary, uint64_t *involuntary)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru)) {
+		*voluntary = *involuntary = 0;
+		return;
+	}
+	*voluntary = (uint64_t)ru.ru_nvcsw;
+	*involuntary = (uint64_t)ru.ru_nivcsw;
 }
 
 /* ---- case 1: new EX lock + unlock, n pairs ---- */

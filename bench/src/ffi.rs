@@ -14,6 +14,7 @@ extern "C" {
     fn cb_close(ls: *mut c_void);
     fn cb_heap_in_use() -> u64;
     fn cb_set_signal_locked(locked: i32);
+    fn cb_context_switches(voluntary: *mut u64, involuntary: *mut u64);
     pub fn cb_lock_unlock_ast(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
     pub fn cb_lock_unlock_wait(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
     pub fn cb_convert_ast(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
@@ -41,6 +42,15 @@ fn describe(rc: i64) -> String {
 pub fn heap_in_use() -> u64 {
     // SAFETY: mallinfo2 only reads malloc's statistics.
     unsafe { cb_heap_in_use() }
+}
+
+/// Context switches of the whole process so far (`getrusage`):
+/// voluntary, involuntary.
+pub fn context_switches() -> (u64, u64) {
+    let (mut v, mut i) = (0, 0);
+    // SAFETY: two valid out-pointers.
+    unsafe { cb_context_switches(&mut v, &mut i) };
+    (v, i)
 }
 
 /// How the C AST functions wake their waiter: `false` (the default)

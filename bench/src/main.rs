@@ -164,12 +164,19 @@ fn measure(
     }
     let k = contenders.len();
     let mut samples = vec![Vec::with_capacity(cfg.rounds as usize); k];
+    let mut switches = vec![Vec::with_capacity(cfg.rounds as usize); k];
     for r in 0..cfg.rounds as usize {
         for j in 0..k {
             let i = (r + j) % k;
+            let before = ffi::context_switches();
             let took = (contenders[i].run)(n)
                 .map_err(|e| format!("{id}, round {r} of {}: {e}", contenders[i].id))?;
+            let after = ffi::context_switches();
             samples[i].push(took.as_nanos() as f64 / ops(n) as f64);
+            switches[i].push((
+                (after.0 - before.0) as f64 / ops(n) as f64,
+                (after.1 - before.1) as f64 / ops(n) as f64,
+            ));
         }
     }
     let result = CaseResult {
@@ -181,8 +188,8 @@ fn measure(
         rounds: cfg.rounds,
         contenders: contenders
             .iter()
-            .zip(samples)
-            .map(|(c, s)| ContenderResult::new(c.id, s))
+            .zip(samples.into_iter().zip(switches))
+            .map(|(c, (s, w))| ContenderResult::new(c.id, s, w))
             .collect(),
         seconds: started.elapsed().as_secs_f64(),
     };

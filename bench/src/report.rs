@@ -17,6 +17,9 @@ pub struct ContenderResult {
     pub median: f64,
     pub min: f64,
     pub max: f64,
+    /// Context switches of the whole process per operation (voluntary,
+    /// involuntary), medians over the rounds.
+    pub switches: (f64, f64),
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -30,9 +33,12 @@ fn median(v: &[f64]) -> f64 {
 }
 
 impl ContenderResult {
-    pub fn new(id: &str, samples: Vec<f64>) -> ContenderResult {
+    pub fn new(id: &str, samples: Vec<f64>, switches: Vec<(f64, f64)>) -> ContenderResult {
+        let vol: Vec<f64> = switches.iter().map(|s| s.0).collect();
+        let invol: Vec<f64> = switches.iter().map(|s| s.1).collect();
         ContenderResult {
             id: id.to_string(),
+            switches: (median(&vol), median(&invol)),
             median: median(&samples),
             min: samples.iter().copied().fold(f64::INFINITY, f64::min),
             max: samples.iter().copied().fold(0.0, f64::max),
@@ -66,6 +72,42 @@ pub struct Ratio {
     pub paired_median: f64,
     pub paired_min: f64,
     pub paired_max: f64,
+    /// 95% bootstrap interval of the ratio of the medians: the rounds
+    /// resampled (in pairs) with replacement.
+    pub ci: (f64, f64),
+}
+
+/// A 95% interval of median(num) / median(den) by the bootstrap: 2000
+/// resamplings of the rounds (the same rounds for both, as they ran side
+/// by side), with a fixed seed so that a report is reproducible from its
+/// samples.
+fn bootstrap_ci(num: &[f64], den: &[f64]) -> (f64, f64) {
+    let n = num.len().min(den.len());
+    if n < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    // splitmix64
+    let mut state = 0x5eed_d1a1_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+    let mut ratios: Vec<f64> = (0..2000)
+        .map(|_| {
+            for k in 0..n {
+                let i = (next() % n as u64) as usize;
+                a[k] = num[i];
+                b[k] = den[i];
+            }
+            median(&a) / median(&b)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    (ratios[50], ratios[1949])
 }
 
 impl CaseResult {
@@ -92,6 +134,7 @@ impl CaseResult {
             paired_median: median(&paired),
             paired_min: paired.iter().copied().fold(f64::INFINITY, f64::min),
             paired_max: paired.iter().copied().fold(0.0, f64::max),
+            ci: bootstrap_ci(&r.samples, &o.samples),
         })
     }
 
@@ -153,6 +196,29 @@ pub struct Target {
     pub what: String,
     pub measured: String,
     pub met: bool,
+    /// The 95% interval lies on both sides of the limit: this run cannot
+    /// tell.
+    pub unresolved: bool,
+}
+
+impl Target {
+    fn ratio(what: String, r: Ratio, limit: f64) -> Target {
+        Target {
+            what,
+            measured: format!("{:.3}x (95% CI {:.3}–{:.3})", r.of_medians, r.ci.0, r.ci.1),
+            met: r.of_medians <= limit,
+            unresolved: r.ci.0 <= limit && limit < r.ci.1,
+        }
+    }
+
+    fn verdict(&self) -> &'static str {
+        match (self.met, self.unresolved) {
+            (true, false) => "met",
+            (true, true) => "met (within the noise)",
+            (false, true) => "missed (within the noise)",
+            (false, false) => "MISSED",
+        }
+    }
 }
 
 /// Microseconds, for people.
@@ -212,18 +278,18 @@ impl Run {
                 None => c.title.split('.').next().unwrap_or("").to_string(),
             };
             if let Some(r) = c.ratio("c_ast") {
-                t.push(Target {
-                    what: format!("case {label} Rust within 1.05x of C (AST thread)"),
-                    measured: format!("{:.3}x", r.of_medians),
-                    met: r.of_medians <= 1.05,
-                });
+                t.push(Target::ratio(
+                    format!("case {label} Rust within 1.05x of C (AST thread)"),
+                    r,
+                    1.05,
+                ));
             }
             if let Some(r) = c.ratio("c_wait") {
-                t.push(Target {
-                    what: format!("case {label} Rust no slower than C _wait calls"),
-                    measured: format!("{:.3}x", r.of_medians),
-                    met: r.of_medians <= 1.0,
-                });
+                t.push(Target::ratio(
+                    format!("case {label} Rust no slower than C _wait calls"),
+                    r,
+                    1.0,
+                ));
             }
         }
         let growth = self.growth_cases();
@@ -240,6 +306,7 @@ impl Run {
                     ),
                     measured: format!("{rf:.3}x{c_note}"),
                     met: rf <= 1.2 || cf.is_some_and(|c| rf <= c * 1.05),
+                    unresolved: false,
                 });
             }
         }
@@ -252,6 +319,7 @@ impl Run {
                 ),
                 measured: format!("{per:.0} B"),
                 met: per <= 512.0,
+                unresolved: false,
             });
         }
         t
@@ -260,13 +328,7 @@ impl Run {
     pub fn text_summary(&self) -> String {
         let mut s = String::from("dlm-bench: targets (measured, not asserted):\n");
         for t in self.targets() {
-            let _ = writeln!(
-                s,
-                "  [{}] {}: {}",
-                if t.met { "met" } else { "MISSED" },
-                t.what,
-                t.measured
-            );
+            let _ = writeln!(s, "  [{}] {}: {}", t.verdict(), t.what, t.measured);
         }
         if let Some(m) = &self.memory {
             let _ = writeln!(
@@ -316,11 +378,13 @@ impl Run {
                 let samples: Vec<String> = k.samples.iter().map(|&x| json_num(x)).collect();
                 let _ = write!(
                     o,
-                    "        {}: {{\"median\": {}, \"min\": {}, \"max\": {}, \"rounds\": [{}]}}",
+                    "        {}: {{\"median\": {}, \"min\": {}, \"max\": {}, \"context_switches_per_op\": {{\"voluntary\": {}, \"involuntary\": {}}}, \"rounds\": [{}]}}",
                     json_str(&k.id),
                     json_num(k.median),
                     json_num(k.min),
                     json_num(k.max),
+                    json_num(k.switches.0),
+                    json_num(k.switches.1),
                     samples.join(", ")
                 );
                 o.push_str(if j + 1 < c.contenders.len() {
@@ -340,12 +404,14 @@ impl Run {
                 if let Some(r) = c.ratio_of(num, other) {
                     let _ = write!(
                         o,
-                        "{}\n        \"{num}/{other}\": {{\"of_medians\": {}, \"per_round_median\": {}, \"per_round_min\": {}, \"per_round_max\": {}}}",
+                        "{}\n        \"{num}/{other}\": {{\"of_medians\": {}, \"per_round_median\": {}, \"per_round_min\": {}, \"per_round_max\": {}, \"ci95\": [{}, {}]}}",
                         if first { "" } else { "," },
                         json_num(r.of_medians),
                         json_num(r.paired_median),
                         json_num(r.paired_min),
-                        json_num(r.paired_max)
+                        json_num(r.paired_max),
+                        json_num(r.ci.0),
+                        json_num(r.ci.1)
                     );
                     first = false;
                 }
@@ -379,10 +445,11 @@ impl Run {
         for (i, t) in targets.iter().enumerate() {
             let _ = write!(
                 o,
-                "    {{\"target\": {}, \"measured\": {}, \"met\": {}}}",
+                "    {{\"target\": {}, \"measured\": {}, \"met\": {}, \"within_noise\": {}}}",
                 json_str(&t.what),
                 json_str(&t.measured),
-                t.met
+                t.met,
+                t.unresolved
             );
             o.push_str(if i + 1 < targets.len() { ",\n" } else { "\n" });
         }
@@ -397,9 +464,9 @@ impl Run {
         let _ =
             writeln!(
             o,
-            "Guest: one-node user-mode Linux DLM cluster (`ci/vm`), one CPU; kernel DLM device \
-             protocol {}, libdlm built for {}. {} rounds per case, contenders interleaved; whole \
-             run {:.0} s{}.",
+            "Guest: one-node user-mode Linux DLM cluster (`ci/vm`), one CPU; DLM device protocol: \
+             kernel {}, libdlm {}. {} rounds per case, contenders interleaved; whole run {:.0} \
+             s{}.",
             self.kernel_dlm,
             self.library,
             self.rounds,
@@ -408,14 +475,15 @@ impl Run {
         );
         let _ = writeln!(o, "\nCommand: `{}`\n", self.command);
         o.push_str(
-            "| Case | operation | ops/round | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls | Rust / C AST | Rust / C `_wait` | per-round Rust / C AST: median (min–max) |\n\
+            "| Case | operation | ops/round | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls | Rust / C AST (95% CI) | Rust / C `_wait` | per-round Rust / C AST: median (min–max) |\n\
              |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
         for c in &self.cases {
             let cell = |id| c.get(id).map_or("–".to_string(), |k| us(k.median));
             let ratio = |id| {
-                c.ratio(id)
-                    .map_or("–".to_string(), |r| format!("**{:.3}**", r.of_medians))
+                c.ratio(id).map_or("–".to_string(), |r| {
+                    format!("**{:.3}** ({:.2}–{:.2})", r.of_medians, r.ci.0, r.ci.1)
+                })
             };
             let range = c.ratio("c_ast").map_or("–".to_string(), |r| {
                 format!(
@@ -445,14 +513,38 @@ impl Run {
                     o,
                     "\n**Noise floor** (case {}): the C AST contender run a second time in \
                      each round, as if it were another contender, came out at **{:.3}x** \
-                     itself (ratio of medians; per-round ratios {:.2}–{:.2}). Differences of \
-                     that size between Rust and C are noise.",
+                     itself (95% CI {:.3}–{:.3}; per-round ratios {:.2}–{:.2}). A Rust / C \
+                     ratio whose interval holds 1 is not told apart from C by this run.",
                     c.title.split('.').next().unwrap_or(""),
                     r.of_medians,
+                    r.ci.0,
+                    r.ci.1,
                     r.paired_min,
                     r.paired_max
                 );
             }
+        }
+        o.push_str(
+            "\n**Context switches per operation** (whole process, `getrusage` around each \
+             call; medians over the rounds; voluntary + involuntary):\n\n\
+             | Case | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls |\n\
+             |---|--:|--:|--:|--:|\n",
+        );
+        for c in &self.cases {
+            let cell = |id| {
+                c.get(id).map_or("–".to_string(), |k| {
+                    format!("{:.2} + {:.2}", k.switches.0, k.switches.1)
+                })
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                c.title,
+                cell("rust"),
+                cell("c_ast"),
+                cell("c_ast_locked"),
+                cell("c_wait")
+            );
         }
         if let Some(m) = &self.memory {
             let _ = writeln!(
@@ -487,13 +579,7 @@ impl Run {
             "\n**Targets** (measured, not asserted):\n\n| Target | Measured | |\n|---|--:|---|\n",
         );
         for t in self.targets() {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} |",
-                t.what,
-                t.measured,
-                if t.met { "met" } else { "**missed**" }
-            );
+            let _ = writeln!(o, "| {} | {} | {} |", t.what, t.measured, t.verdict());
         }
         o
     }
