@@ -254,11 +254,9 @@ fn rust_handoff(ls: &Lockspace, name: &str, n: u32) -> Result<Duration, String> 
         ls.lock_with(name, Mode::Ex, LockOptions::new().notify_blocking())
             .map_err(dlm_err("lock"))
     };
-    let wait_blocking = |g: &LockGuard| {
-        g.blocking()
-            .expect("asked for blocking notifications")
-            .recv()
-            .map_err(|_| "blocking channel closed".to_string())
+    let wait_blocking = |g: &LockGuard| -> Result<(), String> {
+        g.wait_blocking(None).map_err(dlm_err("wait_blocking"))?;
+        Ok(())
     };
     std::thread::scope(|s| {
         let a = s.spawn(|| -> Result<(), String> {

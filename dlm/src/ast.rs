@@ -84,6 +84,9 @@ pub(crate) struct LockCell {
     route: UnsafeCell<Option<Arc<Route>>>,
     /// Blocking notifications, when the lock asked for them.
     blocking: Option<Sender<Blocking>>,
+    /// A thread parked in `LockGuard::wait_blocking`, to unpark after a
+    /// blocking notification (std's mutex: it never spins or yields).
+    bast_waiter: std::sync::Mutex<Option<Thread>>,
     /// The lockspace, for the unlock of a late grant of an abandoned cell.
     ls: sys::dlm_lshandle_t,
 }
@@ -144,6 +147,7 @@ impl LockCell {
             abandoned: AtomicU8::new(NOT_ABANDONED),
             route: UnsafeCell::new(None),
             blocking,
+            bast_waiter: std::sync::Mutex::new(None),
             ls,
         });
         for slot in &cell.lksb {
@@ -176,6 +180,14 @@ impl LockCell {
             unsafe { &*(arg.wrapping_byte_sub(slot) as *const LockCell) },
             slot,
         )
+    }
+
+    /// Registers (or, with `None`, removes) the thread to unpark at a
+    /// blocking notification.
+    pub(crate) fn set_bast_waiter(&self, thread: Option<Thread>) {
+        if let Ok(mut waiter) = self.bast_waiter.lock() {
+            *waiter = thread;
+        }
     }
 
     /// Whether the lock asked for blocking notifications.
@@ -343,6 +355,16 @@ impl Waiter {
             Ok(r) => r,
             Err(_) => (f.take().expect("not yet called"))(&Waiter::new()),
         }
+    }
+
+    /// Parks the thread with no clock read; the watchdog wakes it at its
+    /// next tick if nothing else does. Returns whether a tick passed.
+    pub(crate) fn park_untimed(&self) -> bool {
+        let tick = TICKS.load(Ordering::SeqCst);
+        self.route.waiting.store(true, Ordering::SeqCst);
+        std::thread::park();
+        self.route.waiting.store(false, Ordering::SeqCst);
+        TICKS.load(Ordering::SeqCst) != tick
     }
 
     /// Drops answers to earlier requests still in the channel.
@@ -535,6 +557,11 @@ pub(crate) unsafe extern "C" fn blocking_ast(arg: *mut c_void) {
         if let Some(tx) = &cell.blocking {
             // Coalesces: one pending notification says enough.
             let _ = tx.try_send(Blocking);
+            if let Ok(waiter) = cell.bast_waiter.lock() {
+                if let Some(thread) = waiter.as_ref() {
+                    thread.unpark();
+                }
+            }
         }
     });
 }

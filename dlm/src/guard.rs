@@ -396,9 +396,54 @@ impl LockGuard {
     /// convert down or unlock. Pending notifications are coalesced into
     /// one. `None` unless the lock was requested with
     /// [`LockOptions::notify_blocking`]. The receiver works with
-    /// `crossbeam_channel::select!`.
+    /// `crossbeam_channel::select!`; to just wait, prefer
+    /// [`wait_blocking`](Self::wait_blocking), which sleeps at once where
+    /// the receiver's `recv` first spins and yields.
     pub fn blocking(&self) -> Option<&Receiver<Blocking>> {
         self.blocking.as_ref()
+    }
+
+    /// Waits for a blocking notification (see [`blocking`](Self::blocking))
+    /// for at most `timeout`, or as long as the lockspace exists. Returns
+    /// whether one came (and takes it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless the lock was requested with
+    /// [`LockOptions::notify_blocking`]; [`Error::LockspaceGone`].
+    pub fn wait_blocking(&self, timeout: Option<Duration>) -> Result<bool> {
+        let (Some(rx), Some(cell)) = (self.blocking.as_ref(), self.cell.as_ref()) else {
+            return Err(Error::InvalidArgument(
+                "the lock was not requested with notify_blocking",
+            ));
+        };
+        if rx.try_recv().is_ok() {
+            return Ok(true);
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        cell.set_bast_waiter(Some(std::thread::current()));
+        let result = loop {
+            // A notification sent after this check also unparks us.
+            if rx.try_recv().is_ok() {
+                break Ok(true);
+            }
+            let check_alive = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break Ok(false);
+                    }
+                    std::thread::park_timeout((d - now).min(Duration::from_secs(1)));
+                    true
+                }
+                // No clock read: the watchdog's tick says when to check.
+                None => Waiter::with(|w| w.park_untimed()),
+            };
+            if check_alive && !self.ls.inner.is_alive() {
+                break Err(Error::LockspaceGone);
+            }
+        };
+        cell.set_bast_waiter(None);
+        result
     }
 
     /// The lock value block as last read from the DLM (at the grant or an

@@ -269,9 +269,11 @@ fn blocking_notification_and_downconvert() {
     assert!(notes.try_recv().is_err(), "notified with nobody waiting");
     std::thread::scope(|s| {
         let waiter = s.spawn(|| f.b.lock("b", Mode::Pr).unwrap());
-        notes
-            .recv_timeout(Duration::from_secs(10))
-            .expect("no blocking notification");
+        // Sleeps until the BAST comes (no spinning).
+        assert!(
+            holder.wait_blocking(None).unwrap(),
+            "no blocking notification"
+        );
         holder.convert(Mode::Pr).unwrap();
         let g = waiter.join().unwrap();
         assert_eq!((holder.mode(), g.mode()), (Mode::Pr, Mode::Pr));
@@ -303,6 +305,16 @@ fn no_notification_without_asking_and_noqueuebast() {
         .expect("NOQUEUEBAST sent no notification");
     let plain = f.b.lock("p", Mode::Ex).unwrap();
     assert!(plain.blocking().is_none());
+    assert!(matches!(
+        plain.wait_blocking(None),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(
+        !holder
+            .wait_blocking(Some(Duration::from_millis(200)))
+            .unwrap(),
+        "notified with nobody waiting"
+    );
     drop((holder, plain));
     f.finish();
 }
