@@ -254,7 +254,7 @@ fn rust_handoff(ls: &Lockspace, name: &str, n: u32) -> Result<Duration, String> 
         ls.lock_with(name, Mode::Ex, LockOptions::new().notify_blocking())
             .map_err(dlm_err("lock"))
     };
-    let wait_blocking = |g: &LockGuard| -> Result<(), String> {
+    let wait_blocking = |g: &mut LockGuard| -> Result<(), String> {
         g.wait_blocking(None).map_err(dlm_err("wait_blocking"))?;
         Ok(())
     };
@@ -264,7 +264,7 @@ fn rust_handoff(ls: &Lockspace, name: &str, n: u32) -> Result<Duration, String> 
             barrier.wait();
             let mut guard = first?;
             for i in 1..=n {
-                wait_blocking(&guard)?;
+                wait_blocking(&mut guard)?;
                 guard.unlock().map_err(dlm_err("unlock"))?;
                 if i == n {
                     break;
@@ -279,13 +279,13 @@ fn rust_handoff(ls: &Lockspace, name: &str, n: u32) -> Result<Duration, String> 
             warm?;
             let t = Instant::now();
             for i in 1..=n {
-                let guard = take()?;
+                let mut guard = take()?;
                 if i == n {
                     let took = t.elapsed();
                     guard.unlock().map_err(dlm_err("unlock"))?;
                     return Ok(took);
                 }
-                wait_blocking(&guard)?;
+                wait_blocking(&mut guard)?;
                 guard.unlock().map_err(dlm_err("unlock"))?;
             }
             Err("n must be positive".into())

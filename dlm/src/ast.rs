@@ -1,58 +1,116 @@
 //! Where ASTs cross from libdlm's thread into Rust.
 //!
-//! Every lock has a [`LockCell`] at a fixed heap address: the `dlm_lksb` and
-//! the 32-byte LVB buffer the kernel and libdlm write into, and the route
-//! its completions take. libdlm's AST thread (started by
-//! `dlm_ls_pthread_init`) copies each result into the lksb and calls
+//! Every lock has a [`LockCell`] at a fixed heap address: the `dlm_lksb`
+//! and the 32-byte LVB buffer the kernel and libdlm write into, the answer
+//! to the request in flight, and who to wake. libdlm's AST thread (started
+//! by `dlm_ls_pthread_init`) copies each result into the lksb and calls
 //! [`completion_ast`] or [`blocking_ast`] with the cell's address. Those
-//! functions snapshot what they need and forward it over a
-//! `crossbeam-channel` — nothing else: no allocation, no lock, no I/O, no
-//! user code, and no panic can escape them.
+//! functions snapshot the answer into the cell, and forward it to the
+//! waiter by one compare-and-swap and one unpark — nothing else: no
+//! allocation, no lock (but the blocking-notification waiter's), no I/O,
+//! no user code, and no panic can escape them.
 //!
-//! A thread waiting for a completion waits on its own channel (one per
-//! thread, made on first use), so a request costs no channel allocation;
-//! the AST sends on it and unparks the thread.
-//! Each event names the cell and the request sequence number it answers;
-//! a waiter discards any other (a late answer to a request it gave up on).
+//! # The handshake
+//! One atomic per cell says who owns the request in flight:
+//! `IDLE -> WAITING` (the requesting thread, before the request is
+//! written), then either `WAITING -> DELIVERED` (the AST: the answer is in
+//! the cell, the waiter may read it and free the cell) or
+//! `WAITING -> ABANDONED_*` (the waiter gave up: a timeout whose cancel was
+//! never answered, a lockspace gone, a panic unwinding). Exactly one of the
+//! two compare-and-swaps wins. A waiter that loses reads the answer that
+//! won; an AST that loses deals with its answer itself: if the answer
+//! leaves a lock held that nobody owns any more, it hands the cell to the
+//! [reaper](crate::reaper), which releases the lock without writing any
+//! value block. An abandoned cell stays in its lockspace's keeping
+//! until the lockspace closes, or until the reaper has unlocked it, so the
+//! kernel never writes into freed memory.
 //!
-//! Ownership rule: while a request is in flight, libdlm's thread owns the
-//! lksb and LVB buffer; the requesting thread touches them again only after
-//! it has received the completion (the channel orders the two). A blocking
-//! AST may rewrite the lksb at any time, so Rust reads the lksb only on
-//! libdlm's thread, in [`completion_ast`] (the one exception: the lock id
-//! of a new request, which libdlm stores on the calling thread, read
-//! atomically to cancel the request); the LVB buffer is written by libdlm
-//! only at completions.
+//! Ownership rule: while a request is in flight (`WAITING`), libdlm's
+//! thread owns the lksb, the LVB buffer and the answer; the requesting
+//! thread touches them again only after it has seen `DELIVERED` (Acquire)
+//! or has won the abandon. A blocking AST may rewrite the lksb at any
+//! time, so Rust reads the lksb only on libdlm's thread (the one exception:
+//! the lock id of a new request, which libdlm stores on the calling thread,
+//! read atomically to cancel the request).
 
-use crate::error::Error;
+use crate::lockspace::Inner;
+use crate::state::Answer;
 use crossbeam_channel::{Receiver, Sender};
 use dlm_sys as sys;
 use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
-
-/// What the AST thread tells the waiting thread about one completion.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Completion {
-    /// Address of the cell it belongs to.
-    cell: usize,
-    /// Sequence number of the request it answers.
-    seq: u32,
-    /// `sb_status`: 0, `EAGAIN`, `EDEADLK`, `ECANCEL`, `EUNLOCK`, ...
-    pub status: i32,
-    /// `sb_lkid`.
-    pub lkid: u32,
-    /// `sb_flags` (`DLM_SBF_*`).
-    pub sb_flags: u8,
-}
 
 /// A blocking notification: another request waits for a mode this lock's
 /// mode blocks. libdlm does not pass on which mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blocking;
+
+/// The receiving end of a lock's blocking notifications
+/// ([`LockGuard::blocking`](crate::LockGuard::blocking)): a
+/// `crossbeam-channel` receiver, usable with
+/// [`crossbeam_channel::select!`] (re-exported as
+/// [`dlm::crossbeam_channel`](crate::crossbeam_channel)).
+pub type BlockingReceiver = Receiver<Blocking>;
+
+/// No request in flight.
+const IDLE: u8 = 0;
+/// A request is in flight and its thread waits for the answer.
+const WAITING: u8 = 1;
+/// The AST put the answer in the cell.
+const DELIVERED: u8 = 2;
+/// The reaper owns the cell (an abandoned lock it releases).
+const REAPING: u8 = 3;
+/// Given up: a new request (only a grant leaves a lock held).
+const ABANDONED_REQUEST: u8 = 4;
+/// Given up: a conversion of a held lock (the lock stays held, whatever
+/// the answer).
+const ABANDONED_HELD: u8 = 5;
+/// Given up: an unlock (only a failed unlock leaves the lock held).
+const ABANDONED_UNLOCK: u8 = 6;
+
+/// What a waiter gives up on, which tells what a late answer leaves held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Abandon {
+    /// A new request.
+    Request = ABANDONED_REQUEST,
+    /// A conversion (or publication) of a held lock.
+    Held = ABANDONED_HELD,
+    /// An unlock.
+    Unlock = ABANDONED_UNLOCK,
+}
+
+impl Abandon {
+    /// Whether `status`, the answer to a request of this kind, leaves the
+    /// lock held.
+    pub(crate) fn leaves_held(self, status: i32) -> bool {
+        match self {
+            Abandon::Request => status == 0,
+            Abandon::Held | Abandon::Unlock => status != sys::EUNLOCK,
+        }
+    }
+
+    fn from_state(state: u8) -> Option<Abandon> {
+        match state {
+            ABANDONED_REQUEST => Some(Abandon::Request),
+            ABANDONED_HELD => Some(Abandon::Held),
+            ABANDONED_UNLOCK => Some(Abandon::Unlock),
+            _ => None,
+        }
+    }
+}
+
+/// The answer to one request, as the AST saw it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Delivered {
+    pub(crate) answer: Answer,
+    /// `sb_lkid`.
+    pub(crate) lkid: u32,
+}
 
 /// The per-lock state shared with libdlm's AST thread.
 ///
@@ -62,8 +120,7 @@ pub struct Blocking;
 /// is the one call made while the lock's AST can be running on libdlm's
 /// thread: with one lksb, that store could overwrite a grant's status
 /// between libdlm's copy and the AST's read. The AST argument names the
-/// slot (the cell's address plus the slot index), and the kernel writes
-/// each result to the lksb of the request that set the argument.
+/// slot (the cell's address plus the slot index).
 #[repr(C)]
 pub(crate) struct LockCell {
     /// Written by libdlm (calling thread at request time, AST thread at
@@ -72,39 +129,24 @@ pub(crate) struct LockCell {
     lksb: [UnsafeCell<sys::dlm_lksb>; 2],
     /// The LVB buffer both lksbs point at.
     lvb: UnsafeCell<[u8; sys::DLM_LVB_LEN]>,
-    /// Sequence number of the request in flight; stored (Release) by the
-    /// requesting thread before the request, loaded (Acquire) by the AST.
-    seq: AtomicU32,
-    /// An [`Abandoned`] value once a waiter gave up on this cell (its
-    /// lockspace keeps it until close); late answers are then dealt with by
-    /// the AST itself.
-    abandoned: AtomicU8,
-    /// The waiting thread's channel and handle; written only while no
-    /// request is in flight, read by the AST during one.
-    route: UnsafeCell<Option<Arc<Route>>>,
-    /// Blocking notifications, when the lock asked for them.
-    blocking: Option<Sender<Blocking>>,
+    /// The handshake (see the module docs).
+    state: AtomicU8,
+    /// The answer, written by the AST before `WAITING -> DELIVERED`.
+    answer: UnsafeCell<Delivered>,
+    /// The thread to wake; written only while no request is in flight.
+    waker: UnsafeCell<Option<Thread>>,
+    /// The lockspace, for the reaper; written before an abandon, read by
+    /// the AST after it.
+    owner: UnsafeCell<Weak<Inner>>,
+    /// Blocking notifications, when the lock asked for them. The receiver
+    /// is kept to drop notifications made stale by a grant.
+    blocking: Option<(Sender<Blocking>, Receiver<Blocking>)>,
     /// A thread parked in `LockGuard::wait_blocking`, to unpark after a
     /// blocking notification (std's mutex: it never spins or yields).
     bast_waiter: std::sync::Mutex<Option<Thread>>,
-    /// The lockspace, for the unlock of a late grant of an abandoned cell.
+    /// The lockspace handle, for the AST thread's fallback unlock (the
+    /// lockspace cannot close while its AST thread runs).
     ls: sys::dlm_lshandle_t,
-}
-
-const NOT_ABANDONED: u8 = 0;
-
-/// What a waiter gave up on, which tells the AST what a late answer leaves
-/// held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Abandoned {
-    /// A new request: only a grant leaves a lock held.
-    Request = 1,
-    /// A conversion or other request on a held lock: the lock stays held
-    /// whatever the answer, except after an unlock.
-    Held = 2,
-    /// An unlock: nothing is left to release.
-    Unlock = 3,
 }
 
 /// Slot of requests, conversions and unlocks.
@@ -113,11 +155,10 @@ pub(crate) const MAIN: usize = 0;
 pub(crate) const CANCEL: usize = 1;
 
 // SAFETY: the cell is shared between the thread that owns its lock and
-// libdlm's AST thread under the ownership rule in the module docs: the
-// UnsafeCell fields are only accessed by one side at a time, ordered by
-// the request (a write(2) to the lockspace device) and by `seq`'s
-// Release/Acquire pair and the completion channel. `ls` is only used while
-// the lockspace is open (ASTs stop before it closes).
+// libdlm's AST thread under the handshake in the module docs: each
+// UnsafeCell field is accessed by one side at a time, ordered by the
+// request (a write(2) to the lockspace device) and by `state`'s
+// Release/Acquire compare-and-swaps.
 unsafe impl Send for LockCell {}
 // SAFETY: as for Send; shared access from the two threads follows the same
 // rule.
@@ -126,27 +167,25 @@ unsafe impl Sync for LockCell {}
 impl std::fmt::Debug for LockCell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockCell")
-            .field("seq", &self.seq.load(Ordering::Relaxed))
+            .field("state", &self.state.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
 impl LockCell {
     /// A new cell, boxed so that its address stays fixed.
-    pub(crate) fn new(
-        ls: sys::dlm_lshandle_t,
-        blocking: Option<Sender<Blocking>>,
-    ) -> Box<LockCell> {
+    pub(crate) fn new(ls: sys::dlm_lshandle_t, blocking: bool) -> Box<LockCell> {
         let cell = Box::new(LockCell {
             lksb: [
                 UnsafeCell::new(sys::dlm_lksb::default()),
                 UnsafeCell::new(sys::dlm_lksb::default()),
             ],
             lvb: UnsafeCell::new([0; sys::DLM_LVB_LEN]),
-            seq: AtomicU32::new(0),
-            abandoned: AtomicU8::new(NOT_ABANDONED),
-            route: UnsafeCell::new(None),
-            blocking,
+            state: AtomicU8::new(IDLE),
+            answer: UnsafeCell::new(Delivered::default()),
+            waker: UnsafeCell::new(None),
+            owner: UnsafeCell::new(Weak::new()),
+            blocking: blocking.then(|| crossbeam_channel::bounded(1)),
             bast_waiter: std::sync::Mutex::new(None),
             ls,
         });
@@ -182,6 +221,24 @@ impl LockCell {
         )
     }
 
+    /// The lockspace handle the cell's lock belongs to.
+    pub(crate) fn handle(&self) -> sys::dlm_lshandle_t {
+        self.ls
+    }
+
+    /// The BAST function to register: only for locks that asked for
+    /// notifications, so the kernel sends none to the others.
+    pub(crate) fn bast_fn(&self) -> Option<unsafe extern "C" fn(*mut c_void)> {
+        self.blocking
+            .is_some()
+            .then_some(blocking_ast as unsafe extern "C" fn(*mut c_void))
+    }
+
+    /// The receiver of blocking notifications, if the lock asked for them.
+    pub(crate) fn blocking_rx(&self) -> Option<&Receiver<Blocking>> {
+        self.blocking.as_ref().map(|(_, rx)| rx)
+    }
+
     /// Registers (or, with `None`, removes) the thread to unpark at a
     /// blocking notification.
     pub(crate) fn set_bast_waiter(&self, thread: Option<Thread>) {
@@ -190,38 +247,68 @@ impl LockCell {
         }
     }
 
-    /// Whether the lock asked for blocking notifications.
-    pub(crate) fn wants_blocking(&self) -> bool {
-        self.blocking.is_some()
-    }
-
-    /// Gets the cell ready for a request from the current thread, whose
-    /// channel is `waiter`: routes completions there and returns the new
-    /// request's sequence number.
+    /// Gets the cell ready for a request from the current thread: it will
+    /// be woken when the answer comes.
     ///
     /// # Safety
     /// No request of this cell may be in flight.
-    pub(crate) unsafe fn prepare(&self, waiter: &Waiter) -> u32 {
-        // SAFETY: no request in flight (caller's contract), so the AST
-        // thread does not read `route` now.
-        let route = unsafe { &mut *self.route.get() };
-        if !route
-            .as_ref()
-            .is_some_and(|r| Arc::ptr_eq(r, &waiter.route))
-        {
-            *route = Some(waiter.route.clone());
+    pub(crate) unsafe fn prepare(&self, waiter: &Waiter) {
+        // SAFETY: no request in flight (the caller's contract): the AST
+        // thread does not read `waker` now.
+        let waker = unsafe { &mut *self.waker.get() };
+        if waker.as_ref().map(Thread::id) != Some(waiter.thread.id()) {
+            *waker = Some(waiter.thread.clone());
         }
-        self.seq.fetch_add(1, Ordering::Release).wrapping_add(1)
+        self.state.store(WAITING, Ordering::Release);
+    }
+
+    /// Undoes [`prepare`](Self::prepare) after libdlm refused the request:
+    /// no AST will come for it.
+    pub(crate) fn unprepare(&self) {
+        self.state.store(IDLE, Ordering::Release);
+    }
+
+    /// The answer, once delivered: then the cell is the waiter's again.
+    pub(crate) fn delivered(&self) -> Option<Delivered> {
+        if self.state.load(Ordering::Acquire) != DELIVERED {
+            return None;
+        }
+        self.state.store(IDLE, Ordering::Relaxed);
+        // SAFETY: DELIVERED (Acquire) means the AST wrote the answer and
+        // will not touch the cell again for this request.
+        Some(unsafe { *self.answer.get() })
+    }
+
+    /// Gives up on the request in flight: `Ok` if the AST has not answered
+    /// (it will deal with the answer, reaching the lockspace through
+    /// `owner`); `Err` with the answer if it came first (the cell is the
+    /// caller's again).
+    pub(crate) fn abandon(&self, how: Abandon, owner: &Arc<Inner>) -> Result<(), Delivered> {
+        // SAFETY: WAITING: the AST reads `owner` only after it sees an
+        // ABANDONED state, which the compare-and-swap below publishes.
+        unsafe { *self.owner.get() = Arc::downgrade(owner) };
+        match self
+            .state
+            .compare_exchange(WAITING, how as u8, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.delivered().unwrap_or_default()),
+        }
+    }
+
+    /// Marks the cell as the reaper's.
+    pub(crate) fn set_reaping(&self) {
+        self.state.store(REAPING, Ordering::Release);
     }
 
     /// The LVB buffer's contents.
     ///
     /// # Safety
-    /// No request of this cell may be in flight, and the completion of the
-    /// last one must have been received on this thread.
+    /// No request of this cell may be in flight, and its answer must have
+    /// been seen (Acquire) by this thread or handed over since.
     pub(crate) unsafe fn lvb(&self) -> [u8; sys::DLM_LVB_LEN] {
         // SAFETY: libdlm writes the buffer only at completions; none can
-        // come now (caller's contract).
+        // come now (the caller's contract).
         unsafe { *self.lvb.get() }
     }
 
@@ -235,14 +322,9 @@ impl LockCell {
         unsafe { *self.lvb.get() = *bytes };
     }
 
-    /// Marks the cell given up: its owner no longer waits for it, and the
-    /// AST thread releases whatever lock the late answer leaves held.
-    pub(crate) fn abandon(&self, how: Abandoned) {
-        self.abandoned.store(how as u8, Ordering::Release);
-    }
-
     /// Reads the lock id libdlm stored on this thread after the `write` of
-    /// a new request; used only to cancel a request that has not completed.
+    /// a new request; used to cancel a request that has not completed, and
+    /// to learn an adopted orphan's id.
     pub(crate) fn lkid_after_request(&self) -> u32 {
         // libdlm's AST thread may store the same value into the field at the
         // same time (a race inside libdlm's design); an atomic load keeps
@@ -255,49 +337,26 @@ impl LockCell {
     }
 }
 
-/// Where a thread's completions go: its channel, and the thread to wake.
-#[derive(Debug)]
-pub(crate) struct Route {
-    tx: Sender<Completion>,
-    thread: Thread,
-    /// Set while the thread is parked in an untimed wait, for the
-    /// watchdog.
-    waiting: AtomicBool,
-}
-
-impl Route {
-    /// Hands a completion to the thread and wakes it.
-    fn deliver(&self, completion: Completion) {
-        // Never blocks; a full channel only happens if a thread leaves more
-        // than WAITER_CAPACITY answers unread.
-        let _ = self.tx.try_send(completion);
-        self.thread.unpark();
-    }
-}
-
-/// A thread's completion channel.
+/// A thread's registration for waits: its handle, and whether it is
+/// parked in an untimed wait (for the watchdog).
 ///
 /// Waiting costs what the same design costs in C (a condition variable):
-/// the AST sends and unparks (one futex wake), the waiter parks (one futex
-/// wait). An untimed wait reads no clock — under user-mode Linux, for one,
-/// every clock read is a system call — so it cannot time itself: a
-/// process-wide watchdog thread advances [`TICKS`] every
-/// [`LIVENESS_PERIOD`] and wakes the threads parked in untimed waits, which
-/// then check that their lockspace still exists.
+/// the AST stores the answer and unparks (one futex wake), the waiter
+/// parks (one futex wait). An untimed wait reads no clock — under
+/// user-mode Linux, for one, every clock read is a system call — so it
+/// cannot time itself: a process-wide watchdog thread advances [`TICKS`]
+/// every [`LIVENESS_PERIOD`] and wakes the threads parked in untimed
+/// waits, which then check that their lockspace still exists.
 #[derive(Debug)]
 pub(crate) struct Waiter {
-    route: Arc<Route>,
-    rx: Receiver<Completion>,
+    thread: Thread,
+    parked: Arc<AtomicBool>,
 }
-
-/// Completions that can be pending for one thread: one per request, plus
-/// late answers to requests it gave up on.
-const WAITER_CAPACITY: usize = 32;
 
 /// How long a wait may go on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Limit {
-    /// Until the completion comes or the lockspace is gone.
+    /// Until the answer comes or the lockspace is gone.
     Forever,
     /// At most about this many watchdog ticks.
     Ticks(u32),
@@ -305,43 +364,63 @@ pub(crate) enum Limit {
     Deadline(Instant),
 }
 
+impl Limit {
+    /// The limit of a wait of `timeout` from now: a timeout too large to
+    /// add to the clock means no deadline.
+    pub(crate) fn after(timeout: Option<Duration>) -> Limit {
+        match timeout.and_then(|t| Instant::now().checked_add(t)) {
+            Some(deadline) => Limit::Deadline(deadline),
+            None => Limit::Forever,
+        }
+    }
+}
+
+/// Why a wait ended without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoAnswer {
+    /// The limit passed.
+    Expired,
+    /// The lockspace is gone: no answer will come.
+    Gone,
+}
+
 /// Watchdog ticks so far.
 static TICKS: AtomicU32 = AtomicU32::new(0);
-/// The routes of every thread that has waited, for the watchdog.
-static ROUTES: parking_lot::Mutex<Vec<Arc<Route>>> = parking_lot::const_mutex(Vec::new());
+/// The threads that have waited, for the watchdog.
+#[allow(clippy::type_complexity)]
+static PARKED: parking_lot::Mutex<Vec<(Thread, Arc<AtomicBool>)>> =
+    parking_lot::const_mutex(Vec::new());
 
-/// Starts the watchdog thread, once per process.
-fn start_watchdog() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        let spawned = std::thread::Builder::new()
-            .name("dlm-watchdog".into())
-            .spawn(|| loop {
-                std::thread::sleep(LIVENESS_PERIOD);
-                TICKS.fetch_add(1, Ordering::SeqCst);
-                for route in ROUTES.lock().iter() {
-                    if route.waiting.load(Ordering::SeqCst) {
-                        route.thread.unpark();
-                    }
+/// Starts the watchdog thread, once per process (again in a fork's child,
+/// which has no threads but the forking one).
+pub(crate) fn start_watchdog() {
+    static STARTED_IN: AtomicU32 = AtomicU32::new(u32::MAX);
+    let generation = crate::fork::generation();
+    if STARTED_IN.swap(generation, Ordering::AcqRel) == generation {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("dlm-watchdog".into())
+        .spawn(|| loop {
+            std::thread::sleep(LIVENESS_PERIOD);
+            TICKS.fetch_add(1, Ordering::SeqCst);
+            for (thread, parked) in PARKED.lock().iter() {
+                if parked.load(Ordering::SeqCst) {
+                    thread.unpark();
                 }
-            });
-        // Without the watchdog, untimed waits only lose their liveness
-        // check; they still end when their completion comes.
-        drop(spawned);
-    });
+            }
+        });
+    // Without the watchdog, untimed waits only lose their liveness check;
+    // they still end when their answer comes.
+    drop(spawned);
 }
 
 impl Waiter {
-    pub(crate) fn new() -> Waiter {
-        start_watchdog();
-        let (tx, rx) = crossbeam_channel::bounded(WAITER_CAPACITY);
-        let route = Arc::new(Route {
-            tx,
-            thread: std::thread::current(),
-            waiting: AtomicBool::new(false),
-        });
-        ROUTES.lock().push(route.clone());
-        Waiter { route, rx }
+    fn new() -> Waiter {
+        let parked = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::current();
+        PARKED.lock().push((thread.clone(), parked.clone()));
+        Waiter { thread, parked }
     }
 
     /// Runs `f` with the calling thread's waiter (or, during thread-local
@@ -361,69 +440,53 @@ impl Waiter {
     /// next tick if nothing else does. Returns whether a tick passed.
     pub(crate) fn park_untimed(&self) -> bool {
         let tick = TICKS.load(Ordering::SeqCst);
-        self.route.waiting.store(true, Ordering::SeqCst);
+        self.parked.store(true, Ordering::SeqCst);
         std::thread::park();
-        self.route.waiting.store(false, Ordering::SeqCst);
+        self.parked.store(false, Ordering::SeqCst);
         TICKS.load(Ordering::SeqCst) != tick
     }
 
-    /// Drops answers to earlier requests still in the channel.
-    pub(crate) fn drain(&self) {
-        while self.rx.try_recv().is_ok() {}
-    }
-
-    /// Waits for the completion of request `seq` of `cell` within `limit`
-    /// (then `Ok(None)`). About every [`LIVENESS_PERIOD`] of waiting it
-    /// asks `alive()` whether the lockspace still exists; a lockspace that
-    /// is gone gives [`Error::LockspaceGone`], since no AST will come from
-    /// it.
+    /// Waits for the answer to the request in flight on `cell` within
+    /// `limit`. About every [`LIVENESS_PERIOD`] of waiting it asks
+    /// `alive()` whether the lockspace still exists: no AST will come from
+    /// one that is gone.
     pub(crate) fn wait(
         &self,
         cell: &LockCell,
-        seq: u32,
         limit: Limit,
         alive: &dyn Fn() -> bool,
-    ) -> Result<Option<Completion>, Error> {
-        let me = cell as *const LockCell as usize;
-        let mut tick = TICKS.load(Ordering::SeqCst);
+    ) -> Result<Delivered, NoAnswer> {
         let mut ticks = 0u32;
         let mut last_check = None::<Instant>;
         loop {
-            match self.rx.try_recv() {
-                Ok(c) if c.cell == me && c.seq == seq => return Ok(Some(c)),
-                Ok(_) => continue, // a late answer to a request given up on
-                Err(_) => {}
+            if let Some(d) = cell.delivered() {
+                return Ok(d);
             }
             match limit {
                 Limit::Deadline(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Ok(None);
+                        return Err(NoAnswer::Expired);
                     }
                     let since = *last_check.get_or_insert(now);
                     if now - since >= LIVENESS_PERIOD {
                         if !alive() {
-                            return Err(Error::LockspaceGone);
+                            return Err(NoAnswer::Gone);
                         }
                         last_check = Some(now);
                     }
                     std::thread::park_timeout((deadline - now).min(LIVENESS_PERIOD));
                 }
                 Limit::Forever | Limit::Ticks(_) => {
-                    self.route.waiting.store(true, Ordering::SeqCst);
-                    // An AST that sent after the try_recv above has also
+                    // An AST that delivered after the check above has also
                     // unparked us: park returns at once then.
-                    std::thread::park();
-                    self.route.waiting.store(false, Ordering::SeqCst);
-                    let now_tick = TICKS.load(Ordering::SeqCst);
-                    if now_tick != tick {
-                        tick = now_tick;
+                    if self.park_untimed() {
                         ticks += 1;
                         if !alive() {
-                            return Err(Error::LockspaceGone);
+                            return Err(NoAnswer::Gone);
                         }
                         if matches!(limit, Limit::Ticks(n) if ticks >= n) {
-                            return Ok(None);
+                            return Err(NoAnswer::Expired);
                         }
                     }
                 }
@@ -434,7 +497,9 @@ impl Waiter {
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        ROUTES.lock().retain(|r| !Arc::ptr_eq(r, &self.route));
+        PARKED
+            .lock()
+            .retain(|(_, parked)| !Arc::ptr_eq(parked, &self.parked));
     }
 }
 
@@ -478,83 +543,94 @@ fn no_unwind(f: impl FnOnce()) {
     }
 }
 
-/// The completion AST of every lock: snapshots the lksb and forwards it to
-/// the waiting thread.
+/// The completion AST of every lock: snapshots the lksb into the cell and
+/// wakes the waiter, or, if the waiter gave up, deals with the answer.
 ///
 /// # Safety
-/// `arg` is the address of a live [`LockCell`] that stays alive until the
-/// waiter has received this completion (or, for an abandoned cell, until
-/// its lockspace is closed); libdlm has just written its lksb on this
-/// thread.
+/// `arg` is the address of a live [`LockCell`] that stays alive until its
+/// waiter has seen this answer (or, for an abandoned cell, until its
+/// lockspace is closed or the reaper is done with it); libdlm has just
+/// written its lksb on this thread.
 pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
     let _no_cancel = NoCancel::new();
     no_unwind(|| {
         // SAFETY: `arg` names a live cell (this function's contract).
         let (cell, slot) = unsafe { LockCell::from_arg(arg) };
-        let seq = cell.seq.load(Ordering::Acquire);
         // SAFETY: libdlm wrote this slot's lksb on this thread just now;
-        // the calling thread writes it only before a request of its own
+        // the requesting thread writes it only before a request of its own
         // slot, which cannot be in flight at the same time.
         let lksb = unsafe { std::ptr::read(cell.lksb[slot].get()) };
-        let abandoned = cell.abandoned.load(Ordering::Acquire);
-        if abandoned != NOT_ABANDONED {
-            let still_held = match abandoned {
-                a if a == Abandoned::Request as u8 => lksb.sb_status == 0,
-                a if a == Abandoned::Held as u8 => lksb.sb_status != sys::EUNLOCK,
-                _ => false,
-            };
-            if still_held {
-                // Granted, or left held, after its waiter gave up: release
-                // it at once. Its EUNLOCK comes back here and ends it.
-                cell.abandoned
-                    .store(Abandoned::Unlock as u8, Ordering::Release);
-                // SAFETY: the cell stays alive until the lockspace closes,
-                // which cannot happen while this AST runs; lkid names the
-                // granted lock.
-                unsafe {
-                    sys::dlm_ls_unlock(
-                        cell.ls,
-                        lksb.sb_lkid,
-                        0,
-                        cell.lksb_ptr(MAIN),
-                        cell.arg(MAIN),
-                    )
-                };
-            }
-            return;
-        }
-        let completion = Completion {
-            cell: cell as *const LockCell as usize,
-            seq,
-            status: lksb.sb_status,
+        let delivered = Delivered {
+            answer: Answer {
+                status: lksb.sb_status,
+                sb_flags: lksb.sb_flags as u8,
+            },
             lkid: lksb.sb_lkid,
-            sb_flags: lksb.sb_flags as u8,
         };
-        // Clone the route out of the cell: once the waiter has the event it
-        // may free the cell, so the send must not borrow from it.
-        // SAFETY: `route` is not written while a request is in flight.
-        let route = unsafe { (*cell.route.get()).clone() };
-        if let Some(route) = route {
-            route.deliver(completion);
+        if delivered.answer.status == 0 {
+            // A grant makes earlier blocking notifications stale: the
+            // kernel sends a new one if the new mode blocks someone. On
+            // this thread, so none sent after the grant is lost.
+            if let Some((_, rx)) = &cell.blocking {
+                while rx.try_recv().is_ok() {}
+            }
+        }
+        let state = cell.state.load(Ordering::Acquire);
+        if state == WAITING {
+            // SAFETY: WAITING: the waiter reads the answer only after
+            // DELIVERED, which the compare-and-swap below publishes.
+            unsafe { *cell.answer.get() = delivered };
+            // Cloned before the swap: once the waiter sees DELIVERED it
+            // may free the cell.
+            // SAFETY: `waker` is not written while a request is in flight.
+            let waker = unsafe { (*cell.waker.get()).clone() };
+            match cell.state.compare_exchange(
+                WAITING,
+                DELIVERED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if let Some(thread) = waker {
+                        thread.unpark();
+                    }
+                }
+                Err(abandoned) => late_answer(cell, abandoned, delivered),
+            }
+        } else {
+            late_answer(cell, state, delivered);
         }
     });
+}
+
+/// An answer that came after its waiter gave up (`state` is an
+/// ABANDONED_* value): a lock it leaves held goes to the reaper.
+fn late_answer(cell: &LockCell, state: u8, delivered: Delivered) {
+    let Some(how) = Abandon::from_state(state) else {
+        return;
+    };
+    if !how.leaves_held(delivered.answer.status) {
+        return;
+    }
+    cell.set_reaping();
+    // SAFETY: an ABANDONED state (Acquire) publishes `owner`, written
+    // before it; nobody writes it again.
+    let owner = unsafe { (*cell.owner.get()).clone() };
+    crate::reaper::reap_later(owner, cell, delivered.lkid);
 }
 
 /// The blocking AST of locks that asked for notifications.
 ///
 /// # Safety
 /// `arg` is the address of a live [`LockCell`]; the kernel sends blocking
-/// ASTs only before the lock's last completion, which its owner waits for
-/// before freeing the cell.
+/// ASTs only before the lock's last completion, and a cell is freed only
+/// after that.
 pub(crate) unsafe extern "C" fn blocking_ast(arg: *mut c_void) {
     let _no_cancel = NoCancel::new();
     no_unwind(|| {
         // SAFETY: `arg` names a live cell (this function's contract).
         let (cell, _) = unsafe { LockCell::from_arg(arg) };
-        // The cell cannot be freed while this runs: its owner frees it only
-        // after the lock's last completion, which libdlm delivers on this
-        // thread after this function returns.
-        if let Some(tx) = &cell.blocking {
+        if let Some((tx, _)) = &cell.blocking {
             // Coalesces: one pending notification says enough.
             let _ = tx.try_send(Blocking);
             if let Ok(waiter) = cell.bast_waiter.lock() {

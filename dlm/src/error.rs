@@ -54,10 +54,37 @@ pub enum Error {
     /// No lockspace of that name exists (`ENOENT` from open).
     #[error("no such lockspace")]
     LockspaceNotFound,
-    /// The lockspace still holds locks and was released without force
+    /// The lockspace still holds locks (of any process or node, orphans
+    /// included) and was released without force: the kernel refused
     /// (`EBUSY`).
-    #[error("the lockspace is busy: locks are still held in it")]
-    Busy,
+    #[error("the lockspace still holds locks (EBUSY): release it with force, or unlock them first")]
+    LockspaceBusy,
+    /// This process still has another handle of the lockspace open (a
+    /// clone, a [`LockGuard`](crate::LockGuard), which keeps its lockspace
+    /// open, or another open): the kernel would wait for it to close, so
+    /// the release was refused before it was sent.
+    #[error("this process still has another handle, clone or lock guard of the lockspace open")]
+    HandlesOpen,
+    /// The kernel kept answering `EBUSY` to a lock request: an earlier
+    /// operation on the lock (such as a cancel crossing a grant on the
+    /// wire) was still in progress after
+    /// [`BUSY_PATIENCE`](crate::BUSY_PATIENCE) of retries. The lock is in
+    /// the state it had before the call.
+    #[error("an earlier operation on the lock is still in progress (EBUSY)")]
+    InProgress,
+    /// A conversion failed (its cause inside: timed out, cancelled,
+    /// deadlock...) *and* the DLM demoted the lock to NL to break a
+    /// conversion deadlock ([`LockOptions::demote_on_deadlock`]
+    /// (crate::LockOptions::demote_on_deadlock)): the lock is now held in
+    /// NL, not in its old mode.
+    #[error("the lock was demoted to NL ({0})")]
+    Demoted(Box<Error>),
+    /// The call was made in a child of `fork` on a handle or guard of its
+    /// parent: the lockspace descriptor is shared with the parent, whose
+    /// locks it would act on, and the child has no AST thread. Nothing was
+    /// sent. Open a new handle in the child.
+    #[error("the lockspace handle belongs to the parent process (called after fork)")]
+    Forked,
     /// The lockspace this handle or lock belongs to has been released
     /// (with force, possibly by another process) while it was in use.
     #[error("the lockspace was released while in use")]
@@ -100,7 +127,9 @@ impl Error {
             Error::NotAvailable { code } | Error::PermissionDenied { code } => Some(*code),
             Error::LockspaceExists => Some(libc::EEXIST),
             Error::LockspaceNotFound | Error::OrphanNotFound => Some(libc::ENOENT),
-            Error::Busy => Some(libc::EBUSY),
+            Error::LockspaceBusy | Error::HandlesOpen | Error::InProgress => Some(libc::EBUSY),
+            Error::Demoted(e) => e.raw_os_error(),
+            Error::Forked => None,
             Error::LockspaceGone => Some(libc::ENOENT),
             Error::OrphanModeMismatch => Some(libc::EAGAIN),
             Error::InvalidName(_) | Error::InvalidArgument(_) => None,
@@ -116,7 +145,7 @@ impl Error {
             }
             libc::EPERM | libc::EACCES => Error::PermissionDenied { code },
             libc::EEXIST => Error::LockspaceExists,
-            libc::EBUSY => Error::Busy,
+            libc::EBUSY => Error::InProgress,
             libc::EAGAIN => Error::WouldBlock,
             libc::EDEADLK => Error::Deadlock,
             _ => Error::Os {
@@ -203,7 +232,10 @@ mod tests {
             Error::from_errno("x", libc::EEXIST),
             Error::LockspaceExists
         ));
-        assert!(matches!(Error::from_errno("x", libc::EBUSY), Error::Busy));
+        assert!(matches!(
+            Error::from_errno("x", libc::EBUSY),
+            Error::InProgress
+        ));
         for code in [
             libc::EUNATCH,
             libc::EPERM,

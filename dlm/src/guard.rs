@@ -1,47 +1,24 @@
 //! A lock's life: request, conversion, value block, unlock, orphaning.
+//!
+//! The guard keeps one model of the kernel's lock ([`LockState`]); every
+//! answer goes through it, and what each call sends is derived from it.
+//! Every request goes through [`request::run`](crate::request), which owns
+//! the lock's cell while the kernel may write into it.
 
-use crate::ast::{
-    blocking_ast, completion_ast, Abandoned, Blocking, Completion, Limit, LockCell, Waiter, CANCEL,
-    MAIN,
-};
-use crate::error::{errno, set_errno, Error, Result};
+use crate::ast::{Abandon, BlockingReceiver, LockCell};
+use crate::error::{Error, Result};
 use crate::flags::{self, LockFlags, Request};
-use crate::lockspace::{Inner, Lockspace};
+use crate::lockspace::Lockspace;
 use crate::lvb::{Lvb, LVB_LEN};
 use crate::mode::Mode;
 use crate::name;
 use crate::options::LockOptions;
-use crossbeam_channel::Receiver;
+use crate::request::{self, Op, Wait, UNLOCK_PATIENCE};
+use crate::state::{Granted, LockState, LvbState, ReleasePlan, Sent};
 use dlm_sys as sys;
-use std::ffi::c_void;
+use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
-
-/// How long a cancelled request may take to answer before its waiter gives
-/// up on it (the lock is then released by the AST thread if it is granted
-/// later, so it is never left held).
-pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
-
-/// How long an unlock may take to complete before
-/// [`LockGuard::unlock`] gives up with [`Error::TimedOut`]; the kernel
-/// still carries the unlock out when it can.
-pub const UNLOCK_PATIENCE: Duration = Duration::from_secs(60);
-
-/// What a grant or conversion gave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Granted {
-    /// The mode now held: the requested one, or PR/CW when an alternate
-    /// mode was accepted ([`LockOptions::alt_pr`], [`LockOptions::alt_cw`]).
-    pub mode: Mode,
-    /// The DLM granted the alternate mode instead of the requested one
-    /// (`DLM_SBF_ALTMODE`).
-    pub alternate: bool,
-    /// The granted mode was demoted to NL to break a conversion deadlock
-    /// before this conversion was granted (`DLM_SBF_DEMOTED`, with
-    /// [`LockOptions::demote_on_deadlock`]): other holders may have changed
-    /// the protected state meanwhile.
-    pub demoted: bool,
-}
 
 /// A granted DLM lock. Dropping it unlocks it.
 ///
@@ -60,22 +37,12 @@ pub struct LockGuard {
     cell: Option<Box<LockCell>>,
     ls: Lockspace,
     lkid: u32,
+    /// What the kernel holds for the lock.
+    state: LockState,
+    /// What the last grant or conversion gave.
     granted: Granted,
-    blocking: Option<Receiver<Blocking>>,
-    persistent: bool,
-    /// The lock reads (and can write) the LVB (`LKF_VALBLK`).
-    valblk: bool,
-    /// The kernel's flags of the last request may include VALBLK: then an
-    /// unlock in PW/EX would copy libdlm's uninitialised bytes into the
-    /// LVB, so the lock is first converted down.
-    exflags_valblk: bool,
-    /// The LVB buffer holds a value read from the DLM, valid or not.
-    lvb_read: bool,
-    lvb_valid: bool,
-    /// `set_lvb` gave a value not yet published.
-    lvb_dirty: bool,
-    /// `invalidate_lvb` was called and not yet carried out.
-    lvb_invalidate: bool,
+    /// The thread that made the last request the kernel accepted.
+    owner_tid: u32,
 }
 
 impl fmt::Debug for LockGuard {
@@ -83,164 +50,31 @@ impl fmt::Debug for LockGuard {
         f.debug_struct("LockGuard")
             .field("lockspace", &self.ls.name())
             .field("lkid", &self.lkid)
-            .field("mode", &self.granted.mode)
-            .field("persistent", &self.persistent)
+            .field("mode", &self.state.mode)
+            .field("persistent", &self.state.persistent())
+            .field("held", &self.cell.is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// The end of a wait for a completion.
-enum Waited {
-    /// The completion came; `cancelled`: this wait's timeout cancelled the
-    /// request first.
-    Completed {
-        completion: Completion,
-        cancelled: bool,
-    },
-    /// No completion came in time or the lockspace went away: the cell
-    /// must be given up.
-    GaveUp(Error),
-}
-
-/// The BAST function to register: only for locks that asked for
-/// notifications, so the kernel sends none to the others.
-fn bast_fn(cell: &LockCell) -> Option<unsafe extern "C" fn(*mut c_void)> {
-    cell.wants_blocking()
-        .then_some(blocking_ast as unsafe extern "C" fn(*mut c_void))
-}
-
-/// A channel for blocking notifications, when `wanted`.
-fn blocking_channel(
-    wanted: bool,
-) -> (
-    Option<crossbeam_channel::Sender<Blocking>>,
-    Option<Receiver<Blocking>>,
-) {
-    if !wanted {
-        return (None, None);
+/// The calling thread's kernel id (`gettid`), cached per thread (a system
+/// call is dear on the hot path) and per process generation (a fork's
+/// child has its own).
+fn thread_id() -> u32 {
+    thread_local! {
+        static TID: Cell<(u32, u32)> = const { Cell::new((u32::MAX, 0)) };
     }
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    (Some(tx), Some(rx))
-}
-
-/// `dlm_ls_lock` with `cell`'s MAIN lksb and this crate's ASTs. `name` is
-/// the resource for a new request or adoption, empty for a conversion.
-///
-/// # Safety
-/// No request of `cell` is in flight, and `cell` stays at its address
-/// until the lock's last AST (or, given up, until the lockspace closes).
-unsafe fn ls_lock(inner: &Inner, cell: &LockCell, mode: Mode, flags: u32, name: &[u8]) -> i32 {
-    // SAFETY: the caller's contract keeps the lksb and LVB buffer alive and
-    // fixed; libdlm copies the name during the call.
-    unsafe {
-        sys::dlm_ls_lock(
-            inner.handle(),
-            mode.as_raw(),
-            cell.lksb_ptr(MAIN),
-            flags,
-            if name.is_empty() {
-                std::ptr::null()
-            } else {
-                name.as_ptr().cast()
-            },
-            name.len() as u32,
-            0,
-            Some(completion_ast),
-            cell.arg(MAIN),
-            bast_fn(cell),
-            std::ptr::null_mut(),
-        )
-    }
-}
-
-/// Submits a request or conversion of `cell` from this thread and waits for
-/// its completion (see [`await_completion`]). `Err` when libdlm refused the
-/// request: then no AST will come.
-///
-/// # Safety
-/// As for [`ls_lock`].
-unsafe fn submit(
-    inner: &Inner,
-    cell: &LockCell,
-    mode: Mode,
-    flags: u32,
-    name: &[u8],
-    timeout: Option<Duration>,
-    lkid: Option<u32>,
-) -> Result<Waited> {
-    Waiter::with(|w| {
-        w.drain();
-        // SAFETY: no request in flight (the caller's contract).
-        let seq = unsafe { cell.prepare(w) };
-        // SAFETY: the caller's contract.
-        if unsafe { ls_lock(inner, cell, mode, flags, name) } != 0 {
-            return Err(match errno() {
-                libc::ENOENT if !inner.is_alive() => Error::LockspaceGone,
-                code => Error::from_errno("dlm_ls_lock", code),
-            });
+    let generation = crate::fork::generation();
+    TID.with(|t| {
+        let (g, tid) = t.get();
+        if g == generation {
+            return tid;
         }
-        Ok(await_completion(inner, cell, w, seq, timeout, lkid))
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u32;
+        t.set((generation, tid));
+        tid
     })
-}
-
-/// Waits for the completion of request `seq` of `cell`; with a `timeout`,
-/// cancels the request when it expires (for a new request the lock id is
-/// the one libdlm stored; for a conversion, `lkid`) and waits
-/// [`CANCEL_GRACE`] for its answer.
-fn await_completion(
-    ls: &Inner,
-    cell: &LockCell,
-    w: &Waiter,
-    seq: u32,
-    timeout: Option<Duration>,
-    lkid: Option<u32>,
-) -> Waited {
-    let alive = || ls.is_alive();
-    let limit = match timeout {
-        Some(t) => Limit::Deadline(Instant::now() + t),
-        None => Limit::Forever,
-    };
-    match w.wait(cell, seq, limit, &alive) {
-        Ok(Some(completion)) => {
-            return Waited::Completed {
-                completion,
-                cancelled: false,
-            }
-        }
-        Ok(None) => {}
-        Err(e) => return Waited::GaveUp(e),
-    }
-    let lkid = lkid.unwrap_or_else(|| cell.lkid_after_request());
-    // The cancel uses the second lksb: the request's AST may be running on
-    // libdlm's thread right now, and libdlm writes into the lksb it is
-    // given. A cancel that finds the lock already granted succeeds quietly
-    // and the grant is the answer; a cancel that fails (the request ended
-    // meanwhile) leaves that end as the answer. Either way, one completion
-    // of request `seq` comes.
-    // SAFETY: the cell is alive; the CANCEL lksb is not in use by any
-    // other request.
-    unsafe {
-        sys::dlm_ls_unlock(
-            ls.handle(),
-            lkid,
-            sys::LKF_CANCEL,
-            cell.lksb_ptr(CANCEL),
-            cell.arg(CANCEL),
-        )
-    };
-    match w.wait(
-        cell,
-        seq,
-        Limit::Deadline(Instant::now() + CANCEL_GRACE),
-        &alive,
-    ) {
-        Ok(Some(completion)) => Waited::Completed {
-            completion,
-            cancelled: true,
-        },
-        Ok(None) => Waited::GaveUp(Error::TimedOut),
-        Err(e) => Waited::GaveUp(e),
-    }
 }
 
 impl LockGuard {
@@ -251,58 +85,40 @@ impl LockGuard {
         mode: Mode,
         options: LockOptions,
     ) -> Result<LockGuard> {
+        let inner = &ls.inner;
+        inner.check()?;
         let name = name::resource_name(name)?;
         flags::check(Request::New, mode, options.flags)?;
-        let (btx, brx) = blocking_channel(options.notify_blocking);
-        let inner = &*ls.inner;
-        let cell = LockCell::new(inner.handle(), btx);
-        // SAFETY: the cell is new, and boxed: it stays where it is until its
-        // last AST, or is parked in the lockspace if given up.
-        let waited = unsafe {
-            submit(
-                inner,
-                &cell,
-                mode,
-                options.flags.bits(),
-                name,
-                options.timeout,
-                None,
-            )
-        }?;
-        let (completion, cancelled) = match waited {
-            Waited::Completed {
-                completion,
-                cancelled,
-            } => (completion, cancelled),
-            Waited::GaveUp(e) => {
-                cell.abandon(Abandoned::Request);
-                inner.park(cell);
-                return Err(e);
-            }
+        let cell = LockCell::new(inner.handle(), options.notify_blocking);
+        let flags = options.flags.bits();
+        let (cell, result) = request::run(
+            inner,
+            cell,
+            Abandon::Request,
+            Op::New { name },
+            mode,
+            flags,
+            Wait::Timeout(options.timeout),
+        );
+        let answered = result?;
+        let sent = Sent {
+            mode,
+            flags,
+            timed_out: answered.timed_out,
         };
-        if let Some(e) = Error::from_status(completion.status) {
-            // A failed new request ends the lock: no more ASTs, the cell
-            // can go.
-            return Err(match e {
-                Error::Cancelled if cancelled => Error::TimedOut,
-                e => e,
-            });
-        }
-        let granted = granted(mode, options.flags, completion.sb_flags);
-        let valblk = options.flags.contains(LockFlags::VALBLK);
+        // A failed new request ends the lock: no more ASTs, the cell goes.
+        let (state, granted) = LockState::granted_new(
+            sent,
+            answered.delivered.answer,
+            options.flags.contains(LockFlags::VALBLK),
+        )?;
         Ok(LockGuard {
-            cell: Some(cell),
+            cell,
             ls: ls.clone(),
-            lkid: completion.lkid,
+            lkid: answered.delivered.lkid,
+            state,
             granted,
-            blocking: brx,
-            persistent: options.flags.contains(LockFlags::PERSISTENT),
-            valblk,
-            exflags_valblk: valblk,
-            lvb_read: valblk,
-            lvb_valid: completion.sb_flags & sys::DLM_SBF_VALNOTVALID as u8 == 0,
-            lvb_dirty: false,
-            lvb_invalidate: false,
+            owner_tid: thread_id(),
         })
     }
 
@@ -314,6 +130,8 @@ impl LockGuard {
         mode: Mode,
         options: LockOptions,
     ) -> Result<LockGuard> {
+        let inner = &ls.inner;
+        inner.check()?;
         let name = name::resource_name(name)?;
         if !options
             .flags
@@ -325,50 +143,39 @@ impl LockGuard {
                 "adopting an orphan takes only the lvb and notify_blocking options",
             ));
         }
-        let (btx, brx) = blocking_channel(options.notify_blocking);
-        let inner = &*ls.inner;
-        let cell = LockCell::new(inner.handle(), btx);
-        let valblk = options.flags.contains(LockFlags::VALBLK);
+        let cell = LockCell::new(inner.handle(), options.notify_blocking);
+        let uses_lvb = options.flags.contains(LockFlags::VALBLK);
         let flags =
-            sys::LKF_PERSISTENT | sys::LKF_ORPHAN | if valblk { sys::LKF_VALBLK } else { 0 };
-        set_errno(0);
-        // SAFETY: the cell is new and boxed; the kernel answers in the write
-        // and names the cell as the lock's AST argument from now on.
-        let rc = unsafe { ls_lock(inner, &cell, mode, flags, name) };
-        if rc != 0 {
-            return Err(match errno() {
-                libc::ENOENT => Error::OrphanNotFound,
-                libc::EAGAIN => Error::OrphanModeMismatch,
-                code => Error::from_errno("dlm_ls_lock (adopt orphan)", code),
-            });
-        }
-        // No AST comes for an adoption: libdlm stored the lock id on this
-        // thread.
+            sys::LKF_PERSISTENT | sys::LKF_ORPHAN | if uses_lvb { sys::LKF_VALBLK } else { 0 };
+        // The kernel answers in the write and names the cell as the lock's
+        // AST argument from now on; no completion comes for the adoption.
+        let written = request::write_only(inner, &cell, Op::New { name }, mode, flags);
+        written.map_err(|e| match e {
+            Error::WouldBlock => Error::OrphanModeMismatch,
+            e if e.raw_os_error() == Some(libc::ENOENT) && inner.is_alive() => {
+                Error::OrphanNotFound
+            }
+            e => e,
+        })?;
+        // libdlm stored the lock id on this thread.
         let lkid = cell.lkid_after_request();
         Ok(LockGuard {
             cell: Some(cell),
             ls: ls.clone(),
             lkid,
+            state: LockState::adopted(mode, uses_lvb),
             granted: Granted {
                 mode,
                 alternate: false,
                 demoted: false,
             },
-            blocking: brx,
-            persistent: true,
-            valblk,
-            // The orphan's last request is unknown: assume VALBLK.
-            exflags_valblk: true,
-            lvb_read: false,
-            lvb_valid: false,
-            lvb_dirty: false,
-            lvb_invalidate: false,
+            owner_tid: thread_id(),
         })
     }
 
     /// The mode held now.
     pub fn mode(&self) -> Mode {
-        self.granted.mode
+        self.state.mode
     }
 
     /// What the last grant or conversion gave.
@@ -386,21 +193,44 @@ impl LockGuard {
         &self.ls
     }
 
-    /// Whether the lock is persistent (`LKF_PERSISTENT`).
+    /// Whether the kernel will keep the lock as an orphan when its
+    /// lockspace handle closes (`LKF_PERSISTENT` in the flags of the lock's
+    /// last request: this crate repeats it on every conversion of a
+    /// persistent lock).
     pub fn is_persistent(&self) -> bool {
-        self.persistent
+        self.state.persistent()
+    }
+
+    /// Whether the guard still holds the lock: `false` after a conversion
+    /// it had to give up on (its answer never came, see
+    /// [`LockOptions::timeout`]), when the lock was released by the reaper
+    /// instead.
+    pub fn is_held(&self) -> bool {
+        self.cell.is_some()
+    }
+
+    /// The id of the thread the kernel records as the lock's owner: the one
+    /// that made the lock's last request or conversion (`gettid`; the
+    /// process id for a main thread). It is the `pid` to give
+    /// [`Lockspace::purge_orphans`] for this lock once orphaned. For an
+    /// adopted orphan, the adopting thread (the kernel keeps the original
+    /// owner until the next conversion).
+    pub fn owner_tid(&self) -> u32 {
+        self.owner_tid
     }
 
     /// Blocking notifications (BASTs): a value arrives when another request
     /// waits for a mode this lock's mode blocks; the holder can then
     /// convert down or unlock. Pending notifications are coalesced into
-    /// one. `None` unless the lock was requested with
+    /// one, and a granted conversion drops the ones that came before it
+    /// (the DLM notifies again if the new mode blocks someone). `None`
+    /// unless the lock was requested with
     /// [`LockOptions::notify_blocking`]. The receiver works with
-    /// `crossbeam_channel::select!`; to just wait, prefer
-    /// [`wait_blocking`](Self::wait_blocking), which sleeps at once where
-    /// the receiver's `recv` first spins and yields.
-    pub fn blocking(&self) -> Option<&Receiver<Blocking>> {
-        self.blocking.as_ref()
+    /// [`crossbeam_channel::select!`](crate::crossbeam_channel::select); to
+    /// just wait, prefer [`wait_blocking`](Self::wait_blocking), which
+    /// sleeps at once where the receiver's `recv` first spins and yields.
+    pub fn blocking(&self) -> Option<&BlockingReceiver> {
+        self.cell.as_ref()?.blocking_rx()
     }
 
     /// Waits for a blocking notification (see [`blocking`](Self::blocking))
@@ -409,9 +239,14 @@ impl LockGuard {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] unless the lock was requested with
-    /// [`LockOptions::notify_blocking`]; [`Error::LockspaceGone`].
-    pub fn wait_blocking(&self, timeout: Option<Duration>) -> Result<bool> {
-        let (Some(rx), Some(cell)) = (self.blocking.as_ref(), self.cell.as_ref()) else {
+    /// [`LockOptions::notify_blocking`]; [`Error::LockspaceGone`];
+    /// [`Error::Forked`].
+    pub fn wait_blocking(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        self.ls.inner.check()?;
+        let Some(cell) = self.cell.as_ref() else {
+            return Err(Error::InvalidArgument("the lock is no longer held"));
+        };
+        let Some(rx) = cell.blocking_rx() else {
             return Err(Error::InvalidArgument(
                 "the lock was not requested with notify_blocking",
             ));
@@ -419,7 +254,7 @@ impl LockGuard {
         if rx.try_recv().is_ok() {
             return Ok(true);
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         cell.set_bast_waiter(Some(std::thread::current()));
         let result = loop {
             // A notification sent after this check also unparks us.
@@ -436,7 +271,7 @@ impl LockGuard {
                     true
                 }
                 // No clock read: the watchdog's tick says when to check.
-                None => Waiter::with(|w| w.park_untimed()),
+                None => crate::ast::Waiter::with(|w| w.park_untimed()),
             };
             if check_alive && !self.ls.inner.is_alive() {
                 break Err(Error::LockspaceGone);
@@ -446,41 +281,38 @@ impl LockGuard {
         result
     }
 
-    /// The lock value block as last read from the DLM (at the grant or an
-    /// up-conversion with [`LockOptions::lvb`]), or as set by
-    /// [`set_lvb`](Self::set_lvb). `None` if the lock does not use the LVB
-    /// or has not read it yet (an adopted orphan, until converted).
+    /// The lock value block: as last read from the DLM (at the grant or an
+    /// up-conversion with [`LockOptions::lvb`]), as published by this lock,
+    /// or as set by [`set_lvb`](Self::set_lvb) and not yet published.
+    /// `None` if nothing was read yet (the lock does not use the LVB, or is
+    /// an adopted orphan not yet converted up).
     pub fn lvb(&self) -> Option<Lvb> {
-        if !self.valblk || !(self.lvb_read || self.lvb_dirty) {
-            return None;
-        }
+        let valid = match self.state.lvb {
+            LvbState::NotRead => return None,
+            LvbState::Read { valid } => valid,
+            LvbState::Set => true,
+            LvbState::Invalidate => false,
+        };
         let cell = self.cell.as_ref()?;
         // SAFETY: `&self` means no request of this lock is in flight
-        // (requests need `&mut self`), and the last completion was received
-        // by the thread that made it, before the guard was handed on.
+        // (requests need `&mut self`), and the last answer was seen by the
+        // thread that made it, before the guard was handed on.
         let bytes = unsafe { cell.lvb() };
-        Some(Lvb {
-            bytes,
-            valid: self.lvb_valid || self.lvb_dirty,
-        })
+        Some(Lvb { bytes, valid })
     }
 
     /// Sets the lock value block to `value` (at most 32 bytes; the rest is
-    /// zeroed). It is published to the DLM by the next conversion down
-    /// from PW/EX, or when the lock is released — never by the unlock call
-    /// itself, which in libdlm sends uninitialised bytes.
+    /// zeroed). It is published to the DLM by the next conversion that
+    /// writes (down from PW/EX), or when the lock is released or
+    /// [orphaned](Self::orphan) — never by the unlock call itself, which in
+    /// libdlm sends uninitialised bytes. A conversion PW -> EX (which would
+    /// read the block) keeps the value pending.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] unless the lock uses the LVB
-    /// ([`LockOptions::lvb`]) and is held in PW or EX, or if `value` is
-    /// longer than 32 bytes.
+    /// [`Error::InvalidArgument`] unless the lock is held in PW or EX, or
+    /// if `value` is longer than 32 bytes.
     pub fn set_lvb(&mut self, value: &[u8]) -> Result<()> {
-        if !self.valblk {
-            return Err(Error::InvalidArgument(
-                "the lock was not requested with the lvb option",
-            ));
-        }
-        if !self.granted.mode.writes_lvb() {
+        if !self.state.mode.writes_lvb() {
             return Err(Error::InvalidArgument(
                 "only a PW or EX holder can write the lock value block",
             ));
@@ -498,8 +330,8 @@ impl LockGuard {
             .ok_or(Error::InvalidArgument("the lock is no longer held"))?;
         // SAFETY: `&mut self`: no request of this lock is in flight.
         unsafe { cell.set_lvb(&bytes) };
-        self.lvb_dirty = true;
-        self.lvb_invalidate = false;
+        self.state.lvb = LvbState::Set;
+        self.state.uses_lvb = true;
         Ok(())
     }
 
@@ -510,13 +342,12 @@ impl LockGuard {
     /// # Errors
     /// [`Error::InvalidArgument`] unless the lock is held in PW or EX.
     pub fn invalidate_lvb(&mut self) -> Result<()> {
-        if !self.granted.mode.writes_lvb() {
+        if !self.state.mode.writes_lvb() {
             return Err(Error::InvalidArgument(
                 "only a PW or EX holder can invalidate the lock value block",
             ));
         }
-        self.lvb_invalidate = true;
-        self.lvb_dirty = false;
+        self.state.lvb = LvbState::Invalidate;
         Ok(())
     }
 
@@ -533,101 +364,88 @@ impl LockGuard {
     /// `LKF_CONVERT`; with a timeout, cancelled by `dlm_ls_unlock` with
     /// `LKF_CANCEL` when it expires). A pending [`set_lvb`](Self::set_lvb)
     /// or [`invalidate_lvb`](Self::invalidate_lvb) is carried out by a
-    /// conversion down from PW/EX.
+    /// conversion that writes (down from PW/EX). A persistent lock stays
+    /// persistent (the flag is repeated: the kernel replaces a lock's flags
+    /// with each request's); [`LockOptions::persistent`] makes a lock
+    /// persistent from this conversion on.
     ///
     /// # Errors
     /// On [`Error::WouldBlock`], [`Error::Deadlock`], [`Error::TimedOut`]
-    /// or [`Error::Cancelled`] the lock is still held in its old mode and
-    /// the guard stays valid. [`Error::InvalidArgument`] for flags the
-    /// kernel rejects (nothing is sent); [`Error::LockspaceGone`].
+    /// or [`Error::Cancelled`] the lock is still held in its old mode;
+    /// on [`Error::Demoted`] it is held in NL (the DLM demoted it to break
+    /// a conversion deadlock, with [`LockOptions::demote_on_deadlock`]).
+    /// [`Error::InvalidArgument`] for flags the kernel rejects (nothing is
+    /// sent); [`Error::InProgress`] if the kernel still had an operation
+    /// on the lock in progress (nothing changed); [`Error::LockspaceGone`];
+    /// [`Error::Forked`]. If the conversion's answer never came (its
+    /// cancel unanswered for [`CANCEL_GRACE`](crate::CANCEL_GRACE), or the
+    /// lockspace gone), the guard gives the lock up: [`is_held`](Self::is_held)
+    /// is then `false` and the lock is released in the background.
     pub fn convert_with(&mut self, mode: Mode, options: LockOptions) -> Result<Granted> {
-        let from = self.granted.mode;
-        flags::check(Request::Convert { from }, mode, options.flags)?;
+        self.ls.inner.check()?;
+        flags::check(
+            Request::Convert {
+                from: self.state.mode,
+            },
+            mode,
+            options.flags,
+        )?;
         let Some(cell) = self.cell.as_ref() else {
             return Err(Error::InvalidArgument("the lock is no longer held"));
         };
-        if options.notify_blocking && !cell.wants_blocking() {
+        if options.notify_blocking && cell.blocking_rx().is_none() {
             return Err(Error::InvalidArgument(
                 "blocking notifications are asked for when the lock is requested",
             ));
         }
-        let valblk = self.valblk || options.flags.contains(LockFlags::VALBLK);
-        // Conversions from PW/EX (except PW -> EX) write the LVB; all others
-        // read it (the kernel's dlm_lvb_operations).
-        let writes = from.writes_lvb() && !(from == Mode::Pw && mode == Mode::Ex);
-        let mut flags = options.flags.without(LockFlags::VALBLK).bits() | sys::LKF_CONVERT;
-        let (publish, invalidate) = if writes {
-            (
-                valblk
-                    && (self.lvb_dirty || options.flags.contains(LockFlags::VALBLK))
-                    && !self.lvb_invalidate,
-                self.lvb_invalidate,
-            )
-        } else {
-            (false, false)
+        let flags = self.state.convert_flags(mode, options.flags);
+        if options.flags.contains(LockFlags::VALBLK) {
+            self.state.uses_lvb = true;
+        }
+        self.convert_raw(mode, flags, options.timeout)
+    }
+
+    /// Sends a conversion with these raw flags and applies its answer.
+    fn convert_raw(&mut self, mode: Mode, flags: u32, timeout: Option<Duration>) -> Result<Granted> {
+        let Some(cell) = self.cell.take() else {
+            return Err(Error::InvalidArgument("the lock is no longer held"));
         };
-        if invalidate {
-            flags |= sys::LKF_IVVALBLK;
-        } else if publish || (valblk && !writes) {
-            flags |= sys::LKF_VALBLK;
-        }
-        // SAFETY: `&mut self`: no request of this lock is in flight; the
-        // cell is boxed and owned by the guard (or parked if given up).
-        let waited = unsafe {
-            submit(
-                &self.ls.inner,
-                cell,
-                mode,
-                flags,
-                &[],
-                options.timeout,
-                Some(self.lkid),
-            )
-        }?;
-        let (completion, cancelled) = match waited {
-            Waited::Completed {
-                completion,
-                cancelled,
-            } => (completion, cancelled),
-            Waited::GaveUp(e) => {
-                // The conversion's outcome is unknown: the guard can no
-                // longer vouch for its mode. Give the lock up.
-                self.give_up();
-                return Err(e);
-            }
+        let (cell, result) = request::run(
+            &self.ls.inner,
+            cell,
+            Abandon::Held,
+            Op::Convert { lkid: self.lkid },
+            mode,
+            flags,
+            Wait::Timeout(timeout),
+        );
+        // `None`: given up; the reaper releases the lock whatever comes.
+        self.cell = cell;
+        let answered = result?;
+        self.owner_tid = thread_id();
+        let sent = Sent {
+            mode,
+            flags,
+            timed_out: answered.timed_out,
         };
-        if let Some(e) = Error::from_status(completion.status) {
-            // A failed conversion leaves the lock granted in its old mode.
-            return Err(match e {
-                Error::Cancelled if cancelled => Error::TimedOut,
-                e => e,
-            });
-        }
-        self.granted = granted(mode, options.flags, completion.sb_flags);
-        self.valblk = valblk;
-        self.exflags_valblk = flags & sys::LKF_VALBLK != 0;
-        if publish || invalidate {
-            self.lvb_dirty = false;
-            self.lvb_invalidate = false;
-            self.lvb_valid = !invalidate;
-            self.lvb_read = true;
-        } else if valblk && !writes {
-            self.lvb_read = true;
-            self.lvb_valid = completion.sb_flags & sys::DLM_SBF_VALNOTVALID as u8 == 0;
-            self.lvb_dirty = false;
-        }
-        Ok(self.granted)
+        let granted = self.state.apply_convert(sent, answered.delivered.answer)?;
+        self.granted = granted;
+        Ok(granted)
     }
 
     /// Unlocks the lock (`dlm_ls_unlock`) and waits for the unlock to
     /// complete. A pending [`set_lvb`](Self::set_lvb) is published first,
-    /// by a conversion to NL with `LKF_VALBLK`.
+    /// by a conversion to NL with `LKF_VALBLK`; a lock whose last request
+    /// carried `LKF_VALBLK` in PW or EX is converted to NL without it first,
+    /// so that the kernel copies nothing into the value block.
     ///
     /// # Errors
     /// [`Error::LockspaceGone`] if the lockspace was released by force
-    /// (its locks went with it); [`Error::TimedOut`] if the unlock did not
-    /// complete within [`UNLOCK_PATIENCE`] (the kernel completes it later);
-    /// other errors of `dlm_ls_unlock`.
+    /// (its locks went with it); [`Error::TimedOut`] if the unlock's answer
+    /// did not come within [`UNLOCK_PATIENCE`] (the kernel completes it
+    /// later); [`Error::Forked`] in a fork's child (the lock is the
+    /// parent's: nothing is done to it); other errors of `dlm_ls_unlock`
+    /// (the lock is then released in the background).
     pub fn unlock(mut self) -> Result<()> {
         self.release()
     }
@@ -636,15 +454,24 @@ impl LockGuard {
     /// purpose: it stays held, and becomes an orphan when this process's
     /// lockspace handle closes (or the process exits); another process can
     /// then [adopt](Lockspace::adopt_orphan) it, or
-    /// [purge](Lockspace::purge_orphans) it.
+    /// [purge](Lockspace::purge_orphans) it. A pending
+    /// [`set_lvb`](Self::set_lvb) or invalidation is published first, by a
+    /// conversion to the same mode.
     ///
     /// # Errors
     /// Gives the guard back if the lock is not persistent (closing would
-    /// unlock it rather than orphan it).
+    /// unlock it rather than orphan it), if the publication failed, or in
+    /// a fork's child.
     #[allow(clippy::result_large_err)]
     pub fn orphan(mut self) -> std::result::Result<(), LockGuard> {
-        if !self.persistent {
+        if !self.state.persistent() || self.cell.is_none() || self.ls.inner.check().is_err() {
             return Err(self);
+        }
+        if let Some(flags) = self.state.publish_in_place_flags() {
+            let mode = self.state.mode;
+            if self.convert_raw(mode, flags, None).is_err() || !self.state.persistent() {
+                return Err(self);
+            }
         }
         // The kernel may still send blocking ASTs to the cell until the
         // lockspace closes: keep it until then.
@@ -654,78 +481,60 @@ impl LockGuard {
         Ok(())
     }
 
-    /// Gives the cell to the lockspace (its last AST may still come) and
-    /// forgets the lock.
-    fn give_up(&mut self) {
-        if let Some(cell) = self.cell.take() {
-            cell.abandon(Abandoned::Held);
-            self.ls.inner.park(cell);
-        }
-    }
-
     fn release(&mut self) -> Result<()> {
         if self.cell.is_none() {
             return Ok(());
         }
-        let mut unlock_flags = 0;
-        if self.granted.mode.writes_lvb() {
-            if self.lvb_invalidate {
-                // The kernel marks the LVB not valid and copies nothing.
-                unlock_flags = sys::LKF_IVVALBLK;
-            } else if self.lvb_dirty || self.exflags_valblk {
-                // Publish (or, without VALBLK, clear the kernel's VALBLK
-                // flag) by converting down first. If that fails the unlock
-                // still goes ahead.
-                let _ = self.convert_with(Mode::Nl, LockOptions::new());
-            }
+        if let Err(e) = self.ls.inner.check() {
+            // A fork's child: the lock and the cell's memory are the
+            // parent's (the kernel writes the parent's copy); leave both.
+            std::mem::forget(self.cell.take());
+            return Err(e);
         }
+        let flags = match self.state.release_plan() {
+            ReleasePlan::Unlock(flags) => flags,
+            ReleasePlan::ConvertFirst(flags) => match self.convert_raw(Mode::Nl, flags, None) {
+                Ok(_) => 0,
+                // Not accepted: the kernel's flags are unchanged. Mark the
+                // block not valid rather than let garbage in.
+                Err(_) => self.state.fallback_unlock_flags(),
+            },
+        };
         let Some(cell) = self.cell.take() else {
+            // The conversion was given up: the reaper releases the lock.
             return Err(Error::LockspaceGone);
         };
-        let inner = &*self.ls.inner;
+        let inner = &self.ls.inner;
         let lkid = self.lkid;
-        let result = Waiter::with(|w| {
-            w.drain();
-            // SAFETY: `&mut self`: no request of this lock is in flight.
-            let seq = unsafe { cell.prepare(w) };
-            // SAFETY: the cell stays alive until the unlock's completion is
-            // received, or is parked below.
-            let rc = unsafe {
-                sys::dlm_ls_unlock(
-                    inner.handle(),
-                    lkid,
-                    unlock_flags,
-                    cell.lksb_ptr(MAIN),
-                    cell.arg(MAIN),
-                )
-            };
-            if rc != 0 {
-                return Err(match errno() {
-                    _ if !inner.is_alive() => Error::LockspaceGone,
-                    code => Error::from_errno("dlm_ls_unlock", code),
-                });
+        let (cell, result) = request::run(
+            inner,
+            cell,
+            Abandon::Unlock,
+            Op::Unlock { lkid },
+            Mode::Nl,
+            flags,
+            Wait::Patience(UNLOCK_PATIENCE),
+        );
+        match (cell, result) {
+            (Some(_), Ok(a)) if a.delivered.answer.status == sys::EUNLOCK => Ok(()),
+            (Some(cell), Ok(a)) => {
+                // The unlock failed: the lock is still held.
+                request::hand_to_reaper(inner, cell, lkid);
+                Err(Error::from_status(a.delivered.answer.status)
+                    .unwrap_or(Error::InvalidArgument("unexpected unlock status")))
             }
-            match w.wait(
-                &cell,
-                seq,
-                Limit::Ticks(UNLOCK_PATIENCE.as_secs() as u32),
-                &|| inner.is_alive(),
-            ) {
-                Ok(Some(c)) if c.status == sys::EUNLOCK => Ok(()),
-                Ok(Some(c)) => Err(Error::from_status(c.status)
-                    .unwrap_or(Error::InvalidArgument("unexpected unlock status"))),
-                Ok(None) => Err(Error::TimedOut),
-                Err(e) => Err(e),
-            }
-        });
-        match result {
-            Ok(()) => drop(cell),
-            Err(_) => {
-                cell.abandon(Abandoned::Unlock);
+            (Some(cell), Err(Error::LockspaceGone)) => {
                 inner.park(cell);
+                Err(Error::LockspaceGone)
             }
+            (Some(cell), Err(e)) => {
+                // Refused before it reached the kernel: still held.
+                request::hand_to_reaper(inner, cell, lkid);
+                Err(e)
+            }
+            // Given up: the lockspace keeps the cell.
+            (None, result) => result.and(Err(Error::TimedOut)),
         }
-        result
     }
 }
 
@@ -735,18 +544,52 @@ impl Drop for LockGuard {
     }
 }
 
-/// The grant a completion describes for a request of `mode`.
-fn granted(mode: Mode, flags: LockFlags, sb_flags: u8) -> Granted {
-    let alternate = sb_flags & sys::DLM_SBF_ALTMODE as u8 != 0;
-    let mode = match alternate {
-        true if flags.contains(LockFlags::ALTPR) => Mode::Pr,
-        true if flags.contains(LockFlags::ALTCW) => Mode::Cw,
-        _ => mode,
-    };
-    Granted {
-        mode,
-        alternate,
-        demoted: sb_flags & sys::DLM_SBF_DEMOTED as u8 != 0,
+/// The error of [`with_lock`]: the lock could not be taken, or the closure
+/// ran and the unlock after it failed (its value is kept).
+#[derive(Debug)]
+pub enum WithLockError<T> {
+    /// Taking the lock failed; the closure did not run.
+    Lock(Error),
+    /// The closure ran and returned `value`, then the unlock failed.
+    Unlock {
+        /// Why the unlock failed.
+        error: Error,
+        /// What the closure returned.
+        value: T,
+    },
+}
+
+impl<T> WithLockError<T> {
+    /// The error, whichever step failed.
+    pub fn error(&self) -> &Error {
+        match self {
+            WithLockError::Lock(e) | WithLockError::Unlock { error: e, .. } => e,
+        }
+    }
+}
+
+impl<T> fmt::Display for WithLockError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WithLockError::Lock(e) => write!(f, "taking the lock failed: {e}"),
+            WithLockError::Unlock { error, .. } => {
+                write!(f, "unlocking after the closure failed: {error}")
+            }
+        }
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for WithLockError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.error())
+    }
+}
+
+impl<T> From<WithLockError<T>> for Error {
+    fn from(e: WithLockError<T>) -> Error {
+        match e {
+            WithLockError::Lock(e) | WithLockError::Unlock { error: e, .. } => e,
+        }
     }
 }
 
@@ -754,14 +597,15 @@ fn granted(mode: Mode, flags: LockFlags, sb_flags: u8) -> Granted {
 /// it (ocaml-dlm's `with_lock`). The lock is released even if `f` panics.
 ///
 /// # Errors
-/// The errors of [`Lockspace::lock`], and of [`LockGuard::unlock`] after
-/// `f` returned.
+/// [`WithLockError::Lock`] with the errors of [`Lockspace::lock`];
+/// [`WithLockError::Unlock`] with those of [`LockGuard::unlock`] and the
+/// closure's value. Both convert into [`Error`] with `?`.
 pub fn with_lock<T>(
     ls: &Lockspace,
     name: impl AsRef<[u8]>,
     mode: Mode,
     f: impl FnOnce(&mut LockGuard) -> T,
-) -> Result<T> {
+) -> std::result::Result<T, WithLockError<T>> {
     with_lock_opts(ls, name, mode, LockOptions::new(), f)
 }
 
@@ -775,31 +619,13 @@ pub fn with_lock_opts<T>(
     mode: Mode,
     options: LockOptions,
     f: impl FnOnce(&mut LockGuard) -> T,
-) -> Result<T> {
-    let mut guard = ls.lock_with(name, mode, options)?;
+) -> std::result::Result<T, WithLockError<T>> {
+    let mut guard = ls
+        .lock_with(name, mode, options)
+        .map_err(WithLockError::Lock)?;
     let value = f(&mut guard);
-    guard.unlock()?;
-    Ok(value)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn alternate_modes_are_reported() {
-        let alt = sys::DLM_SBF_ALTMODE as u8;
-        assert_eq!(granted(Mode::Ex, LockFlags::ALTPR, alt).mode, Mode::Pr);
-        assert_eq!(granted(Mode::Ex, LockFlags::ALTCW, alt).mode, Mode::Cw);
-        assert_eq!(
-            granted(Mode::Ex, LockFlags::ALTPR | LockFlags::ALTCW, alt).mode,
-            Mode::Pr
-        );
-        let plain = granted(Mode::Ex, LockFlags::ALTPR, 0);
-        assert_eq!(
-            (plain.mode, plain.alternate, plain.demoted),
-            (Mode::Ex, false, false)
-        );
-        assert!(granted(Mode::Ex, LockFlags::CONVDEADLK, sys::DLM_SBF_DEMOTED as u8).demoted);
+    match guard.unlock() {
+        Ok(()) => Ok(value),
+        Err(error) => Err(WithLockError::Unlock { error, value }),
     }
 }

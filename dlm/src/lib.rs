@@ -98,19 +98,28 @@
 mod ast;
 mod error;
 mod flags;
+mod fork;
 mod guard;
 mod lockspace;
 mod lvb;
 mod mode;
 mod name;
 mod options;
+mod reaper;
+mod request;
+mod state;
 mod version;
 
-pub use ast::Blocking;
+pub use ast::{Blocking, BlockingReceiver};
+/// The channel crate of [`LockGuard::blocking`]'s receiver, for
+/// [`select!`](crossbeam_channel::select) over it and other channels.
+pub use crossbeam_channel;
 pub use error::{Error, Result};
 pub use flags::LockFlags;
-pub use guard::{with_lock, with_lock_opts, Granted, LockGuard, CANCEL_GRACE, UNLOCK_PATIENCE};
-pub use lockspace::{join, leave, with_lockspace, Lockspace};
+pub use guard::{with_lock, with_lock_opts, LockGuard, WithLockError};
+pub use lockspace::{join, leave, with_lockspace, Lockspace, ReleaseError};
+pub use request::{BUSY_PATIENCE, CANCEL_GRACE, UNLOCK_PATIENCE};
+pub use state::Granted;
 pub use lvb::{Lvb, LVB_LEN};
 pub use mode::Mode;
 pub use name::{MAX_LOCKSPACE_NAME, MAX_RESOURCE_NAME};

@@ -90,11 +90,16 @@ pub(crate) struct Inner {
     /// come any more.
     device: Option<PathBuf>,
     /// Cells whose last AST may still come: kept until the AST thread is
-    /// stopped at close. Boxed: the kernel knows their addresses.
+    /// stopped at close (or until the reaper has unlocked them). Boxed:
+    /// the kernel knows their addresses.
     #[allow(clippy::vec_box)]
     graveyard: Mutex<Vec<Box<LockCell>>>,
     /// Set once libdlm has closed the handle (by a release).
     closed: bool,
+    /// This handle came from `dlm_new_lockspace`: one release is owed.
+    created: bool,
+    /// The process generation (see `fork`) the handle was opened in.
+    generation: u32,
 }
 
 // SAFETY: the libdlm handle may be used from any thread: dlm_ls_lock and
@@ -103,6 +108,14 @@ pub(crate) struct Inner {
 unsafe impl Send for Inner {}
 // SAFETY: as for Send.
 unsafe impl Sync for Inner {}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
 
 impl fmt::Debug for Lockspace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -166,20 +179,29 @@ impl Lockspace {
     ///
     /// # Errors
     /// As [`open`](Lockspace::open) and [`create`](Lockspace::create).
+    /// [`created`](Lockspace::created) tells which of the two it did.
     pub fn join(name: &str, mode: u32) -> Result<Lockspace> {
-        Lockspace::join_created(name, mode).map(|(ls, _)| ls)
+        match Lockspace::open(name) {
+            Err(Error::LockspaceNotFound) => Lockspace::create(name, mode),
+            other => other,
+        }
     }
 
-    /// [`join`](Lockspace::join), telling whether it created the lockspace.
-    fn join_created(name: &str, mode: u32) -> Result<(Lockspace, bool)> {
-        match Lockspace::open(name) {
-            Err(Error::LockspaceNotFound) => Lockspace::create(name, mode).map(|ls| (ls, true)),
-            other => other.map(|ls| (ls, false)),
-        }
+    /// Whether this handle came from `dlm_new_lockspace`
+    /// ([`create`](Lockspace::create), [`create_exclusive`]
+    /// (Lockspace::create_exclusive), or a [`join`](Lockspace::join) that
+    /// created): the kernel counts each create, and one
+    /// [`release`](Lockspace::release) is owed for it. `false` for a
+    /// handle from [`open`](Lockspace::open) (or a join that opened).
+    pub fn created(&self) -> bool {
+        self.inner.created
     }
 
     fn get(name: &str, how: How) -> Result<Lockspace> {
         let cname = name::lockspace_name(name)?;
+        crate::fork::install();
+        crate::ast::start_watchdog();
+        crate::reaper::start();
         let _global = GLOBAL.lock();
         set_errno(0);
         let (raw, op) = match how {
@@ -211,6 +233,17 @@ impl Lockspace {
             unsafe { sys::dlm_close_lockspace(handle.as_ptr()) };
             return Err(Error::from_errno("dlm_ls_pthread_init", rc));
         }
+        // The descriptor must not outlive this process in a program it
+        // executes: an inherited descriptor keeps the lockspace open, and
+        // this process's locks held, after this process is gone.
+        // SAFETY: `handle` is open; dlm_ls_get_fd only reads it; fcntl on
+        // a descriptor we own.
+        unsafe {
+            let fd = sys::dlm_ls_get_fd(handle.as_ptr());
+            if fd >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
         let device = PathBuf::from(format!("/dev/misc/dlm_{name}"));
         let device = device.exists().then_some(device);
         count_open(&cname, 1);
@@ -221,6 +254,8 @@ impl Lockspace {
                 device,
                 graveyard: Mutex::new(Vec::new()),
                 closed: false,
+                created: matches!(how, How::Create { .. }),
+                generation: crate::fork::generation(),
             }),
         })
     }
@@ -306,12 +341,18 @@ impl Lockspace {
 
     /// Removes orphan locks (`dlm_ls_purge`): those of owner `pid` on
     /// node `nodeid`. `pid` 0 means every owner; `nodeid` 0 means this
-    /// node. The kernel records as owner the id of the *thread* that made
-    /// the request (the process id only for the main thread).
+    /// node.
+    ///
+    /// The kernel records as a lock's owner the id of the *thread* that
+    /// made its last request or conversion (the process id only for a
+    /// process's main thread); [`LockGuard::owner_tid`] tells it, so a
+    /// program that orphans locks can note it for a later purge.
     ///
     /// # Errors
-    /// Errors of `dlm_ls_purge`.
+    /// [`Error::Forked`]; errors of `dlm_ls_purge`.
     pub fn purge_orphans(&self, nodeid: u32, pid: u32) -> Result<()> {
+        self.inner.check()?;
+        set_errno(0);
         // SAFETY: the handle is open for as long as `self` lives.
         let rc = unsafe { sys::dlm_ls_purge(self.as_raw(), nodeid as i32, pid as i32) };
         if rc != 0 {
@@ -323,38 +364,136 @@ impl Lockspace {
     /// Releases the lockspace (`dlm_release_lockspace`): undoes one
     /// create; the kernel removes the lockspace when the last is undone.
     ///
-    /// Without `force`, fails with [`Error::Busy`] while locks exist in it
-    /// (orphans included, and other nodes' locks). With `force`, the
-    /// lockspace goes with its locks.
+    /// Without `force`, the kernel refuses while locks exist in it
+    /// (orphans included, and other nodes' locks):
+    /// [`Error::LockspaceBusy`]. With `force`, the lockspace goes with its
+    /// locks, and every other process's waits on it end with
+    /// [`Error::LockspaceGone`].
     ///
     /// The kernel finishes removing a lockspace only when every handle of
     /// it, in every process, is closed; until then the call waits. So that
-    /// it cannot wait for this process itself, it fails with
-    /// [`Error::Busy`] while this process has another handle of the
+    /// it cannot wait for this process itself, it is refused with
+    /// [`Error::HandlesOpen`] while this process has another handle of the
     /// lockspace open: a clone of this one, a [`LockGuard`] (guards keep
     /// their lockspace open) or another [`open`](Lockspace::open).
     ///
-    /// libdlm closes this handle first, which unlocks its non-persistent
-    /// locks. `self` is consumed (and closed) either way.
+    /// libdlm closes this handle before asking the kernel, which unlocks
+    /// its non-persistent locks (there are none: a guard would have kept
+    /// the handle from being the last) and orphans its persistent ones.
     ///
     /// # Errors
-    /// [`Error::Busy`]; [`Error::PermissionDenied`]; other errors of
-    /// `dlm_release_lockspace`.
-    pub fn release(self, force: bool) -> Result<()> {
-        let Some(mut inner) = Arc::into_inner(self.inner) else {
-            return Err(Error::Busy);
+    /// A [`ReleaseError`] with the error and, when the lockspace is still
+    /// there (refused before the call, or by the kernel), a handle to it
+    /// ([`ReleaseError::into_lockspace`]): the refused handle itself, or
+    /// one opened anew after the kernel's refusal.
+    pub fn release(self, force: bool) -> std::result::Result<(), ReleaseError> {
+        let refuse = |ls: Lockspace, error: Error| ReleaseError {
+            error,
+            lockspace: Some(ls),
         };
-        if open_count(&inner.name) > 1 {
-            return Err(Error::Busy);
+        if let Err(e) = self.inner.check() {
+            return Err(refuse(self, e));
         }
+        if Arc::strong_count(&self.inner) > 1 || open_count(&self.inner.name) > 1 {
+            return Err(refuse(self, Error::HandlesOpen));
+        }
+        let Some(mut inner) = Arc::into_inner(self.inner) else {
+            return Err(ReleaseError {
+                error: Error::HandlesOpen,
+                lockspace: None,
+            });
+        };
         // SAFETY: sole owner of the handle; libdlm stops its AST thread,
         // closes and frees it; `closed` keeps Drop from closing it again.
         let result = unsafe { release_handle(&inner.name, inner.handle.as_ptr(), force) };
         inner.closed = true;
         count_open(&inner.name, -1);
+        let created = inner.created;
+        let name = inner.name.clone();
         // Dropping `inner` frees the parked cells: the AST thread is gone.
         drop(inner);
-        result
+        result.map_err(|error| {
+            // The kernel refused: the lockspace is still there. Give the
+            // caller a handle back, as the one it gave was closed.
+            let lockspace = match error {
+                Error::LockspaceBusy | Error::PermissionDenied { .. } => name
+                    .to_str()
+                    .ok()
+                    .and_then(|n| Lockspace::open(n).ok())
+                    .map(|ls| {
+                        // The create this release was to undo still counts.
+                        if created {
+                            Lockspace::mark_created(ls)
+                        } else {
+                            ls
+                        }
+                    }),
+                _ => None,
+            };
+            ReleaseError { error, lockspace }
+        })
+    }
+
+    /// The same handle, recorded as owing a release.
+    fn mark_created(ls: Lockspace) -> Lockspace {
+        match Arc::try_unwrap(ls.inner) {
+            Ok(mut inner) => {
+                inner.created = true;
+                Lockspace {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => Lockspace { inner },
+        }
+    }
+}
+
+/// A refused or failed [`Lockspace::release`]: the error, and the
+/// lockspace handle back when the lockspace is still there.
+///
+/// Converts into [`Error`] (with `?`), dropping the handle.
+#[derive(Debug)]
+pub struct ReleaseError {
+    error: Error,
+    lockspace: Option<Lockspace>,
+}
+
+impl ReleaseError {
+    /// Why the release did not happen.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The handle, when the lockspace is still there: the one given to
+    /// [`release`](Lockspace::release) if it was refused before libdlm was
+    /// called ([`Error::HandlesOpen`], [`Error::Forked`]), or one opened
+    /// anew if the kernel refused ([`Error::LockspaceBusy`],
+    /// [`Error::PermissionDenied`]).
+    pub fn into_lockspace(self) -> Option<Lockspace> {
+        self.lockspace
+    }
+
+    /// Both parts.
+    pub fn into_parts(self) -> (Error, Option<Lockspace>) {
+        (self.error, self.lockspace)
+    }
+}
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "release refused: {}", self.error)
+    }
+}
+
+impl std::error::Error for ReleaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<ReleaseError> for Error {
+    fn from(e: ReleaseError) -> Error {
+        e.error
     }
 }
 
@@ -367,15 +506,49 @@ impl Inner {
         self.handle.as_ptr()
     }
 
+    /// [`Error::Forked`] in a fork's child: the handle is the parent's.
+    #[inline]
+    pub(crate) fn check(&self) -> Result<()> {
+        if crate::fork::generation() != self.generation {
+            return Err(Error::Forked);
+        }
+        Ok(())
+    }
+
     /// Keeps `cell` until the lockspace closes: an AST may still name it.
     pub(crate) fn park(&self, cell: Box<LockCell>) {
         self.graveyard.lock().push(cell);
+    }
+
+    /// Frees the parked cell at `addr`, whose lock is gone (no AST names
+    /// it any more).
+    pub(crate) fn free_parked(&self, addr: usize) {
+        let mut graveyard = self.graveyard.lock();
+        if let Some(i) = graveyard
+            .iter()
+            .position(|c| &**c as *const LockCell as usize == addr)
+        {
+            let cell = graveyard.swap_remove(i);
+            drop(graveyard);
+            drop(cell);
+        }
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         if self.closed {
+            return;
+        }
+        if self.check().is_err() {
+            // A fork's child: the AST thread is the parent's, and libdlm's
+            // close would cancel a thread that is not here. Close only the
+            // child's copy of the descriptor (the parent's stays open);
+            // the cells are the parent's memory image: leave them.
+            // SAFETY: the handle's memory is this process's copy; closing
+            // our copy of the descriptor does not touch the parent's.
+            unsafe { libc::close(sys::dlm_ls_get_fd(self.handle.as_ptr())) };
+            std::mem::forget(std::mem::take(self.graveyard.get_mut()));
             return;
         }
         {
@@ -392,7 +565,7 @@ impl Drop for Inner {
 
 /// Calls `dlm_release_lockspace` and finds out what the kernel said:
 /// libdlm ignores the kernel's answer, so `errno` is cleared first and
-/// looked at after.
+/// looked at after (libdlm's other calls on that path do not fail).
 ///
 /// GLOBAL is held only to make sure libdlm's control device is open: the
 /// release itself may wait in the kernel for other processes to close the
@@ -412,21 +585,19 @@ unsafe fn release_handle(name: &CString, handle: sys::dlm_lshandle_t, force: boo
     // (above) and only read from now on.
     let rc = unsafe { sys::dlm_release_lockspace(name.as_ptr(), handle, force as i32) };
     let code = errno();
-    if rc != 0 {
-        return Err(Error::from_errno("dlm_release_lockspace", code));
-    }
-    match code {
-        libc::EBUSY | libc::EPERM | libc::EACCES => {
-            Err(Error::from_errno("dlm_release_lockspace", code))
-        }
-        _ => Ok(()),
+    match (rc, code) {
+        (0, 0) => Ok(()),
+        (_, libc::EBUSY) => Err(Error::LockspaceBusy),
+        // Gone already: released (by force) by someone else meanwhile.
+        (_, libc::ENOENT) => Err(Error::LockspaceNotFound),
+        (_, code) => Err(Error::from_errno("dlm_release_lockspace", code)),
     }
 }
 
 /// Releases a lockspace through a handle of its own.
 fn release_by_name(name: &CString, force: bool) -> Result<()> {
     if open_count(name) > 0 {
-        return Err(Error::Busy);
+        return Err(Error::HandlesOpen);
     }
     let handle = {
         let _global = GLOBAL.lock();
@@ -461,11 +632,12 @@ pub fn join(name: &str, mode: u32) -> Result<Lockspace> {
 /// Releases the lockspace `name` (ocaml-dlm's `leave`), through a handle
 /// opened for the purpose: `dlm_open_lockspace` then
 /// `dlm_release_lockspace`. See [`Lockspace::release`] for `force` and for
-/// why it fails while this process has the lockspace open.
+/// why it is refused while this process has the lockspace open.
 ///
 /// # Errors
-/// [`Error::LockspaceNotFound`]; [`Error::Busy`] (locks remain and
-/// `force` is false, or this process has the lockspace open);
+/// [`Error::InvalidName`]; [`Error::LockspaceNotFound`];
+/// [`Error::LockspaceBusy`] (locks remain and `force` is false);
+/// [`Error::HandlesOpen`] (this process has the lockspace open);
 /// [`Error::PermissionDenied`]; [`Error::NotAvailable`].
 pub fn leave(name: &str, force: bool) -> Result<()> {
     let cname = name::lockspace_name(name)?;
@@ -478,11 +650,11 @@ pub fn leave(name: &str, force: bool) -> Result<()> {
 ///
 /// # Errors
 /// The errors of [`join`]; those of [`Lockspace::release`] after `f` (for
-/// instance [`Error::Busy`] if `f` left orphans behind in it).
+/// instance [`Error::LockspaceBusy`] if `f` left orphans behind in it).
 pub fn with_lockspace<T>(name: &str, f: impl FnOnce(&Lockspace) -> T) -> Result<T> {
-    let (ls, created) = Lockspace::join_created(name, 0o600)?;
+    let ls = Lockspace::join(name, 0o600)?;
     let value = f(&ls);
-    if created {
+    if ls.created() {
         ls.release(false)?;
     }
     Ok(value)

@@ -8,8 +8,18 @@ pub const MAX_LOCKSPACE_NAME: usize = dlm_sys::DLM_LOCKSPACE_LEN;
 /// Longest resource name, in bytes (`DLM_RESNAME_MAXLEN`).
 pub const MAX_RESOURCE_NAME: usize = dlm_sys::DLM_RESNAME_MAXLEN;
 
-/// Checks a lockspace name: 1 to 64 bytes, no NUL (libdlm passes it as a C
-/// string) and no `/` (it becomes the device `/dev/misc/dlm_<name>`).
+/// Lockspace names that name something else, or that dlm_controld cannot
+/// serve: `plock` is the kernel's POSIX-lock device (`/dev/misc/dlm_plock`),
+/// not a lockspace; `.` and `..` become sysfs and configfs paths
+/// (`/sys/kernel/dlm/<name>`) that dlm_controld can never answer for, so
+/// the kernel's create would sleep uninterruptibly for ever.
+const RESERVED: [&str; 3] = ["plock", ".", ".."];
+
+/// Checks a lockspace name: 1 to 64 bytes of printable ASCII (`!` to `~`:
+/// the name becomes the device `/dev/misc/dlm_<name>`, the sysfs directory
+/// `/sys/kernel/dlm/<name>`, a configfs directory and part of
+/// dlm_controld's messages and the kernel log), no `/`, and none of
+/// `plock`, `.`, `..`.
 pub(crate) fn lockspace_name(name: &str) -> Result<CString> {
     if name.is_empty() {
         return Err(Error::InvalidName("a lockspace name cannot be empty"));
@@ -19,6 +29,16 @@ pub(crate) fn lockspace_name(name: &str) -> Result<CString> {
     }
     if name.contains('/') {
         return Err(Error::InvalidName("a lockspace name cannot contain '/'"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::InvalidName(
+            "a lockspace name is printable ASCII without spaces or control characters",
+        ));
+    }
+    if RESERVED.contains(&name) {
+        return Err(Error::InvalidName(
+            "'plock', '.' and '..' cannot be lockspace names (the kernel's POSIX-lock device; paths dlm_controld cannot serve)",
+        ));
     }
     CString::new(name).map_err(|_| Error::InvalidName("a lockspace name cannot contain NUL"))
 }
@@ -48,7 +68,16 @@ mod tests {
             lockspace_name(&"x".repeat(65)),
             Err(Error::InvalidName(_))
         ));
-        assert!(matches!(lockspace_name("a\0b"), Err(Error::InvalidName(m)) if m.contains("NUL")));
+        assert!(matches!(lockspace_name("a\0b"), Err(Error::InvalidName(_))));
+        for bad in [".", "..", "plock", "a b", "a\nb", "a\tb", "\u{7f}", "é", "a\u{1b}[31m"] {
+            assert!(
+                matches!(lockspace_name(bad), Err(Error::InvalidName(_))),
+                "{bad:?}"
+            );
+        }
+        for good in ["...", "plock2", "my-app_1.0", "a:b@c", "PLOCK"] {
+            assert!(lockspace_name(good).is_ok(), "{good:?}");
+        }
         assert!(matches!(lockspace_name("a/b"), Err(Error::InvalidName(_))));
     }
 

@@ -29,6 +29,7 @@ impl fmt::Display for Version {
 pub fn kernel_version() -> Result<Version> {
     let (mut major, mut minor, mut patch) = (0, 0, 0);
     let _global = GLOBAL.lock();
+    crate::error::set_errno(0);
     // SAFETY: the pointers are valid for writes of one u32 each; libdlm's
     // global state is serialised by GLOBAL.
     let rc = unsafe { dlm_sys::dlm_kernel_version(&mut major, &mut minor, &mut patch) };

@@ -286,7 +286,7 @@ fn blocking_notification_and_downconvert() {
 fn no_notification_without_asking_and_noqueuebast() {
     require_cluster!();
     let f = Fixture::new("nqbast");
-    let holder =
+    let mut holder =
         f.a.lock_with("q", Mode::Ex, LockOptions::new().notify_blocking())
             .unwrap();
     let notes = holder.blocking().unwrap();
@@ -303,7 +303,7 @@ fn no_notification_without_asking_and_noqueuebast() {
     notes
         .recv_timeout(Duration::from_secs(10))
         .expect("NOQUEUEBAST sent no notification");
-    let plain = f.b.lock("p", Mode::Ex).unwrap();
+    let mut plain = f.b.lock("p", Mode::Ex).unwrap();
     assert!(plain.blocking().is_none());
     assert!(matches!(
         plain.wait_blocking(None),

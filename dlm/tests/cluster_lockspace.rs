@@ -72,7 +72,8 @@ fn join_leave_with_open_and_close() {
     let ls = dlm::join(&name, 0o600).unwrap();
     // Leaving while this process has it open would wait for ever in the
     // kernel: refused.
-    assert!(matches!(dlm::leave(&name, false), Err(Error::Busy)));
+    assert!(matches!(dlm::leave(&name, false), Err(Error::HandlesOpen)));
+    assert!(!ls.created(), "a join of an existing lockspace opens it");
     drop(ls);
     dlm::leave(&name, false).unwrap();
     assert!(!exists(&name));
@@ -111,10 +112,13 @@ fn release_without_force_fails_while_orphans_exist_and_force_removes() {
     assert!(exists(&name));
     // The last create, without force: the orphan keeps it busy.
     let ls = Lockspace::open(&name).unwrap();
-    assert!(matches!(ls.release(false), Err(Error::Busy)));
+    let refused = ls.release(false).unwrap_err();
+    assert!(matches!(refused.error(), Error::LockspaceBusy), "{refused}");
     assert!(exists(&name));
+    // The refusal gives a working handle back.
+    let ls = refused.into_lockspace().expect("the lockspace is still there");
+    assert!(ls.try_lock("other", Mode::Ex).is_ok());
     // With force it goes, orphan and all.
-    let ls = Lockspace::open(&name).unwrap();
     ls.release(true).unwrap();
     assert!(!exists(&name));
 }
@@ -127,8 +131,13 @@ fn release_refuses_while_guards_or_handles_live_and_never_hangs() {
     let guard = ls.lock("r", Mode::Ex).unwrap();
     let t = Instant::now();
     // The guard keeps the lockspace open: releasing would wait for it.
-    assert!(matches!(ls.clone().release(true), Err(Error::Busy)));
-    assert!(matches!(dlm::leave(&name, true), Err(Error::Busy)));
+    let refused = ls.clone().release(true).unwrap_err();
+    assert!(matches!(refused.error(), Error::HandlesOpen), "{refused}");
+    // Given back unharmed: the refused clone still locks.
+    let back = refused.into_lockspace().expect("refused before the call");
+    assert!(back.try_lock("r2", Mode::Ex).is_ok());
+    drop(back);
+    assert!(matches!(dlm::leave(&name, true), Err(Error::HandlesOpen)));
     assert!(t.elapsed() < Duration::from_secs(5));
     // Dropping the handle leaves the guard working: it holds its own.
     drop(ls);
