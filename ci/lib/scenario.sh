@@ -25,8 +25,9 @@
 # then not finding A's line shows that B's was written first; the
 # scenarios check that this does not happen where A must come first.
 #
-# Variables: ROOT (the repository), DLM_LOCK, DLM_FLOCK, LVB_COUNTER (the
-# example binaries, built by ci/multinode), CLUSTER (ci/cluster), DIR (the
+# Variables: ROOT (the repository), DLM_LOCK, DLM_FLOCK (the tools of
+# tools/, package dlm-tools), LVB_COUNTER (an example), all built by
+# ci/multinode, CLUSTER (ci/cluster), DIR (the
 # cluster's run directory), WORK (a scratch directory on the shared file
 # system, removed on exit), JOB_RC (set by wait_job and on), OUT (set
 # by on and quietly), TICK and GATE (below).
@@ -37,9 +38,12 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CLUSTER=$ROOT/ci/cluster
-EXAMPLES=$ROOT/target/debug/examples
-DLM_LOCK=$EXAMPLES/dlm-lock
-DLM_FLOCK=$EXAMPLES/dlm-flock
+# The tools (package dlm-tools: cargo build -p dlm-tools) and the
+# lvb-counter example (cargo build --examples), as ci/multinode builds them.
+BINS=$ROOT/target/debug
+EXAMPLES=$BINS/examples
+DLM_LOCK=$BINS/dlm-lock
+DLM_FLOCK=$BINS/dlm-flock
 LVB_COUNTER=$EXAMPLES/lvb-counter
 # Whatever happens to this script, the cluster's supervisor tears it down
 # once this process has gone.
@@ -53,7 +57,7 @@ _t_start=$(date +%s.%N)
 
 for _b in "$DLM_LOCK" "$DLM_FLOCK" "$LVB_COUNTER"; do
 	[ -x "$_b" ] || {
-		echo "$SCENARIO: $_b is missing: run cargo build --examples" >&2
+		echo "$SCENARIO: $_b is missing: run cargo build -p dlm-tools && cargo build --examples" >&2
 		exit 2
 	}
 done
@@ -125,7 +129,7 @@ dump() {
 			[ -d "$d" ] || continue
 			k=${d#"$DIR"/node}
 			k=${k%%/*}
-			echo "----- job $k-$(basename "$d"): $(tail -n 1 "$d/cmd.sh" 2>/dev/null | sed "s|$EXAMPLES/||g") -> rc $(cat "$d/rc" 2>/dev/null || echo running)"
+			echo "----- job $k-$(basename "$d"): $(tail -n 1 "$d/cmd.sh" 2>/dev/null | sed "s|$EXAMPLES/||g; s|$BINS/||g") -> rc $(cat "$d/rc" 2>/dev/null || echo running)"
 			sed 's/^/  out: /' "$d/stdout" 2>/dev/null
 			sed 's/^/  err: /' "$d/stderr" 2>/dev/null
 		done

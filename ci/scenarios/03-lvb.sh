@@ -15,16 +15,16 @@ value=$(printf '%02x' $(seq 0 8 248))
 expect "the test value is 32 bytes" 64 "${#value}"
 
 step "node 3 keeps an NL lock on lvb32 so that its LVB lives between holders"
-k1=$(spawn 3 "$DLM_LOCK" -t --mode NL --lvb --hold-until-file "$WORK/keeper" lvb32)
+k1=$(spawn 3 "$DLM_LOCK" -t --mode NL --lvb-read --hold-until-file "$WORK/keeper" lvb32)
 wait_for_line "$k1" '^granted NL$' 30
 
 step "node 1 writes the LVB under EX and releases (published by a conversion to NL)"
-on 1 "$DLM_LOCK" -t --mode EX --set-lvb-hex "$value" lvb32
+on 1 "$DLM_LOCK" -t --mode EX --lvb-write "0x$value" lvb32
 expect "node 1's writer exits 0" 0 "$JOB_RC"
 check "node 1 set $value" out_has "^set-lvb $value\$"
 
 step "node 2 reads it under PR"
-on 2 "$DLM_LOCK" -t --mode PR --lvb lvb32
+on 2 "$DLM_LOCK" -t --mode PR --lvb-read lvb32
 expect "node 2's reader exits 0" 0 "$JOB_RC"
 check "node 2 read exactly those 32 bytes, valid" out_has "^lvb valid $value\$"
 
@@ -32,7 +32,7 @@ step "counter: lvb-counter --increments 100 on nodes 1, 2 and 3, started togethe
 # The keeper on node 3 holds EX until all three counters wait for EX (each
 # holds its NL lock and waits for its first conversion), then converts to
 # NL and keeps the LVB alive: the three start at once.
-k2=$(spawn 3 "$DLM_LOCK" -t --lockspace lvb-counter --mode EX --lvb \
+k2=$(spawn 3 "$DLM_LOCK" -t --lockspace lvb-counter --mode EX --lvb-read \
 	--wait-file "$WORK/go" --convert NL --hold-until-file "$WORK/keeper" counter)
 wait_for_line "$k2" '^granted EX$' 30
 c1=$(spawn 1 "$LVB_COUNTER" --increments 100)

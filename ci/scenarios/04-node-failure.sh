@@ -14,17 +14,17 @@ start_cluster 3
 value=$(hex "written by node 2 under EX")
 
 step "node 3 keeps an NL lock on res4 (with the LVB)"
-k=$(spawn 3 "$DLM_LOCK" -t --mode NL --lvb --hold-until-file "$WORK/keeper" res4)
+k=$(spawn 3 "$DLM_LOCK" -t --mode NL --lvb-read --hold-until-file "$WORK/keeper" res4)
 wait_for_line "$k" '^granted NL$' 30
 
 step "node 2 takes EX, writes the LVB, converts EX -> NL -> EX, and holds"
-h2=$(spawn 2 "$DLM_LOCK" -t --mode EX --notify --set-lvb "written by node 2 under EX" \
+h2=$(spawn 2 "$DLM_LOCK" -t --mode EX --notify --lvb-write "written by node 2 under EX" \
 	--convert NL --convert EX --hold-until-file "$WORK/never" res4)
 wait_for_line "$h2" '^converted EX$' 30
 check "node 2 reads back its own value, valid, holding EX" has_line "$h2" "^lvb valid $value\$"
 
 step "node 1 asks for EX and waits"
-w1=$(spawn 1 "$DLM_LOCK" -t --mode EX --lvb res4)
+w1=$(spawn 1 "$DLM_LOCK" -t --mode EX --lvb-read res4)
 wait_for_line "$w1" '^requesting EX$' 30
 wait_for_line "$h2" '^blocking$' 30
 no_line "$w1" '^granted' "node 1 is not granted while node 2 holds EX"
@@ -45,12 +45,12 @@ check "node 1 released" has_line "$w1" '^released$'
 step "the survivors go on"
 on 1 dlm_tool ls
 check "node 1's lockspace members are 1 and 3" out_has '^members +1 3 *$'
-on 3 "$DLM_LOCK" -t --mode PR --lvb res4
+on 3 "$DLM_LOCK" -t --mode PR --lvb-read res4
 expect "node 3 gets PR" 0 "$JOB_RC"
 check "... and the LVB is still not valid (nobody has written it since)" out_has '^lvb not-valid '
-on 3 "$DLM_LOCK" -t --mode EX --set-lvb "rewritten by node 3" res4
+on 3 "$DLM_LOCK" -t --mode EX --lvb-write "rewritten by node 3" res4
 expect "node 3 rewrites the LVB under EX" 0 "$JOB_RC"
-on 1 "$DLM_LOCK" -t --mode PR --lvb res4
+on 1 "$DLM_LOCK" -t --mode PR --lvb-read res4
 check "node 1 reads node 3's value, valid again" out_has "^lvb valid $(hex "rewritten by node 3")\$"
 
 release "$WORK/keeper"

@@ -14,7 +14,7 @@ start_cluster 2
 step "node 1: a process takes a persistent EX lock on orphan1 and exits"
 on 1 "$DLM_LOCK" -t --persistent --orphan orphan1
 expect "it exits 0" 0 "$JOB_RC"
-check "it left the lock as an orphan" out_has '^orphaned$'
+check "it left the lock as an orphan" out_has '^orphaned [0-9]+$'
 on 2 "$DLM_LOCK" -t --try orphan1
 expect "node 2 cannot get orphan1 (try refused)" 1 "$JOB_RC"
 check "... would-block" out_has '^would-block$'
@@ -35,10 +35,10 @@ check "... no-orphan" out_has '^no-orphan$'
 
 step "node 1: a second orphan, purged on node 1"
 on 1 "$DLM_LOCK" -t --persistent --orphan orphan2
-check "orphan2 left as an orphan" out_has '^orphaned$'
+check "orphan2 left as an orphan" out_has '^orphaned [0-9]+$'
 on 2 "$DLM_LOCK" -t --try orphan2
 expect "node 2 cannot get orphan2" 1 "$JOB_RC"
-on 1 "$DLM_LOCK" -t --purge 1 --pid 0
+on 1 "$DLM_LOCK" -t --purge 1 0
 expect "node 1 purges its own orphans" 0 "$JOB_RC"
 check "... purged 1 0" out_has '^purged 1 0$'
 on 2 "$DLM_LOCK" -t --try orphan2
@@ -46,7 +46,7 @@ expect "node 2 now gets orphan2 (try)" 0 "$JOB_RC"
 
 step "node 1: a third orphan, purged from node 2"
 on 1 "$DLM_LOCK" -t --persistent --orphan orphan3
-check "orphan3 left as an orphan" out_has '^orphaned$'
+check "orphan3 left as an orphan" out_has '^orphaned [0-9]+$'
 on 2 "$DLM_LOCK" -t --try orphan3
 expect "node 2 cannot get orphan3" 1 "$JOB_RC"
 on 2 "$DLM_LOCK" -t --purge 1

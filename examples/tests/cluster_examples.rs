@@ -77,54 +77,6 @@ fn quickstart_takes_ex_then_pr_and_leaves() {
 }
 
 #[test]
-fn dlm_flock_holds_the_lock_while_the_command_runs() {
-    if !cluster() {
-        return;
-    }
-    let ls = "flocktest";
-    // The command's exit status comes back.
-    let out =
-        run(example("dlm-flock").args(["--lockspace", ls, "-x", "res", "sh", "-c", "exit 7"]));
-    assert_eq!(out.status.code(), Some(7));
-    // Inside the critical section, -n on the same resource fails with 1,
-    // and a shared lock of another resource works.
-    let inner = format!(
-        "{f} --lockspace {ls} -n res true; echo inner=$?; {f} --lockspace {ls} -s other true; echo other=$?",
-        f = example("dlm-flock").get_program().to_string_lossy()
-    );
-    let out = run(example("dlm-flock").args(["--lockspace", ls, "-x", "res", "sh", "-c", &inner]));
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("inner=1") && text.contains("other=0"),
-        "{text}"
-    );
-    // -w gives up after the timeout while the lock is held.
-    let inner = format!(
-        "{} --lockspace {ls} -w 0.3 res true; echo waited=$?",
-        example("dlm-flock").get_program().to_string_lossy()
-    );
-    let out = run(example("dlm-flock").args(["--lockspace", ls, "-s", "res", "sh", "-c", &inner]));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("waited=1"));
-    // Usage errors and help.
-    assert_eq!(
-        run(example("dlm-flock").arg("--bogus")).status.code(),
-        Some(2)
-    );
-    let help = run(example("dlm-flock").arg("--help"));
-    assert!(
-        help.status.success() && String::from_utf8_lossy(&help.stdout).contains("Usage: dlm-flock")
-    );
-    assert_eq!(
-        run(example("dlm-flock").args(["--lockspace", ls, "r", "/nonexistent/cmd"]))
-            .status
-            .code(),
-        Some(127)
-    );
-    dlm::leave(ls, false).unwrap();
-}
-
-#[test]
 fn lvb_counter_counts_across_processes() {
     if !cluster() {
         return;
