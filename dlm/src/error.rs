@@ -57,7 +57,9 @@ pub enum Error {
     /// The lockspace still holds locks (of any process or node, orphans
     /// included) and was released without force: the kernel refused
     /// (`EBUSY`).
-    #[error("the lockspace still holds locks (EBUSY): release it with force, or unlock them first")]
+    #[error(
+        "the lockspace still holds locks (EBUSY): release it with force, or unlock them first"
+    )]
     LockspaceBusy,
     /// This process still has another handle of the lockspace open (a
     /// clone, a [`LockGuard`](crate::LockGuard), which keeps its lockspace

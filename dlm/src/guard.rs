@@ -43,6 +43,11 @@ pub struct LockGuard {
     granted: Granted,
     /// The thread that made the last request the kernel accepted.
     owner_tid: u32,
+    /// The value block as the model says it is (read, published, or set
+    /// and pending). Kept apart from the cell's buffer, which libdlm and
+    /// the kernel overwrite at every answer of a lock that ever used the
+    /// value block, whatever the request asked.
+    value: [u8; LVB_LEN],
 }
 
 impl fmt::Debug for LockGuard {
@@ -112,6 +117,11 @@ impl LockGuard {
             answered.delivered.answer,
             options.flags.contains(LockFlags::VALBLK),
         )?;
+        let value = match (&cell, state.lvb) {
+            // SAFETY: the answer was seen on this thread; nothing in flight.
+            (Some(cell), LvbState::Read { .. }) => unsafe { cell.lvb() },
+            _ => [0; LVB_LEN],
+        };
         Ok(LockGuard {
             cell,
             ls: ls.clone(),
@@ -119,6 +129,7 @@ impl LockGuard {
             state,
             granted,
             owner_tid: thread_id(),
+            value,
         })
     }
 
@@ -170,6 +181,7 @@ impl LockGuard {
                 demoted: false,
             },
             owner_tid: thread_id(),
+            value: [0; LVB_LEN],
         })
     }
 
@@ -293,12 +305,11 @@ impl LockGuard {
             LvbState::Set => true,
             LvbState::Invalidate => false,
         };
-        let cell = self.cell.as_ref()?;
-        // SAFETY: `&self` means no request of this lock is in flight
-        // (requests need `&mut self`), and the last answer was seen by the
-        // thread that made it, before the guard was handed on.
-        let bytes = unsafe { cell.lvb() };
-        Some(Lvb { bytes, valid })
+        self.cell.as_ref()?;
+        Some(Lvb {
+            bytes: self.value,
+            valid,
+        })
     }
 
     /// Sets the lock value block to `value` (at most 32 bytes; the rest is
@@ -322,14 +333,11 @@ impl LockGuard {
                 "a lock value block holds at most 32 bytes",
             ));
         }
-        let mut bytes = [0u8; LVB_LEN];
-        bytes[..value.len()].copy_from_slice(value);
-        let cell = self
-            .cell
-            .as_ref()
-            .ok_or(Error::InvalidArgument("the lock is no longer held"))?;
-        // SAFETY: `&mut self`: no request of this lock is in flight.
-        unsafe { cell.set_lvb(&bytes) };
+        if self.cell.is_none() {
+            return Err(Error::InvalidArgument("the lock is no longer held"));
+        }
+        self.value = [0; LVB_LEN];
+        self.value[..value.len()].copy_from_slice(value);
         self.state.lvb = LvbState::Set;
         self.state.uses_lvb = true;
         Ok(())
@@ -406,10 +414,21 @@ impl LockGuard {
     }
 
     /// Sends a conversion with these raw flags and applies its answer.
-    fn convert_raw(&mut self, mode: Mode, flags: u32, timeout: Option<Duration>) -> Result<Granted> {
+    fn convert_raw(
+        &mut self,
+        mode: Mode,
+        flags: u32,
+        timeout: Option<Duration>,
+    ) -> Result<Granted> {
         let Some(cell) = self.cell.take() else {
             return Err(Error::InvalidArgument("the lock is no longer held"));
         };
+        if flags & sys::LKF_VALBLK != 0 {
+            // libdlm sends the buffer with VALBLK: make it the model's.
+            // SAFETY: the guard owns the cell; nothing is in flight.
+            unsafe { cell.set_lvb(&self.value) };
+        }
+        let from = self.state.mode;
         let (cell, result) = request::run(
             &self.ls.inner,
             cell,
@@ -428,9 +447,44 @@ impl LockGuard {
             flags,
             timed_out: answered.timed_out,
         };
-        let granted = self.state.apply_convert(sent, answered.delivered.answer)?;
-        self.granted = granted;
-        Ok(granted)
+        match self.state.apply_convert(sent, answered.delivered.answer) {
+            Ok((granted, read)) => {
+                if read {
+                    if let Some(cell) = &self.cell {
+                        // SAFETY: the answer was seen on this thread.
+                        self.value = unsafe { cell.lvb() };
+                    }
+                }
+                self.granted = granted;
+                Ok(granted)
+            }
+            Err(e) if flags & sys::LKF_CONVDEADLK != 0 && !matches!(e, Error::Demoted(_)) => {
+                Err(self.probe_demotion(from, e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a failed or cancelled conversion with `CONVDEADLK`: the DLM
+    /// may have demoted the lock to NL on the way, and a cancel's answer
+    /// does not say so (the kernel clears the flags of the answer when it
+    /// takes the cancel). Asks again for the old mode without waiting: a
+    /// lock still in `from` gets it at once (a conversion to the same
+    /// mode); a demoted one gets it only if nothing blocks it, else it is
+    /// known to be NL. Either way the guard's mode is true afterwards.
+    fn probe_demotion(&mut self, from: Mode, cause: Error) -> Error {
+        if from == Mode::Nl {
+            return cause;
+        }
+        let flags = self.state.convert_flags(from, LockFlags::NOQUEUE);
+        match self.convert_raw(from, flags & !sys::LKF_VALBLK, None) {
+            Ok(_) => cause,
+            Err(Error::WouldBlock) => {
+                self.state.mode = Mode::Nl;
+                Error::Demoted(Box::new(cause))
+            }
+            Err(other) => other,
+        }
     }
 
     /// Unlocks the lock (`dlm_ls_unlock`) and waits for the unlock to

@@ -348,10 +348,21 @@ impl Lockspace {
     /// process's main thread); [`LockGuard::owner_tid`] tells it, so a
     /// program that orphans locks can note it for a later purge.
     ///
+    /// Call it from another thread than the owner's: when `pid` is the
+    /// calling thread's own id, the kernel purges *this handle's* locks
+    /// instead of orphans; that call is refused here.
+    ///
     /// # Errors
+    /// [`Error::InvalidArgument`] when `pid` is the calling thread's id;
     /// [`Error::Forked`]; errors of `dlm_ls_purge`.
     pub fn purge_orphans(&self, nodeid: u32, pid: u32) -> Result<()> {
         self.inner.check()?;
+        // SAFETY: gettid has no preconditions.
+        if pid != 0 && pid == unsafe { libc::gettid() } as u32 {
+            return Err(Error::InvalidArgument(
+                "pid is the calling thread's id: the kernel would purge this handle's own locks, not orphans; purge from another thread",
+            ));
+        }
         set_errno(0);
         // SAFETY: the handle is open for as long as `self` lives.
         let rc = unsafe { sys::dlm_ls_purge(self.as_raw(), nodeid as i32, pid as i32) };

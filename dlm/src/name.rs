@@ -69,7 +69,17 @@ mod tests {
             Err(Error::InvalidName(_))
         ));
         assert!(matches!(lockspace_name("a\0b"), Err(Error::InvalidName(_))));
-        for bad in [".", "..", "plock", "a b", "a\nb", "a\tb", "\u{7f}", "é", "a\u{1b}[31m"] {
+        for bad in [
+            ".",
+            "..",
+            "plock",
+            "a b",
+            "a\nb",
+            "a\tb",
+            "\u{7f}",
+            "é",
+            "a\u{1b}[31m",
+        ] {
             assert!(
                 matches!(lockspace_name(bad), Err(Error::InvalidName(_))),
                 "{bad:?}"

@@ -300,9 +300,11 @@ pub(crate) fn run_parked(
     if unsafe { write(inner, cell, w, op, mode, flags) }.is_err() {
         return None;
     }
-    match w.wait(cell, Limit::Ticks(UNLOCK_PATIENCE.as_secs() as u32), &|| {
-        inner.is_alive()
-    }) {
+    match w.wait(
+        cell,
+        Limit::Ticks(UNLOCK_PATIENCE.as_secs() as u32),
+        &|| inner.is_alive(),
+    ) {
         Ok(d) => Some(d.answer.status),
         Err(_) => match cell.abandon(
             match op {

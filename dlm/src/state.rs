@@ -226,7 +226,14 @@ impl LockState {
     /// lock's; `DLM_SBF_DEMOTED` means the granted mode went to NL,
     /// whatever the outcome; a failure leaves the lock in its (possibly
     /// demoted) mode.
-    pub(crate) fn apply_convert(&mut self, sent: Sent, answer: Answer) -> Result<Granted, Error> {
+    ///
+    /// `Ok` tells whether the grant read the value block into the lock's
+    /// buffer (then the buffer holds the DLM's value).
+    pub(crate) fn apply_convert(
+        &mut self,
+        sent: Sent,
+        answer: Answer,
+    ) -> Result<(Granted, bool), Error> {
         self.exflags = sent.flags;
         let demoted = answer.has(sys::DLM_SBF_DEMOTED);
         if demoted {
@@ -239,14 +246,20 @@ impl LockState {
         }
         if answer.status != 0 {
             let e = failure(sent, answer.status);
-            return Err(if demoted { Error::Demoted(Box::new(e)) } else { e });
+            return Err(if demoted {
+                Error::Demoted(Box::new(e))
+            } else {
+                e
+            });
         }
         let to = granted_mode(sent, answer);
+        let mut read = false;
         match lvb_op(Some(self.mode), to) {
             LvbOp::Read if sent.flags & sys::LKF_VALBLK != 0 => {
                 self.lvb = LvbState::Read {
                     valid: !answer.has(sys::DLM_SBF_VALNOTVALID),
                 };
+                read = true;
             }
             LvbOp::Write if sent.flags & sys::LKF_IVVALBLK != 0 => {
                 self.lvb = LvbState::Read { valid: false };
@@ -262,11 +275,14 @@ impl LockState {
             // `convert_flags`, kept for safety): it is lost with PW/EX.
             self.lvb = LvbState::NotRead;
         }
-        Ok(Granted {
-            mode: to,
-            alternate: answer.has(sys::DLM_SBF_ALTMODE),
-            demoted,
-        })
+        Ok((
+            Granted {
+                mode: to,
+                alternate: answer.has(sys::DLM_SBF_ALTMODE),
+                demoted,
+            },
+            read,
+        ))
     }
 
     /// How to unlock without the kernel writing libdlm's uninitialised
@@ -413,7 +429,10 @@ mod tests {
             },
         );
         assert_eq!(s.mode, Mode::Pw);
-        assert_eq!(s.release_plan(), ReleasePlan::ConvertFirst(sys::LKF_CONVERT));
+        assert_eq!(
+            s.release_plan(),
+            ReleasePlan::ConvertFirst(sys::LKF_CONVERT)
+        );
     }
 
     #[test]
@@ -436,7 +455,11 @@ mod tests {
         // And on a grant: reported, and the LVB op is NL -> EX (a read).
         let mut s = held(Mode::Pw, 0, Set, true);
         let flags = s.convert_flags(Mode::Ex, LockFlags::CONVDEADLK);
-        assert_eq!(flags & sys::LKF_VALBLK, 0, "a pending value is not read over");
+        assert_eq!(
+            flags & sys::LKF_VALBLK,
+            0,
+            "a pending value is not read over"
+        );
         let g = s
             .apply_convert(
                 sent(Mode::Ex, flags),
@@ -445,7 +468,8 @@ mod tests {
                     sb_flags: sys::DLM_SBF_DEMOTED as u8,
                 },
             )
-            .unwrap();
+            .unwrap()
+            .0;
         assert!(g.demoted);
         assert_eq!(s.mode, Mode::Ex);
         assert_eq!(s.lvb, NotRead, "the value set under PW was lost with PW");
@@ -476,7 +500,10 @@ mod tests {
         let f = s.convert_flags(Mode::Pr, LockFlags::EMPTY);
         assert_eq!(f & sys::LKF_VALBLK, 0);
         // But the release must still clear the kernel's VALBLK first.
-        assert_eq!(s.release_plan(), ReleasePlan::ConvertFirst(sys::LKF_CONVERT));
+        assert_eq!(
+            s.release_plan(),
+            ReleasePlan::ConvertFirst(sys::LKF_CONVERT)
+        );
         assert_eq!(s.fallback_unlock_flags(), sys::LKF_IVVALBLK);
     }
 

@@ -411,12 +411,26 @@ fn lvb_invalidate_and_misuse() {
     let plain = f.b.lock("other", Mode::Ex).unwrap();
     assert!(plain.lvb().is_none());
     drop((r, plain));
+    // A lock taken without .lvb() can still publish a value it sets.
+    let keeper2 = f.b.lock("other2", Mode::Nl).unwrap();
     let mut nolvb = f.a.lock("other2", Mode::Ex).unwrap();
-    assert!(matches!(
-        nolvb.set_lvb(b"z"),
-        Err(Error::InvalidArgument(_))
-    ));
-    drop((nolvb, keeper));
+    nolvb.set_lvb(b"z").unwrap();
+    assert_eq!(nolvb.lvb().unwrap().as_str_lossy(), "z");
+    nolvb.unlock().unwrap();
+    let mut r =
+        f.b.lock_with("other2", Mode::Pr, LockOptions::new().lvb())
+            .unwrap();
+    assert_eq!(
+        r.lvb().unwrap(),
+        dlm::Lvb {
+            bytes: lvb_of(b"z"),
+            valid: true
+        }
+    );
+    // Only PW/EX holders write.
+    assert!(matches!(r.set_lvb(b"q"), Err(Error::InvalidArgument(_))));
+    assert!(matches!(r.invalidate_lvb(), Err(Error::InvalidArgument(_))));
+    drop((r, keeper2, keeper));
     f.finish();
 }
 
@@ -713,4 +727,11 @@ fn acquire_and_release_1_10_100_1000_locks_in_parallel() {
         }
     }
     f.finish();
+}
+
+/// A value block holding `v`, zero-padded.
+fn lvb_of(v: &[u8]) -> [u8; dlm::LVB_LEN] {
+    let mut b = [0; dlm::LVB_LEN];
+    b[..v.len()].copy_from_slice(v);
+    b
 }

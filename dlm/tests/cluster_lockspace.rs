@@ -116,7 +116,9 @@ fn release_without_force_fails_while_orphans_exist_and_force_removes() {
     assert!(matches!(refused.error(), Error::LockspaceBusy), "{refused}");
     assert!(exists(&name));
     // The refusal gives a working handle back.
-    let ls = refused.into_lockspace().expect("the lockspace is still there");
+    let ls = refused
+        .into_lockspace()
+        .expect("the lockspace is still there");
     assert!(ls.try_lock("other", Mode::Ex).is_ok());
     // With force it goes, orphan and all.
     ls.release(true).unwrap();
