@@ -1,7 +1,7 @@
 //! Man pages (clap_mangen) and shell completions (clap_complete), made
 //! from the same clap definitions as the programs' parsing and `--help`.
 //! They are committed under `tools/man/` and `tools/completions/`;
-//! `cargo run -p dlm-tools --bin dlm-tools-gen` writes them anew, and a
+//! `cargo run -p dlm-tools --example dlm-tools-gen` writes them anew, and a
 //! unit test fails when the committed files differ from a fresh run.
 
 use crate::help::Extra;
@@ -161,7 +161,7 @@ mod tests {
         let stale = stale(dir).unwrap();
         assert!(
             stale.is_empty(),
-            "generated files out of date: {stale:?}; run `cargo run -p dlm-tools --bin dlm-tools-gen` and commit tools/man and tools/completions"
+            "generated files out of date: {stale:?}; run `cargo run -p dlm-tools --example dlm-tools-gen` and commit tools/man and tools/completions"
         );
     }
 

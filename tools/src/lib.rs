@@ -5,7 +5,7 @@
 //! lines.
 //!
 //! The programs themselves are `src/bin/dlm-flock.rs` and
-//! `src/bin/dlm-lock.rs`; `src/bin/dlm-tools-gen.rs` writes the man pages
+//! `src/bin/dlm-lock.rs`; `examples/dlm-tools-gen.rs` writes the man pages
 //! and completions. Install them with `cargo install --path tools`.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, missing_debug_implementations)]
 

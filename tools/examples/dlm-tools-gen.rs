@@ -3,8 +3,8 @@
 //! from their clap definitions.
 //!
 //! ```text
-//! cargo run -p dlm-tools --bin dlm-tools-gen [-- DIR]   # default: the package's directory
-//! cargo run -p dlm-tools --bin dlm-tools-gen -- --check # exit 1 if the committed files are stale
+//! cargo run -p dlm-tools --example dlm-tools-gen [-- DIR]   # default: the package's directory
+//! cargo run -p dlm-tools --example dlm-tools-gen -- --check # exit 1 if the committed files are stale
 //! ```
 
 use std::path::PathBuf;
