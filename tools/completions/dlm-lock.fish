@@ -47,7 +47,7 @@ complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l purge -d 'Purge the o
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -s n -l try -d 'Fail at once instead of waiting (LKF_NOQUEUE), for the request and each conversion'
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -s p -l persistent -d 'A persistent lock (LKF_PERSISTENT): it survives this process as an orphan if not released'
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l expedite -d 'Grant a new NL request at once (LKF_EXPEDITE)'
-complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l lvb-read -l lvb -d 'Read the lock value block (LKF_VALBLK) and print it at the grant and at each conversion that reads it'
+complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l lvb-read -l lvb -d 'Read the lock value block (LKF_VALBLK) and print it at the grant and at each conversion that reads it; --lvb is the same'
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l notify -d 'Ask for blocking notifications and print `blocking` for each'
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l adopt -d 'Adopt an orphan held in MODE (LKF_ORPHAN) instead of requesting the lock'
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l until-signal -d 'Hold the lock until SIGINT, SIGTERM or SIGHUP, then release it and exit 0'

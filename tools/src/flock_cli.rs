@@ -42,7 +42,7 @@ pub struct FlockArgs {
     #[arg(short = 's', long, action = ArgAction::SetTrue, overrides_with_all = ["exclusive", "mode", "shared"])]
     pub shared: bool,
 
-    /// Take an exclusive lock (mode EX), the default
+    /// Take an exclusive lock (mode EX), the default (-e is the same)
     #[arg(short = 'x', long, visible_short_alias = 'e', action = ArgAction::SetTrue, overrides_with_all = ["shared", "mode", "exclusive"])]
     pub exclusive: bool,
 
@@ -50,11 +50,11 @@ pub struct FlockArgs {
     #[arg(long, value_name = "MODE", ignore_case = true, overrides_with_all = ["shared", "exclusive", "mode"])]
     pub mode: Option<ModeArg>,
 
-    /// Fail rather than wait if the lock cannot be had at once (exit with the conflict exit code)
+    /// Fail rather than wait if the lock cannot be had at once (exit with the conflict exit code); --nb is the same
     #[arg(short = 'n', long = "nonblock", visible_alias = "nb")]
     pub nonblock: bool,
 
-    /// Fail if the lock is not had within SECONDS (fractions allowed; 0 is -n)
+    /// Fail if the lock is not had within SECONDS (fractions allowed; 0 is -n); --wait is the same
     #[arg(short = 'w', long = "timeout", visible_alias = "wait", value_name = "SECONDS", value_parser = values::seconds)]
     pub timeout: Option<Duration>,
 

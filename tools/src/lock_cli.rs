@@ -155,7 +155,7 @@ pub struct LockArgs {
     #[arg(long)]
     pub expedite: bool,
 
-    /// Read the lock value block (LKF_VALBLK) and print it at the grant and at each conversion that reads it
+    /// Read the lock value block (LKF_VALBLK) and print it at the grant and at each conversion that reads it; --lvb is the same
     #[arg(long, visible_alias = "lvb")]
     pub lvb_read: bool,
 

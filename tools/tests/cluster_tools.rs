@@ -724,6 +724,24 @@ fn lock_writes_and_reads_the_lvb() {
     let out = run(lock().args(["--json", "k5", "CR", "--lvb"]));
     let want = format!(r#""valid": true, "lvb": "00ff7f{}""#, "0".repeat(58));
     assert!(stdout(&out).contains(&want), "{}", stdout(&out));
+    // --lvb-write implies --lvb-read: a writer reads its own value back
+    // after publishing it (EX -> NL) and converting up again.
+    let out = run(lock().args([
+        "k5",
+        "EX",
+        "--lvb-write",
+        "mine",
+        "--convert",
+        "NL",
+        "--convert",
+        "EX",
+    ]));
+    let mut want = b"mine".to_vec();
+    want.resize(32, 0);
+    let hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+    let text = stdout(&out);
+    let after = text.split("converted EX\n").nth(1).unwrap_or_default();
+    assert!(after.starts_with(&format!("lvb valid {hex}\n")), "{text}");
     // Conversions: up with a read, down, and the steps' order.
     let out = run(lock().args([
         "k5",

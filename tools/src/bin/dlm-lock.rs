@@ -203,7 +203,7 @@ impl Holder<'_> {
                 // Conversions from PW/EX (but PW -> EX) write the LVB; the
                 // others read it.
                 let reads = !(from.writes_lvb() && !(from == Mode::Pw && to == Mode::Ex));
-                if self.args.lvb_read && reads {
+                if self.args.uses_lvb() && reads {
                     self.out.lvb(self.guard.lvb());
                 }
                 self.apply_lvb()
