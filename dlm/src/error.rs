@@ -76,8 +76,8 @@ pub enum Error {
     InProgress,
     /// A conversion failed (its cause inside: timed out, cancelled,
     /// deadlock...) *and* the DLM demoted the lock to NL to break a
-    /// conversion deadlock ([`LockOptions::demote_on_deadlock`]
-    /// (crate::LockOptions::demote_on_deadlock)): the lock is now held in
+    /// conversion deadlock ([`LockOptions::demote_on_deadlock`](crate::LockOptions::demote_on_deadlock)
+    ///): the lock is now held in
     /// NL, not in its old mode.
     #[error("the lock was demoted to NL ({0})")]
     Demoted(Box<Error>),

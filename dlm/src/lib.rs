@@ -43,25 +43,72 @@
 //! Each open lockspace handle calls `dlm_ls_pthread_init`: libdlm starts
 //! one thread per handle that reads the kernel's answers and runs the AST
 //! (completion) and BAST (blocking) callbacks. This crate's callbacks run
-//! on that thread and do almost nothing: they copy the lock status block
-//! and send it over a `crossbeam-channel` to the thread that waits for it
-//! (each thread has one channel, made on first use), or, for a blocking
-//! notification, to the guard's [`blocking`](LockGuard::blocking)
-//! receiver. No user code ever runs on libdlm's thread, and no panic can
-//! cross into C.
+//! on that thread and do almost nothing: a completion is copied into the
+//! lock's cell and handed to the waiting thread by one compare-and-swap
+//! and one unpark; a blocking notification goes over a `crossbeam-channel`
+//! to the guard's [`blocking`](LockGuard::blocking) receiver. No user code
+//! ever runs on libdlm's thread, and no panic can cross into C.
 //!
 //! So every call here blocks the calling thread until the kernel has
 //! answered, and any number of threads can lock through one
 //! [`Lockspace`] (it is `Send + Sync`, and cheap to clone) at the same
 //! time. A [`LockGuard`] is `Send`: it can be unlocked on another thread
-//! than the one that locked it.
+//! than the one that locked it. Two process-wide helper threads exist: a
+//! watchdog (untimed waits check once a second that their lockspace still
+//! exists) and a *reaper*, which releases locks nobody owns any more.
 //!
 //! Each lock's status block and value-block buffer live at a fixed heap
-//! address until the lock's last callback; if a waiter has to give up on a
-//! lock (its cancel went unanswered, or the lockspace was released under
-//! it), the buffer is kept by the lockspace until it closes, and a late
-//! grant is unlocked by the callback itself: no lock is ever left held by
-//! accident.
+//! address until the lock's last callback. A waiter that gives up on an
+//! answer (its cancel unanswered for [`CANCEL_GRACE`], its lockspace gone)
+//! and a late answer meet in one atomic handshake: exactly one of them
+//! owns the answer. If the late answer leaves a lock held, the reaper
+//! converts it to NL and unlocks it: no lock is ever left held by
+//! accident, and no value block gets bytes nobody chose.
+//!
+//! **Unwinding.** From the moment a request is written until its answer is
+//! seen, the lock's cell is owned by a guard whose drop abandons it to the
+//! lockspace (and the lock to the reaper) instead of freeing it: a panic
+//! on the way, or an early return, never frees memory the kernel still
+//! writes into, and never leaves a lock held.
+//!
+//! **Fork.** A `fork`'s child inherits the lockspace descriptors but not
+//! libdlm's thread. The crate tells a child by a `pthread_atfork`
+//! generation (no system call on the hot path): in the child, calls on the
+//! parent's handles and guards fail with [`Error::Forked`] and send
+//! nothing, and dropping them does nothing to the parent's locks (the
+//! child closes only its copy of the descriptor). A child opens its own
+//! handles. Descriptors are close-on-exec, so a program the process runs
+//! never keeps its locks alive.
+//!
+//! **Forced release by another process.** When another process releases
+//! the lockspace with force, its locks go with it: waits on it end with
+//! [`Error::LockspaceGone`] within about a second (the watchdog), and
+//! unlocking or converting a guard of it fails the same way.
+//!
+//! **Re-entrance.** DLM locks belong to a lockspace handle, not to a
+//! thread: a thread asking again for a resource it holds in an
+//! incompatible mode conflicts with itself like any other holder. The DLM
+//! does not detect it, and neither does this crate (that would cost a
+//! table lookup on every request): an untimed request then waits for
+//! ever. Use [`Lockspace::try_lock`] or [`LockOptions::timeout`] where a
+//! thread may hold the resource already.
+//!
+//! # When the cluster fails
+//! - **Node crash** (another node): the DLM recovers once corosync and
+//!   dlm_controld have fenced or removed the node; meanwhile requests on
+//!   resources that need it wait. The dead node's locks are dropped; a
+//!   value block it held in PW or EX is then reported not valid
+//!   ([`Lvb::valid`] `false`).
+//! - **dlm_controld or corosync dies on this node**: the kernel stops the
+//!   lockspace and blocks every write to it (lock, unlock, cancel, open,
+//!   release) *uninterruptibly* until a recovery that never comes. No
+//!   timeout of this crate can bound a write the kernel blocks: a timed
+//!   request's cancel, [`UNLOCK_PATIENCE`], [`BUSY_PATIENCE`] all bound
+//!   waits for *answers*. The calls do not return, and the process cannot
+//!   exit, until the daemons are restarted or the node is.
+//! - **Partition**: without fencing, the majority side may grant locks the
+//!   isolated node still believes it holds; real clusters fence for that
+//!   reason.
 //!
 //! # How libdlm's defects are avoided
 //! - The `_wait` calls (`dlm_ls_lock_wait`, `dlm_ls_unlock_wait`) are never
@@ -82,7 +129,7 @@
 //! - `dlm_release_lockspace` ignores the kernel's answer: the error is
 //!   recovered from `errno`. The kernel finishes removing a lockspace only
 //!   once every handle of it is closed, so a release while this process
-//!   still has another handle open is refused ([`Error::Busy`]) rather than
+//!   still has another handle open is refused ([`Error::HandlesOpen`]) rather than
 //!   left to wait for ever.
 //! - With no DLM, libdlm can fail with `errno` 0: that is
 //!   [`Error::NotAvailable`].

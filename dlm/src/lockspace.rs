@@ -188,8 +188,8 @@ impl Lockspace {
     }
 
     /// Whether this handle came from `dlm_new_lockspace`
-    /// ([`create`](Lockspace::create), [`create_exclusive`]
-    /// (Lockspace::create_exclusive), or a [`join`](Lockspace::join) that
+    /// ([`create`](Lockspace::create), [`create_exclusive`](Lockspace::create_exclusive)
+    ///, or a [`join`](Lockspace::join) that
     /// created): the kernel counts each create, and one
     /// [`release`](Lockspace::release) is owed for it. `false` for a
     /// handle from [`open`](Lockspace::open) (or a join that opened).
@@ -285,15 +285,27 @@ impl Lockspace {
     /// Takes the lock `name` in `mode`, waiting as long as it takes
     /// (`dlm_ls_lock`, then the completion AST).
     ///
+    /// The wait has no bound: a lock this process (this thread included:
+    /// the DLM does not detect re-entrance) holds in an incompatible mode
+    /// makes it wait for ever; see [`lock_with`](Lockspace::lock_with) with
+    /// a timeout. While the lockspace is stopped (dlm_controld dead), the
+    /// kernel blocks the request's write itself (crate docs, "When the
+    /// cluster fails").
+    ///
     /// # Errors
-    /// [`Error::InvalidName`]; [`Error::Deadlock`];
-    /// [`Error::LockspaceGone`]; other errors of `dlm_ls_lock`.
+    /// [`Error::InvalidName`]; [`Error::LockspaceGone`]; [`Error::Forked`];
+    /// other errors of `dlm_ls_lock`. (The DLM's own deadlock detection
+    /// answers [`Error::Deadlock`] only to conversions.)
     pub fn lock(&self, name: impl AsRef<[u8]>, mode: Mode) -> Result<LockGuard> {
         LockGuard::request(self, name.as_ref(), mode, LockOptions::new())
     }
 
     /// Takes the lock `name` in `mode` if that can be done at once
     /// (`LKF_NOQUEUE`).
+    ///
+    /// Queue order counts: a request compatible with every granted lock is
+    /// still refused while an incompatible request or conversion waits
+    /// ahead of it (add [`LockOptions::no_order`] to ignore the queue).
     ///
     /// # Errors
     /// [`Error::WouldBlock`] when another holder's mode is incompatible,

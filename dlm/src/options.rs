@@ -49,7 +49,8 @@ impl LockOptions {
     /// never left held without an owner. If the cancel is not answered
     /// within [`CANCEL_GRACE`](crate::CANCEL_GRACE), the request is given up
     /// ([`Error::TimedOut`](crate::Error::TimedOut)) and a late grant is
-    /// unlocked by the AST thread.
+    /// released by the crate's reaper thread. A timeout too large for the
+    /// clock (`Duration::MAX`) means no deadline.
     ///
     /// Limit: when a node's lockspace is stopped for a recovery that never
     /// runs (its `dlm_controld` died), the kernel blocks every write to the

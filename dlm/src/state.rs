@@ -88,8 +88,8 @@ pub(crate) struct LockState {
     pub(crate) exflags: u32,
     /// The guard's copy of the value block.
     pub(crate) lvb: LvbState,
-    /// The user asked for the value block ([`LockOptions::lvb`]
-    /// (crate::LockOptions::lvb)): conversions that read it send `VALBLK`.
+    /// The user asked for the value block ([`LockOptions::lvb`](crate::LockOptions::lvb)
+    ///): conversions that read it send `VALBLK`.
     pub(crate) uses_lvb: bool,
 }
 
