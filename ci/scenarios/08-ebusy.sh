@@ -1,0 +1,35 @@
+#!/bin/bash
+# 08-ebusy: timed requests racing a remote holder's hand-overs. Node 1 is
+# the resource's master (it asks first) and hands EX over every few
+# milliseconds; node 2 asks for EX with a timeout close to node 1's hold
+# time, many times, and unlocks or converts down at once after each grant.
+# A grant that crosses node 2's cancel on the wire leaves the lock with an
+# operation in progress, and the kernel answers the immediate unlock or
+# conversion with EBUSY until it ends: the crate must retry (bounded), so
+# every round ends granted or timed out, never with an error, and no lock
+# is left behind.
+. "$(dirname "$0")/../lib/scenario.sh"
+scenario "EBUSY on 2 nodes: timed requests racing a remote master's hand-overs"
+start_cluster 2
+RACE=$EXAMPLES/timeout-race
+rounds=${DLM_EBUSY_ROUNDS:-400}
+
+step "node 1 becomes the master of res8 and hands EX over $rounds times (3 ms holds)"
+h=$(spawn 1 "$RACE" holder ebusy res8 "$rounds" 3)
+wait_for_line "$h" '^holding$' 30
+
+step "node 2: $rounds requests with a 3 ms timeout, each unlocked or converted at once"
+t0=$(now)
+r=$(spawn 2 "$RACE" racer ebusy res8 "$rounds" 3)
+wait_job "$r" 240
+expect "node 2's racer exits 0 (no error answer)" 0 "$JOB_RC"
+echo "   racer: $(job_out "$r" | tail -n 1)"
+wait_job "$h" 240
+expect "node 1's holder exits 0" 0 "$JOB_RC"
+measure "$rounds timed requests racing remote hand-overs: $(elapsed "$t0") s ($(job_out "$r" | tail -n 1 | cut -d' ' -f2-))"
+
+step "nothing is left: node 1 can take EX at once"
+on 1 "$DLM_LOCK" -t --try --lockspace ebusy res8
+expect "node 1's try exits 0" 0 "$JOB_RC"
+no_panics
+pass

@@ -1,0 +1,86 @@
+//! `timeout-race`: timed requests racing a holder's hand-overs, for the
+//! multi-node scenario that drives the kernel's `EBUSY` answer (a grant
+//! crossing a cancel on the wire leaves an operation in progress, and an
+//! immediate unlock or conversion is refused until it ends; the crate
+//! retries).
+//!
+//! ```text
+//! timeout-race holder LOCKSPACE RESOURCE ROUNDS HOLD_MS
+//! timeout-race racer  LOCKSPACE RESOURCE ROUNDS TIMEOUT_MS
+//! ```
+//!
+//! The holder takes EX, holds it `HOLD_MS`, unlocks, `ROUNDS` times. The
+//! racer asks for EX with a timeout of `TIMEOUT_MS` (some expire, some are
+//! granted as they expire), then unlocks or converts down at once,
+//! `ROUNDS` times. Both print `done granted=N timed-out=N` and exit 0, or
+//! print `error: ...` and exit 1 on any other answer.
+
+use dlm::{Error, LockOptions, Lockspace, Mode};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [role, ls_name, res, rounds, ms] = &args[..] else {
+        eprintln!("usage: timeout-race holder|racer LOCKSPACE RESOURCE ROUNDS MS");
+        return ExitCode::from(64);
+    };
+    let (Ok(rounds), Ok(ms)) = (rounds.parse::<u32>(), ms.parse::<u64>()) else {
+        eprintln!("timeout-race: ROUNDS and MS are whole numbers");
+        return ExitCode::from(64);
+    };
+    match run(role, ls_name, res, rounds, Duration::from_millis(ms)) {
+        Ok((granted, timed_out)) => {
+            println!("done granted={granted} timed-out={timed_out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(
+    role: &str,
+    ls_name: &str,
+    res: &str,
+    rounds: u32,
+    ms: Duration,
+) -> Result<(u32, u32), String> {
+    let ls = Lockspace::join(ls_name, 0o600).map_err(|e| format!("join: {e}"))?;
+    let (mut granted, mut timed_out) = (0, 0);
+    for i in 0..rounds {
+        match role {
+            "holder" => {
+                let g = ls
+                    .lock(res, Mode::Ex)
+                    .map_err(|e| format!("round {i}: lock: {e}"))?;
+                if i == 0 {
+                    println!("holding");
+                }
+                std::thread::sleep(ms);
+                g.unlock().map_err(|e| format!("round {i}: unlock: {e}"))?;
+                granted += 1;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            "racer" => {
+                match ls.lock_with(res, Mode::Ex, LockOptions::new().timeout(ms)) {
+                    Ok(mut g) => {
+                        granted += 1;
+                        // At once: the cancel may still be in progress.
+                        if i % 2 == 0 {
+                            g.convert(Mode::Nl)
+                                .map_err(|e| format!("round {i}: convert: {e}"))?;
+                        }
+                        g.unlock().map_err(|e| format!("round {i}: unlock: {e}"))?;
+                    }
+                    Err(Error::TimedOut) => timed_out += 1,
+                    Err(e) => return Err(format!("round {i}: lock: {e}")),
+                }
+            }
+            _ => return Err(format!("unknown role {role}")),
+        }
+    }
+    Ok((granted, timed_out))
+}
