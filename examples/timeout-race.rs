@@ -31,7 +31,8 @@ fn main() -> ExitCode {
     };
     match run(role, ls_name, res, rounds, Duration::from_millis(ms)) {
         Ok((granted, timed_out)) => {
-            println!("done granted={granted} timed-out={timed_out}");
+            let busy = dlm::stats().busy_retries;
+            println!("done granted={granted} timed-out={timed_out} busy-retries={busy}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -50,6 +51,15 @@ fn run(
 ) -> Result<(u32, u32), String> {
     let ls = Lockspace::join(ls_name, 0o600).map_err(|e| format!("join: {e}"))?;
     let (mut granted, mut timed_out) = (0, 0);
+    // Times vary around `ms` (0.5x to 1.5x) so that grants and cancels
+    // cross at every offset.
+    let mut x = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
+    let mut jitter = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ms / 2 + Duration::from_micros(x % (ms.as_micros() as u64 + 1))
+    };
     for i in 0..rounds {
         match role {
             "holder" => {
@@ -59,13 +69,13 @@ fn run(
                 if i == 0 {
                     println!("holding");
                 }
-                std::thread::sleep(ms);
+                std::thread::sleep(jitter());
                 g.unlock().map_err(|e| format!("round {i}: unlock: {e}"))?;
                 granted += 1;
                 std::thread::sleep(Duration::from_micros(500));
             }
             "racer" => {
-                match ls.lock_with(res, Mode::Ex, LockOptions::new().timeout(ms)) {
+                match ls.lock_with(res, Mode::Ex, LockOptions::new().timeout(jitter())) {
                     Ok(mut g) => {
                         granted += 1;
                         // At once: the cancel may still be in progress.

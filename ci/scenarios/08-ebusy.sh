@@ -12,7 +12,7 @@
 scenario "EBUSY on 2 nodes: timed requests racing a remote master's hand-overs"
 start_cluster 2
 RACE=$EXAMPLES/timeout-race
-rounds=${DLM_EBUSY_ROUNDS:-400}
+rounds=${DLM_EBUSY_ROUNDS:-1000}
 
 step "node 1 becomes the master of res8 and hands EX over $rounds times (3 ms holds)"
 h=$(spawn 1 "$RACE" holder ebusy res8 "$rounds" 3)
@@ -24,6 +24,8 @@ r=$(spawn 2 "$RACE" racer ebusy res8 "$rounds" 3)
 wait_job "$r" 240
 expect "node 2's racer exits 0 (no error answer)" 0 "$JOB_RC"
 echo "   racer: $(job_out "$r" | tail -n 1)"
+busy=$(job_out "$r" | tail -n 1 | sed -n 's/.*busy-retries=\([0-9]*\).*/\1/p')
+check "the kernel answered EBUSY at least once (the race was exercised): ${busy:-?} retries" test "${busy:-0}" -gt 0
 wait_job "$h" 240
 expect "node 1's holder exits 0" 0 "$JOB_RC"
 measure "$rounds timed requests racing remote hand-overs: $(elapsed "$t0") s ($(job_out "$r" | tail -n 1 | cut -d' ' -f2-))"

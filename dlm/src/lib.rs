@@ -155,6 +155,7 @@ mod options;
 mod reaper;
 mod request;
 mod state;
+mod stats;
 mod version;
 
 pub use ast::{Blocking, BlockingReceiver};
@@ -171,4 +172,5 @@ pub use name::{MAX_LOCKSPACE_NAME, MAX_RESOURCE_NAME};
 pub use options::LockOptions;
 pub use request::{BUSY_PATIENCE, CANCEL_GRACE, UNLOCK_PATIENCE};
 pub use state::Granted;
+pub use stats::{stats, Stats};
 pub use version::{kernel_version, library_version, Version};

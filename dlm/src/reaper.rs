@@ -94,6 +94,7 @@ fn run(rx: Receiver<Job>) {
         // SAFETY: the cell is in `inner`'s keeping, alive while `inner` is.
         let cell = unsafe { &*(job.cell as *const LockCell) };
         if reap(&inner, cell, job.lkid) {
+            crate::stats::count(&crate::stats::REAPED);
             inner.free_parked(job.cell);
         }
         // Dropping `inner` may close the lockspace, here: never on the AST

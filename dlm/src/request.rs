@@ -138,6 +138,7 @@ unsafe fn write(
         if code == libc::EBUSY {
             let since = *busy_since.get_or_insert_with(Instant::now);
             if since.elapsed() < BUSY_PATIENCE {
+                crate::stats::count(&crate::stats::BUSY_RETRIES);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_millis(50));
                 continue;
@@ -176,6 +177,7 @@ impl Drop for InFlight<'_> {
 /// come, the cell goes to the lockspace's keeping and the AST deals with
 /// the answer; if it has, a lock it leaves held goes to the reaper.
 pub(crate) fn give_up(inner: &Arc<Inner>, cell: Box<LockCell>, how: Abandon) {
+    crate::stats::count(&crate::stats::GIVEN_UP);
     match cell.abandon(how, inner) {
         Ok(()) => inner.park(cell),
         Err(d) if how.leaves_held(d.answer.status) => hand_to_reaper(inner, cell, d.lkid),

@@ -1,0 +1,41 @@
+//! Process-wide counters of the crate's unhappy paths, for operators and
+//! tests: how often the kernel said `EBUSY`, how often a waiter gave up,
+//! how many locks the reaper released. Counted only on those paths: the
+//! lock/unlock path pays nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(crate) static BUSY_RETRIES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static GIVEN_UP: AtomicU64 = AtomicU64::new(0);
+pub(crate) static REAPED: AtomicU64 = AtomicU64::new(0);
+
+/// A snapshot of the counters ([`stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Requests the kernel refused with `EBUSY` (an earlier operation on
+    /// the lock still in progress, as when a grant crosses a cancel on the
+    /// wire) and this crate sent again.
+    pub busy_retries: u64,
+    /// Requests whose waiter stopped waiting for the answer (a cancel not
+    /// answered within [`CANCEL_GRACE`](crate::CANCEL_GRACE), a lockspace
+    /// gone, a panic unwinding); their cells stay in the lockspace's keeping.
+    pub given_up: u64,
+    /// Locks left held with no owner (a late grant after a give-up) that
+    /// the reaper thread released.
+    pub reaped: u64,
+}
+
+/// The counters since the process started.
+pub fn stats() -> Stats {
+    Stats {
+        busy_retries: BUSY_RETRIES.load(Ordering::Relaxed),
+        given_up: GIVEN_UP.load(Ordering::Relaxed),
+        reaped: REAPED.load(Ordering::Relaxed),
+    }
+}
+
+/// Adds one to `counter`.
+pub(crate) fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
