@@ -7,8 +7,10 @@
 //! [`completion_ast`] or [`blocking_ast`] with the cell's address. Those
 //! functions snapshot the answer into the cell, and forward it to the
 //! waiter by one compare-and-swap and one unpark — nothing else: no
-//! allocation, no lock (but the blocking-notification waiter's), no I/O,
-//! no user code, and no panic can escape them.
+//! allocation, no lock (but the blocking-notification waiter's), no user
+//! code, and no panic can escape them. The one exception is a late answer
+//! that leaves an abandoned lock held when the reaper's queue is full:
+//! then the AST writes the unlock itself (see [`crate::reaper`]).
 //!
 //! # The handshake
 //! One atomic per cell says who owns the request in flight:
@@ -39,6 +41,7 @@ use crossbeam_channel::{Receiver, Sender};
 use dlm_sys as sys;
 use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::Thread;
@@ -149,6 +152,47 @@ pub(crate) struct LockCell {
     ls: sys::dlm_lshandle_t,
 }
 
+/// The owner of a [`LockCell`]: a heap allocation reached only through a
+/// raw pointer, never through a `Box` while the cell is shared, since
+/// libdlm's AST thread writes into it concurrently (a `Box` would assert
+/// unique access). Freed on drop.
+pub(crate) struct CellBox(NonNull<LockCell>);
+
+// SAFETY: LockCell is Send and Sync (below); CellBox owns it like a Box.
+unsafe impl Send for CellBox {}
+// SAFETY: as for Send.
+unsafe impl Sync for CellBox {}
+
+impl CellBox {
+    /// The cell's address, as its AST argument names it.
+    pub(crate) fn addr(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+}
+
+impl std::ops::Deref for CellBox {
+    type Target = LockCell;
+    fn deref(&self) -> &LockCell {
+        // SAFETY: the pointer came from Box::leak and is freed only by
+        // Drop; shared references are all anyone takes.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for CellBox {
+    fn drop(&mut self) {
+        // SAFETY: the allocation came from Box::leak in LockCell::new and is
+        // freed once, here; the owner drops it only when no AST can name it.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+impl std::fmt::Debug for CellBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// Slot of requests, conversions and unlocks.
 pub(crate) const MAIN: usize = 0;
 /// Slot of cancels.
@@ -173,8 +217,9 @@ impl std::fmt::Debug for LockCell {
 }
 
 impl LockCell {
-    /// A new cell, boxed so that its address stays fixed.
-    pub(crate) fn new(ls: sys::dlm_lshandle_t, blocking: bool) -> Box<LockCell> {
+    /// A new cell, on the heap so that its address stays fixed.
+    #[allow(clippy::new_ret_no_self)]
+    pub(crate) fn new(ls: sys::dlm_lshandle_t, blocking: bool) -> CellBox {
         let cell = Box::new(LockCell {
             lksb: [
                 UnsafeCell::new(sys::dlm_lksb::default()),
@@ -193,7 +238,7 @@ impl LockCell {
             // SAFETY: nothing else can see the new cell yet.
             unsafe { (*slot.get()).sb_lvbptr = cell.lvb.get().cast() };
         }
-        cell
+        CellBox(NonNull::from(Box::leak(cell)))
     }
 
     /// The lksb of `slot` to pass to libdlm.
@@ -403,6 +448,7 @@ pub(crate) fn start_watchdog() {
         .name("dlm-watchdog".into())
         .spawn(|| loop {
             std::thread::sleep(LIVENESS_PERIOD);
+            crate::health::update();
             TICKS.fetch_add(1, Ordering::SeqCst);
             for (thread, parked) in PARKED.lock().iter() {
                 if parked.load(Ordering::SeqCst) {

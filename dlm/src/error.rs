@@ -81,6 +81,20 @@ pub enum Error {
     /// NL, not in its old mode.
     #[error("the lock was demoted to NL ({0})")]
     Demoted(Box<Error>),
+    /// The guard no longer holds its lock: an earlier request on it was
+    /// never answered and was given up (see
+    /// [`LockGuard::is_held`](crate::LockGuard::is_held)); the crate's
+    /// reaper releases the lock if the kernel answers later.
+    #[error("the lock was given up after an unanswered request; it is released in the background")]
+    GivenUp,
+    /// The lockspace is stopped and no recovery will restart it:
+    /// dlm_controld is not running on this node (the kernel stops every
+    /// lockspace when it dies). The kernel would block the request's write
+    /// uninterruptibly, so nothing was sent; a wait for an answer ends so
+    /// too. Closing the handle (or exiting) still blocks in the kernel
+    /// until dlm_controld is back or the node restarts.
+    #[error("the lockspace is stopped and dlm_controld is not running on this node: the kernel would block the request (nothing was sent)")]
+    LockspaceStopped,
     /// The call was made in a child of `fork` on a handle or guard of its
     /// parent: the lockspace descriptor is shared with the parent, whose
     /// locks it would act on, and the child has no AST thread. Nothing was
@@ -131,7 +145,8 @@ impl Error {
             Error::LockspaceNotFound | Error::OrphanNotFound => Some(libc::ENOENT),
             Error::LockspaceBusy | Error::HandlesOpen | Error::InProgress => Some(libc::EBUSY),
             Error::Demoted(e) => e.raw_os_error(),
-            Error::Forked => None,
+            Error::Forked | Error::GivenUp => None,
+            Error::LockspaceStopped => Some(libc::ESHUTDOWN),
             Error::LockspaceGone => Some(libc::ENOENT),
             Error::OrphanModeMismatch => Some(libc::EAGAIN),
             Error::InvalidName(_) | Error::InvalidArgument(_) => None,

@@ -5,7 +5,7 @@
 //! Every request goes through [`request::run`](crate::request), which owns
 //! the lock's cell while the kernel may write into it.
 
-use crate::ast::{Abandon, BlockingReceiver, LockCell};
+use crate::ast::{Abandon, BlockingReceiver, CellBox, LockCell};
 use crate::error::{Error, Result};
 use crate::flags::{self, LockFlags, Request};
 use crate::lockspace::Lockspace;
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 #[must_use = "dropping the guard unlocks the lock at once"]
 pub struct LockGuard {
     /// `None` once unlocked, orphaned or given up.
-    cell: Option<Box<LockCell>>,
+    cell: Option<CellBox>,
     ls: Lockspace,
     lkid: u32,
     /// What the kernel holds for the lock.
@@ -174,7 +174,7 @@ impl LockGuard {
             cell: Some(cell),
             ls: ls.clone(),
             lkid,
-            state: LockState::adopted(mode, uses_lvb),
+            state: LockState::adopted(mode, flags),
             granted: Granted {
                 mode,
                 alternate: false,
@@ -225,8 +225,8 @@ impl LockGuard {
     /// that made the lock's last request or conversion (`gettid`; the
     /// process id for a main thread). It is the `pid` to give
     /// [`Lockspace::purge_orphans`] for this lock once orphaned. For an
-    /// adopted orphan, the adopting thread (the kernel keeps the original
-    /// owner until the next conversion).
+    /// adopted orphan, the adopting thread (the kernel records it at the
+    /// adoption).
     pub fn owner_tid(&self) -> u32 {
         self.owner_tid
     }
@@ -382,6 +382,11 @@ impl LockGuard {
     /// or [`Error::Cancelled`] the lock is still held in its old mode;
     /// on [`Error::Demoted`] it is held in NL (the DLM demoted it to break
     /// a conversion deadlock, with [`LockOptions::demote_on_deadlock`]).
+    /// With `demote_on_deadlock`, the DLM can demote the lock and a cancel's
+    /// answer not say so: after such a failure the guard asks for its old
+    /// mode again without waiting ([`Error::Demoted`] if it cannot have
+    /// it), and drops a pending [`set_lvb`](Self::set_lvb): others may
+    /// have written since.
     /// [`Error::InvalidArgument`] for flags the kernel rejects (nothing is
     /// sent); [`Error::InProgress`] if the kernel still had an operation
     /// on the lock in progress (nothing changed); [`Error::LockspaceGone`];
@@ -471,8 +476,11 @@ impl LockGuard {
     /// takes the cancel). Asks again for the old mode without waiting: a
     /// lock still in `from` gets it at once (a conversion to the same
     /// mode); a demoted one gets it only if nothing blocks it, else it is
-    /// known to be NL. Either way the guard's mode is true afterwards.
+    /// known to be NL. Either way the guard's mode is true afterwards. A
+    /// pending value block write is dropped: after a possible demotion it
+    /// may no longer be the newest.
     fn probe_demotion(&mut self, from: Mode, cause: Error) -> Error {
+        self.state.maybe_demoted(false);
         if from == Mode::Nl {
             return cause;
         }
@@ -480,7 +488,7 @@ impl LockGuard {
         match self.convert_raw(from, flags & !sys::LKF_VALBLK, None) {
             Ok(_) => cause,
             Err(Error::WouldBlock) => {
-                self.state.mode = Mode::Nl;
+                self.state.maybe_demoted(true);
                 Error::Demoted(Box::new(cause))
             }
             Err(other) => other,
@@ -537,13 +545,27 @@ impl LockGuard {
 
     fn release(&mut self) -> Result<()> {
         if self.cell.is_none() {
-            return Ok(());
+            // Only a give-up leaves a guard without its cell (unlock and
+            // orphan consume the guard).
+            return Err(Error::GivenUp);
         }
-        if let Err(e) = self.ls.inner.check() {
-            // A fork's child: the lock and the cell's memory are the
-            // parent's (the kernel writes the parent's copy); leave both.
-            std::mem::forget(self.cell.take());
-            return Err(e);
+        match self.ls.inner.check() {
+            Ok(()) => {}
+            Err(Error::Forked) => {
+                // A fork's child: the lock and the cell's memory are the
+                // parent's (the kernel writes the parent's copy); leave both.
+                std::mem::forget(self.cell.take());
+                return Err(Error::Forked);
+            }
+            Err(e) => {
+                // Stalled: an unlock would block for ever. The lock stays
+                // (the kernel drops it when the handle finally closes);
+                // its cell stays with the lockspace.
+                if let Some(cell) = self.cell.take() {
+                    self.ls.inner.park(cell);
+                }
+                return Err(e);
+            }
         }
         let flags = match self.state.release_plan() {
             ReleasePlan::Unlock(flags) => flags,
@@ -556,7 +578,7 @@ impl LockGuard {
         };
         let Some(cell) = self.cell.take() else {
             // The conversion was given up: the reaper releases the lock.
-            return Err(Error::LockspaceGone);
+            return Err(Error::GivenUp);
         };
         let inner = &self.ls.inner;
         let lkid = self.lkid;
@@ -577,9 +599,9 @@ impl LockGuard {
                 Err(Error::from_status(a.delivered.answer.status)
                     .unwrap_or(Error::InvalidArgument("unexpected unlock status")))
             }
-            (Some(cell), Err(Error::LockspaceGone)) => {
+            (Some(cell), Err(e @ (Error::LockspaceGone | Error::LockspaceStopped))) => {
                 inner.park(cell);
-                Err(Error::LockspaceGone)
+                Err(e)
             }
             (Some(cell), Err(e)) => {
                 // Refused before it reached the kernel: still held.
@@ -594,7 +616,9 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        let _ = self.release();
+        if self.cell.is_some() {
+            let _ = self.release();
+        }
     }
 }
 

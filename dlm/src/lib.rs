@@ -62,8 +62,13 @@
 //! answer (its cancel unanswered for [`CANCEL_GRACE`], its lockspace gone)
 //! and a late answer meet in one atomic handshake: exactly one of them
 //! owns the answer. If the late answer leaves a lock held, the reaper
-//! converts it to NL and unlocks it: no lock is ever left held by
-//! accident, and no value block gets bytes nobody chose.
+//! converts it to NL and unlocks it, so no value block gets bytes nobody
+//! chose. The limits: an answer that never comes (a lockspace stopped for
+//! good) leaves the lock held until its handle closes; and if the reaper
+//! cannot take a lock (its queue of 1,024 is full), libdlm's thread
+//! unlocks it at once with `LKF_IVVALBLK` (the value block is then marked
+//! not valid), without retrying an `EBUSY`. [`stats`] counts give-ups and
+//! reaped locks.
 //!
 //! **Unwinding.** From the moment a request is written until its answer is
 //! seen, the lock's cell is owned by a guard whose drop abandons it to the
@@ -78,7 +83,10 @@
 //! nothing, and dropping them does nothing to the parent's locks (the
 //! child closes only its copy of the descriptor). A child opens its own
 //! handles. Descriptors are close-on-exec, so a program the process runs
-//! never keeps its locks alive.
+//! never keeps its locks alive. As with any multi-threaded program, a
+//! child that forks while another thread holds one of the crate's internal
+//! mutexes (opening or closing a lockspace, the watchdog's once-a-second
+//! pass) would block on it; fork from a quiet moment, or exec at once.
 //!
 //! **Forced release by another process.** When another process releases
 //! the lockspace with force, its locks go with it: waits on it end with
@@ -147,6 +155,7 @@ mod error;
 mod flags;
 mod fork;
 mod guard;
+mod health;
 mod lockspace;
 mod lvb;
 mod mode;

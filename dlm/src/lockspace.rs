@@ -1,6 +1,6 @@
 //! Lockspaces: create, open, join, close, release.
 
-use crate::ast::LockCell;
+use crate::ast::CellBox;
 use crate::error::{errno, set_errno, Error, Result};
 use crate::guard::LockGuard;
 use crate::mode::Mode;
@@ -12,6 +12,7 @@ use std::ffi::{c_void, CString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Serialises libdlm's unlocked global state (control device, kernel
@@ -90,16 +91,17 @@ pub(crate) struct Inner {
     /// come any more.
     device: Option<PathBuf>,
     /// Cells whose last AST may still come: kept until the AST thread is
-    /// stopped at close (or until the reaper has unlocked them). Boxed:
-    /// the kernel knows their addresses.
-    #[allow(clippy::vec_box)]
-    graveyard: Mutex<Vec<Box<LockCell>>>,
+    /// stopped at close (or until the reaper has unlocked them). On the
+    /// heap: the kernel knows their addresses.
+    graveyard: Mutex<Vec<CellBox>>,
     /// Set once libdlm has closed the handle (by a release).
     closed: bool,
     /// This handle came from `dlm_new_lockspace`: one release is owed.
     created: bool,
     /// The process generation (see `fork`) the handle was opened in.
     generation: u32,
+    /// Stopped with no dlm_controld (see `health`), kept by the watchdog.
+    stalled: Arc<AtomicBool>,
 }
 
 // SAFETY: the libdlm handle may be used from any thread: dlm_ls_lock and
@@ -247,6 +249,8 @@ impl Lockspace {
         let device = PathBuf::from(format!("/dev/misc/dlm_{name}"));
         let device = device.exists().then_some(device);
         count_open(&cname, 1);
+        let stalled = Arc::new(AtomicBool::new(crate::health::stalled(&cname)));
+        crate::health::watch(&cname, &stalled);
         Ok(Lockspace {
             inner: Arc::new(Inner {
                 handle,
@@ -256,6 +260,7 @@ impl Lockspace {
                 closed: false,
                 created: matches!(how, How::Create { .. }),
                 generation: crate::fork::generation(),
+                stalled,
             }),
         })
     }
@@ -417,14 +422,14 @@ impl Lockspace {
         if let Err(e) = self.inner.check() {
             return Err(refuse(self, e));
         }
-        if Arc::strong_count(&self.inner) > 1 || open_count(&self.inner.name) > 1 {
+        if open_count(&self.inner.name) > 1 {
             return Err(refuse(self, Error::HandlesOpen));
         }
-        let Some(mut inner) = Arc::into_inner(self.inner) else {
-            return Err(ReleaseError {
-                error: Error::HandlesOpen,
-                lockspace: None,
-            });
+        // Another owner: a clone, a guard, or the reaper at work on one of
+        // this lockspace's abandoned locks (for a moment).
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(inner) => return Err(refuse(Lockspace { inner }, Error::HandlesOpen)),
         };
         // SAFETY: sole owner of the handle; libdlm stops its AST thread,
         // closes and frees it; `closed` keeps Drop from closing it again.
@@ -521,8 +526,24 @@ impl From<ReleaseError> for Error {
 }
 
 impl Inner {
+    /// Whether answers can still come: the device exists (not released)
+    /// and the lockspace is not stalled.
     pub(crate) fn is_alive(&self) -> bool {
-        self.device.as_ref().is_none_or(|p| p.exists())
+        !self.is_stalled() && self.device.as_ref().is_none_or(|p| p.exists())
+    }
+
+    /// Stopped with no dlm_controld: a write would block for ever.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// The error for a wait that ended because no answer can come.
+    pub(crate) fn gone_error(&self) -> Error {
+        if self.is_stalled() {
+            Error::LockspaceStopped
+        } else {
+            Error::LockspaceGone
+        }
     }
 
     pub(crate) fn handle(&self) -> sys::dlm_lshandle_t {
@@ -530,16 +551,20 @@ impl Inner {
     }
 
     /// [`Error::Forked`] in a fork's child: the handle is the parent's.
+    /// And [`Error::LockspaceStopped`] when a write would block for ever.
     #[inline]
     pub(crate) fn check(&self) -> Result<()> {
         if crate::fork::generation() != self.generation {
             return Err(Error::Forked);
         }
+        if self.is_stalled() {
+            return Err(Error::LockspaceStopped);
+        }
         Ok(())
     }
 
     /// Keeps `cell` until the lockspace closes: an AST may still name it.
-    pub(crate) fn park(&self, cell: Box<LockCell>) {
+    pub(crate) fn park(&self, cell: CellBox) {
         self.graveyard.lock().push(cell);
     }
 
@@ -547,10 +572,7 @@ impl Inner {
     /// it any more).
     pub(crate) fn free_parked(&self, addr: usize) {
         let mut graveyard = self.graveyard.lock();
-        if let Some(i) = graveyard
-            .iter()
-            .position(|c| &**c as *const LockCell as usize == addr)
-        {
+        if let Some(i) = graveyard.iter().position(|c| c.addr() == addr) {
             let cell = graveyard.swap_remove(i);
             drop(graveyard);
             drop(cell);
@@ -563,7 +585,15 @@ impl Drop for Inner {
         if self.closed {
             return;
         }
-        if self.check().is_err() {
+        if self.is_stalled() {
+            // Closing would block uninterruptibly in the kernel (and
+            // cancelling the AST thread is useless: it sleeps in read).
+            // Leave the handle, its thread and its cells as they are: the
+            // descriptor closes when the process exits.
+            std::mem::forget(std::mem::take(self.graveyard.get_mut()));
+            return;
+        }
+        if crate::fork::generation() != self.generation {
             // A fork's child: the AST thread is the parent's, and libdlm's
             // close would cancel a thread that is not here. Close only the
             // child's copy of the descriptor (the parent's stays open);

@@ -33,7 +33,7 @@ struct Job {
 
 /// Jobs the reaper can have queued before the AST falls back to an
 /// immediate unlock.
-const CAPACITY: usize = 256;
+const CAPACITY: usize = 1024;
 
 /// The reaper's queue, leaked once per process generation (a fork's child
 /// gets its own thread and queue).

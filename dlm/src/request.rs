@@ -12,7 +12,7 @@
 //!   return or a panic unwinding — abandons it to its lockspace instead of
 //!   freeing memory the kernel will still write into.
 
-use crate::ast::{Abandon, Delivered, Limit, LockCell, NoAnswer, Waiter, CANCEL, MAIN};
+use crate::ast::{Abandon, CellBox, Delivered, Limit, LockCell, NoAnswer, Waiter, CANCEL, MAIN};
 use crate::error::{errno, set_errno, Error};
 use crate::lockspace::Inner;
 use crate::mode::Mode;
@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 /// How long a cancelled request may take to answer before its waiter gives
 /// up on it (the lock is then released by the reaper if it is granted
-/// later, so it is never left held).
+/// later; if no answer ever comes, the kernel holds the request until the
+/// lockspace handle closes).
 pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 /// How long an unlock may take to complete before
@@ -84,6 +85,10 @@ unsafe fn write(
     let mut busy_since = None::<Instant>;
     let mut backoff = Duration::from_millis(1);
     loop {
+        if inner.is_stalled() {
+            // The kernel would block this write for ever.
+            return Err(Error::LockspaceStopped);
+        }
         // SAFETY: no request in flight (the caller's contract).
         unsafe { cell.prepare(w) };
         set_errno(0);
@@ -161,7 +166,7 @@ unsafe fn write(
 /// its lockspace (see [`give_up`]), never frees it.
 pub(crate) struct InFlight<'a> {
     inner: &'a Arc<Inner>,
-    cell: Option<Box<LockCell>>,
+    cell: Option<CellBox>,
     how: Abandon,
 }
 
@@ -176,23 +181,38 @@ impl Drop for InFlight<'_> {
 /// Gives up on the request in flight on `cell`: if its answer has not
 /// come, the cell goes to the lockspace's keeping and the AST deals with
 /// the answer; if it has, a lock it leaves held goes to the reaper.
-pub(crate) fn give_up(inner: &Arc<Inner>, cell: Box<LockCell>, how: Abandon) {
+pub(crate) fn give_up(inner: &Arc<Inner>, cell: CellBox, how: Abandon) {
     crate::stats::count(&crate::stats::GIVEN_UP);
-    match cell.abandon(how, inner) {
-        Ok(()) => inner.park(cell),
-        Err(d) if how.leaves_held(d.answer.status) => hand_to_reaper(inner, cell, d.lkid),
+    // In the lockspace's keeping first: once the abandon is published, a
+    // late answer can reach the reaper, which frees the cell from there.
+    let addr = cell.addr();
+    // SAFETY: the cell lives in the graveyard until the lockspace closes
+    // (it cannot close: `inner` is held) or the reaper frees it, which it
+    // does only after the abandon below.
+    let cell_ref = unsafe { &*(addr as *const LockCell) };
+    inner.park(cell);
+    match cell_ref.abandon(how, inner) {
+        Ok(()) => {}
+        Err(d) if how.leaves_held(d.answer.status) => {
+            cell_ref.set_reaping();
+            crate::reaper::reap_later(Arc::downgrade(inner), cell_ref, d.lkid);
+        }
         // The answer ended the lock: no AST names the cell any more.
-        Err(_) => drop(cell),
+        Err(_) => inner.free_parked(addr),
     }
 }
 
 /// Gives a held lock nobody owns to the reaper.
-pub(crate) fn hand_to_reaper(inner: &Arc<Inner>, cell: Box<LockCell>, lkid: u32) {
+pub(crate) fn hand_to_reaper(inner: &Arc<Inner>, cell: CellBox, lkid: u32) {
     cell.set_reaping();
-    let addr: *const LockCell = &*cell;
+    let addr = cell.addr();
     inner.park(cell);
     // SAFETY: the cell is alive in `inner`'s keeping, and `inner` is open.
-    crate::reaper::reap_later(Arc::downgrade(inner), unsafe { &*addr }, lkid);
+    crate::reaper::reap_later(
+        Arc::downgrade(inner),
+        unsafe { &*(addr as *const LockCell) },
+        lkid,
+    );
 }
 
 /// Makes one request of `cell` and waits for its answer as `wait` says.
@@ -202,13 +222,13 @@ pub(crate) fn hand_to_reaper(inner: &Arc<Inner>, cell: Box<LockCell>, lkid: u32)
 /// or `None` if it was given up (the lockspace keeps it).
 pub(crate) fn run(
     inner: &Arc<Inner>,
-    cell: Box<LockCell>,
+    cell: CellBox,
     how: Abandon,
     op: Op<'_>,
     mode: Mode,
     flags: u32,
     wait: Wait,
-) -> (Option<Box<LockCell>>, Result<Answered, Error>) {
+) -> (Option<CellBox>, Result<Answered, Error>) {
     Waiter::with(|w| {
         // SAFETY: no request of the cell is in flight (each caller owns
         // the cell between requests); the cell is boxed, and from here on
@@ -250,9 +270,13 @@ fn await_answer(
                 timed_out: false,
             })
         }
-        Err(NoAnswer::Gone) => return Err(Error::LockspaceGone),
+        Err(NoAnswer::Gone) => return Err(inner.gone_error()),
         Err(NoAnswer::Expired) if !cancel => return Err(Error::TimedOut),
         Err(NoAnswer::Expired) => {}
+    }
+    if inner.is_stalled() {
+        // The cancel's write would block for ever.
+        return Err(Error::LockspaceStopped);
     }
     let lkid = match op {
         Op::New { .. } => cell.lkid_after_request(),
@@ -280,7 +304,7 @@ fn await_answer(
             delivered,
             timed_out: true,
         }),
-        Err(NoAnswer::Gone) => Err(Error::LockspaceGone),
+        Err(NoAnswer::Gone) => Err(inner.gone_error()),
         Err(NoAnswer::Expired) => Err(Error::TimedOut),
     }
 }

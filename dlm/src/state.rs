@@ -4,7 +4,9 @@
 //! The kernel keeps, per lock: the granted mode, the flags of the last
 //! request or conversion it accepted (`lkb_exflags`: it *replaces* them on
 //! every accepted request, success or not, and ORs an unlock's or cancel's
-//! flags into them), and a value block buffer. Those decide what a later
+//! flags into them; the model keeps the replaced flags, which are the ones
+//! that matter: `PERSISTENT`, `VALBLK`, `IVVALBLK`), and a value block
+//! buffer. Those decide what a later
 //! unlock or close does: `PERSISTENT` in the flags orphans the lock at
 //! close, `VALBLK` in the flags of a PW/EX lock copies the lock's buffer
 //! into the resource's value block at unlock. So the guard keeps the same
@@ -181,15 +183,28 @@ impl LockState {
         ))
     }
 
-    /// The model of an adopted orphan: its last request's flags are
-    /// unknown, so `VALBLK` is assumed (an unlock from PW/EX then converts
-    /// down first).
-    pub(crate) fn adopted(mode: Mode, uses_lvb: bool) -> LockState {
+    /// The model of an adopted orphan: the kernel gives it the adoption's
+    /// flags (`dlm_user_adopt_orphan` sets `lkb_exflags`).
+    pub(crate) fn adopted(mode: Mode, flags: u32) -> LockState {
         LockState {
             mode,
-            exflags: sys::LKF_PERSISTENT | sys::LKF_VALBLK,
+            exflags: flags,
             lvb: LvbState::NotRead,
-            uses_lvb,
+            uses_lvb: flags & sys::LKF_VALBLK != 0,
+        }
+    }
+
+    /// After a failed or cancelled `CONVDEADLK` conversion whose answer
+    /// cannot show a demotion (the kernel clears an answer's flags when it
+    /// takes a cancel): the lock may have been demoted to NL meanwhile, so
+    /// a pending value or invalidation can no longer be trusted to be the
+    /// newest; it is dropped. `held_nl` when the lock is known to be NL.
+    pub(crate) fn maybe_demoted(&mut self, held_nl: bool) {
+        if self.lvb.pending() {
+            self.lvb = LvbState::NotRead;
+        }
+        if held_nl {
+            self.mode = Mode::Nl;
         }
     }
 
@@ -525,8 +540,13 @@ mod tests {
             held(Mode::Ex, 0, NotRead, false).release_plan(),
             ReleasePlan::Unlock(0)
         );
+        let adopt = sys::LKF_PERSISTENT | sys::LKF_ORPHAN;
         assert_eq!(
-            LockState::adopted(Mode::Ex, false).release_plan(),
+            LockState::adopted(Mode::Ex, adopt).release_plan(),
+            ReleasePlan::Unlock(0)
+        );
+        assert_eq!(
+            LockState::adopted(Mode::Ex, adopt | sys::LKF_VALBLK).release_plan(),
             ReleasePlan::ConvertFirst(sys::LKF_CONVERT)
         );
     }
