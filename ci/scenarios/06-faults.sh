@@ -9,14 +9,17 @@
 # stops every lockspace of that node (dlm_stop_lockspaces), and a stopped
 # lockspace blocks each request, cancel and unlock write in
 # dlm_lock_recovery(), uninterruptibly, until a recovery that no daemon
-# will ever run. The library's timeout cancels with such a write, so on
-# its own it would wait for ever; dlm-lock's watchdog (--timeout + 15 s)
-# answers "error: stuck: ..." and ends the program. The blocked thread
-# stays in the kernel until the node goes (a real cluster fences it).
+# will ever run. The crate sees that state from outside without writing
+# (the lockspace's /sys/kernel/dlm/NAME/recover_status reads 0 and
+# nobody holds dlm_controld's pid-file lock, checked once a second): the
+# waiter's wait ends with "the lockspace is stopped ..." before its
+# timeout's cancel would be written, and a new request fails at once,
+# nothing sent. (Closing the handle still blocks in the kernel: the
+# programs cannot exit until the node goes; a real cluster fences it.)
 . "$(dirname "$0")/../lib/scenario.sh"
 scenario "dlm_controld killed on node 2 while a request waits there: bounded answers, no panic"
 start_cluster 2
-limit=30 # seconds: --timeout 3, the watchdog's 15 s, and slack
+limit=10 # seconds: about a second to see the stall, and slack
 
 step "node 1 holds EX on res6; node 2 waits for it with --timeout 3"
 h1=$(spawn 1 "$DLM_LOCK" -t --notify --hold-until-file "$WORK/release-1" res6)
@@ -30,13 +33,17 @@ pid=$(cat "$DIR/node2/dlm_controld.pid")
 t_kill=$(now)
 on 2 kill -9 "$pid"
 expect "dlm_controld (pid $pid in node 2) killed" 0 "$JOB_RC"
+sleep 2 # the crate looks once a second
 n2=$(spawn 2 "$DLM_LOCK" -t --timeout 3 res6-new)
 
 step "the waiter on node 2 answers within ${limit} s"
 wait_for_line "$w2" '^(granted|timed-out|would-block|deadlock|cancelled|error:)' "$limit"
 measure "dlm_controld-kill-to-answer: $(elapsed "$t_kill" "$SEEN_AT") s, the waiter said '$LINE'"
+check "the waiter was told the lockspace is stopped" has_line "$w2" '^error: .*stopped'
 wait_for_line "$n2" '^(granted|timed-out|would-block|deadlock|cancelled|error:)' "$limit"
-measure "a new request on node 2 after the kill: '$LINE' after $(elapsed "$t_kill" "$SEEN_AT") s"
+t_req=$(line_time "$n2" '^requesting EX$')
+measure "a new request on node 2 after the kill: '$LINE' $(elapsed "$t_req" "$(line_time "$n2" '^error:')") s after it was made"
+check "the new request failed at once: lockspace stopped" has_line "$n2" '^error: .*stopped'
 # Where are they? A stuck thread sleeps in dlm_lock_recovery's down_read,
 # called from dlm_user_cancel or dlm_user_request.
 kernel_stacks 2 dlm-lock

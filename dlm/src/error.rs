@@ -93,7 +93,7 @@ pub enum Error {
     /// uninterruptibly, so nothing was sent; a wait for an answer ends so
     /// too. Closing the handle (or exiting) still blocks in the kernel
     /// until dlm_controld is back or the node restarts.
-    #[error("the lockspace is stopped and dlm_controld is not running on this node: the kernel would block the request (nothing was sent)")]
+    #[error("the lockspace is stopped and dlm_controld is not running on this node: no answer can come, and the kernel would block any request written to it")]
     LockspaceStopped,
     /// The call was made in a child of `fork` on a handle or guard of its
     /// parent: the lockspace descriptor is shared with the parent, whose
