@@ -57,13 +57,18 @@ fn find_library() -> Vec<PathBuf> {
             includes
         }
         Err(err) => {
-            // Fall back to the default search path before giving up: the
-            // library may be installed without its .pc file.
-            let default = Path::new("/usr/lib/x86_64-linux-gnu/libdlm.so");
-            if default.exists() {
-                println!("cargo:rustc-link-lib=dylib=dlm");
-                println!("cargo:rustc-link-lib=dylib=pthread");
-                return includes;
+            // Fall back to the usual directories of the target before
+            // giving up: the library may be installed without its .pc
+            // file. Debian's multiarch directory is named by the GNU
+            // triple (x86_64-linux-gnu, aarch64-linux-gnu, ...); Fedora-like
+            // systems use /usr/lib64.
+            for dir in fallback_dirs() {
+                if dir.join("libdlm.so").exists() {
+                    println!("cargo:rustc-link-search=native={}", dir.display());
+                    println!("cargo:rustc-link-lib=dylib=dlm");
+                    println!("cargo:rustc-link-lib=dylib=pthread");
+                    return includes;
+                }
             }
             panic!(
                 "\n\ndlm-sys: libdlm was not found ({err}).\n\
@@ -74,6 +79,31 @@ fn find_library() -> Vec<PathBuf> {
             );
         }
     }
+}
+
+/// Where libdlm.so usually is for the target being built.
+fn fallback_dirs() -> Vec<PathBuf> {
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let env_ = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    // Debian's multiarch names where they differ from Rust's arch names.
+    let (arch, abi) = match arch.as_str() {
+        "x86" => ("i386", "gnu"),
+        "arm" => ("arm", "gnueabihf"),
+        "powerpc64" if env::var("CARGO_CFG_TARGET_ENDIAN").as_deref() == Ok("little") => {
+            ("powerpc64le", "gnu")
+        }
+        other => (
+            other,
+            if env_.is_empty() {
+                "gnu"
+            } else {
+                env_.as_str()
+            },
+        ),
+    };
+    let mut dirs = vec![PathBuf::from(format!("/usr/lib/{arch}-linux-{abi}"))];
+    dirs.extend(["/usr/lib64", "/usr/lib", "/lib64", "/lib"].map(PathBuf::from));
+    dirs
 }
 
 #[cfg(feature = "bindgen")]
