@@ -41,7 +41,6 @@ use crossbeam_channel::{Receiver, Sender};
 use dlm_sys as sys;
 use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::Thread;
@@ -138,6 +137,11 @@ pub(crate) struct LockCell {
     answer: UnsafeCell<Delivered>,
     /// The thread to wake; written only while no request is in flight.
     waker: UnsafeCell<Option<Thread>>,
+    /// The async task to wake (a future waiting for the answer, or for a
+    /// blocking notification).
+    pub(crate) task: atomic_waker::AtomicWaker,
+    /// The async task waiting for a blocking notification.
+    pub(crate) bast_task: atomic_waker::AtomicWaker,
     /// The lockspace, for the reaper; written before an abandon, read by
     /// the AST after it.
     owner: UnsafeCell<Weak<Inner>>,
@@ -152,44 +156,32 @@ pub(crate) struct LockCell {
     ls: sys::dlm_lshandle_t,
 }
 
-/// The owner of a [`LockCell`]: a heap allocation reached only through a
-/// raw pointer, never through a `Box` while the cell is shared, since
-/// libdlm's AST thread writes into it concurrently (a `Box` would assert
-/// unique access). Freed on drop.
-pub(crate) struct CellBox(NonNull<LockCell>);
-
-// SAFETY: LockCell is Send and Sync (below); CellBox owns it like a Box.
-unsafe impl Send for CellBox {}
-// SAFETY: as for Send.
-unsafe impl Sync for CellBox {}
+/// A shared owner of a [`LockCell`]: an `Arc`, so that the cell is only
+/// ever reached through shared references (libdlm's AST thread writes into
+/// it concurrently: a `Box` would assert unique access), and so that the
+/// AST can keep it alive for the few instructions after it hands the
+/// answer over (waking an async task reads the cell after the waiter may
+/// have let go of it).
+#[derive(Clone)]
+pub(crate) struct CellBox(Arc<LockCell>);
 
 impl CellBox {
     /// The cell's address, as its AST argument names it.
     pub(crate) fn addr(&self) -> usize {
-        self.0.as_ptr() as usize
+        Arc::as_ptr(&self.0) as usize
     }
 }
 
 impl std::ops::Deref for CellBox {
     type Target = LockCell;
     fn deref(&self) -> &LockCell {
-        // SAFETY: the pointer came from Box::leak and is freed only by
-        // Drop; shared references are all anyone takes.
-        unsafe { self.0.as_ref() }
-    }
-}
-
-impl Drop for CellBox {
-    fn drop(&mut self) {
-        // SAFETY: the allocation came from Box::leak in LockCell::new and is
-        // freed once, here; the owner drops it only when no AST can name it.
-        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        &self.0
     }
 }
 
 impl std::fmt::Debug for CellBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        (**self).fmt(f)
+        (*self.0).fmt(f)
     }
 }
 
@@ -229,6 +221,8 @@ impl LockCell {
             state: AtomicU8::new(IDLE),
             answer: UnsafeCell::new(Delivered::default()),
             waker: UnsafeCell::new(None),
+            task: atomic_waker::AtomicWaker::new(),
+            bast_task: atomic_waker::AtomicWaker::new(),
             owner: UnsafeCell::new(Weak::new()),
             blocking: blocking.then(|| crossbeam_channel::bounded(1)),
             bast_waiter: std::sync::Mutex::new(None),
@@ -238,7 +232,7 @@ impl LockCell {
             // SAFETY: nothing else can see the new cell yet.
             unsafe { (*slot.get()).sb_lvbptr = cell.lvb.get().cast() };
         }
-        CellBox(NonNull::from(Box::leak(cell)))
+        CellBox(Arc::from(cell))
     }
 
     /// The lksb of `slot` to pass to libdlm.
@@ -297,12 +291,17 @@ impl LockCell {
     ///
     /// # Safety
     /// No request of this cell may be in flight.
-    pub(crate) unsafe fn prepare(&self, waiter: &Waiter) {
+    pub(crate) unsafe fn prepare(&self, waiter: Option<&Waiter>) {
         // SAFETY: no request in flight (the caller's contract): the AST
         // thread does not read `waker` now.
         let waker = unsafe { &mut *self.waker.get() };
-        if waker.as_ref().map(Thread::id) != Some(waiter.thread.id()) {
-            *waker = Some(waiter.thread.clone());
+        match waiter {
+            Some(w) if waker.as_ref().map(Thread::id) != Some(w.thread.id()) => {
+                *waker = Some(w.thread.clone());
+            }
+            Some(_) => {}
+            // An async request: its task is woken through `task`.
+            None => *waker = None,
         }
         self.state.store(WAITING, Ordering::Release);
     }
@@ -602,6 +601,16 @@ pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
     no_unwind(|| {
         // SAFETY: `arg` names a live cell (this function's contract).
         let (cell, slot) = unsafe { LockCell::from_arg(arg) };
+        // Keep the cell alive until this function is done with it: once
+        // the waiter sees the answer it may drop its own reference.
+        // SAFETY: the cell is alive and was made by `Arc::from` in
+        // `LockCell::new`, so its address is an `Arc`'s pointer.
+        let cell: Arc<LockCell> = unsafe {
+            let ptr = cell as *const LockCell;
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        };
+        let cell = &*cell;
         // SAFETY: libdlm wrote this slot's lksb on this thread just now;
         // the requesting thread writes it only before a request of its own
         // slot, which cannot be in flight at the same time.
@@ -626,8 +635,8 @@ pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
             // SAFETY: WAITING: the waiter reads the answer only after
             // DELIVERED, which the compare-and-swap below publishes.
             unsafe { *cell.answer.get() = delivered };
-            // Cloned before the swap: once the waiter sees DELIVERED it
-            // may free the cell.
+            // Read before the swap: once the waiter sees DELIVERED it may
+            // start its next request, which writes `waker`.
             // SAFETY: `waker` is not written while a request is in flight.
             let waker = unsafe { (*cell.waker.get()).clone() };
             match cell.state.compare_exchange(
@@ -640,6 +649,7 @@ pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
                     if let Some(thread) = waker {
                         thread.unpark();
                     }
+                    cell.task.wake();
                 }
                 Err(abandoned) => late_answer(cell, abandoned, delivered),
             }
@@ -684,6 +694,7 @@ pub(crate) unsafe extern "C" fn blocking_ast(arg: *mut c_void) {
                     thread.unpark();
                 }
             }
+            cell.bast_task.wake();
         }
     });
 }

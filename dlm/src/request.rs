@@ -90,7 +90,7 @@ unsafe fn write(
             return Err(Error::LockspaceStopped);
         }
         // SAFETY: no request in flight (the caller's contract).
-        unsafe { cell.prepare(w) };
+        unsafe { cell.prepare(Some(w)) };
         set_errno(0);
         // SAFETY: the caller's contract keeps the lksb and LVB buffer alive
         // and fixed until the answer; libdlm copies the name during the
