@@ -212,7 +212,7 @@ impl LockCell {
     /// A new cell, on the heap so that its address stays fixed.
     #[allow(clippy::new_ret_no_self)]
     pub(crate) fn new(ls: sys::dlm_lshandle_t, blocking: bool) -> CellBox {
-        let cell = Box::new(LockCell {
+        let cell = Arc::new(LockCell {
             lksb: [
                 UnsafeCell::new(sys::dlm_lksb::default()),
                 UnsafeCell::new(sys::dlm_lksb::default()),
@@ -232,7 +232,7 @@ impl LockCell {
             // SAFETY: nothing else can see the new cell yet.
             unsafe { (*slot.get()).sb_lvbptr = cell.lvb.get().cast() };
         }
-        CellBox(Arc::from(cell))
+        CellBox(cell)
     }
 
     /// The lksb of `slot` to pass to libdlm.
