@@ -495,11 +495,15 @@ impl Waiter {
     /// `limit`. About every [`LIVENESS_PERIOD`] of waiting it asks
     /// `alive()` whether the lockspace still exists: no AST will come from
     /// one that is gone.
+    ///
+    /// With `poll`, a poll-mode lockspace, the wait reads and dispatches
+    /// the lockspace's answers itself instead of sleeping.
     pub(crate) fn wait(
         &self,
         cell: &LockCell,
         limit: Limit,
         alive: &dyn Fn() -> bool,
+        poll: Option<&Inner>,
     ) -> Result<Delivered, NoAnswer> {
         let mut ticks = 0u32;
         let mut last_check = None::<Instant>;
@@ -520,12 +524,24 @@ impl Waiter {
                         }
                         last_check = Some(now);
                     }
-                    std::thread::park_timeout((deadline - now).min(LIVENESS_PERIOD));
+                    let left = (deadline - now).min(LIVENESS_PERIOD);
+                    match poll {
+                        Some(inner) => {
+                            // Rounded up: poll's resolution is 1 ms.
+                            inner.drive(left.as_micros().div_ceil(1000) as i32);
+                        }
+                        None => std::thread::park_timeout(left),
+                    }
                 }
                 Limit::Forever | Limit::Ticks(_) => {
                     // An AST that delivered after the check above has also
-                    // unparked us: park returns at once then.
-                    if self.park_untimed() {
+                    // unparked us: park returns at once then. In poll mode,
+                    // a second of nothing to read is a tick.
+                    let ticked = match poll {
+                        Some(inner) => inner.drive(LIVENESS_PERIOD.as_millis() as i32),
+                        None => self.park_untimed(),
+                    };
+                    if ticked {
                         ticks += 1;
                         if !alive() {
                             return Err(NoAnswer::Gone);
@@ -665,14 +681,16 @@ fn late_answer(cell: &LockCell, state: u8, delivered: Delivered) {
     let Some(how) = Abandon::from_state(state) else {
         return;
     };
-    if !how.leaves_held(delivered.answer.status) {
-        return;
-    }
     cell.set_reaping();
     // SAFETY: an ABANDONED state (Acquire) publishes `owner`, written
     // before it; nobody writes it again.
     let owner = unsafe { (*cell.owner.get()).clone() };
-    crate::reaper::reap_later(owner, cell, delivered.lkid);
+    if how.leaves_held(delivered.answer.status) {
+        crate::reaper::reap_later(owner, cell, delivered.lkid);
+    } else {
+        // The lock is gone: no AST names the cell any more.
+        crate::reaper::free_later(owner, cell);
+    }
 }
 
 /// The blocking AST of locks that asked for notifications.

@@ -48,6 +48,8 @@ pub struct LockGuard {
     /// the kernel overwrite at every answer of a lock that ever used the
     /// value block, whatever the request asked.
     value: [u8; LVB_LEN],
+    /// Drop hands the release to the reaper thread instead of waiting.
+    background_drop: bool,
 }
 
 impl fmt::Debug for LockGuard {
@@ -90,25 +92,46 @@ impl LockGuard {
         mode: Mode,
         options: LockOptions,
     ) -> Result<LockGuard> {
-        let inner = &ls.inner;
-        inner.check()?;
-        let name = name::resource_name(name)?;
-        flags::check(Request::New, mode, options.flags)?;
-        let cell = LockCell::new(inner.handle(), options.notify_blocking);
-        let flags = options.flags.bits();
+        let (name, cell) = LockGuard::prepare_new(ls, name, mode, options)?;
         let (cell, result) = request::run(
-            inner,
+            &ls.inner,
             cell,
             Abandon::Request,
             Op::New { name },
             mode,
-            flags,
+            options.flags.bits(),
             Wait::Timeout(options.timeout),
         );
-        let answered = result?;
+        LockGuard::from_answer(ls, cell, mode, options, result?)
+    }
+
+    /// Checks a new request and makes its cell.
+    pub(crate) fn prepare_new<'n>(
+        ls: &Lockspace,
+        name: &'n [u8],
+        mode: Mode,
+        options: LockOptions,
+    ) -> Result<(&'n [u8], CellBox)> {
+        ls.inner.check()?;
+        let name = name::resource_name(name)?;
+        flags::check(Request::New, mode, options.flags)?;
+        Ok((
+            name,
+            LockCell::new(ls.inner.handle(), options.notify_blocking),
+        ))
+    }
+
+    /// The guard of a new request's answer, or the error it failed with.
+    pub(crate) fn from_answer(
+        ls: &Lockspace,
+        cell: Option<CellBox>,
+        mode: Mode,
+        options: LockOptions,
+        answered: request::Answered,
+    ) -> Result<LockGuard> {
         let sent = Sent {
             mode,
-            flags,
+            flags: options.flags.bits(),
             timed_out: answered.timed_out,
         };
         // A failed new request ends the lock: no more ASTs, the cell goes.
@@ -130,6 +153,7 @@ impl LockGuard {
             granted,
             owner_tid: thread_id(),
             value,
+            background_drop: false,
         })
     }
 
@@ -182,6 +206,7 @@ impl LockGuard {
             },
             owner_tid: thread_id(),
             value: [0; LVB_LEN],
+            background_drop: false,
         })
     }
 
@@ -279,10 +304,16 @@ impl LockGuard {
                     if now >= d {
                         break Ok(false);
                     }
-                    std::thread::park_timeout((d - now).min(Duration::from_secs(1)));
+                    let left = (d - now).min(Duration::from_secs(1));
+                    if self.ls.inner.is_polled() {
+                        self.ls.inner.drive(left.as_micros().div_ceil(1000) as i32);
+                    } else {
+                        std::thread::park_timeout(left);
+                    }
                     true
                 }
                 // No clock read: the watchdog's tick says when to check.
+                None if self.ls.inner.is_polled() => self.ls.inner.drive(1000),
                 None => crate::ast::Waiter::with(|w| w.park_untimed()),
             };
             if check_alive && !self.ls.inner.is_alive() {
@@ -395,6 +426,12 @@ impl LockGuard {
     /// lockspace gone), the guard gives the lock up: [`is_held`](Self::is_held)
     /// is then `false` and the lock is released in the background.
     pub fn convert_with(&mut self, mode: Mode, options: LockOptions) -> Result<Granted> {
+        let flags = self.prepare_convert(mode, options)?;
+        self.convert_raw(mode, flags, options.timeout)
+    }
+
+    /// Checks a conversion; its raw flags.
+    pub(crate) fn prepare_convert(&mut self, mode: Mode, options: LockOptions) -> Result<u32> {
         self.ls.inner.check()?;
         flags::check(
             Request::Convert {
@@ -415,25 +452,31 @@ impl LockGuard {
         if options.flags.contains(LockFlags::VALBLK) {
             self.state.uses_lvb = true;
         }
-        self.convert_raw(mode, flags, options.timeout)
+        Ok(flags)
     }
 
-    /// Sends a conversion with these raw flags and applies its answer.
+    /// Sends a conversion with these raw flags and applies its answer (and
+    /// probes for a demotion its answer could not show).
     fn convert_raw(
         &mut self,
         mode: Mode,
         flags: u32,
         timeout: Option<Duration>,
     ) -> Result<Granted> {
-        let Some(cell) = self.cell.take() else {
-            return Err(Error::InvalidArgument("the lock is no longer held"));
-        };
-        if flags & sys::LKF_VALBLK != 0 {
-            // libdlm sends the buffer with VALBLK: make it the model's.
-            // SAFETY: the guard owns the cell; nothing is in flight.
-            unsafe { cell.set_lvb(&self.value) };
-        }
         let from = self.state.mode;
+        match self.convert_once(mode, flags, timeout) {
+            Err(e) if needs_probe(flags, &e) => Err(self.probe_demotion(from, e)),
+            other => other,
+        }
+    }
+
+    fn convert_once(
+        &mut self,
+        mode: Mode,
+        flags: u32,
+        timeout: Option<Duration>,
+    ) -> Result<Granted> {
+        let cell = self.take_cell(flags)?;
         let (cell, result) = request::run(
             &self.ls.inner,
             cell,
@@ -443,6 +486,30 @@ impl LockGuard {
             flags,
             Wait::Timeout(timeout),
         );
+        self.finish_convert(mode, flags, cell, result)
+    }
+
+    /// The cell, for a conversion with these flags: with `VALBLK` libdlm
+    /// sends the cell's buffer, so it gets the model's value.
+    pub(crate) fn take_cell(&mut self, flags: u32) -> Result<CellBox> {
+        let Some(cell) = self.cell.take() else {
+            return Err(Error::InvalidArgument("the lock is no longer held"));
+        };
+        if flags & sys::LKF_VALBLK != 0 {
+            // SAFETY: the guard owns the cell; nothing is in flight.
+            unsafe { cell.set_lvb(&self.value) };
+        }
+        Ok(cell)
+    }
+
+    /// Applies a conversion's answer (or failure) to the guard.
+    pub(crate) fn finish_convert(
+        &mut self,
+        mode: Mode,
+        flags: u32,
+        cell: Option<CellBox>,
+        result: Result<request::Answered>,
+    ) -> Result<Granted> {
         // `None`: given up; the reaper releases the lock whatever comes.
         self.cell = cell;
         let answered = result?;
@@ -452,22 +519,15 @@ impl LockGuard {
             flags,
             timed_out: answered.timed_out,
         };
-        match self.state.apply_convert(sent, answered.delivered.answer) {
-            Ok((granted, read)) => {
-                if read {
-                    if let Some(cell) = &self.cell {
-                        // SAFETY: the answer was seen on this thread.
-                        self.value = unsafe { cell.lvb() };
-                    }
-                }
-                self.granted = granted;
-                Ok(granted)
+        let (granted, read) = self.state.apply_convert(sent, answered.delivered.answer)?;
+        if read {
+            if let Some(cell) = &self.cell {
+                // SAFETY: the answer was seen on this thread.
+                self.value = unsafe { cell.lvb() };
             }
-            Err(e) if flags & sys::LKF_CONVDEADLK != 0 && !matches!(e, Error::Demoted(_)) => {
-                Err(self.probe_demotion(from, e))
-            }
-            Err(e) => Err(e),
         }
+        self.granted = granted;
+        Ok(granted)
     }
 
     /// After a failed or cancelled conversion with `CONVDEADLK`: the DLM
@@ -484,8 +544,40 @@ impl LockGuard {
         if from == Mode::Nl {
             return cause;
         }
-        let flags = self.state.convert_flags(from, LockFlags::NOQUEUE);
-        match self.convert_raw(from, flags & !sys::LKF_VALBLK, None) {
+        let flags = self.probe_flags(from);
+        let probed = self.convert_once(from, flags, None);
+        self.probed(probed, cause)
+    }
+
+    /// After a failed `CONVDEADLK` conversion: a pending value block write
+    /// can no longer be trusted to be the newest (see `probe_demotion`).
+    pub(crate) fn drop_pending_after_failure(&mut self) {
+        self.state.maybe_demoted(false);
+    }
+
+    /// The lockspace and the cell, for a wait for blocking notifications.
+    pub(crate) fn blocking_parts(
+        &self,
+    ) -> Result<(std::sync::Arc<crate::lockspace::Inner>, CellBox)> {
+        let Some(cell) = self.cell.as_ref() else {
+            return Err(Error::InvalidArgument("the lock is no longer held"));
+        };
+        if cell.blocking_rx().is_none() {
+            return Err(Error::InvalidArgument(
+                "the lock was not requested with notify_blocking",
+            ));
+        }
+        Ok((self.ls.inner.clone(), cell.clone()))
+    }
+
+    /// The flags of the demotion probe: the old mode, without waiting.
+    pub(crate) fn probe_flags(&self, from: Mode) -> u32 {
+        self.state.convert_flags(from, LockFlags::NOQUEUE) & !sys::LKF_VALBLK
+    }
+
+    /// What the probe's answer says of the failed conversion.
+    pub(crate) fn probed(&mut self, probed: Result<Granted>, cause: Error) -> Error {
+        match probed {
             Ok(_) => cause,
             Err(Error::WouldBlock) => {
                 self.state.maybe_demoted(true);
@@ -544,18 +636,40 @@ impl LockGuard {
     }
 
     fn release(&mut self) -> Result<()> {
+        let flags = match self.release_start()? {
+            ReleasePlan::Unlock(flags) => flags,
+            ReleasePlan::ConvertFirst(flags) => {
+                let converted = self.convert_once(Mode::Nl, flags, None);
+                self.after_release_conversion(converted)?
+            }
+        };
+        let cell = self.cell.take().ok_or(Error::GivenUp)?;
+        let (cell, result) = request::run(
+            &self.ls.inner,
+            cell,
+            Abandon::Unlock,
+            Op::Unlock { lkid: self.lkid },
+            Mode::Nl,
+            flags,
+            Wait::Patience(UNLOCK_PATIENCE),
+        );
+        self.release_end(cell, result)
+    }
+
+    /// The first step of a release: the checks, and the plan.
+    pub(crate) fn release_start(&mut self) -> Result<ReleasePlan> {
         if self.cell.is_none() {
             // Only a give-up leaves a guard without its cell (unlock and
             // orphan consume the guard).
             return Err(Error::GivenUp);
         }
         match self.ls.inner.check() {
-            Ok(()) => {}
+            Ok(()) => Ok(self.state.release_plan()),
             Err(Error::Forked) => {
                 // A fork's child: the lock and the cell's memory are the
                 // parent's (the kernel writes the parent's copy); leave both.
                 std::mem::forget(self.cell.take());
-                return Err(Error::Forked);
+                Err(Error::Forked)
             }
             Err(e) => {
                 // Stalled: an unlock would block for ever. The lock stays
@@ -564,33 +678,32 @@ impl LockGuard {
                 if let Some(cell) = self.cell.take() {
                     self.ls.inner.park(cell);
                 }
-                return Err(e);
+                Err(e)
             }
         }
-        let flags = match self.state.release_plan() {
-            ReleasePlan::Unlock(flags) => flags,
-            ReleasePlan::ConvertFirst(flags) => match self.convert_raw(Mode::Nl, flags, None) {
-                Ok(_) => 0,
-                // Not accepted: the kernel's flags are unchanged. Mark the
-                // block not valid rather than let garbage in.
-                Err(_) => self.state.fallback_unlock_flags(),
-            },
-        };
-        let Some(cell) = self.cell.take() else {
+    }
+
+    /// The unlock's flags after the conversion down that a release makes
+    /// first.
+    pub(crate) fn after_release_conversion(&mut self, converted: Result<Granted>) -> Result<u32> {
+        match converted {
+            Ok(_) => Ok(0),
             // The conversion was given up: the reaper releases the lock.
-            return Err(Error::GivenUp);
-        };
+            Err(_) if self.cell.is_none() => Err(Error::GivenUp),
+            // Not accepted: the kernel's flags are unchanged. Mark the
+            // block not valid rather than let garbage in.
+            Err(_) => Ok(self.state.fallback_unlock_flags()),
+        }
+    }
+
+    /// The end of a release: the unlock's answer.
+    pub(crate) fn release_end(
+        &mut self,
+        cell: Option<CellBox>,
+        result: Result<request::Answered>,
+    ) -> Result<()> {
         let inner = &self.ls.inner;
         let lkid = self.lkid;
-        let (cell, result) = request::run(
-            inner,
-            cell,
-            Abandon::Unlock,
-            Op::Unlock { lkid },
-            Mode::Nl,
-            flags,
-            Wait::Patience(UNLOCK_PATIENCE),
-        );
         match (cell, result) {
             (Some(_), Ok(a)) if a.delivered.answer.status == sys::EUNLOCK => Ok(()),
             (Some(cell), Ok(a)) => {
@@ -612,14 +725,66 @@ impl LockGuard {
             (None, result) => result.and(Err(Error::TimedOut)),
         }
     }
+
+    /// Whether dropping the guard releases the lock in the background
+    /// (the crate's reaper thread converts and unlocks it) instead of
+    /// waiting for the unlock to complete. Guards from the `_async` calls
+    /// do, so that a drop never blocks an executor's thread; others do not
+    /// unless asked. A later request of the same resource by this process
+    /// may then still find the lock held for a moment: it waits behind it
+    /// (a try says [`Error::WouldBlock`]); await
+    /// [`unlock_async`](Self::unlock_async) for a release that is complete
+    /// when it returns.
+    pub fn set_background_drop(&mut self, background: bool) {
+        self.background_drop = background;
+    }
+
+    /// Hands the release to the reaper (see [`set_background_drop`]
+    /// (Self::set_background_drop)).
+    fn release_in_background(&mut self) {
+        let Ok(plan) = self.release_start() else {
+            return;
+        };
+        let Some(cell) = self.cell.take() else {
+            return;
+        };
+        if let ReleasePlan::ConvertFirst(flags) = plan {
+            if flags & sys::LKF_VALBLK != 0 {
+                // SAFETY: the guard owns the cell; nothing is in flight.
+                unsafe { cell.set_lvb(&self.value) };
+            }
+        }
+        let inner = &self.ls.inner;
+        cell.set_reaping();
+        let addr = cell.addr();
+        inner.park(cell);
+        // SAFETY: the cell is alive in `inner`'s keeping, and `inner` is
+        // open (held by this guard).
+        let cell = unsafe { &*(addr as *const LockCell) };
+        crate::reaper::release_later(std::sync::Arc::downgrade(inner), cell, self.lkid, plan);
+    }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if self.cell.is_some() {
-            let _ = self.release();
+            if self.background_drop {
+                self.release_in_background();
+            } else {
+                let _ = self.release();
+            }
         }
     }
+}
+
+/// Whether a failed conversion sent with `flags` may hide a demotion.
+pub(crate) fn needs_probe(flags: u32, e: &Error) -> bool {
+    flags & sys::LKF_CONVDEADLK != 0
+        && !matches!(e, Error::Demoted(_) | Error::GivenUp)
+        && !matches!(
+            e,
+            Error::LockspaceGone | Error::LockspaceStopped | Error::Forked
+        )
 }
 
 /// The error of [`with_lock`]: the lock could not be taken, or the closure

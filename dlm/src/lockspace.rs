@@ -102,6 +102,11 @@ pub(crate) struct Inner {
     generation: u32,
     /// Stopped with no dlm_controld (see `health`), kept by the watchdog.
     stalled: Arc<AtomicBool>,
+    /// Poll mode: no AST thread; answers are read by `dispatch`.
+    polled: bool,
+    /// Held while a thread reads answers in poll mode (`dlm_dispatch`
+    /// toggles the descriptor's flags: one reader at a time).
+    dispatching: Mutex<()>,
 }
 
 // SAFETY: the libdlm handle may be used from any thread: dlm_ls_lock and
@@ -146,7 +151,7 @@ impl Lockspace {
     /// [`Error::InvalidName`]; [`Error::PermissionDenied`];
     /// [`Error::NotAvailable`] with no DLM (module or `dlm_controld`).
     pub fn create(name: &str, mode: u32) -> Result<Lockspace> {
-        Lockspace::get(name, How::Create { mode, flags: 0 })
+        Lockspace::get(name, How::Create { mode, flags: 0 }, false)
     }
 
     /// Creates the lockspace `name`, failing with
@@ -162,6 +167,7 @@ impl Lockspace {
                 mode,
                 flags: sys::DLM_LSFL_NEWEXCL,
             },
+            false,
         )
     }
 
@@ -172,7 +178,22 @@ impl Lockspace {
     /// [`Error::LockspaceNotFound`]; [`Error::PermissionDenied`];
     /// [`Error::NotAvailable`]; [`Error::InvalidName`].
     pub fn open(name: &str) -> Result<Lockspace> {
-        Lockspace::get(name, How::Open)
+        Lockspace::get(name, How::Open, false)
+    }
+
+    /// A builder for the other ways of getting a handle: poll mode
+    /// ([`LockspaceBuilder::poll_mode`]) and the device's permissions.
+    ///
+    /// ```no_run
+    /// let ls = dlm::Lockspace::builder("myapp").poll_mode().join()?;
+    /// # Ok::<(), dlm::Error>(())
+    /// ```
+    pub fn builder(name: &str) -> LockspaceBuilder {
+        LockspaceBuilder {
+            name: name.to_owned(),
+            permissions: 0o600,
+            poll: false,
+        }
     }
 
     /// Opens the lockspace `name`, creating it if it does not exist
@@ -199,11 +220,16 @@ impl Lockspace {
         self.inner.created
     }
 
-    fn get(name: &str, how: How) -> Result<Lockspace> {
+    fn get(name: &str, how: How, polled: bool) -> Result<Lockspace> {
         let cname = name::lockspace_name(name)?;
         crate::fork::install();
-        crate::ast::start_watchdog();
-        crate::reaper::start();
+        if !polled {
+            // A poll-mode program may want no thread but its own: there the
+            // waits check liveness themselves, and the reaper starts only
+            // when a lock needs it.
+            crate::ast::start_watchdog();
+            crate::reaper::start();
+        }
         let _global = GLOBAL.lock();
         set_errno(0);
         let (raw, op) = match how {
@@ -228,7 +254,12 @@ impl Lockspace {
             });
         };
         // SAFETY: handle is the open handle just returned.
-        let rc = unsafe { sys::dlm_ls_pthread_init(handle.as_ptr()) };
+        let rc = if polled {
+            0
+        } else {
+            // SAFETY: as above; one AST thread per handle.
+            unsafe { sys::dlm_ls_pthread_init(handle.as_ptr()) }
+        };
         if rc != 0 {
             // dlm_ls_pthread_init returns pthread_create's error code.
             // SAFETY: handle is open, has no thread and is not used again.
@@ -261,6 +292,8 @@ impl Lockspace {
                 created: matches!(how, How::Create { .. }),
                 generation: crate::fork::generation(),
                 stalled,
+                polled,
+                dispatching: Mutex::new(()),
             }),
         })
     }
@@ -278,6 +311,34 @@ impl Lockspace {
     /// descriptor: libdlm's AST thread reads it.
     pub fn as_raw(&self) -> sys::dlm_lshandle_t {
         self.inner.handle.as_ptr()
+    }
+
+    /// Poll mode: reads every answer the kernel has for this handle and runs
+    /// its callbacks on the calling thread (`dlm_dispatch`): waiting calls
+    /// and futures of this handle then see their answers. Call it when the
+    /// descriptor ([`AsFd`](std::os::fd::AsFd)) is readable; it does not
+    /// wait for one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless the handle is in poll mode
+    /// (libdlm's thread reads the descriptor of the others);
+    /// [`Error::Forked`]; errors of `dlm_dispatch`.
+    pub fn dispatch(&self) -> Result<()> {
+        if !self.inner.polled {
+            return Err(Error::InvalidArgument(
+                "dispatch is for handles opened in poll mode",
+            ));
+        }
+        if crate::fork::generation() != self.inner.generation {
+            return Err(Error::Forked);
+        }
+        self.inner.dispatch_now()
+    }
+
+    /// Whether the handle was opened in poll mode
+    /// ([`LockspaceBuilder::poll_mode`]).
+    pub fn is_polled(&self) -> bool {
+        self.inner.polled
     }
 
     /// Whether the lockspace is still in service: its device disappears when
@@ -437,6 +498,7 @@ impl Lockspace {
         inner.closed = true;
         count_open(&inner.name, -1);
         let created = inner.created;
+        let polled = inner.polled;
         let name = inner.name.clone();
         // Dropping `inner` frees the parked cells: the AST thread is gone.
         drop(inner);
@@ -447,7 +509,7 @@ impl Lockspace {
                 Error::LockspaceBusy | Error::PermissionDenied { .. } => name
                     .to_str()
                     .ok()
-                    .and_then(|n| Lockspace::open(n).ok())
+                    .and_then(|n| Lockspace::get(n, How::Open, polled).ok())
                     .map(|ls| {
                         // The create this release was to undo still counts.
                         if created {
@@ -472,6 +534,98 @@ impl Lockspace {
                 }
             }
             Err(inner) => Lockspace { inner },
+        }
+    }
+}
+
+/// The lockspace's descriptor (`dlm_ls_get_fd`). In poll mode, poll it for
+/// readability (an event loop's `AsyncFd`, mio's `SourceFd`, `poll(2)`) and
+/// call [`Lockspace::dispatch`]; never read it. In the default mode
+/// libdlm's thread reads it: do not poll or read it.
+impl std::os::fd::AsRawFd for Lockspace {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.fd()
+    }
+}
+
+impl std::os::fd::AsFd for Lockspace {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the descriptor stays open as long as the handle (and so
+        // `self`) lives.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.inner.fd()) }
+    }
+}
+
+/// How to get a lockspace handle ([`Lockspace::builder`]): the device's
+/// permissions, and poll mode.
+#[derive(Debug, Clone)]
+pub struct LockspaceBuilder {
+    name: String,
+    permissions: u32,
+    poll: bool,
+}
+
+impl LockspaceBuilder {
+    /// The permissions of the device a create makes (default `0o600`).
+    pub fn permissions(mut self, mode: u32) -> LockspaceBuilder {
+        self.permissions = mode;
+        self
+    }
+
+    /// Poll mode: no libdlm thread for this handle. The program polls the
+    /// handle's descriptor and calls [`Lockspace::dispatch`] when it is
+    /// readable, which runs the callbacks on its own thread (libdlm's
+    /// `dlm_dispatch` way, as mdadm and rgmanager do). Blocking calls on
+    /// the handle dispatch while they wait, so a single-threaded program
+    /// needs no other thread; futures are woken from `dispatch`. Meant for
+    /// one thread: several threads blocking on one poll-mode handle take
+    /// turns dispatching (one that finds another at it rechecks every few
+    /// milliseconds).
+    pub fn poll_mode(mut self) -> LockspaceBuilder {
+        self.poll = true;
+        self
+    }
+
+    /// [`Lockspace::create`] with these settings.
+    ///
+    /// # Errors
+    /// As [`Lockspace::create`].
+    pub fn create(self) -> Result<Lockspace> {
+        let how = How::Create {
+            mode: self.permissions,
+            flags: 0,
+        };
+        Lockspace::get(&self.name, how, self.poll)
+    }
+
+    /// [`Lockspace::create_exclusive`] with these settings.
+    ///
+    /// # Errors
+    /// As [`Lockspace::create_exclusive`].
+    pub fn create_exclusive(self) -> Result<Lockspace> {
+        let how = How::Create {
+            mode: self.permissions,
+            flags: sys::DLM_LSFL_NEWEXCL,
+        };
+        Lockspace::get(&self.name, how, self.poll)
+    }
+
+    /// [`Lockspace::open`] with these settings.
+    ///
+    /// # Errors
+    /// As [`Lockspace::open`].
+    pub fn open(self) -> Result<Lockspace> {
+        Lockspace::get(&self.name, How::Open, self.poll)
+    }
+
+    /// [`Lockspace::join`] with these settings.
+    ///
+    /// # Errors
+    /// As [`Lockspace::join`].
+    pub fn join(self) -> Result<Lockspace> {
+        match Lockspace::get(&self.name, How::Open, self.poll) {
+            Err(Error::LockspaceNotFound) => self.create(),
+            other => other,
         }
     }
 }
@@ -530,6 +684,65 @@ impl Inner {
     /// and the lockspace is not stalled.
     pub(crate) fn is_alive(&self) -> bool {
         !self.is_stalled() && self.device.as_ref().is_none_or(|p| p.exists())
+    }
+
+    /// Whether the handle is in poll mode.
+    pub(crate) fn is_polled(&self) -> bool {
+        self.polled
+    }
+
+    /// The lockspace's descriptor.
+    pub(crate) fn fd(&self) -> i32 {
+        // SAFETY: the handle is open while `self` lives; the call reads it.
+        unsafe { sys::dlm_ls_get_fd(self.handle.as_ptr()) }
+    }
+
+    /// Reads every pending answer and runs its callbacks on this thread
+    /// (`dlm_dispatch`). Poll mode only.
+    pub(crate) fn dispatch_now(&self) -> Result<()> {
+        let _one = self.dispatching.lock();
+        self.dispatch_locked()
+    }
+
+    fn dispatch_locked(&self) -> Result<()> {
+        set_errno(0);
+        // SAFETY: a poll-mode handle has no AST thread reading the
+        // descriptor; `dispatching` keeps other threads of this process
+        // out; the callbacks are this crate's.
+        let rc = unsafe { sys::dlm_dispatch(self.fd()) };
+        if rc < 0 {
+            return Err(Error::last("dlm_dispatch"));
+        }
+        Ok(())
+    }
+
+    /// Poll mode: waits up to `timeout_ms` for answers and dispatches them
+    /// on this thread, unless another thread is at it (then sleeps a few
+    /// milliseconds: that thread delivers our answer, and wakes us).
+    /// Returns whether the whole timeout passed with nothing to read.
+    pub(crate) fn drive(&self, timeout_ms: i32) -> bool {
+        let Some(_one) = self.dispatching.try_lock() else {
+            std::thread::park_timeout(std::time::Duration::from_millis(
+                timeout_ms.clamp(0, 5) as u64
+            ));
+            return false;
+        };
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if n > 0 {
+            let _ = self.dispatch_locked();
+        } else if n == 0 && timeout_ms >= 1000 {
+            // A second with nothing to read: look at the lockspace's health
+            // (the watchdog may not run in poll mode).
+            self.stalled
+                .store(crate::health::stalled(&self.name), Ordering::Relaxed);
+        }
+        n == 0
     }
 
     /// Stopped with no dlm_controld: a write would block for ever.

@@ -17,18 +17,30 @@ use crate::ast::{LockCell, Waiter, MAIN};
 use crate::lockspace::Inner;
 use crate::mode::Mode;
 use crate::request::{self, Op};
+use crate::state::ReleasePlan;
 use crossbeam_channel::{Receiver, Sender};
 use dlm_sys as sys;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
-/// A lock to release.
+/// A lock to release, or a cell to free.
 struct Job {
     owner: Weak<Inner>,
     /// The cell's address; it stays alive while `owner` does (the cell is
     /// in its lockspace's keeping until closed, or until freed here).
     cell: usize,
     lkid: u32,
+    work: Work,
+}
+
+/// What a job asks.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// Release the lock: with the owner's plan, or (`None`, an abandoned
+    /// lock whose state is unknown) by a conversion to NL then an unlock.
+    Release(Option<ReleasePlan>),
+    /// The lock is gone (its last answer came): free the cell.
+    Free,
 }
 
 /// Jobs the reaper can have queued before the AST falls back to an
@@ -61,15 +73,36 @@ pub(crate) fn start() {
 /// libdlm's AST thread, or by a waiter that gave up after its answer
 /// came); the cell must be in the keeping of `owner`'s lockspace.
 pub(crate) fn reap_later(owner: Weak<Inner>, cell: &LockCell, lkid: u32) {
+    queue(owner, cell, lkid, Work::Release(None));
+}
+
+/// Queues the release of a lock whose owner let go of it without waiting
+/// (a guard dropped in async code), following the owner's `plan`.
+pub(crate) fn release_later(owner: Weak<Inner>, cell: &LockCell, lkid: u32, plan: ReleasePlan) {
+    queue(owner, cell, lkid, Work::Release(Some(plan)));
+}
+
+/// Queues the freeing of a cell in the lockspace's keeping whose lock is
+/// gone (called on libdlm's AST thread, which must not take the
+/// lockspace's locks for long).
+pub(crate) fn free_later(owner: Weak<Inner>, cell: &LockCell) {
+    queue(owner, cell, 0, Work::Free);
+}
+
+fn queue(owner: Weak<Inner>, cell: &LockCell, lkid: u32, work: Work) {
+    // Started with the first lockspace, or here (poll mode starts it only
+    // when a lock needs it).
+    start();
     let queue = QUEUE.load(Ordering::Acquire);
     let job = Job {
         owner,
         cell: cell as *const LockCell as usize,
         lkid,
+        work,
     };
     // SAFETY: a non-null QUEUE points at a leaked, never-freed Sender.
     let sent = !queue.is_null() && unsafe { (*queue).try_send(job).is_ok() };
-    if !sent {
+    if !sent && matches!(work, Work::Release(_)) {
         // SAFETY: the cell is alive (kept by its lockspace, which is open:
         // the caller holds it, or this is its AST thread); `handle` is the
         // lockspace's. IVVALBLK: see the module docs.
@@ -93,33 +126,47 @@ fn run(rx: Receiver<Job>) {
         };
         // SAFETY: the cell is in `inner`'s keeping, alive while `inner` is.
         let cell = unsafe { &*(job.cell as *const LockCell) };
-        if reap(&inner, cell, job.lkid) {
-            crate::stats::count(&crate::stats::REAPED);
-            inner.free_parked(job.cell);
+        match job.work {
+            Work::Free => inner.free_parked(job.cell),
+            Work::Release(plan) => {
+                if reap(&inner, cell, job.lkid, plan) {
+                    if plan.is_none() {
+                        crate::stats::count(&crate::stats::REAPED);
+                    }
+                    inner.free_parked(job.cell);
+                }
+            }
         }
         // Dropping `inner` may close the lockspace, here: never on the AST
         // thread.
     }
 }
 
-/// Converts the lock to NL with no flags (which writes no value block and
-/// clears the kernel's `VALBLK`), then unlocks it. Returns whether it is
-/// gone (then no AST names the cell any more).
-fn reap(inner: &Arc<Inner>, cell: &LockCell, lkid: u32) -> bool {
+/// Releases the lock: with no plan, converts it to NL with no flags
+/// (which writes no value block and clears the kernel's `VALBLK`), then
+/// unlocks it. Returns whether it is gone (then no AST names the cell any
+/// more).
+fn reap(inner: &Arc<Inner>, cell: &LockCell, lkid: u32, plan: Option<ReleasePlan>) -> bool {
+    let (convert, unlock) = match plan {
+        None => (Some(sys::LKF_CONVERT), 0),
+        Some(ReleasePlan::ConvertFirst(flags)) => (Some(flags), 0),
+        Some(ReleasePlan::Unlock(flags)) => (None, flags),
+    };
     Waiter::with(|w| {
-        let converted = request::run_parked(
-            inner,
-            cell,
-            w,
-            Op::Convert { lkid },
-            Mode::Nl,
-            sys::LKF_CONVERT,
-        );
-        if converted.is_none() {
-            return false;
+        let mut unlock = unlock;
+        if let Some(flags) = convert {
+            let converted =
+                request::run_parked(inner, cell, w, Op::Convert { lkid }, Mode::Nl, flags);
+            match converted {
+                Some(0) => {}
+                // Refused or failed: mark the value block not valid rather
+                // than let libdlm's unlock bytes in.
+                Some(_) => unlock = sys::LKF_IVVALBLK,
+                None => return false,
+            }
         }
         matches!(
-            request::run_parked(inner, cell, w, Op::Unlock { lkid }, Mode::Nl, 0),
+            request::run_parked(inner, cell, w, Op::Unlock { lkid }, Mode::Nl, unlock),
             Some(status) if status == sys::EUNLOCK
         )
     })

@@ -74,10 +74,14 @@ pub(crate) struct Answered {
 /// # Safety
 /// No request of `cell` is in flight, and `cell` stays at its address
 /// until the request's answer is seen or the cell is abandoned.
-unsafe fn write(
+///
+/// `w`: the waiting thread (`None` for an async request, whose task is
+/// woken through the cell). Without it, an `EBUSY` is not slept on but
+/// answered [`Error::InProgress`] at once, for the future to retry later.
+pub(crate) unsafe fn write(
     inner: &Inner,
     cell: &LockCell,
-    w: &Waiter,
+    w: Option<&Waiter>,
     op: Op<'_>,
     mode: Mode,
     flags: u32,
@@ -90,7 +94,7 @@ unsafe fn write(
             return Err(Error::LockspaceStopped);
         }
         // SAFETY: no request in flight (the caller's contract).
-        unsafe { cell.prepare(Some(w)) };
+        unsafe { cell.prepare(w) };
         set_errno(0);
         // SAFETY: the caller's contract keeps the lksb and LVB buffer alive
         // and fixed until the answer; libdlm copies the name during the
@@ -140,6 +144,9 @@ unsafe fn write(
         let code = errno();
         // Refused: no AST will come for this request.
         cell.unprepare();
+        if code == libc::EBUSY && w.is_none() {
+            return Err(Error::InProgress);
+        }
         if code == libc::EBUSY {
             let since = *busy_since.get_or_insert_with(Instant::now);
             if since.elapsed() < BUSY_PATIENCE {
@@ -233,7 +240,7 @@ pub(crate) fn run(
         // SAFETY: no request of the cell is in flight (each caller owns
         // the cell between requests); the cell is boxed, and from here on
         // it is either returned after its answer or abandoned by `flight`.
-        if let Err(e) = unsafe { write(inner, &cell, w, op, mode, flags) } {
+        if let Err(e) = unsafe { write(inner, &cell, Some(w), op, mode, flags) } {
             return (Some(cell), Err(e));
         }
         let mut flight = InFlight {
@@ -259,11 +266,12 @@ fn await_answer(
     wait: Wait,
 ) -> Result<Answered, Error> {
     let alive = || inner.is_alive();
-    let (limit, cancel) = match wait {
+    let (limit, cancels) = match wait {
         Wait::Timeout(t) => (Limit::after(t), true),
         Wait::Patience(p) => (Limit::Ticks(p.as_secs().max(1) as u32), false),
     };
-    match w.wait(cell, limit, &alive) {
+    let poll = inner.is_polled().then_some(inner);
+    match w.wait(cell, limit, &alive, poll) {
         Ok(delivered) => {
             return Ok(Answered {
                 delivered,
@@ -271,25 +279,39 @@ fn await_answer(
             })
         }
         Err(NoAnswer::Gone) => return Err(inner.gone_error()),
-        Err(NoAnswer::Expired) if !cancel => return Err(Error::TimedOut),
+        Err(NoAnswer::Expired) if !cancels => return Err(Error::TimedOut),
         Err(NoAnswer::Expired) => {}
     }
     if inner.is_stalled() {
         // The cancel's write would block for ever.
         return Err(Error::LockspaceStopped);
     }
+    cancel(inner, cell, op);
+    match w.wait(cell, Limit::after(Some(CANCEL_GRACE)), &alive, poll) {
+        Ok(delivered) => Ok(Answered {
+            delivered,
+            timed_out: true,
+        }),
+        Err(NoAnswer::Gone) => Err(inner.gone_error()),
+        Err(NoAnswer::Expired) => Err(Error::TimedOut),
+    }
+}
+
+/// Cancels the request in flight on `cell` (`dlm_ls_unlock` with
+/// `LKF_CANCEL`, on the cell's second lksb: the request's AST may be
+/// running on libdlm's thread, and libdlm writes into the lksb it is
+/// given). A cancel that finds the lock granted succeeds quietly and the
+/// grant is the answer; either way, one answer to the request comes.
+pub(crate) fn cancel(inner: &Inner, cell: &LockCell, op: Op<'_>) {
+    if inner.is_stalled() {
+        return; // the write would block for ever
+    }
     let lkid = match op {
         Op::New { .. } => cell.lkid_after_request(),
         Op::Convert { lkid } | Op::Unlock { lkid } => lkid,
     };
-    // The cancel uses the second lksb: the request's AST may be running on
-    // libdlm's thread right now, and libdlm writes into the lksb it is
-    // given. A cancel that finds the lock already granted succeeds quietly
-    // and the grant is the answer; a cancel that fails (the request ended
-    // meanwhile) leaves that end as the answer. Either way, one answer to
-    // the request comes.
-    // SAFETY: the cell is alive (in flight, owned by the caller's
-    // InFlight); the CANCEL lksb is used by no other request.
+    // SAFETY: the cell is alive (its request is in flight and its owner
+    // holds it); the CANCEL lksb is used by no other request.
     unsafe {
         sys::dlm_ls_unlock(
             inner.handle(),
@@ -299,14 +321,6 @@ fn await_answer(
             cell.arg(CANCEL),
         )
     };
-    match w.wait(cell, Limit::after(Some(CANCEL_GRACE)), &alive) {
-        Ok(delivered) => Ok(Answered {
-            delivered,
-            timed_out: true,
-        }),
-        Err(NoAnswer::Gone) => Err(inner.gone_error()),
-        Err(NoAnswer::Expired) => Err(Error::TimedOut),
-    }
 }
 
 /// The reaper's request on a cell in the lockspace's keeping: write (with
@@ -323,13 +337,15 @@ pub(crate) fn run_parked(
 ) -> Option<i32> {
     // SAFETY: the reaper owns the cell (REAPING: no request in flight); it
     // stays alive in `inner`'s keeping while `inner` is held.
-    if unsafe { write(inner, cell, w, op, mode, flags) }.is_err() {
+    if unsafe { write(inner, cell, Some(w), op, mode, flags) }.is_err() {
         return None;
     }
+    let poll = inner.is_polled().then_some(&**inner);
     match w.wait(
         cell,
         Limit::Ticks(UNLOCK_PATIENCE.as_secs() as u32),
         &|| inner.is_alive(),
+        poll,
     ) {
         Ok(d) => Some(d.answer.status),
         Err(_) => match cell.abandon(
@@ -357,7 +373,7 @@ pub(crate) fn write_only(
     Waiter::with(|w| {
         // SAFETY: the caller's cell is new (no request in flight) and
         // boxed; no AST will name it for this request.
-        let result = unsafe { write(inner, cell, w, op, mode, flags) };
+        let result = unsafe { write(inner, cell, Some(w), op, mode, flags) };
         cell.unprepare();
         result
     })

@@ -1,0 +1,448 @@
+//! The async front-end: futures over the same completion path.
+//!
+//! A future writes its request like a blocking call does, then, instead of
+//! parking a thread, registers its task's waker in the lock's cell: the AST
+//! that delivers the answer (on libdlm's thread in the default mode, on the
+//! thread that calls [`Lockspace::dispatch`] in poll mode) wakes the task.
+//! No runtime is needed; deadlines (timeouts, liveness checks) are kept by
+//! one process-wide timer thread. Every future is `Send`.
+//!
+//! Dropping a future whose request is in flight cancels the request and
+//! gives its cell up to the lockspace, exactly as a blocking call that gives
+//! up: whatever the kernel answers later, the reaper releases a lock it
+//! leaves held, and no memory the kernel writes into is freed.
+
+use crate::ast::{Abandon, BlockingReceiver, CellBox, LIVENESS_PERIOD};
+use crate::error::{Error, Result};
+use crate::guard::{needs_probe, LockGuard, WithLockError};
+use crate::lockspace::{Inner, Lockspace};
+use crate::mode::Mode;
+use crate::name::MAX_RESOURCE_NAME;
+use crate::options::LockOptions;
+use crate::request::{self, Answered, Op, BUSY_PATIENCE, CANCEL_GRACE};
+use crate::state::{Granted, ReleasePlan};
+use crate::timer::Timer;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// What a request future does (owned: the future outlives the caller's
+/// borrows).
+#[derive(Debug, Clone, Copy)]
+enum OwnedOp {
+    New {
+        name: [u8; MAX_RESOURCE_NAME],
+        len: u8,
+    },
+    Convert {
+        lkid: u32,
+    },
+    Unlock {
+        lkid: u32,
+    },
+}
+
+impl OwnedOp {
+    fn op(&self) -> Op<'_> {
+        match self {
+            OwnedOp::New { name, len } => Op::New {
+                name: &name[..*len as usize],
+            },
+            OwnedOp::Convert { lkid } => Op::Convert { lkid: *lkid },
+            OwnedOp::Unlock { lkid } => Op::Unlock { lkid: *lkid },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Not written yet (or refused with `EBUSY` since `busy_since`).
+    Unsent { busy_since: Option<Instant> },
+    /// In flight: cancelled when `deadline` passes; given up when it
+    /// passes again after the cancel.
+    Sent {
+        deadline: Option<Instant>,
+        cancelled: bool,
+    },
+}
+
+/// One request, written at the first poll, its answer awaited.
+struct RequestFuture {
+    inner: Arc<Inner>,
+    cell: Option<CellBox>,
+    how: Abandon,
+    op: OwnedOp,
+    mode: Mode,
+    flags: u32,
+    timeout: Option<Duration>,
+    step: Step,
+    timer: Timer,
+}
+
+impl RequestFuture {
+    fn new(
+        inner: Arc<Inner>,
+        cell: CellBox,
+        how: Abandon,
+        op: OwnedOp,
+        mode: Mode,
+        flags: u32,
+        timeout: Option<Duration>,
+    ) -> RequestFuture {
+        RequestFuture {
+            inner,
+            cell: Some(cell),
+            how,
+            op,
+            mode,
+            flags,
+            timeout,
+            step: Step::Unsent { busy_since: None },
+            timer: Timer::default(),
+        }
+    }
+
+    /// Gives the cell up (its answer did not come in time, or the future is
+    /// dropped with it in flight).
+    fn give_up(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            request::give_up(&self.inner, cell, self.how);
+        }
+    }
+}
+
+impl Future for RequestFuture {
+    type Output = (Option<CellBox>, Result<Answered>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let Some(cell) = this.cell.as_ref() else {
+            return Poll::Ready((None, Err(Error::GivenUp)));
+        };
+        // Registered before every check, so an answer delivered after the
+        // check wakes this task.
+        cell.task.register(cx.waker());
+        if let Step::Unsent { busy_since } = this.step {
+            // SAFETY: no request of the cell is in flight (the future owns
+            // it and has not written); from here on the cell is either
+            // returned after its answer or given up (poll or drop).
+            let written = unsafe {
+                request::write(&this.inner, cell, None, this.op.op(), this.mode, this.flags)
+            };
+            match written {
+                Ok(()) => {
+                    this.step = Step::Sent {
+                        deadline: this.timeout.and_then(|t| Instant::now().checked_add(t)),
+                        cancelled: false,
+                    };
+                }
+                Err(Error::InProgress) => {
+                    // An earlier operation still in progress: try again in
+                    // a few milliseconds, for at most BUSY_PATIENCE.
+                    let now = Instant::now();
+                    let since = busy_since.unwrap_or(now);
+                    if now - since >= BUSY_PATIENCE {
+                        return Poll::Ready((this.cell.take(), Err(Error::InProgress)));
+                    }
+                    crate::stats::count(&crate::stats::BUSY_RETRIES);
+                    this.step = Step::Unsent {
+                        busy_since: Some(since),
+                    };
+                    this.timer.set(now + Duration::from_millis(2), cx.waker());
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready((this.cell.take(), Err(e))),
+            }
+        }
+        let Step::Sent {
+            deadline,
+            cancelled,
+        } = this.step
+        else {
+            unreachable!("written above")
+        };
+        if let Some(delivered) = cell.delivered() {
+            return Poll::Ready((
+                this.cell.take(),
+                Ok(Answered {
+                    delivered,
+                    timed_out: cancelled,
+                }),
+            ));
+        }
+        let now = Instant::now();
+        if !this.inner.is_alive() {
+            let e = this.inner.gone_error();
+            this.give_up();
+            return Poll::Ready((None, Err(e)));
+        }
+        let mut deadline = deadline;
+        if deadline.is_some_and(|d| now >= d) {
+            if cancelled {
+                this.give_up();
+                return Poll::Ready((None, Err(Error::TimedOut)));
+            }
+            request::cancel(&this.inner, cell, this.op.op());
+            deadline = Some(now + CANCEL_GRACE);
+            this.step = Step::Sent {
+                deadline,
+                cancelled: true,
+            };
+        }
+        // Woken at the deadline, or in a second to check that the
+        // lockspace still exists.
+        let check = now + LIVENESS_PERIOD;
+        this.timer
+            .set(deadline.map_or(check, |d| d.min(check)), cx.waker());
+        Poll::Pending
+    }
+}
+
+impl Drop for RequestFuture {
+    fn drop(&mut self) {
+        if let (Some(cell), Step::Sent { cancelled, .. }) = (&self.cell, self.step) {
+            if !cancelled && !matches!(self.op, OwnedOp::Unlock { .. }) {
+                request::cancel(&self.inner, cell, self.op.op());
+            }
+            self.give_up();
+        }
+    }
+}
+
+impl Lockspace {
+    /// [`lock`](Lockspace::lock) as a future: takes the lock `name` in
+    /// `mode`, waiting as long as it takes, without blocking a thread.
+    /// Dropping the future before it is ready cancels the request (a grant
+    /// that comes anyway is released in the background).
+    ///
+    /// The guard it gives releases its lock in the background when dropped
+    /// ([`LockGuard::set_background_drop`]); await
+    /// [`LockGuard::unlock_async`] for a release complete on return.
+    ///
+    /// # Errors
+    /// As [`lock`](Lockspace::lock).
+    pub async fn lock_async(&self, name: impl AsRef<[u8]>, mode: Mode) -> Result<LockGuard> {
+        self.lock_with_async(name, mode, LockOptions::new()).await
+    }
+
+    /// [`try_lock`](Lockspace::try_lock) as a future.
+    ///
+    /// # Errors
+    /// As [`try_lock`](Lockspace::try_lock).
+    pub async fn try_lock_async(&self, name: impl AsRef<[u8]>, mode: Mode) -> Result<LockGuard> {
+        self.lock_with_async(name, mode, LockOptions::new().no_wait())
+            .await
+    }
+
+    /// [`lock_with`](Lockspace::lock_with) as a future: a timeout is kept
+    /// by the crate's timer thread (no runtime needed), and cancels the
+    /// request as the blocking call does.
+    ///
+    /// # Errors
+    /// As [`lock_with`](Lockspace::lock_with).
+    pub async fn lock_with_async(
+        &self,
+        name: impl AsRef<[u8]>,
+        mode: Mode,
+        options: LockOptions,
+    ) -> Result<LockGuard> {
+        let future = self.request_future(name.as_ref(), mode, options)?;
+        let (cell, result) = future.await;
+        let mut guard = LockGuard::from_answer(self, cell, mode, options, result?)?;
+        guard.set_background_drop(true);
+        Ok(guard)
+    }
+
+    fn request_future(
+        &self,
+        name: &[u8],
+        mode: Mode,
+        options: LockOptions,
+    ) -> Result<RequestFuture> {
+        let (name, cell) = LockGuard::prepare_new(self, name, mode, options)?;
+        let mut owned = [0u8; MAX_RESOURCE_NAME];
+        owned[..name.len()].copy_from_slice(name);
+        Ok(RequestFuture::new(
+            self.inner.clone(),
+            cell,
+            Abandon::Request,
+            OwnedOp::New {
+                name: owned,
+                len: name.len() as u8,
+            },
+            mode,
+            options.flags.bits(),
+            options.timeout,
+        ))
+    }
+}
+
+impl LockGuard {
+    /// [`convert`](LockGuard::convert) as a future.
+    ///
+    /// # Errors
+    /// As [`convert_with`](LockGuard::convert_with).
+    pub async fn convert_async(&mut self, mode: Mode) -> Result<Granted> {
+        self.convert_with_async(mode, LockOptions::new()).await
+    }
+
+    /// [`convert_with`](LockGuard::convert_with) as a future. Dropping it
+    /// before it is ready cancels the conversion and gives the lock up: it
+    /// is released in the background, and [`is_held`](LockGuard::is_held)
+    /// says `false`.
+    ///
+    /// # Errors
+    /// As [`convert_with`](LockGuard::convert_with).
+    pub async fn convert_with_async(
+        &mut self,
+        mode: Mode,
+        options: LockOptions,
+    ) -> Result<Granted> {
+        let flags = self.prepare_convert(mode, options)?;
+        let from = self.mode();
+        match self.convert_once_async(mode, flags, options.timeout).await {
+            Err(e) if needs_probe(flags, &e) => {
+                // As `probe_demotion`, without blocking.
+                self.drop_pending_after_failure();
+                if from == Mode::Nl {
+                    return Err(e);
+                }
+                let probe = self.probe_flags(from);
+                let probed = self.convert_once_async(from, probe, None).await;
+                Err(self.probed(probed, e))
+            }
+            other => other,
+        }
+    }
+
+    async fn convert_once_async(
+        &mut self,
+        mode: Mode,
+        flags: u32,
+        timeout: Option<Duration>,
+    ) -> Result<Granted> {
+        let cell = self.take_cell(flags)?;
+        let future = RequestFuture::new(
+            self.lockspace().inner.clone(),
+            cell,
+            Abandon::Held,
+            OwnedOp::Convert { lkid: self.lkid() },
+            mode,
+            flags,
+            timeout,
+        );
+        let (cell, result) = future.await;
+        self.finish_convert(mode, flags, cell, result)
+    }
+
+    /// [`unlock`](LockGuard::unlock) as a future: complete when the unlock
+    /// (and the conversion down that publishes a value block first, if
+    /// any) is.
+    ///
+    /// # Errors
+    /// As [`unlock`](LockGuard::unlock).
+    pub async fn unlock_async(mut self) -> Result<()> {
+        let flags = match self.release_start()? {
+            ReleasePlan::Unlock(flags) => flags,
+            ReleasePlan::ConvertFirst(flags) => {
+                let converted = self.convert_once_async(Mode::Nl, flags, None).await;
+                self.after_release_conversion(converted)?
+            }
+        };
+        let cell = self.take_cell(0)?;
+        let future = RequestFuture::new(
+            self.lockspace().inner.clone(),
+            cell,
+            Abandon::Unlock,
+            OwnedOp::Unlock { lkid: self.lkid() },
+            Mode::Nl,
+            flags,
+            None,
+        );
+        let (cell, result) = future.await;
+        self.release_end(cell, result)
+    }
+
+    /// [`wait_blocking`](LockGuard::wait_blocking) as a future: ready with
+    /// the next blocking notification (or at once with a pending one).
+    ///
+    /// # Errors
+    /// As [`wait_blocking`](LockGuard::wait_blocking).
+    pub async fn blocking_async(&mut self) -> Result<()> {
+        self.lockspace().inner.check()?;
+        let (inner, cell) = self.blocking_parts()?;
+        BlockingFuture {
+            inner,
+            cell,
+            timer: Timer::default(),
+        }
+        .await
+    }
+}
+
+/// Waits for a blocking notification.
+struct BlockingFuture {
+    inner: Arc<Inner>,
+    cell: CellBox,
+    timer: Timer,
+}
+
+impl BlockingFuture {
+    fn rx(&self) -> &BlockingReceiver {
+        self.cell.blocking_rx().expect("checked by blocking_parts")
+    }
+}
+
+impl Future for BlockingFuture {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        this.cell.bast_task.register(cx.waker());
+        if this.rx().try_recv().is_ok() {
+            return Poll::Ready(Ok(()));
+        }
+        if !this.inner.is_alive() {
+            return Poll::Ready(Err(this.inner.gone_error()));
+        }
+        this.timer.set(Instant::now() + LIVENESS_PERIOD, cx.waker());
+        Poll::Pending
+    }
+}
+
+/// [`with_lock`](crate::with_lock) for async code: takes the lock, awaits
+/// `f` with the guard, then awaits the unlock. If the returned future is
+/// dropped half-way, the lock is released in the background.
+///
+/// ```no_run
+/// # async fn example(ls: &dlm::Lockspace) -> Result<(), dlm::Error> {
+/// use dlm::{LockOptions, Mode};
+/// let n = dlm::with_lock_async(ls, "counter", Mode::Ex, LockOptions::new().lvb(), async |g| {
+///     let n = g.lvb().map_or(0, |v| v.bytes[0]);
+///     g.set_lvb(&[n + 1]).map(|()| n + 1)
+/// })
+/// .await??;
+/// # let _ = n; Ok(()) }
+/// ```
+///
+/// # Errors
+/// As [`with_lock`](crate::with_lock).
+pub async fn with_lock_async<T>(
+    ls: &Lockspace,
+    name: impl AsRef<[u8]>,
+    mode: Mode,
+    options: LockOptions,
+    f: impl AsyncFnOnce(&mut LockGuard) -> T,
+) -> std::result::Result<T, WithLockError<T>> {
+    let mut guard = ls
+        .lock_with_async(name, mode, options)
+        .await
+        .map_err(WithLockError::Lock)?;
+    let value = f(&mut guard).await;
+    match guard.unlock_async().await {
+        Ok(()) => Ok(value),
+        Err(error) => Err(WithLockError::Unlock { error, value }),
+    }
+}

@@ -1,0 +1,364 @@
+//! The futures and the poll mode against the real DLM: exclusion, try,
+//! timeout, conversion, value blocks and blocking notifications, each
+//! checked from a second handle, under tokio's multi-threaded runtime and
+//! under futures' plain `block_on`; cancellation by drop at random moments;
+//! a thousand requests in flight from one thread; poll-mode handles driven
+//! by their own waits and by `dispatch`; blocking and async callers mixed.
+
+mod common;
+
+use dlm::{Error, LockOptions, Lockspace, Mode};
+use futures::future::join_all;
+use std::time::{Duration, Instant};
+
+fn fixture(test: &str) -> (Lockspace, Lockspace, String) {
+    let name = common::ls_name(test);
+    let a = Lockspace::create_exclusive(&name, 0o600).unwrap();
+    let b = Lockspace::open(&name).unwrap();
+    (a, b, name)
+}
+
+/// Checks from a fresh handle that no lock is left, and removes it.
+fn finish(name: &str) {
+    if let Err(e) = dlm::leave(name, false) {
+        panic!("locks left behind in {name}: {e}");
+    }
+}
+
+fn can_take(ls: &Lockspace, name: &str, mode: Mode) -> bool {
+    match ls.try_lock(name, mode) {
+        Ok(g) => {
+            g.unlock().unwrap();
+            true
+        }
+        Err(Error::WouldBlock) => false,
+        Err(e) => panic!("try_lock {name}: {e}"),
+    }
+}
+
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+/// The walk through every call, for either executor.
+async fn walk(a: &Lockspace, b: &Lockspace) {
+    // Exclusion, seen from the other handle.
+    let mut g = assert_send(a.lock_async("r", Mode::Ex)).await.unwrap();
+    assert!(!can_take(b, "r", Mode::Cr));
+    assert!(matches!(
+        b.try_lock_async("r", Mode::Pr).await,
+        Err(Error::WouldBlock)
+    ));
+    let t = Instant::now();
+    assert!(matches!(
+        b.lock_with_async(
+            "r",
+            Mode::Pr,
+            LockOptions::new().timeout(Duration::from_millis(150))
+        )
+        .await,
+        Err(Error::TimedOut)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(140));
+    assert!(
+        !can_take(b, "r", Mode::Cr),
+        "the timed-out request left nothing"
+    );
+    // Conversion, value block.
+    g.set_lvb(b"async").unwrap();
+    let granted = assert_send(g.convert_async(Mode::Pr)).await.unwrap();
+    assert_eq!(granted.mode, Mode::Pr);
+    assert!(can_take(b, "r", Mode::Pr) && !can_take(b, "r", Mode::Pw));
+    let r = b
+        .lock_with_async("r", Mode::Cr, LockOptions::new().lvb())
+        .await
+        .unwrap();
+    assert_eq!(r.lvb().unwrap().as_str_lossy(), "async");
+    assert_send(r.unlock_async()).await.unwrap();
+    assert_send(g.unlock_async()).await.unwrap();
+    assert!(can_take(b, "r", Mode::Ex));
+    // with_lock_async.
+    let n = dlm::with_lock_async(a, "w", Mode::Ex, LockOptions::new(), async |g| {
+        assert_eq!(g.mode(), Mode::Ex);
+        7
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 7);
+    assert!(can_take(b, "w", Mode::Ex));
+}
+
+#[test]
+fn async_calls_under_tokio() {
+    require_cluster!();
+    let (a, b, name) = fixture("atokio");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        walk(&a, &b).await;
+        // A waiter task granted when the holder's unlock completes; the
+        // holder learns of it by a blocking notification.
+        let mut g = a
+            .lock_with_async("n", Mode::Ex, LockOptions::new().notify_blocking())
+            .await
+            .unwrap();
+        let b2 = b.clone();
+        let waiter =
+            tokio::spawn(async move { b2.lock_async("n", Mode::Ex).await.map(|g| g.mode()) });
+        tokio::time::timeout(Duration::from_secs(10), g.blocking_async())
+            .await
+            .expect("notified")
+            .unwrap();
+        assert!(!waiter.is_finished());
+        g.unlock_async().await.unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap(), Mode::Ex);
+    });
+    drop(rt);
+    drop((a, b));
+    // The waiter's guard was dropped in the task: released in the
+    // background; give it a moment.
+    let t = Instant::now();
+    while dlm::leave(&name, false).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "background unlock never happened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn async_calls_under_block_on() {
+    require_cluster!();
+    let (a, b, name) = fixture("ablockon");
+    futures::executor::block_on(walk(&a, &b));
+    drop((a, b));
+    finish(&name);
+}
+
+/// 2,000 lock futures dropped at random points (before the grant, racing
+/// it, after it), while another handle toggles the lock: afterwards no
+/// lock is left.
+#[test]
+fn dropped_futures_leave_nothing() {
+    require_cluster!();
+    let (a, b, name) = fixture("adrop");
+    let n: u64 = std::env::var("DLM_ASYNC_DROPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("dropped futures: seed {seed}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let (mut granted, mut dropped) = (0u64, 0u64);
+    rt.block_on(async {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let toggler = {
+            let (b, stop) = (b.clone(), stop.clone());
+            tokio::task::spawn_blocking(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let g = b.lock("t", Mode::Ex).unwrap();
+                    std::thread::sleep(Duration::from_micros(300));
+                    g.unlock().unwrap();
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            })
+        };
+        let mut x = seed;
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let after = Duration::from_micros(x % 1_500);
+            match tokio::time::timeout(after, a.lock_async("t", Mode::Ex)).await {
+                Ok(Ok(g)) => {
+                    granted += 1;
+                    if x % 2 == 0 {
+                        g.unlock_async().await.unwrap();
+                    } // else dropped: released in the background
+                }
+                Ok(Err(e)) => panic!("lock_async: {e}"),
+                Err(_) => dropped += 1,
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        toggler.await.unwrap();
+    });
+    eprintln!(
+        "{n} futures: {granted} granted, {dropped} dropped before their answer; {:?}",
+        dlm::stats()
+    );
+    drop(rt);
+    drop((a, b));
+    let t = Instant::now();
+    while let Err(e) = dlm::leave(&name, false) {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "locks left behind: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One thread, a thousand requests in flight at once (pthread mode and
+/// poll mode), then a thousand unlocks in flight.
+#[test]
+fn a_thousand_requests_in_flight_from_one_thread() {
+    require_cluster!();
+    let (a, b, name) = fixture("amany");
+    let polled = Lockspace::builder(&name).poll_mode().open().unwrap();
+    for ls in [&a, &polled] {
+        let names: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+        let t = Instant::now();
+        let guards = if ls.is_polled() {
+            drive(
+                ls,
+                join_all(names.iter().map(|n| ls.lock_async(n, Mode::Ex))),
+            )
+        } else {
+            futures::executor::block_on(join_all(names.iter().map(|n| ls.lock_async(n, Mode::Ex))))
+        };
+        let guards: Vec<_> = guards.into_iter().map(Result::unwrap).collect();
+        eprintln!(
+            "{} mode: 1,000 locks in flight granted in {:?}",
+            if ls.is_polled() { "poll" } else { "pthread" },
+            t.elapsed()
+        );
+        assert!(!can_take(&b, "m0", Mode::Cr) && !can_take(&b, "m999", Mode::Cr));
+        let unlocks = join_all(guards.into_iter().map(|g| g.unlock_async()));
+        let results = if ls.is_polled() {
+            drive(ls, unlocks)
+        } else {
+            futures::executor::block_on(unlocks)
+        };
+        results.into_iter().for_each(Result::unwrap);
+        assert!(can_take(&b, "m0", Mode::Ex) && can_take(&b, "m999", Mode::Ex));
+    }
+    drop((a, b, polled));
+    finish(&name);
+}
+
+/// Runs `f` to completion on this thread, dispatching the poll-mode
+/// lockspace `ls` whenever its descriptor is readable (a hand-written
+/// event loop).
+fn drive<F: std::future::Future>(ls: &Lockspace, f: F) -> F::Output {
+    use std::os::fd::AsRawFd;
+    let mut f = std::pin::pin!(f);
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        let mut pfd = libc::pollfd {
+            fd: ls.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+            ls.dispatch().unwrap();
+        }
+    }
+}
+
+/// A poll-mode handle used by blocking calls only: its waits dispatch.
+#[test]
+fn poll_mode_blocking_calls_dispatch_while_they_wait() {
+    require_cluster!();
+    let (a, b, name) = fixture("apoll");
+    let p = Lockspace::builder(&name).poll_mode().open().unwrap();
+    assert!(p.is_polled() && !a.is_polled());
+    assert!(matches!(a.dispatch(), Err(Error::InvalidArgument(_))));
+    let mut g = p.lock("r", Mode::Pr).unwrap();
+    assert!(!can_take(&b, "r", Mode::Ex));
+    g.convert(Mode::Ex).unwrap();
+    assert!(!can_take(&b, "r", Mode::Cr));
+    // A waiter in poll mode, released by another handle.
+    let h = a.lock("q", Mode::Ex).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            h.unlock().unwrap();
+        });
+        let t = Instant::now();
+        let q = p.lock("q", Mode::Ex).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(150));
+        q.unlock().unwrap();
+    });
+    // A timed request in poll mode: NL is granted beside EX...
+    p.lock_with(
+        "r",
+        Mode::Nl,
+        LockOptions::new().timeout(Duration::from_millis(50)),
+    )
+    .unwrap()
+    .unlock()
+    .unwrap();
+    // ... and CR times out, cancelled through the poll-mode wait.
+    assert!(matches!(
+        b.lock_with(
+            "r",
+            Mode::Cr,
+            LockOptions::new().timeout(Duration::from_millis(50))
+        ),
+        Err(Error::TimedOut)
+    ));
+    let p2 = Lockspace::builder(&name).poll_mode().open().unwrap();
+    assert!(matches!(
+        p2.lock_with(
+            "r",
+            Mode::Cr,
+            LockOptions::new().timeout(Duration::from_millis(50))
+        ),
+        Err(Error::TimedOut)
+    ));
+    drop(p2);
+    g.unlock().unwrap();
+    assert!(can_take(&b, "r", Mode::Ex));
+    drop((a, b, p));
+    finish(&name);
+}
+
+/// Blocking and async callers on one handle at once.
+#[test]
+fn blocking_and_async_callers_mixed_on_one_handle() {
+    require_cluster!();
+    let (a, b, name) = fixture("amixed");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        let (a2, b2) = (&a, &b);
+        let blocking = s.spawn(move || {
+            for i in 0..200 {
+                let g = a2.lock("mix", Mode::Ex).unwrap();
+                assert!(!can_take(b2, "mix", Mode::Cr), "round {i}");
+                g.unlock().unwrap();
+            }
+        });
+        rt.block_on(async {
+            for _ in 0..200 {
+                let g = a.lock_async("mix", Mode::Ex).await.unwrap();
+                g.unlock_async().await.unwrap();
+            }
+        });
+        blocking.join().unwrap();
+    });
+    drop(rt);
+    drop((a, b));
+    finish(&name);
+}
