@@ -192,10 +192,17 @@ impl Future for RequestFuture {
             };
         }
         // Woken at the deadline, or in a second to check that the
-        // lockspace still exists.
-        let check = now + LIVENESS_PERIOD;
-        this.timer
-            .set(deadline.map_or(check, |d| d.min(check)), cx.waker());
+        // lockspace still exists. In poll mode the program's own loop
+        // dispatches (and sees a lockspace gone): no timer thread unless
+        // there is a deadline.
+        let check = (!this.inner.is_polled()).then(|| now + LIVENESS_PERIOD);
+        let wake_at = match (deadline, check) {
+            (Some(d), Some(c)) => Some(d.min(c)),
+            (d, c) => d.or(c),
+        };
+        if let Some(at) = wake_at {
+            this.timer.set(at, cx.waker());
+        }
         Poll::Pending
     }
 }
@@ -407,7 +414,9 @@ impl Future for BlockingFuture {
         if !this.inner.is_alive() {
             return Poll::Ready(Err(this.inner.gone_error()));
         }
-        this.timer.set(Instant::now() + LIVENESS_PERIOD, cx.waker());
+        if !this.inner.is_polled() {
+            this.timer.set(Instant::now() + LIVENESS_PERIOD, cx.waker());
+        }
         Poll::Pending
     }
 }

@@ -106,3 +106,65 @@ fn lvb_counter_counts_across_processes() {
     drop(space);
     dlm::leave(ls, false).unwrap();
 }
+
+#[test]
+fn poll_loop_works_from_one_thread_with_another_process_contending() {
+    if !cluster() {
+        return;
+    }
+    let ls = "pollloop";
+    let space = dlm::Lockspace::join(ls, 0o600).unwrap();
+    // This process contends: it holds the resource when the program starts
+    // and lets go after a moment, then keeps taking it between rounds.
+    let g = space.lock("res", dlm::Mode::Ex).unwrap();
+    let child = example("poll-loop")
+        .args([ls, "res", "20"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    g.unlock().unwrap();
+    let mut contended = 0;
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_millis(500) {
+        if let Ok(g) = space.lock_with(
+            "res",
+            dlm::Mode::Ex,
+            dlm::LockOptions::new().timeout(std::time::Duration::from_millis(50)),
+        ) {
+            contended += 1;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            g.unlock().unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}\n(this process took the lock {contended} times meanwhile)");
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("round 20 done"), "{text}");
+    assert!(
+        text.contains("threads 1\n"),
+        "poll mode used another thread: {text}"
+    );
+    assert!(contended > 0);
+    drop(space);
+    dlm::leave(ls, false).unwrap();
+}
+
+#[test]
+fn async_quickstart_counts_to_200() {
+    if !cluster() {
+        return;
+    }
+    let out = run(&mut example("async-quickstart"));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("counter 200 valid"), "{text}");
+    assert!(
+        matches!(
+            dlm::Lockspace::open("async-quickstart"),
+            Err(dlm::Error::LockspaceNotFound)
+        ),
+        "async-quickstart left its lockspace behind"
+    );
+}
