@@ -549,3 +549,160 @@ int64_t cb_held_grow(void *p, const char *prefix, uint32_t upto)
 	return 0;
 }
 
+
+/* ---- cases 7 and 8: many requests in flight, and libdlm's poll mode ---- */
+
+#include <poll.h>
+
+/* Opens the existing lockspace `name` with NO AST thread (poll mode:
+ * answers are read by dlm_dispatch on the caller's thread). */
+void *cb_open_polled(const char *name)
+{
+	return dlm_open_lockspace(name);
+}
+
+/*
+ * The pipelined requests' state: n lock status blocks at fixed addresses,
+ * and a count of answers. With the AST thread, the count is kept under a
+ * mutex and the caller waits on a condition variable; in poll mode the
+ * ASTs run on the caller's thread inside dlm_dispatch.
+ */
+struct pipe {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	uint32_t done;
+	uint32_t bad;
+	int bad_status;
+	int threaded;
+	struct dlm_lksb *lksbs;
+};
+
+static struct pipe pipe_state = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL };
+
+static void pipe_ast(void *arg)
+{
+	struct dlm_lksb *l = arg;
+	struct pipe *p = &pipe_state;
+
+	if (p->threaded)
+		pthread_mutex_lock(&p->m);
+	if (l->sb_status != 0 && l->sb_status != EUNLOCK) {
+		p->bad++;
+		p->bad_status = l->sb_status;
+	}
+	p->done++;
+	if (p->threaded) {
+		pthread_mutex_unlock(&p->m);
+		pthread_cond_signal(&p->c);
+	}
+}
+
+/* Waits until `target` answers came: on the condition variable, or by
+ * poll + dlm_dispatch on this thread. */
+static int64_t pipe_wait(void *ls, uint32_t target)
+{
+	struct pipe *p = &pipe_state;
+
+	if (p->threaded) {
+		pthread_mutex_lock(&p->m);
+		while (p->done < target)
+			pthread_cond_wait(&p->c, &p->m);
+		pthread_mutex_unlock(&p->m);
+	} else {
+		int fd = dlm_ls_get_fd(ls);
+
+		while (p->done < target) {
+			struct pollfd pfd = { fd, POLLIN, 0 };
+
+			if (poll(&pfd, 1, 1000) > 0 && dlm_dispatch(fd) < 0)
+				return fail_errno();
+		}
+	}
+	return p->bad ? BAD_STATUS(p->bad_status) : 0;
+}
+
+static void pipe_reset(int threaded)
+{
+	struct pipe *p = &pipe_state;
+
+	pthread_mutex_lock(&p->m);
+	p->done = 0;
+	p->bad = 0;
+	p->threaded = threaded;
+	pthread_mutex_unlock(&p->m);
+}
+
+/* Case 7: n distinct resources "NAME0".."NAME{n-1}": all n EX requests
+ * written, then the n answers awaited; then all n unlocks, then their
+ * answers. `threaded`: libdlm's AST thread (1) or dlm_dispatch here (0). */
+static int64_t pipelined(void *ls, const char *name, unsigned int len, uint32_t n, int threaded)
+{
+	char res[80];
+	int64_t t0, rc;
+	uint32_t i;
+	struct dlm_lksb *l = calloc(n, sizeof(*l));
+
+	if (!l || len > 60)
+		return -ENOMEM;
+	pipe_reset(threaded);
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		int k = snprintf(res, sizeof(res), "%.*s%u", (int)len, name, i);
+
+		if (dlm_ls_lock(ls, LKM_EXMODE, &l[i], 0, res, k, 0, pipe_ast, &l[i], NULL, NULL)) {
+			rc = fail_errno();
+			goto out;
+		}
+	}
+	if ((rc = pipe_wait(ls, n)))
+		goto out;
+	pipe_reset(threaded);
+	for (i = 0; i < n; i++) {
+		if (dlm_ls_unlock(ls, l[i].sb_lkid, 0, &l[i], &l[i])) {
+			rc = fail_errno();
+			goto out;
+		}
+	}
+	if ((rc = pipe_wait(ls, n)))
+		goto out;
+	rc = now_ns() - t0;
+out:
+	/* Every answer has come (or the run failed and the process exits):
+	 * the kernel no longer writes into the lksbs. */
+	free(l);
+	return rc;
+}
+
+int64_t cb_pipelined_ast(void *ls, const char *name, unsigned int len, uint32_t n)
+{
+	return pipelined(ls, name, len, n, 1);
+}
+
+int64_t cb_pipelined_dispatch(void *ls, const char *name, unsigned int len, uint32_t n)
+{
+	return pipelined(ls, name, len, n, 0);
+}
+
+/* Case 8: n EX lock + unlock pairs on one resource, one request at a
+ * time, answers read by poll + dlm_dispatch on this thread. */
+int64_t cb_lock_unlock_dispatch(void *ls, const char *name, unsigned int len, uint32_t n)
+{
+	static struct dlm_lksb l;
+	int64_t t0, rc;
+	uint32_t i;
+
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		pipe_reset(0);
+		if (dlm_ls_lock(ls, LKM_EXMODE, &l, 0, name, len, 0, pipe_ast, &l, NULL, NULL))
+			return fail_errno();
+		if ((rc = pipe_wait(ls, 1)))
+			return rc;
+		pipe_reset(0);
+		if (dlm_ls_unlock(ls, l.sb_lkid, 0, &l, &l))
+			return fail_errno();
+		if ((rc = pipe_wait(ls, 1)))
+			return rc;
+	}
+	return now_ns() - t0;
+}

@@ -23,6 +23,15 @@ extern "C" {
     pub fn cb_trylock_wait(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
     pub fn cb_handoff_ast(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
     pub fn cb_handoff_wait(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
+    fn cb_open_polled(name: *const c_char) -> *mut c_void;
+    pub fn cb_pipelined_ast(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
+    pub fn cb_pipelined_dispatch(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
+    pub fn cb_lock_unlock_dispatch(
+        ls: *mut c_void,
+        name: *const c_char,
+        len: c_uint,
+        n: u32,
+    ) -> i64;
     fn cb_held_new(ls: *mut c_void, cap: u32) -> *mut c_void;
     fn cb_held_grow(held: *mut c_void, prefix: *const c_char, upto: u32) -> i64;
 }
@@ -74,6 +83,18 @@ impl CHandle {
         // global state now (the benchmark opens handles on its main thread
         // only, before any timing).
         let raw = unsafe { cb_open(name.as_ptr()) };
+        NonNull::new(raw).map(CHandle).ok_or_else(|| {
+            format!(
+                "C: cannot open lockspace {name:?}: {}",
+                std::io::Error::last_os_error()
+            )
+        })
+    }
+
+    /// A handle with no AST thread (libdlm's poll mode: `dlm_dispatch`).
+    pub fn open_polled(name: &CStr) -> Result<CHandle, String> {
+        // SAFETY: as in `open`.
+        let raw = unsafe { cb_open_polled(name.as_ptr()) };
         NonNull::new(raw).map(CHandle).ok_or_else(|| {
             format!(
                 "C: cannot open lockspace {name:?}: {}",

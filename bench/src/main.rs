@@ -54,6 +54,16 @@ struct Config {
     cases: Vec<u32>,
     contenders: Vec<String>,
     lockspace: String,
+    /// Requests in flight per round of case 7.
+    n_pipe: u32,
+    /// Which section of the Markdown file to write (`results`, or
+    /// `results-2node` for a run on two nodes).
+    section: String,
+    /// Nodes of the cluster (for the report).
+    nodes: u32,
+    /// Run as the resources' master on another node: hold NL on every
+    /// resource of cases 7 and 8 until this file exists.
+    master_until: Option<PathBuf>,
 }
 
 impl Config {
@@ -71,16 +81,24 @@ impl Config {
             svg: None,
             machine: String::new(),
             command: String::new(),
-            cases: vec![1, 2, 3, 4, 5],
+            cases: vec![1, 2, 3, 4, 5, 7, 8],
             contenders: vec![
                 "rust".into(),
                 "c_ast".into(),
                 "c_ast_locked".into(),
                 "c_wait".into(),
                 "c_ast_aa".into(),
+                "rust_poll".into(),
+                "rust_blocking".into(),
+                "c_dispatch".into(),
             ],
             lockspace: "dlmbench".into(),
+            n_pipe: 0,
+            section: "results".into(),
+            master_until: None,
+            nodes: 1,
         };
+        let mut n_pipe = None;
         let (mut rounds, mut n, mut levels) = (None, None, None);
         while let Some(a) = args.next() {
             let mut value = || args.next().ok_or(format!("{a} needs a value"));
@@ -97,11 +115,16 @@ impl Config {
                 "--cases" => c.cases = list(&value()?)?,
                 "--contenders" => c.contenders = value()?.split(',').map(str::to_string).collect(),
                 "--lockspace" => c.lockspace = value()?,
+                "--n-pipe" => n_pipe = Some(number(&value()?)?),
+                "--section" => c.section = value()?,
+                "--master-until" => c.master_until = Some(value()?.into()),
+                "--nodes" => c.nodes = number(&value()?)?,
                 "-h" | "--help" => {
                     return Err("usage: dlm-bench [--short] [--rounds R] [--n N] \
                                 [--levels A,B,C] [--json PATH] [--markdown PATH] [--svg PATH] \
                                 [--machine TEXT] [--command TEXT] [--cases 1,2,3,4,5] \
-                                [--contenders rust,c_ast,c_ast_locked,c_wait,c_ast_aa] [--lockspace NAME]"
+                                [--contenders rust,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_blocking,c_dispatch] \
+                                [--lockspace NAME] [--n-pipe N] [--section NAME] [--master-until FILE] [--nodes N]"
                         .into())
                 }
                 _ => return Err(format!("unknown argument {a:?} (try --help)")),
@@ -112,6 +135,7 @@ impl Config {
         if c.rounds == 0 || c.n == 0 {
             return Err("--rounds and --n must be positive".into());
         }
+        c.n_pipe = n_pipe.unwrap_or(if c.short { 20 } else { 1000 });
         c.n_handoff = (c.n / 2).max(1);
         c.n_growth = (c.n / 2).max(1);
         c.levels = levels.unwrap_or(if c.short {
@@ -396,7 +420,100 @@ fn main() {
     }
 }
 
+/// Case 7's resources: PIPE_PREFIX0, PIPE_PREFIX1, ...
+const PIPE_PREFIX: &str = "pipe";
+/// Case 8's resource.
+const POLL_RESOURCE: &str = "bench-poll";
+
+fn pipe_names(n: u32) -> Vec<String> {
+    (0..n).map(|i| format!("{PIPE_PREFIX}{i}")).collect()
+}
+
+/// Case 7, Rust with futures: every request written, then every answer
+/// awaited; then every unlock. `polled`: a poll-mode handle, driven by a
+/// poll(2) + dispatch loop on this thread (else libdlm's thread wakes a
+/// plain block_on).
+fn rust_pipelined(ls: &Lockspace, names: &[String], polled: bool) -> Result<Duration, String> {
+    let t = Instant::now();
+    let locks = futures::future::try_join_all(names.iter().map(|n| ls.lock_async(n, Mode::Ex)));
+    let guards = if polled {
+        drive(ls, locks)
+    } else {
+        futures::executor::block_on(locks)
+    }
+    .map_err(dlm_err("lock_async"))?;
+    let unlocks = futures::future::try_join_all(guards.into_iter().map(|g| g.unlock_async()));
+    if polled {
+        drive(ls, unlocks)
+    } else {
+        futures::executor::block_on(unlocks)
+    }
+    .map_err(dlm_err("unlock_async"))?;
+    Ok(t.elapsed())
+}
+
+/// Runs `f` on this thread, dispatching the poll-mode lockspace when its
+/// descriptor is readable: the event loop of a poll-mode program.
+fn drive<F: std::future::Future>(ls: &Lockspace, f: F) -> F::Output {
+    use std::os::fd::AsRawFd;
+    let mut f = std::pin::pin!(f);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        let mut pfd = libc::pollfd {
+            fd: ls.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 1000) } > 0 {
+            let _ = ls.dispatch();
+        }
+    }
+}
+
+/// Case 7, Rust blocking calls one at a time: every lock, then every unlock.
+fn rust_one_at_a_time(ls: &Lockspace, names: &[String]) -> Result<Duration, String> {
+    let t = Instant::now();
+    let guards = names
+        .iter()
+        .map(|n| ls.lock(n, Mode::Ex))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(dlm_err("lock"))?;
+    for g in guards {
+        g.unlock().map_err(dlm_err("unlock"))?;
+    }
+    Ok(t.elapsed())
+}
+
+/// On another node: take NL on the resources of cases 7 and 8, which makes
+/// this node their master, and keep them until `until` exists.
+fn master(cfg: &Config, until: &std::path::Path) -> Result<(), String> {
+    let ls = Lockspace::join(&cfg.lockspace, 0o600).map_err(dlm_err("join"))?;
+    let mut held = Vec::new();
+    for n in pipe_names(cfg.n_pipe)
+        .iter()
+        .map(String::as_str)
+        .chain([POLL_RESOURCE, "bench-warm"])
+    {
+        held.push(ls.lock(n, Mode::Nl).map_err(dlm_err("NL"))?);
+    }
+    println!("mastered {}", held.len());
+    while !until.exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(held);
+    println!("released");
+    Ok(())
+}
+
 fn run(cfg: &Config) -> Result<(), String> {
+    if let Some(until) = &cfg.master_until {
+        return master(cfg, until);
+    }
     let started = Instant::now();
     let name = &cfg.lockspace;
     // The lockspace: created (needs root) or joined; its Rust handle.
@@ -491,6 +608,64 @@ fn run(cfg: &Config) -> Result<(), String> {
             ],
         )?);
     }
+    if cfg.cases.contains(&7) || cfg.cases.contains(&8) {
+        let pls = Lockspace::builder(name)
+            .poll_mode()
+            .open()
+            .map_err(dlm_err("opening the lockspace in poll mode"))?;
+        let c_pls = CHandle::open_polled(&cname)?;
+        if cfg.cases.contains(&7) {
+            let names = pipe_names(cfg.n_pipe);
+            let (ls, pls, names) = (&ls, &pls, &names);
+            cases.push(measure(
+                "pipelined",
+                "7. EX lock + unlock of N distinct resources, all requests in flight, one thread",
+                "lock+unlock pair",
+                cfg,
+                cfg.n_pipe,
+                u64::from,
+                vec![
+                    Contender {
+                        id: "rust",
+                        run: Box::new(move |n| rust_pipelined(ls, &names[..n as usize], false)),
+                    },
+                    Contender {
+                        id: "rust_poll",
+                        run: Box::new(move |n| rust_pipelined(pls, &names[..n as usize], true)),
+                    },
+                    Contender {
+                        id: "rust_blocking",
+                        run: Box::new(move |n| rust_one_at_a_time(ls, &names[..n as usize])),
+                    },
+                    c_contender("c_ast", &c_ls, ffi::cb_pipelined_ast, PIPE_PREFIX),
+                    c_contender(
+                        "c_dispatch",
+                        &c_pls,
+                        ffi::cb_pipelined_dispatch,
+                        PIPE_PREFIX,
+                    ),
+                ],
+            )?);
+        }
+        if cfg.cases.contains(&8) {
+            let res = POLL_RESOURCE;
+            cases.push(measure(
+                "poll_one",
+                "8. EX lock + unlock, one request at a time, poll mode (dispatch on the caller's thread)",
+                "lock+unlock pair",
+                cfg,
+                cfg.n,
+                u64::from,
+                vec![
+                    Contender {
+                        id: "rust_poll",
+                        run: Box::new(|n| rust_lock_unlock(&pls, res, n)),
+                    },
+                    c_contender("c_dispatch", &c_pls, ffi::cb_lock_unlock_dispatch, res),
+                ],
+            )?);
+        }
+    }
     if cfg.cases.contains(&5) {
         let cap = *cfg.levels.last().expect("levels are not empty");
         let mut held = Held {
@@ -549,6 +724,7 @@ fn run(cfg: &Config) -> Result<(), String> {
         cases,
         memory,
         seconds: started.elapsed().as_secs_f64(),
+        nodes: cfg.nodes,
     };
     eprint!("{}", run.text_summary());
     if let Some(p) = &cfg.json {
@@ -556,7 +732,7 @@ fn run(cfg: &Config) -> Result<(), String> {
         eprintln!("dlm-bench: JSON written to {}", p.display());
     }
     if let Some(p) = &cfg.markdown {
-        report::splice_markdown(p, &run.markdown())?;
+        report::splice_markdown(p, &cfg.section, &run.markdown())?;
         eprintln!("dlm-bench: results table written to {}", p.display());
     }
     if let Some(p) = &cfg.svg {

@@ -6,8 +6,6 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The lines of BENCHMARKS.md between which the results go.
-pub const BEGIN: &str = "<!-- results:begin (written by ci/bench; do not edit) -->";
-pub const END: &str = "<!-- results:end -->";
 
 #[derive(Debug, Clone)]
 pub struct ContenderResult {
@@ -138,20 +136,38 @@ impl CaseResult {
         })
     }
 
+    /// Whether this is one of the cases of many requests in flight and of
+    /// the poll mode (their own table).
+    pub fn is_async_case(&self) -> bool {
+        matches!(self.id.as_str(), "pipelined" | "poll_one")
+    }
+
     pub fn summary(&self) -> String {
         let mut s = format!("{} ({} per {}):", self.id, self.ops_per_round, self.unit);
         for c in &self.contenders {
             let _ = write!(s, " {} {}", c.id, us(c.median));
         }
-        for other in ["c_ast", "c_wait"] {
-            if let Some(r) = self.ratio(other) {
-                let _ = write!(s, "; rust/{other} {:.3}", r.of_medians);
+        for (num, other) in EXTRA_RATIOS {
+            if let Some(r) = self.ratio_of(num, other) {
+                let _ = write!(s, "; {num}/{other} {:.3}", r.of_medians);
             }
         }
         let _ = write!(s, " [{:.0} s]", self.seconds);
         s
     }
 }
+
+/// The ratios reported: each Rust contender over its C counterpart of the
+/// same architecture, and the ways of cases 7-8 over each other.
+const EXTRA_RATIOS: [(&str, &str); 7] = [
+    ("rust", "c_ast"),
+    ("rust", "c_wait"),
+    ("rust_poll", "c_dispatch"),
+    ("rust", "rust_blocking"),
+    ("rust_poll", "rust_blocking"),
+    ("c_dispatch", "c_ast"),
+    ("rust_poll", "rust"),
+];
 
 /// Case 6.
 #[derive(Debug, Clone)]
@@ -188,6 +204,9 @@ pub struct Run {
     pub cases: Vec<CaseResult>,
     pub memory: Option<Memory>,
     pub seconds: f64,
+    /// Nodes in the cluster the run was made on (the Rust and C programs
+    /// on one of them).
+    pub nodes: u32,
 }
 
 /// One target of issue 5, as measured.
@@ -290,6 +309,29 @@ impl Run {
                     r,
                     1.0,
                 ));
+            }
+            if let Some(r) = c.ratio_of("rust_poll", "c_dispatch") {
+                t.push(Target::ratio(
+                    format!("case {label} Rust poll mode within 1.05x of C dlm_dispatch"),
+                    r,
+                    1.05,
+                ));
+            }
+            if c.id == "pipelined" && self.nodes > 1 {
+                let best = ["rust", "rust_poll"]
+                    .into_iter()
+                    .filter_map(|id| c.ratio_of(id, "rust_blocking"))
+                    .min_by(|a, b| a.of_medians.total_cmp(&b.of_medians));
+                if let Some(r) = best {
+                    t.push(Target::ratio(
+                        format!(
+                            "case {label} on {} nodes: fastest Rust way at most 0.2x of Rust blocking one at a time",
+                            self.nodes
+                        ),
+                        r,
+                        0.2,
+                    ));
+                }
             }
         }
         let growth = self.growth_cases();
@@ -400,6 +442,11 @@ impl Run {
                 ("rust", "c_ast_locked"),
                 ("rust", "c_wait"),
                 ("c_ast_aa", "c_ast"),
+                ("rust_poll", "c_dispatch"),
+                ("rust", "rust_blocking"),
+                ("rust_poll", "rust_blocking"),
+                ("c_dispatch", "c_ast"),
+                ("rust_poll", "rust"),
             ] {
                 if let Some(r) = c.ratio_of(num, other) {
                     let _ = write!(
@@ -461,24 +508,35 @@ impl Run {
     pub fn markdown(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "Measured {} on {}.", self.date, self.machine);
-        let _ =
-            writeln!(
+        let _ = writeln!(
             o,
-            "Guest: one-node user-mode Linux DLM cluster (`ci/vm`), one CPU; DLM device protocol: \
+            "Guest: {} user-mode Linux DLM cluster, one CPU per node; DLM device protocol: \
              kernel {}, libdlm {}. {} rounds per case, contenders interleaved; whole run {:.0} \
              s{}.",
+            if self.nodes > 1 {
+                format!(
+                    "{}-node (`ci/cluster`; the contenders on node 2, the resources of cases 7-8 mastered by node 1)",
+                    self.nodes
+                )
+            } else {
+                "one-node (`ci/vm`)".to_string()
+            },
             self.kernel_dlm,
             self.library,
             self.rounds,
             self.seconds,
-            if self.short { " (SHORT MODE: not for comparison)" } else { "" }
+            if self.short {
+                " (SHORT MODE: not for comparison)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(o, "\nCommand: `{}`\n", self.command);
         o.push_str(
             "| Case | operation | ops/round | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls | Rust / C AST (95% CI) | Rust / C `_wait` | per-round Rust / C AST: median (min–max) |\n\
              |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
-        for c in &self.cases {
+        for c in self.cases.iter().filter(|c| !c.is_async_case()) {
             let cell = |id| c.get(id).map_or("–".to_string(), |k| us(k.median));
             let ratio = |id| {
                 c.ratio(id).map_or("–".to_string(), |r| {
@@ -505,6 +563,38 @@ impl Run {
                 ratio("c_wait"),
                 range
             );
+        }
+        if self.cases.iter().any(CaseResult::is_async_case) {
+            o.push_str(
+                "\n**Many requests in flight, and libdlm's poll mode** (cases 7-8; each Rust way \
+                 against the C program of the same architecture):\n\n\
+                 | Case | operation | ops/round | Rust: futures, libdlm's thread | Rust: poll mode, dispatch on the caller's thread | Rust: blocking, one at a time | C: `dlm_ls_lock` x N, AST thread | C: `dlm_ls_lock` x N, `dlm_dispatch` on the same thread | Rust futures / C AST (95% CI) | Rust poll / C dispatch (95% CI) | Rust futures / Rust blocking | Rust poll / Rust blocking |\n\
+                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            );
+            for c in self.cases.iter().filter(|c| c.is_async_case()) {
+                let cell = |id| c.get(id).map_or("–".to_string(), |k| us(k.median));
+                let ratio = |num, den| {
+                    c.ratio_of(num, den).map_or("–".to_string(), |r| {
+                        format!("**{:.3}** ({:.2}–{:.2})", r.of_medians, r.ci.0, r.ci.1)
+                    })
+                };
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    c.title,
+                    c.unit,
+                    c.ops_per_round,
+                    cell("rust"),
+                    cell("rust_poll"),
+                    cell("rust_blocking"),
+                    cell("c_ast"),
+                    cell("c_dispatch"),
+                    ratio("rust", "c_ast"),
+                    ratio("rust_poll", "c_dispatch"),
+                    ratio("rust", "rust_blocking"),
+                    ratio("rust_poll", "rust_blocking"),
+                );
+            }
         }
         o.push_str("\nTimes are medians over the rounds of the time per operation.\n");
         for c in &self.cases {
@@ -708,15 +798,17 @@ pub fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Puts `section` between the BEGIN and END lines of the file at `path`
+/// Puts `section` between the `name:begin` and `name:end` lines of the file at `path`
 /// (the whole file, with the markers, if it has none or does not exist).
-pub fn splice_markdown(path: &Path, section: &str) -> Result<(), String> {
+pub fn splice_markdown(path: &Path, name: &str, section: &str) -> Result<(), String> {
+    let begin = format!("<!-- {name}:begin (written by ci/bench; do not edit) -->");
+    let end = format!("<!-- {name}:end -->");
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = match (old.find(BEGIN), old.find(END)) {
+    let new = match (old.find(&begin), old.find(&end)) {
         (Some(b), Some(e)) if b < e => {
-            format!("{}{BEGIN}\n{section}{}", &old[..b], &old[e..])
+            format!("{}{begin}\n{section}{}", &old[..b], &old[e..])
         }
-        _ => format!("{BEGIN}\n{section}{END}\n"),
+        _ => format!("{old}\n{begin}\n{section}{end}\n"),
     };
     write(path, &new)
 }

@@ -435,6 +435,12 @@ static TICKS: AtomicU32 = AtomicU32::new(0);
 static PARKED: parking_lot::Mutex<Vec<(Thread, Arc<AtomicBool>)>> =
     parking_lot::const_mutex(Vec::new());
 
+/// The watchdog's tick count (advances about once a second): a clock that
+/// costs no system call.
+pub(crate) fn ticks() -> u32 {
+    TICKS.load(Ordering::Relaxed)
+}
+
 /// Starts the watchdog thread, once per process (again in a fork's child,
 /// which has no threads but the forking one).
 pub(crate) fn start_watchdog() {

@@ -79,6 +79,12 @@ struct RequestFuture {
     timeout: Option<Duration>,
     step: Step,
     timer: Timer,
+    /// When to check next that the lockspace still exists.
+    next_check: Option<Instant>,
+    /// The watchdog tick of the last clock read.
+    last_tick: u32,
+    /// The instant the timer is set for, and the task it wakes.
+    armed: Option<(Instant, std::task::Waker)>,
 }
 
 impl RequestFuture {
@@ -101,6 +107,9 @@ impl RequestFuture {
             timeout,
             step: Step::Unsent { busy_since: None },
             timer: Timer::default(),
+            next_check: None,
+            last_tick: 0,
+            armed: None,
         }
     }
 
@@ -172,11 +181,27 @@ impl Future for RequestFuture {
                 }),
             ));
         }
+        // No deadline in poll mode: the program's own loop reads the
+        // descriptor (and sees a lockspace gone); nothing to time here, and
+        // no clock read (a system call under some kernels) on each poll.
+        if deadline.is_none() && this.inner.is_polled() {
+            return Poll::Pending;
+        }
+        // Without a deadline, the liveness check is due at most once a
+        // watchdog tick: no clock read on the polls in between.
+        let tick = crate::ast::ticks();
+        if deadline.is_none() && this.next_check.is_some() && this.last_tick == tick {
+            return Poll::Pending;
+        }
+        this.last_tick = tick;
         let now = Instant::now();
-        if !this.inner.is_alive() {
-            let e = this.inner.gone_error();
-            this.give_up();
-            return Poll::Ready((None, Err(e)));
+        if this.next_check.is_none_or(|c| now >= c) {
+            if this.next_check.is_some() && !this.inner.is_alive() {
+                let e = this.inner.gone_error();
+                this.give_up();
+                return Poll::Ready((None, Err(e)));
+            }
+            this.next_check = (!this.inner.is_polled()).then(|| now + LIVENESS_PERIOD);
         }
         let mut deadline = deadline;
         if deadline.is_some_and(|d| now >= d) {
@@ -192,16 +217,20 @@ impl Future for RequestFuture {
             };
         }
         // Woken at the deadline, or in a second to check that the
-        // lockspace still exists. In poll mode the program's own loop
-        // dispatches (and sees a lockspace gone): no timer thread unless
-        // there is a deadline.
-        let check = (!this.inner.is_polled()).then(|| now + LIVENESS_PERIOD);
-        let wake_at = match (deadline, check) {
+        // lockspace still exists (not in poll mode: see above).
+        let wake_at = match (deadline, this.next_check) {
             (Some(d), Some(c)) => Some(d.min(c)),
             (d, c) => d.or(c),
         };
         if let Some(at) = wake_at {
-            this.timer.set(at, cx.waker());
+            let same = this
+                .armed
+                .as_ref()
+                .is_some_and(|(t, w)| *t == at && w.will_wake(cx.waker()));
+            if !same {
+                this.timer.set(at, cx.waker());
+                this.armed = Some((at, cx.waker().clone()));
+            }
         }
         Poll::Pending
     }
