@@ -91,6 +91,7 @@ impl Config {
                 "rust_poll".into(),
                 "rust_blocking".into(),
                 "c_dispatch".into(),
+                "rust_tokio".into(),
             ],
             lockspace: "dlmbench".into(),
             n_pipe: 0,
@@ -452,6 +453,30 @@ fn rust_pipelined(ls: &Lockspace, names: &[String], polled: bool) -> Result<Dura
     Ok(t.elapsed())
 }
 
+/// Case 7 on a current-thread tokio runtime: the poll-mode handle's
+/// answers read by `dlm::tokio::drive` (the reactor's `AsyncFd`) on the
+/// same thread as the futures: no libdlm thread, no cross-thread wake-up.
+fn rust_tokio_pipelined(
+    rt: &tokio::runtime::Runtime,
+    ls: &Lockspace,
+    names: &[String],
+) -> Result<Duration, String> {
+    let t = Instant::now();
+    rt.block_on(async {
+        let driver = tokio::spawn(dlm::tokio::drive(ls.clone()));
+        let guards =
+            futures::future::try_join_all(names.iter().map(|n| ls.lock_async(n, Mode::Ex)))
+                .await
+                .map_err(dlm_err("lock_async"))?;
+        futures::future::try_join_all(guards.into_iter().map(|g| g.unlock_async()))
+            .await
+            .map_err(dlm_err("unlock_async"))?;
+        driver.abort();
+        Ok::<(), String>(())
+    })?;
+    Ok(t.elapsed())
+}
+
 /// Runs `f` on this thread, dispatching the poll-mode lockspace when its
 /// descriptor is readable: the event loop of a poll-mode program.
 fn drive<F: std::future::Future>(ls: &Lockspace, f: F) -> F::Output {
@@ -616,7 +641,11 @@ fn run(cfg: &Config) -> Result<(), String> {
         let c_pls = CHandle::open_polled(&cname)?;
         if cfg.cases.contains(&7) {
             let names = pipe_names(cfg.n_pipe);
-            let (ls, pls, names) = (&ls, &pls, &names);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(|e| format!("tokio runtime: {e}"))?;
+            let (ls, pls, names, rt) = (&ls, &pls, &names, &rt);
             cases.push(measure(
                 "pipelined",
                 "7. EX lock + unlock of N distinct resources, all requests in flight, one thread",
@@ -636,6 +665,10 @@ fn run(cfg: &Config) -> Result<(), String> {
                     Contender {
                         id: "rust_blocking",
                         run: Box::new(move |n| rust_one_at_a_time(ls, &names[..n as usize])),
+                    },
+                    Contender {
+                        id: "rust_tokio",
+                        run: Box::new(move |n| rust_tokio_pipelined(rt, pls, &names[..n as usize])),
                     },
                     c_contender("c_ast", &c_ls, ffi::cb_pipelined_ast, PIPE_PREFIX),
                     c_contender(

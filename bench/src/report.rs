@@ -159,7 +159,7 @@ impl CaseResult {
 
 /// The ratios reported: each Rust contender over its C counterpart of the
 /// same architecture, and the ways of cases 7-8 over each other.
-const EXTRA_RATIOS: [(&str, &str); 7] = [
+const EXTRA_RATIOS: [(&str, &str); 9] = [
     ("rust", "c_ast"),
     ("rust", "c_wait"),
     ("rust_poll", "c_dispatch"),
@@ -167,6 +167,8 @@ const EXTRA_RATIOS: [(&str, &str); 7] = [
     ("rust_poll", "rust_blocking"),
     ("c_dispatch", "c_ast"),
     ("rust_poll", "rust"),
+    ("rust_tokio", "rust"),
+    ("rust_tokio", "c_dispatch"),
 ];
 
 /// Case 6.
@@ -447,6 +449,8 @@ impl Run {
                 ("rust_poll", "rust_blocking"),
                 ("c_dispatch", "c_ast"),
                 ("rust_poll", "rust"),
+                ("rust_tokio", "rust"),
+                ("rust_tokio", "c_dispatch"),
             ] {
                 if let Some(r) = c.ratio_of(num, other) {
                     let _ = write!(
@@ -568,8 +572,8 @@ impl Run {
             o.push_str(
                 "\n**Many requests in flight, and libdlm's poll mode** (cases 7-8; each Rust way \
                  against the C program of the same architecture):\n\n\
-                 | Case | operation | ops/round | Rust: futures, libdlm's thread | Rust: poll mode, dispatch on the caller's thread | Rust: blocking, one at a time | C: `dlm_ls_lock` x N, AST thread | C: `dlm_ls_lock` x N, `dlm_dispatch` on the same thread | Rust futures / C AST (95% CI) | Rust poll / C dispatch (95% CI) | Rust futures / Rust blocking | Rust poll / Rust blocking |\n\
-                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+                 | Case | operation | ops/round | Rust: futures, libdlm's thread | Rust: poll mode, dispatch on the caller's thread | Rust: tokio, `dlm::tokio::drive` | Rust: blocking, one at a time | C: `dlm_ls_lock` x N, AST thread | C: `dlm_ls_lock` x N, `dlm_dispatch` on the same thread | Rust futures / C AST (95% CI) | Rust poll / C dispatch (95% CI) | Rust tokio / Rust futures | Rust futures / Rust blocking | Rust poll / Rust blocking |\n\
+                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
             );
             for c in self.cases.iter().filter(|c| c.is_async_case()) {
                 let cell = |id| c.get(id).map_or("–".to_string(), |k| us(k.median));
@@ -580,17 +584,19 @@ impl Run {
                 };
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     c.title,
                     c.unit,
                     c.ops_per_round,
                     cell("rust"),
                     cell("rust_poll"),
+                    cell("rust_tokio"),
                     cell("rust_blocking"),
                     cell("c_ast"),
                     cell("c_dispatch"),
                     ratio("rust", "c_ast"),
                     ratio("rust_poll", "c_dispatch"),
+                    ratio("rust_tokio", "rust"),
                     ratio("rust", "rust_blocking"),
                     ratio("rust_poll", "rust_blocking"),
                 );

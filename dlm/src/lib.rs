@@ -29,6 +29,9 @@
 //! - [`Lockspace`]: create, open, [`join`] (open or create), close on drop,
 //!   [`release`](Lockspace::release) / [`leave`] with or without force,
 //!   [`with_lockspace`].
+//! - Futures of every waiting call (`*_async`), and libdlm's poll mode
+//!   ([`LockspaceBuilder::poll_mode`], [`Lockspace::dispatch`]): see the
+//!   threading model below.
 //! - [`LockGuard`]: a granted lock. [`Lockspace::lock`] waits;
 //!   [`Lockspace::try_lock`] does not; [`Lockspace::lock_with`] takes
 //!   [`LockOptions`]: a timeout, every request flag. Conversions up and
@@ -69,6 +72,37 @@
 //! unlocks it at once with `LKF_IVVALBLK` (the value block is then marked
 //! not valid), without retrying an `EBUSY`. [`stats`] counts give-ups and
 //! reaped locks.
+//!
+//! **Futures.** Every waiting call has an async counterpart
+//! ([`Lockspace::lock_async`], [`try_lock_async`](Lockspace::try_lock_async),
+//! [`lock_with_async`](Lockspace::lock_with_async),
+//! [`LockGuard::convert_async`], [`convert_with_async`](LockGuard::convert_with_async),
+//! [`unlock_async`](LockGuard::unlock_async),
+//! [`blocking_async`](LockGuard::blocking_async), [`with_lock_async`]). They
+//! take the same completion path: the future writes its request, registers
+//! its task's waker in the lock's cell, and the AST wakes the task instead
+//! of a thread. No runtime is required (tokio, smol, `block_on` all work;
+//! the futures are `Send`); timeouts are kept by one process-wide timer
+//! thread, started by the first future with a deadline. Many requests can
+//! be in flight from one thread (join the futures). Dropping a pending
+//! future cancels its request and gives its cell up exactly as a blocking
+//! call that gives up does: whatever the kernel answers later, no lock is
+//! left held. A guard from an `_async` call releases its lock in the
+//! background when dropped ([`LockGuard::set_background_drop`]), so that a
+//! drop never blocks an executor; a later request of the same resource may
+//! then still meet it for a moment (await
+//! [`unlock_async`](LockGuard::unlock_async) to be sure it is gone).
+//!
+//! **Poll mode.** A handle opened with [`LockspaceBuilder::poll_mode`] has no
+//! libdlm thread: the program polls its descriptor
+//! ([`AsFd`](std::os::fd::AsFd)) and calls [`Lockspace::dispatch`] when it
+//! is readable, and the callbacks — the same ones — run on that thread
+//! (`dlm_dispatch`), waking the futures of the handle. Blocking calls on a
+//! poll-mode handle dispatch while they wait, so a single-threaded program
+//! needs no other thread at all (no watchdog, no reaper unless a lock is
+//! abandoned, no timer unless a future has a deadline). Never both modes
+//! on one handle: `dlm_dispatch` toggles the descriptor's flags under the
+//! AST thread's feet.
 //!
 //! **Unwinding.** From the moment a request is written until its answer is
 //! seen, the lock's cell is owned by a guard whose drop abandons it to the
@@ -167,6 +201,8 @@ mod request;
 mod state;
 mod stats;
 mod timer;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod version;
 
 pub use ast::{Blocking, BlockingReceiver};
