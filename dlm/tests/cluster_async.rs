@@ -362,3 +362,44 @@ fn blocking_and_async_callers_mixed_on_one_handle() {
     drop((a, b));
     finish(&name);
 }
+
+/// Feature `tokio`: a poll-mode handle driven by `dlm::tokio::drive` on a
+/// current-thread runtime (no libdlm thread).
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_driver_runs_a_poll_mode_handle() {
+    require_cluster!();
+    let (a, b, name) = fixture("atokdrv");
+    let p = Lockspace::builder(&name).poll_mode().open().unwrap();
+    assert!(matches!(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(dlm::tokio::drive(a.clone())),
+        Err(Error::InvalidArgument(_))
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let driver = tokio::spawn(dlm::tokio::drive(p.clone()));
+        let mut g = p.lock_async("r", Mode::Ex).await.unwrap();
+        assert!(!can_take(&b, "r", Mode::Cr));
+        g.convert_async(Mode::Pr).await.unwrap();
+        assert!(can_take(&b, "r", Mode::Cr) && !can_take(&b, "r", Mode::Ex));
+        g.unlock_async().await.unwrap();
+        let guards = join_all((0..100).map(|i| p.lock_async(format!("t{i}"), Mode::Ex))).await;
+        let guards: Vec<_> = guards.into_iter().map(Result::unwrap).collect();
+        assert!(!can_take(&b, "t42", Mode::Cr));
+        for r in join_all(guards.into_iter().map(|g| g.unlock_async())).await {
+            r.unwrap();
+        }
+        assert!(can_take(&b, "t42", Mode::Ex));
+        driver.abort();
+    });
+    drop(rt);
+    drop((a, b, p));
+    finish(&name);
+}
