@@ -81,8 +81,9 @@ struct RequestFuture {
     timer: Timer,
     /// When to check next that the lockspace still exists.
     next_check: Option<Instant>,
-    /// The watchdog tick of the last clock read.
-    last_tick: u32,
+    /// The watchdog tick and the timer batches fired at the last clock
+    /// read.
+    last_tick: (u32, u64),
     /// The instant the timer is set for, and the task it wakes.
     armed: Option<(Instant, std::task::Waker)>,
 }
@@ -108,7 +109,7 @@ impl RequestFuture {
             step: Step::Unsent { busy_since: None },
             timer: Timer::default(),
             next_check: None,
-            last_tick: 0,
+            last_tick: (0, 0),
             armed: None,
         }
     }
@@ -189,11 +190,14 @@ impl Future for RequestFuture {
         }
         // Without a deadline, the liveness check is due at most once a
         // watchdog tick: no clock read on the polls in between.
-        let tick = crate::ast::ticks();
-        if deadline.is_none() && this.next_check.is_some() && this.last_tick == tick {
+        let (tick, fired) = (crate::ast::ticks(), crate::timer::fired());
+        if deadline.is_none()
+            && this.next_check.is_some()
+            && this.last_tick == (tick, fired)
+        {
             return Poll::Pending;
         }
-        this.last_tick = tick;
+        this.last_tick = (tick, fired);
         let now = Instant::now();
         if this.next_check.is_none_or(|c| now >= c) {
             if this.next_check.is_some() && !this.inner.is_alive() {

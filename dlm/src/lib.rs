@@ -99,8 +99,9 @@
 //! is readable, and the callbacks — the same ones — run on that thread
 //! (`dlm_dispatch`), waking the futures of the handle. Blocking calls on a
 //! poll-mode handle dispatch while they wait, so a single-threaded program
-//! needs no other thread at all (no watchdog, no reaper unless a lock is
-//! abandoned, no timer unless a future has a deadline). Never both modes
+//! needs no other thread at all (no watchdog; no reaper unless a lock is
+//! given up or released in the background; no timer unless a future has a
+//! deadline). Never both modes
 //! on one handle: `dlm_dispatch` toggles the descriptor's flags under the
 //! AST thread's feet.
 //!

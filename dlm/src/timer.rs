@@ -5,7 +5,7 @@
 //! flight.
 
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -20,6 +20,14 @@ static TIMERS: Mutex<Timers> = parking_lot::const_mutex(Timers {
     next_id: 1,
 });
 static CHANGED: Condvar = Condvar::new();
+/// Batches of timers fired so far: a future that sees it unchanged knows
+/// its own timer has not fired, without reading the clock.
+static FIRED: AtomicU64 = AtomicU64::new(0);
+
+/// The number of timer batches fired so far.
+pub(crate) fn fired() -> u64 {
+    FIRED.load(Ordering::Acquire)
+}
 
 /// A registration; dropping it removes it.
 #[derive(Debug, Default)]
@@ -90,6 +98,7 @@ fn run() {
             }
         });
         if !due.is_empty() {
+            FIRED.fetch_add(1, Ordering::Release);
             drop(t);
             due.into_iter().for_each(Waker::wake);
             t = TIMERS.lock();
