@@ -10,8 +10,11 @@
 //! it waits), converts it to PR and back to EX, unlocks it; then puts eight
 //! requests of other resources in flight at once as futures and drives them
 //! with a `poll(2)` loop on the lockspace's descriptor, calling
-//! `Lockspace::dispatch` when it is readable. Prints one line per round and,
-//! at the end, `threads N` (the process's thread count, from /proc).
+//! `Lockspace::dispatch` when it is readable. Prints one line per round,
+//! and `threads N` (the process's thread count, from /proc) after the first
+//! round's blocking calls (1: the calls need no thread but `main`) and at
+//! the end (futures add the crate's watchdog, for its check that the
+//! lockspace is not stalled).
 
 use dlm::{Lockspace, Mode};
 use std::future::Future;
@@ -45,6 +48,9 @@ fn run(ls_name: &str, res: &str, rounds: u32) -> Result<(), dlm::Error> {
         g.convert(Mode::Pr)?;
         g.convert(Mode::Ex)?;
         g.unlock()?;
+        if round == 1 {
+            println!("threads {} after blocking calls", threads());
+        }
         // Eight requests in flight at once, driven by a poll(2) loop.
         let names: Vec<String> = (0..8).map(|i| format!("{res}-{i}")).collect();
         let all = async {
@@ -57,13 +63,17 @@ fn run(ls_name: &str, res: &str, rounds: u32) -> Result<(), dlm::Error> {
         event_loop(&ls, all)?;
         println!("round {round} done");
     }
-    let threads = std::fs::read_to_string("/proc/self/status")
+    println!("threads {} at the end", threads());
+    Ok(())
+}
+
+/// The process's thread count.
+fn threads() -> String {
+    std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().to_string()))
-        .unwrap_or_default();
-    println!("threads {threads}");
-    Ok(())
+        .unwrap_or_default()
 }
 
 /// The event loop: polls the future; when it waits, sleeps in `poll(2)`

@@ -435,6 +435,16 @@ static TICKS: AtomicU32 = AtomicU32::new(0);
 static PARKED: parking_lot::Mutex<Vec<(Thread, Arc<AtomicBool>)>> =
     parking_lot::const_mutex(Vec::new());
 
+/// Tasks to wake at the watchdog's next tick (async waits without a
+/// deadline, for their liveness check).
+static TICK_WAKERS: parking_lot::Mutex<Vec<std::task::Waker>> =
+    parking_lot::const_mutex(Vec::new());
+
+/// Wakes `waker` at the watchdog's next tick.
+pub(crate) fn wake_at_next_tick(waker: &std::task::Waker) {
+    TICK_WAKERS.lock().push(waker.clone());
+}
+
 /// The watchdog's tick count (advances about once a second): a clock that
 /// costs no system call.
 pub(crate) fn ticks() -> u32 {
@@ -446,7 +456,9 @@ pub(crate) fn ticks() -> u32 {
 pub(crate) fn start_watchdog() {
     static STARTED_IN: AtomicU32 = AtomicU32::new(u32::MAX);
     let generation = crate::fork::generation();
-    if STARTED_IN.swap(generation, Ordering::AcqRel) == generation {
+    if STARTED_IN.load(Ordering::Relaxed) == generation
+        || STARTED_IN.swap(generation, Ordering::AcqRel) == generation
+    {
         return;
     }
     let spawned = std::thread::Builder::new()
@@ -455,6 +467,8 @@ pub(crate) fn start_watchdog() {
             std::thread::sleep(LIVENESS_PERIOD);
             crate::health::update();
             TICKS.fetch_add(1, Ordering::SeqCst);
+            let tasks = std::mem::take(&mut *TICK_WAKERS.lock());
+            tasks.into_iter().for_each(std::task::Waker::wake);
             for (thread, parked) in PARKED.lock().iter() {
                 if parked.load(Ordering::SeqCst) {
                     thread.unpark();

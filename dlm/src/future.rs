@@ -79,11 +79,11 @@ struct RequestFuture {
     timeout: Option<Duration>,
     step: Step,
     timer: Timer,
-    /// When to check next that the lockspace still exists.
-    next_check: Option<Instant>,
-    /// The watchdog tick and the timer batches fired at the last clock
-    /// read.
-    last_tick: (u32, u64),
+    /// A timed request: when it last checked that the lockspace exists.
+    last_check: Option<Instant>,
+    /// An untimed request: the watchdog tick at which its waker was put
+    /// in the list the watchdog wakes, and that waker.
+    ticking: Option<(u32, std::task::Waker)>,
     /// The instant the timer is set for, and the task it wakes.
     armed: Option<(Instant, std::task::Waker)>,
 }
@@ -108,8 +108,8 @@ impl RequestFuture {
             timeout,
             step: Step::Unsent { busy_since: None },
             timer: Timer::default(),
-            next_check: None,
-            last_tick: (0, 0),
+            last_check: None,
+            ticking: None,
             armed: None,
         }
     }
@@ -135,6 +135,12 @@ impl Future for RequestFuture {
         // check wakes this task.
         cell.task.register(cx.waker());
         if let Step::Unsent { busy_since } = this.step {
+            if this.inner.is_polled() {
+                // The stalled-lockspace check of a poll-mode handle comes
+                // from the watchdog once futures are in use (blocking waits
+                // make it themselves).
+                crate::ast::start_watchdog();
+            }
             // SAFETY: no request of the cell is in flight (the future owns
             // it and has not written); from here on the cell is either
             // returned after its answer or given up (poll or drop).
@@ -188,24 +194,33 @@ impl Future for RequestFuture {
         if deadline.is_none() && this.inner.is_polled() {
             return Poll::Pending;
         }
-        // Without a deadline, the liveness check is due at most once a
-        // watchdog tick: no clock read on the polls in between.
-        let (tick, fired) = (crate::ast::ticks(), crate::timer::fired());
-        if deadline.is_none()
-            && this.next_check.is_some()
-            && this.last_tick == (tick, fired)
-        {
+        // Without a deadline: the watchdog wakes the task once a tick (the
+        // task's waker sits in one shared list; no timer, no clock read),
+        // and the poll after a tick checks that the lockspace still exists.
+        let tick = crate::ast::ticks();
+        let Some(_) = deadline else {
+            if let Some((at, w)) = &this.ticking {
+                if *at == tick && w.will_wake(cx.waker()) {
+                    return Poll::Pending;
+                }
+                if *at != tick && !this.inner.is_alive() {
+                    let e = this.inner.gone_error();
+                    this.give_up();
+                    return Poll::Ready((None, Err(e)));
+                }
+            }
+            crate::ast::wake_at_next_tick(cx.waker());
+            this.ticking = Some((tick, cx.waker().clone()));
             return Poll::Pending;
-        }
-        this.last_tick = (tick, fired);
+        };
         let now = Instant::now();
-        if this.next_check.is_none_or(|c| now >= c) {
-            if this.next_check.is_some() && !this.inner.is_alive() {
+        if this.last_check.is_none_or(|c| now - c >= LIVENESS_PERIOD) {
+            if this.last_check.is_some() && !this.inner.is_alive() {
                 let e = this.inner.gone_error();
                 this.give_up();
                 return Poll::Ready((None, Err(e)));
             }
-            this.next_check = (!this.inner.is_polled()).then(|| now + LIVENESS_PERIOD);
+            this.last_check = Some(now);
         }
         let mut deadline = deadline;
         if deadline.is_some_and(|d| now >= d) {
@@ -222,7 +237,8 @@ impl Future for RequestFuture {
         }
         // Woken at the deadline, or in a second to check that the
         // lockspace still exists (not in poll mode: see above).
-        let wake_at = match (deadline, this.next_check) {
+        let check = (!this.inner.is_polled()).then(|| now + LIVENESS_PERIOD);
+        let wake_at = match (deadline, check) {
             (Some(d), Some(c)) => Some(d.min(c)),
             (d, c) => d.or(c),
         };
@@ -242,11 +258,24 @@ impl Future for RequestFuture {
 
 impl Drop for RequestFuture {
     fn drop(&mut self) {
-        if let (Some(cell), Step::Sent { cancelled, .. }) = (&self.cell, self.step) {
-            if !cancelled && !matches!(self.op, OwnedOp::Unlock { .. }) {
-                request::cancel(&self.inner, cell, self.op.op());
+        match (self.cell.take(), self.step) {
+            (Some(cell), Step::Sent { cancelled, .. }) => {
+                if !cancelled && !matches!(self.op, OwnedOp::Unlock { .. }) {
+                    request::cancel(&self.inner, &cell, self.op.op());
+                }
+                self.cell = Some(cell);
+                self.give_up();
             }
-            self.give_up();
+            // Not written (an EBUSY retry pending): a held lock's cell goes
+            // to the reaper, which releases the lock; a new request's cell
+            // names no lock.
+            (Some(cell), Step::Unsent { .. }) => match self.op {
+                OwnedOp::Convert { lkid } | OwnedOp::Unlock { lkid } => {
+                    request::hand_to_reaper(&self.inner, cell, lkid);
+                }
+                OwnedOp::New { .. } => drop(cell),
+            },
+            (None, _) => {}
         }
     }
 }
@@ -413,12 +442,7 @@ impl LockGuard {
     pub async fn blocking_async(&mut self) -> Result<()> {
         self.lockspace().inner.check()?;
         let (inner, cell) = self.blocking_parts()?;
-        BlockingFuture {
-            inner,
-            cell,
-            timer: Timer::default(),
-        }
-        .await
+        BlockingFuture { inner, cell }.await
     }
 }
 
@@ -426,7 +450,6 @@ impl LockGuard {
 struct BlockingFuture {
     inner: Arc<Inner>,
     cell: CellBox,
-    timer: Timer,
 }
 
 impl BlockingFuture {
@@ -448,7 +471,7 @@ impl Future for BlockingFuture {
             return Poll::Ready(Err(this.inner.gone_error()));
         }
         if !this.inner.is_polled() {
-            this.timer.set(Instant::now() + LIVENESS_PERIOD, cx.waker());
+            crate::ast::wake_at_next_tick(cx.waker());
         }
         Poll::Pending
     }

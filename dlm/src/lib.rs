@@ -83,7 +83,9 @@
 //! its task's waker in the lock's cell, and the AST wakes the task instead
 //! of a thread. No runtime is required (tokio, smol, `block_on` all work;
 //! the futures are `Send`); timeouts are kept by one process-wide timer
-//! thread, started by the first future with a deadline. Many requests can
+//! thread, started by the first timed future, and the watchdog wakes
+//! waiting futures once a second to check that their lockspace still
+//! exists. Many requests can
 //! be in flight from one thread (join the futures). Dropping a pending
 //! future cancels its request and gives its cell up exactly as a blocking
 //! call that gives up does: whatever the kernel answers later, no lock is

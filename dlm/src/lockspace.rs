@@ -577,7 +577,10 @@ impl LockspaceBuilder {
     /// readable, which runs the callbacks on its own thread (libdlm's
     /// `dlm_dispatch` way, as mdadm and rgmanager do). Blocking calls on
     /// the handle dispatch while they wait, so a single-threaded program
-    /// needs no other thread; futures are woken from `dispatch`. Meant for
+    /// needs no other thread; futures are woken from `dispatch` (so they
+    /// complete only while something dispatches: the program's loop, or
+    /// `dlm::tokio::drive`; a plain `block_on` of a poll-mode future with
+    /// nothing dispatching waits for ever). Meant for
     /// one thread: several threads blocking on one poll-mode handle take
     /// turns dispatching (one that finds another at it rechecks every few
     /// milliseconds).
@@ -700,7 +703,11 @@ impl Inner {
     /// Reads every pending answer and runs its callbacks on this thread
     /// (`dlm_dispatch`). Poll mode only.
     pub(crate) fn dispatch_now(&self) -> Result<()> {
-        let _one = self.dispatching.lock();
+        // Another thread reading answers now (a blocking call's wait)
+        // delivers them: no need to wait for it.
+        let Some(_one) = self.dispatching.try_lock() else {
+            return Ok(());
+        };
         self.dispatch_locked()
     }
 

@@ -43,10 +43,6 @@ enum Work {
     Free,
 }
 
-/// Jobs the reaper can have queued before the AST falls back to an
-/// immediate unlock.
-const CAPACITY: usize = 1024;
-
 /// The reaper's queue, leaked once per process generation (a fork's child
 /// gets its own thread and queue).
 static QUEUE: AtomicPtr<Sender<Job>> = AtomicPtr::new(std::ptr::null_mut());
@@ -58,7 +54,7 @@ pub(crate) fn start() {
     if STARTED_IN.swap(generation, Ordering::AcqRel) == generation {
         return;
     }
-    let (tx, rx) = crossbeam_channel::bounded(CAPACITY);
+    let (tx, rx) = crossbeam_channel::unbounded();
     let spawned = std::thread::Builder::new()
         .name("dlm-reaper".into())
         .spawn(move || run(rx));

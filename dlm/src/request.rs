@@ -340,13 +340,16 @@ pub(crate) fn run_parked(
     if unsafe { write(inner, cell, Some(w), op, mode, flags) }.is_err() {
         return None;
     }
-    let poll = inner.is_polled().then_some(&**inner);
-    match w.wait(
-        cell,
-        Limit::Ticks(UNLOCK_PATIENCE.as_secs() as u32),
-        &|| inner.is_alive(),
-        poll,
-    ) {
+    // In poll mode the program's own dispatching delivers the answer (the
+    // reaper never reads a poll-mode descriptor: that would stall the
+    // program's dispatch); the wait is timed, so that one lockspace whose
+    // program stopped dispatching cannot hold up the reaper for ever.
+    let limit = if inner.is_polled() {
+        Limit::after(Some(UNLOCK_PATIENCE))
+    } else {
+        Limit::Ticks(UNLOCK_PATIENCE.as_secs() as u32)
+    };
+    match w.wait(cell, limit, &|| inner.is_alive(), None) {
         Ok(d) => Some(d.answer.status),
         Err(_) => match cell.abandon(
             match op {

@@ -1,33 +1,29 @@
 //! Deadlines for futures, with no runtime: one process-wide thread wakes
-//! the tasks whose deadline passed (a timed request to cancel, a liveness
-//! check to make). Registrations are kept in a small vector: the number of
-//! futures with a deadline at once is the number of timed requests in
-//! flight.
+//! the tasks whose deadline passed (a timed request to cancel, and its
+//! liveness checks; untimed futures are woken by the watchdog's tick). Registrations are kept in a map by id; the thread is
+//! woken only when a registration comes earlier than the deadline it
+//! sleeps until (most come a second from now: no wake-up for them).
 
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
 struct Timers {
-    /// (id, deadline, task).
-    entries: Vec<(u64, Instant, Waker)>,
+    /// id -> (deadline, task).
+    entries: Option<HashMap<u64, (Instant, Waker)>>,
     next_id: u64,
+    /// The deadline the thread sleeps until (`None`: until told).
+    sleeping_until: Option<Instant>,
 }
 
 static TIMERS: Mutex<Timers> = parking_lot::const_mutex(Timers {
-    entries: Vec::new(),
+    entries: None,
     next_id: 1,
+    sleeping_until: None,
 });
 static CHANGED: Condvar = Condvar::new();
-/// Batches of timers fired so far: a future that sees it unchanged knows
-/// its own timer has not fired, without reading the clock.
-static FIRED: AtomicU64 = AtomicU64::new(0);
-
-/// The number of timer batches fired so far.
-pub(crate) fn fired() -> u64 {
-    FIRED.load(Ordering::Acquire)
-}
 
 /// A registration; dropping it removes it.
 #[derive(Debug, Default)]
@@ -41,30 +37,37 @@ impl Timer {
     pub(crate) fn set(&mut self, deadline: Instant, waker: &Waker) {
         start();
         let mut t = TIMERS.lock();
-        if let Some(id) = self.id {
-            if let Some(e) = t.entries.iter_mut().find(|e| e.0 == id) {
-                e.1 = deadline;
-                if !e.2.will_wake(waker) {
-                    e.2 = waker.clone();
+        let id = *self.id.get_or_insert_with(|| {
+            let id = t.next_id;
+            t.next_id += 1;
+            id
+        });
+        let entries = t.entries.get_or_insert_with(HashMap::new);
+        match entries.get_mut(&id) {
+            Some(e) => {
+                e.0 = deadline;
+                if !e.1.will_wake(waker) {
+                    e.1 = waker.clone();
                 }
-                drop(t);
-                CHANGED.notify_one();
-                return;
+            }
+            None => {
+                entries.insert(id, (deadline, waker.clone()));
             }
         }
-        let id = t.next_id;
-        t.next_id += 1;
-        t.entries.push((id, deadline, waker.clone()));
-        self.id = Some(id);
-        drop(t);
-        CHANGED.notify_one();
+        if t.sleeping_until.is_none_or(|s| deadline < s) {
+            t.sleeping_until = Some(deadline);
+            drop(t);
+            CHANGED.notify_one();
+        }
     }
 }
 
 impl Drop for Timer {
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            TIMERS.lock().entries.retain(|e| e.0 != id);
+            if let Some(entries) = TIMERS.lock().entries.as_mut() {
+                entries.remove(&id);
+            }
         }
     }
 }
@@ -73,7 +76,9 @@ impl Drop for Timer {
 fn start() {
     static STARTED_IN: AtomicU32 = AtomicU32::new(u32::MAX);
     let generation = crate::fork::generation();
-    if STARTED_IN.swap(generation, Ordering::AcqRel) == generation {
+    if STARTED_IN.load(Ordering::Relaxed) == generation
+        || STARTED_IN.swap(generation, Ordering::AcqRel) == generation
+    {
         return;
     }
     let spawned = std::thread::Builder::new()
@@ -89,22 +94,26 @@ fn run() {
     loop {
         let now = Instant::now();
         let mut due = Vec::new();
-        t.entries.retain(|e| {
-            if e.1 <= now {
-                due.push(e.2.clone());
-                false
-            } else {
-                true
-            }
-        });
+        let mut next = None::<Instant>;
+        if let Some(entries) = t.entries.as_mut() {
+            entries.retain(|_, e| {
+                if e.0 <= now {
+                    due.push(e.1.clone());
+                    false
+                } else {
+                    next = Some(next.map_or(e.0, |n: Instant| n.min(e.0)));
+                    true
+                }
+            });
+        }
+        t.sleeping_until = next;
         if !due.is_empty() {
-            FIRED.fetch_add(1, Ordering::Release);
             drop(t);
             due.into_iter().for_each(Waker::wake);
             t = TIMERS.lock();
             continue;
         }
-        match t.entries.iter().map(|e| e.1).min() {
+        match next {
             Some(next) => {
                 CHANGED.wait_until(&mut t, next);
             }

@@ -38,7 +38,10 @@ impl AsRawFd for Registered {
 /// ```
 ///
 /// Blocking calls on the handle would dispatch on their own thread too;
-/// keep them off a handle driven here.
+/// keep them off a handle driven here. When the driver ends (an error of
+/// the reactor or of `dlm_dispatch`, or an abort), nothing reads the
+/// handle's answers any more: its pending futures wait until something
+/// dispatches again.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] unless `ls` is in poll mode; the reactor's
