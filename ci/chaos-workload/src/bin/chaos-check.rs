@@ -1,0 +1,804 @@
+//! chaos-check: the chaos suite's invariant checker. It reads only the
+//! history the workers wrote (DIR/rec/*.rec), the fault events the host
+//! harness wrote (DIR/events, host clock) and the end-of-run release
+//! results (DIR/final/*), and proves from them:
+//!
+//! 1. **Exclusion**: no two critical sections in incompatible modes
+//!    overlapped on a resource. Guest times are put on the host's clock
+//!    with each guest's offset, measured by clock probes (a file created
+//!    between two guest clock readings gets the host's time); an overlap
+//!    larger than the two offsets' uncertainty is a violation, a smaller
+//!    one is reported as unresolved. Independently of clocks, the value
+//!    block's counter gives the DLM's own order of writers: two writers
+//!    that both published the same increment both read the same value,
+//!    which only overlapping PW/EX holders can do.
+//! 2. **Value blocks**: every counter a holder read as valid was written
+//!    by some writer that read the value before it, in the same epoch (an
+//!    epoch starts where a writer found the block not valid or empty): so
+//!    it equals the number of increments published since the last "not
+//!    valid".
+//! 3. **Bounded requests**: every request ended (granted, refused, timed
+//!    out, failed with a typed error, or ended by its process's death)
+//!    within the bound it recorded.
+//! 4. **No lock left**: after the run, a non-forced release from a fresh
+//!    handle succeeded on every node.
+//!
+//! ```text
+//! chaos-check DIR
+//! ```
+//! Prints a report (counts, violations, recovery times, longest waits,
+//! memory) and exits 0 only with no violation.
+use dlm_chaos::Counter;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+const MODES: [&str; 6] = ["NL", "CR", "CW", "PR", "PW", "EX"];
+
+/// The DLM's compatibility matrix, written out here: the checker trusts
+/// no code of the crate under test.
+fn compatible(a: usize, b: usize) -> bool {
+    const C: [[bool; 6]; 6] = [
+        [true, true, true, true, true, true],
+        [true, true, true, true, true, false],
+        [true, true, true, false, false, false],
+        [true, true, false, true, false, false],
+        [true, true, false, false, false, false],
+        [true, false, false, false, false, false],
+    ];
+    C[a][b]
+}
+
+fn mode_idx(s: &str) -> Option<usize> {
+    MODES.iter().position(|m| *m == s)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Proc {
+    node: u32,
+    boot: u32,
+    pid: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Section {
+    proc_: Proc,
+    file: usize,
+    sid: u64,
+    res: String,
+    mode: usize,
+    /// Guest times (ns).
+    start: i64,
+    end: Option<i64>,
+    read: Option<ReadLvb>,
+    intent: Option<Counter>,
+    published: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ReadLvb {
+    Invalid,
+    Valid(Counter),
+}
+
+#[derive(Debug, Clone)]
+struct Request {
+    proc_: Proc,
+    res: String,
+    op: String,
+    bound_ms: i64,
+    start: i64,
+    end: Option<(i64, String)>,
+}
+
+/// A clock probe: guest time before, host time, guest time after.
+type Probe = (i64, i64, i64);
+
+#[derive(Default)]
+struct History {
+    files: Vec<String>,
+    sections: Vec<Section>,
+    requests: Vec<Request>,
+    /// Per (node, boot): probes (t1, host, t2).
+    probes: HashMap<(u32, u32), Vec<Probe>>,
+    /// Per process: memory samples (t, kib).
+    memory: BTreeMap<Proc, Vec<(i64, u64)>>,
+    /// Per process: first record time (guest).
+    first_seen: HashMap<Proc, i64>,
+    orphaned: u64,
+    stats: Vec<(Proc, [u64; 3])>,
+    parse_errors: Vec<String>,
+}
+
+fn num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
+    s?.parse().ok()
+}
+
+fn read_history(dir: &Path) -> History {
+    let mut h = History::default();
+    let mut paths: Vec<_> = std::fs::read_dir(dir.join("rec"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.sort();
+    for p in paths {
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        let fidx = h.files.len();
+        h.files
+            .push(p.file_name().unwrap().to_string_lossy().into_owned());
+        let mut proc_ = None;
+        let mut open_s: HashMap<u64, usize> = HashMap::new();
+        let mut open_r: HashMap<u64, usize> = HashMap::new();
+        let mut by_sid: HashMap<u64, usize> = HashMap::new();
+        for (ln, line) in text.lines().enumerate() {
+            let mut w = line.split(' ');
+            let kind = w.next().unwrap_or("");
+            let bad = |h: &mut History| {
+                h.parse_errors
+                    .push(format!("{}:{}: {line}", h.files[fidx], ln + 1))
+            };
+            if kind == "H" {
+                let (Some(node), Some(boot), Some(pid)) =
+                    (num(w.next()), num(w.next()), num(w.next()))
+                else {
+                    bad(&mut h);
+                    continue;
+                };
+                proc_ = Some(Proc { node, boot, pid });
+                continue;
+            }
+            let Some(pr) = proc_ else {
+                bad(&mut h);
+                continue;
+            };
+            // The last line may be cut short by a crash: ignore a line
+            // that does not parse if it is the last one.
+            let last = ln + 1 == text.lines().count() && !text.ends_with('\n');
+            let ok = match kind {
+                "P" => (|| {
+                    let t1 = num(w.next())?;
+                    let host = num(w.next())?;
+                    let t2 = num(w.next())?;
+                    h.probes
+                        .entry((pr.node, pr.boot))
+                        .or_default()
+                        .push((t1, host, t2));
+                    note_time(&mut h, pr, t1);
+                    Some(())
+                })(),
+                "RS" => (|| {
+                    let rid: u64 = num(w.next())?;
+                    let res = w.next()?.to_string();
+                    let op = w.next()?.to_string();
+                    let _mode = w.next()?;
+                    let bound_ms = num(w.next())?;
+                    let start = num(w.next())?;
+                    note_time(&mut h, pr, start);
+                    open_r.insert(rid, h.requests.len());
+                    h.requests.push(Request {
+                        proc_: pr,
+                        res,
+                        op,
+                        bound_ms,
+                        start,
+                        end: None,
+                    });
+                    Some(())
+                })(),
+                "RE" => (|| {
+                    let rid: u64 = num(w.next())?;
+                    let outcome = w.next()?.to_string();
+                    let t = num(w.next())?;
+                    let i = open_r.remove(&rid)?;
+                    h.requests[i].end = Some((t, outcome));
+                    Some(())
+                })(),
+                "IN" => (|| {
+                    let sid: u64 = num(w.next())?;
+                    let res = w.next()?.to_string();
+                    let mode = mode_idx(w.next()?)?;
+                    let start = num(w.next())?;
+                    let lvb = w.next()?;
+                    let read = match lvb {
+                        "-" => None,
+                        "inv" => Some(ReadLvb::Invalid),
+                        v => Some(ReadLvb::Valid(Counter::parse(v.strip_prefix("v:")?)?)),
+                    };
+                    note_time(&mut h, pr, start);
+                    open_s.insert(sid, h.sections.len());
+                    by_sid.insert(sid, h.sections.len());
+                    h.sections.push(Section {
+                        proc_: pr,
+                        file: fidx,
+                        sid,
+                        res,
+                        mode,
+                        start,
+                        end: None,
+                        read,
+                        intent: None,
+                        published: None,
+                    });
+                    Some(())
+                })(),
+                "OUT" => (|| {
+                    let sid: u64 = num(w.next())?;
+                    let t = num(w.next())?;
+                    let intent = w.next()?;
+                    let i = open_s.remove(&sid)?;
+                    h.sections[i].end = Some(t);
+                    if intent != "-" {
+                        h.sections[i].intent = Some(Counter::parse(intent)?);
+                    }
+                    Some(())
+                })(),
+                "PUB" => (|| {
+                    let sid: u64 = num(w.next())?;
+                    let _c = w.next()?;
+                    let ok = w.next()? == "ok";
+                    let i = *by_sid.get(&sid)?;
+                    h.sections[i].published = Some(ok);
+                    Some(())
+                })(),
+                "ORPH" => {
+                    h.orphaned += 1;
+                    Some(())
+                }
+                "M" => (|| {
+                    let kib = num(w.next())?;
+                    let t = num(w.next())?;
+                    h.memory.entry(pr).or_default().push((t, kib));
+                    Some(())
+                })(),
+                "STATS" => (|| {
+                    let a = num(w.next())?;
+                    let b = num(w.next())?;
+                    let c = num(w.next())?;
+                    h.stats.push((pr, [a, b, c]));
+                    Some(())
+                })(),
+                "END" => Some(()),
+                _ => None,
+            };
+            if ok.is_none() && !last {
+                bad(&mut h);
+            }
+        }
+    }
+    h
+}
+
+fn note_time(h: &mut History, p: Proc, t: i64) {
+    let e = h.first_seen.entry(p).or_insert(t);
+    if t < *e {
+        *e = t;
+    }
+}
+
+/// Host-clock events written by the harness (seconds since the epoch).
+#[derive(Default)]
+struct Events {
+    /// (kind, node, pid or boot, host ns, rest).
+    list: Vec<(String, u32, u32, i64, String)>,
+}
+
+fn read_events(dir: &Path) -> Events {
+    let mut ev = Events::default();
+    let text = std::fs::read_to_string(dir.join("events")).unwrap_or_default();
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() < 4 {
+            continue;
+        }
+        let (Ok(node), Ok(x), Ok(t)) = (w[1].parse(), w[2].parse(), w[3].parse::<f64>()) else {
+            continue;
+        };
+        ev.list.push((
+            w[0].to_string(),
+            node,
+            x,
+            (t * 1e9) as i64,
+            w[4..].join(" "),
+        ));
+    }
+    ev
+}
+
+/// The coarse clock's tick on this host: file times are stamped with it.
+fn coarse_tick_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes into the timespec we own.
+    let rc = unsafe { libc::clock_getres(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if rc != 0 {
+        return 10_000_000;
+    }
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// A guest clock's offset from the host's: guest = host + offset, with
+/// an uncertainty of ± err.
+#[derive(Debug, Clone, Copy)]
+struct Offset {
+    offset: i64,
+    err: i64,
+}
+
+fn offsets(h: &History, tick: i64, report: &mut Vec<String>) -> HashMap<(u32, u32), Offset> {
+    let mut out = HashMap::new();
+    let mut keys: Vec<_> = h.probes.keys().copied().collect();
+    keys.sort();
+    for k in keys {
+        let ps = &h.probes[&k];
+        // The host may stamp files with whole seconds only.
+        let tick = if ps.iter().all(|p| p.1 % 1_000_000_000 == 0) {
+            1_000_000_000
+        } else {
+            tick
+        };
+        let lo = ps
+            .iter()
+            .map(|&(t1, host, _)| t1 - host - tick)
+            .max()
+            .unwrap();
+        let hi = ps.iter().map(|&(_, host, t2)| t2 - host).min().unwrap();
+        let (lo, hi) = if lo <= hi {
+            (lo, hi)
+        } else {
+            report.push(format!(
+                "node {} boot {}: inconsistent clock probes ({lo} > {hi}): offset unknown",
+                k.0, k.1
+            ));
+            (lo.min(hi) - 1_000_000_000, lo.max(hi) + 1_000_000_000)
+        };
+        let o = Offset {
+            offset: (lo + hi) / 2,
+            err: (hi - lo + 1) / 2,
+        };
+        report.push(format!(
+            "node {} boot {}: guest clock - host clock = {:.3} ms +- {:.3} ms ({} probes)",
+            k.0,
+            k.1,
+            o.offset as f64 / 1e6,
+            o.err as f64 / 1e6,
+            ps.len()
+        ));
+        out.insert(k, o);
+    }
+    out
+}
+
+fn main() {
+    let Some(dir) = std::env::args().nth(1) else {
+        eprintln!("usage: chaos-check DIR");
+        std::process::exit(2);
+    };
+    let dir = Path::new(&dir);
+    let h = read_history(dir);
+    let ev = read_events(dir);
+    let tick = coarse_tick_ns();
+    let mut violations: Vec<String> = Vec::new();
+    let mut info: Vec<String> = Vec::new();
+    for e in &h.parse_errors {
+        violations.push(format!("unreadable record {e}"));
+    }
+    let offs = offsets(&h, tick, &mut info);
+    let unknown = Offset {
+        offset: 0,
+        err: 50_000_000,
+    };
+    let off = |p: Proc| offs.get(&(p.node, p.boot)).copied().unwrap_or(unknown);
+    let to_host = |p: Proc, t: i64| t - off(p).offset;
+
+    // When did each process die (host time)? Its kill, or its node's
+    // crash or fence, whichever came first after it started.
+    let death = |p: Proc| -> Option<i64> {
+        let start = to_host(p, *h.first_seen.get(&p)?);
+        ev.list
+            .iter()
+            .filter(|(k, n, x, t, _)| {
+                *n == p.node
+                    && *t >= start
+                    && match k.as_str() {
+                        "kill" => *x == p.pid,
+                        "crash" | "fence" => true,
+                        _ => false,
+                    }
+            })
+            .map(|e| e.3)
+            .min()
+    };
+
+    // --- 1. exclusion, by clocks -----------------------------------------
+    let mut by_res: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in h.sections.iter().enumerate() {
+        by_res.entry(&s.res).or_default().push(i);
+    }
+    let mut ends: Vec<Option<i64>> = Vec::with_capacity(h.sections.len());
+    let mut open_sections = 0u64;
+    for s in &h.sections {
+        let e = match s.end {
+            Some(t) => Some(to_host(s.proc_, t)),
+            None => {
+                open_sections += 1;
+                let d = death(s.proc_);
+                if d.is_none() {
+                    violations.push(format!(
+                        "section {} #{} on {} ({}) never ended and its process did not die",
+                        h.files[s.file], s.sid, s.res, MODES[s.mode]
+                    ));
+                }
+                d
+            }
+        };
+        ends.push(e);
+    }
+    let mut pairs_checked = 0u64;
+    let mut unresolved = 0u64;
+    let mut closest_gap = i64::MAX;
+    for idx in by_res.values() {
+        let mut idx = idx.clone();
+        idx.sort_by_key(|&i| to_host(h.sections[i].proc_, h.sections[i].start));
+        let mut active: Vec<usize> = Vec::new();
+        for &i in &idx {
+            let a = &h.sections[i];
+            let a_start = to_host(a.proc_, a.start);
+            active.retain(|&j| ends[j].is_none_or(|e| e + 200_000_000 > a_start));
+            for &j in &active {
+                let b = &h.sections[j];
+                if compatible(a.mode, b.mode) {
+                    continue;
+                }
+                pairs_checked += 1;
+                let b_end = ends[j].unwrap_or(i64::MAX);
+                let a_end = ends[i].unwrap_or(i64::MAX);
+                let overlap = a_end.min(b_end) - a_start;
+                // Ends taken from a death are host times: the guest
+                // clock's uncertainty applies then.
+                let same_clock = a.proc_.node == b.proc_.node
+                    && a.proc_.boot == b.proc_.boot
+                    && a.end.is_some()
+                    && b.end.is_some();
+                let margin = if same_clock {
+                    0
+                } else {
+                    off(a.proc_).err + off(b.proc_).err
+                };
+                if overlap <= 0 {
+                    closest_gap = closest_gap.min(-overlap);
+                    continue;
+                }
+                let what = format!(
+                    "{} {} ({} #{}) and {} ({} #{}) overlapped by {:.3} ms (clock uncertainty {:.3} ms)",
+                    a.res,
+                    MODES[a.mode],
+                    h.files[a.file],
+                    a.sid,
+                    MODES[b.mode],
+                    h.files[b.file],
+                    b.sid,
+                    overlap as f64 / 1e6,
+                    margin as f64 / 1e6
+                );
+                if overlap > margin {
+                    violations.push(format!("exclusion: {what}"));
+                } else {
+                    unresolved += 1;
+                    if unresolved <= 5 {
+                        info.push(format!("unresolved (within clock uncertainty): {what}"));
+                    }
+                }
+            }
+            active.push(i);
+        }
+    }
+
+    // --- 1b and 2. value blocks: the DLM's own order ---------------------
+    let mut intents: HashMap<(&str, Counter), Vec<usize>> = HashMap::new();
+    let mut confirmed: HashMap<(&str, Counter), Vec<usize>> = HashMap::new();
+    let mut valid_reads = 0u64;
+    let mut invalid_reads = 0u64;
+    let mut epochs: HashMap<&str, std::collections::HashSet<u64>> = HashMap::new();
+    let mut max_count: HashMap<&str, u64> = HashMap::new();
+    for (i, s) in h.sections.iter().enumerate() {
+        if let Some(c) = s.intent {
+            intents.entry((&s.res, c)).or_default().push(i);
+            epochs.entry(&s.res).or_default().insert(c.epoch);
+            // The writer's own rule: the next value after what it read.
+            let ok = match s.read {
+                Some(ReadLvb::Valid(r)) if r.epoch != 0 => {
+                    c.epoch == r.epoch && c.count == r.count + 1
+                }
+                _ => c.count == 1,
+            };
+            if !ok {
+                violations.push(format!(
+                    "value block: {} #{} on {} read {:?} but intends {}",
+                    h.files[s.file],
+                    s.sid,
+                    s.res,
+                    s.read,
+                    c.text()
+                ));
+            }
+            if s.published == Some(true) {
+                confirmed.entry((&s.res, c)).or_default().push(i);
+                let m = max_count.entry(&s.res).or_insert(0);
+                *m = (*m).max(c.count);
+            }
+        }
+    }
+    let mut increments = 0u64;
+    for ((res, c), v) in &confirmed {
+        increments += 1;
+        if v.len() > 1 {
+            let who: Vec<String> = v
+                .iter()
+                .map(|&i| format!("{} #{}", h.files[h.sections[i].file], h.sections[i].sid))
+                .collect();
+            violations.push(format!(
+                "exclusion (DLM order): {} writers published the same increment {} on {res}: {}",
+                v.len(),
+                c.text(),
+                who.join(", ")
+            ));
+        }
+    }
+    for s in &h.sections {
+        match s.read {
+            Some(ReadLvb::Invalid) => invalid_reads += 1,
+            Some(ReadLvb::Valid(c)) => {
+                valid_reads += 1;
+                if c.epoch != 0 && !intents.contains_key(&(s.res.as_str(), c)) {
+                    violations.push(format!(
+                        "value block: {} #{} on {} read {} that no writer wrote",
+                        h.files[s.file],
+                        s.sid,
+                        s.res,
+                        c.text()
+                    ));
+                }
+            }
+            None => {}
+        }
+    }
+
+    // --- 3. bounded requests ---------------------------------------------
+    let mut outcomes: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut longest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    let mut ended_by_death = 0u64;
+    for r in &h.requests {
+        let (took, outcome) = match &r.end {
+            Some((t, o)) => (t - r.start, o.clone()),
+            None => match death(r.proc_) {
+                Some(d) => {
+                    ended_by_death += 1;
+                    (d - to_host(r.proc_, r.start), "process-died".to_string())
+                }
+                None => {
+                    violations.push(format!(
+                        "request {} {} by node {} pid {} never ended",
+                        r.op, r.res, r.proc_.node, r.proc_.pid
+                    ));
+                    continue;
+                }
+            },
+        };
+        *outcomes.entry((r.op.clone(), outcome.clone())).or_default() += 1;
+        let l = longest.entry(r.op.clone()).or_insert((0, String::new()));
+        if took > l.0 {
+            *l = (
+                took,
+                format!("{} on {} node {}, {}", r.op, r.res, r.proc_.node, outcome),
+            );
+        }
+        if took > r.bound_ms * 1_000_000 {
+            violations.push(format!(
+                "request {} {} by node {} pid {} took {:.1} s, over its bound of {} ms ({outcome})",
+                r.op,
+                r.res,
+                r.proc_.node,
+                r.proc_.pid,
+                took as f64 / 1e9,
+                r.bound_ms
+            ));
+        }
+    }
+
+    // --- 4. no lock left ----------------------------------------------------
+    let mut finals = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir.join("final")) {
+        for e in rd.flatten() {
+            let t = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !t.starts_with("ok") {
+                violations.push(format!("no lock left: {name}: {}", t.trim()));
+            }
+            finals.push(format!("{name}: {}", t.trim()));
+        }
+    }
+    finals.sort();
+    let expected: usize = std::fs::read_to_string(dir.join("nodes"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if finals.iter().filter(|f| f.starts_with("release")).count() < expected {
+        violations.push(format!(
+            "no lock left: release results from {} of {expected} nodes",
+            finals.iter().filter(|f| f.starts_with("release")).count()
+        ));
+    }
+
+    // --- recovery times -------------------------------------------------------
+    let mut recovery = Vec::new();
+    let first_in = |res: &str, not_node: Option<u32>, after: i64| -> Option<(i64, u32)> {
+        h.sections
+            .iter()
+            .filter(|s| s.res == res && Some(s.proc_.node) != not_node)
+            .map(|s| (to_host(s.proc_, s.start), s.proc_.node))
+            .filter(|&(t, _)| t >= after)
+            .min()
+    };
+    for (kind, node, _, t, rest) in &ev.list {
+        if kind != "fault" {
+            continue;
+        }
+        // "fault NODE 0 T KIND hog-ID"
+        let mut w = rest.split_whitespace();
+        let (Some(fkind), Some(hog)) = (w.next(), w.next()) else {
+            continue;
+        };
+        let other = if fkind == "kill-holding" {
+            None
+        } else {
+            Some(*node)
+        };
+        let fence = ev
+            .list
+            .iter()
+            .filter(|e| e.0 == "fence" && e.1 == *node && e.3 >= *t)
+            .map(|e| e.3)
+            .min();
+        let grant = first_in(hog, other, *t);
+        let mut line = format!("{fkind} of node {node} ({hog}): ");
+        match grant {
+            Some((g, by)) => {
+                line += &format!(
+                    "fault to first grant on node {by}: {:.2} s",
+                    (g - t) as f64 / 1e9
+                );
+                if let Some(f) = fence.filter(|&f| f <= g + 1_000_000_000) {
+                    line += &format!(
+                        "; fault to fence {:.2} s; fence to grant {:.2} s",
+                        (f - t) as f64 / 1e9,
+                        (g - f) as f64 / 1e9
+                    );
+                }
+            }
+            None => line += "no grant of the held resource recorded after it",
+        }
+        recovery.push(line);
+    }
+    for (kind, node, boot, t, _) in &ev.list {
+        if kind != "ready" {
+            continue;
+        }
+        let g = h
+            .sections
+            .iter()
+            .filter(|s| s.proc_.node == *node && s.proc_.boot == *boot)
+            .map(|s| to_host(s.proc_, s.start))
+            .filter(|&g| g >= *t)
+            .min();
+        if let Some(g) = g {
+            recovery.push(format!(
+                "rejoin of node {node} (boot {boot}): ready to first grant on it: {:.2} s",
+                (g - t) as f64 / 1e9
+            ));
+        }
+    }
+
+    // --- report -------------------------------------------------------------
+    let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    for (kind, _, _, _, rest) in &ev.list {
+        let k = if kind == "fault" {
+            rest.split_whitespace().next().unwrap_or("?").to_string()
+        } else {
+            kind.clone()
+        };
+        *faults.entry(k).or_default() += 1;
+    }
+    let mut by_mode = [0u64; 6];
+    for s in &h.sections {
+        by_mode[s.mode] += 1;
+    }
+    println!("chaos-check: {}", dir.display());
+    println!(
+        "record files: {}, processes: {}",
+        h.files.len(),
+        h.first_seen.len()
+    );
+    println!(
+        "critical sections: {} ({}), {} ended by their process's death",
+        h.sections.len(),
+        MODES
+            .iter()
+            .zip(by_mode)
+            .filter(|(_, n)| *n > 0)
+            .map(|(m, n)| format!("{m} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        open_sections
+    );
+    println!(
+        "requests: {}, {} ended by their process's death",
+        h.requests.len(),
+        ended_by_death
+    );
+    for ((op, o), n) in &outcomes {
+        println!("  {op:8} {o:16} {n}");
+    }
+    println!("longest request by kind:");
+    for (op, (t, what)) in &longest {
+        println!("  {op:8} {:.3} s ({what})", *t as f64 / 1e9);
+    }
+    println!(
+        "exclusion: {pairs_checked} pairs of incompatible sections compared, {unresolved} unresolved, closest gap {:.3} ms",
+        if closest_gap == i64::MAX { 0.0 } else { closest_gap as f64 / 1e6 }
+    );
+    println!(
+        "value blocks: {increments} published increments (confirmed), {valid_reads} valid reads, {invalid_reads} not-valid reads, {} epochs, highest count {}, {} orphans left on purpose",
+        epochs.values().map(|e| e.len()).sum::<usize>(),
+        max_count.values().max().copied().unwrap_or(0),
+        h.orphaned
+    );
+    println!("faults and events:");
+    for (k, n) in &faults {
+        println!("  {k:14} {n}");
+    }
+    println!("recovery:");
+    for r in &recovery {
+        println!("  {r}");
+    }
+    println!("memory (RSS) of processes that ran over 60 s:");
+    for (p, m) in &h.memory {
+        let (Some(a), Some(b)) = (m.first(), m.last()) else {
+            continue;
+        };
+        if b.0 - a.0 >= 60_000_000_000 {
+            println!(
+                "  node {} boot {} pid {}: {} KiB -> {} KiB over {:.0} s",
+                p.node,
+                p.boot,
+                p.pid,
+                a.1,
+                b.1,
+                (b.0 - a.0) as f64 / 1e9
+            );
+        }
+    }
+    let mut st = [0u64; 3];
+    for (_, s) in &h.stats {
+        for k in 0..3 {
+            st[k] += s[k];
+        }
+    }
+    println!(
+        "crate stats (processes that ended normally): {} EBUSY retries, {} give-ups, {} reaped",
+        st[0], st[1], st[2]
+    );
+    println!("end of run:");
+    for f in &finals {
+        println!("  {f}");
+    }
+    for i in &info {
+        println!("  {i}");
+    }
+    println!("violations: {}", violations.len());
+    for v in violations.iter().take(50) {
+        println!("VIOLATION: {v}");
+    }
+    std::process::exit(if violations.is_empty() { 0 } else { 1 });
+}

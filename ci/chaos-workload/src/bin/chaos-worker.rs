@@ -1,0 +1,685 @@
+//! chaos-worker: one worker process of the chaos suite (`ci/chaos`).
+//!
+//! ```text
+//! chaos-worker DIR NODE BOOT SLOT THREADS SEED
+//! chaos-worker purge DIR NODE      # end of run: purge this node's orphans
+//! chaos-worker release DIR NODE    # then: non-forced release, fresh handle
+//! ```
+//!
+//! Joins the lockspace `chaos`, keeps an NL lock with the value block on
+//! every shared resource (so the DLM keeps their value blocks), and runs
+//! THREADS threads of a random mix of requests through the crate's public
+//! API until the file DIR/stop appears: blocking, try and timed locks,
+//! conversions up and down, counters in value blocks incremented under
+//! PW/EX and published by down-conversion, blocking notifications answered
+//! by converting down, persistent locks orphaned on purpose and adopted or
+//! purged later. Every request and critical section is recorded in
+//! DIR/rec/ (see the `dlm_chaos` library docs); the worker checks nothing
+//! itself.
+//!
+//! The harness steers it through files: DIR/cmd/nNODE-sSLOT/NAME holding
+//! `hold RES` (take RES in EX and keep it until DIR/release/RES exists) or
+//! `wait RES` (ask for RES in EX, hold it briefly once granted); the
+//! worker answers in DIR/ack/NAME.STATE (`waiting`, `held`, `granted`,
+//! `failed`).
+use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode};
+use dlm_chaos::{now_ns, Counter, Recorder, Rng};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared resources r0..r{RESOURCES-1}.
+const RESOURCES: u64 = 4;
+/// Node-local orphan resources per node.
+const ORPHANS: u64 = 3;
+/// The bound recorded for untimed requests (ms).
+const UNTIMED_BOUND_MS: u64 = 60_000;
+/// Slack added to a timed request's timeout for its bound (ms): the
+/// cancel's grace and a recovery in progress.
+const TIMED_SLACK_MS: u64 = 30_000;
+
+struct Ctx {
+    dir: PathBuf,
+    node: u32,
+    boot: u32,
+    slot: u32,
+    ls: Lockspace,
+    stop: PathBuf,
+}
+
+impl Ctx {
+    fn stopping(&self) -> bool {
+        self.stop.exists()
+    }
+}
+
+/// One thread's history and ids.
+struct Hist {
+    rec: Recorder,
+    next_rid: u64,
+    next_sid: u64,
+}
+
+impl Hist {
+    fn start(&mut self, res: &str, op: &str, mode: Mode, bound_ms: u64) -> u64 {
+        self.next_rid += 1;
+        let rid = self.next_rid;
+        self.rec.line(&format!(
+            "RS {rid} {res} {op} {} {bound_ms} {}",
+            mode.name(),
+            now_ns()
+        ));
+        rid
+    }
+
+    fn end<T>(&mut self, rid: u64, r: &Result<T, Error>) {
+        let outcome = match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => outcome(e),
+        };
+        self.rec.line(&format!("RE {rid} {outcome} {}", now_ns()));
+    }
+
+    fn enter(&mut self, res: &str, mode: Mode, lvb: &str) -> u64 {
+        self.next_sid += 1;
+        let sid = self.next_sid;
+        self.rec.line(&format!(
+            "IN {sid} {res} {} {} {lvb}",
+            mode.name(),
+            now_ns()
+        ));
+        sid
+    }
+
+    fn leave(&mut self, sid: u64, intent: Option<Counter>) {
+        let intent = intent.map_or("-".to_string(), Counter::text);
+        self.rec.line(&format!("OUT {sid} {} {intent}", now_ns()));
+    }
+}
+
+fn outcome(e: &Error) -> String {
+    match e {
+        Error::WouldBlock => "wouldblock".into(),
+        Error::Deadlock => "deadlock".into(),
+        Error::TimedOut => "timedout".into(),
+        Error::Cancelled => "cancelled".into(),
+        Error::LockspaceStopped => "stopped".into(),
+        Error::LockspaceGone => "gone".into(),
+        Error::GivenUp => "givenup".into(),
+        Error::InProgress => "inprogress".into(),
+        Error::OrphanNotFound => "orphan-notfound".into(),
+        Error::OrphanModeMismatch => "orphan-mode".into(),
+        Error::Demoted(_) => "demoted".into(),
+        other => format!(
+            "error:{}",
+            format!("{other:?}").replace(char::is_whitespace, "_")
+        ),
+    }
+}
+
+/// What a granted guard read from the value block.
+fn lvb_text(g: &LockGuard) -> (String, Option<Counter>) {
+    match g.lvb() {
+        None => ("-".into(), None),
+        Some(l) if !l.valid => ("inv".into(), None),
+        Some(l) => {
+            let c = Counter::decode(&l.bytes).unwrap_or(Counter { epoch: 0, count: 0 });
+            (format!("v:{}", c.text()), Some(c))
+        }
+    }
+}
+
+/// The value a writer publishes after reading `read`.
+fn next_counter(read: Option<Counter>, rng: &mut Rng) -> Counter {
+    match read {
+        Some(c) if c.epoch != 0 => Counter {
+            epoch: c.epoch,
+            count: c.count + 1,
+        },
+        // Not valid, or empty: a new epoch.
+        _ => Counter {
+            epoch: rng.next_u64() | 1,
+            count: 1,
+        },
+    }
+}
+
+fn hold_briefly(rng: &mut Rng) {
+    let us = rng.below(3000);
+    if us > 200 {
+        std::thread::sleep(Duration::from_micros(us));
+    }
+}
+
+/// Takes `res` in `mode` with a random kind of request; records it.
+fn acquire(
+    ctx: &Ctx,
+    h: &mut Hist,
+    rng: &mut Rng,
+    res: &str,
+    mode: Mode,
+    base: LockOptions,
+) -> Result<LockGuard, Error> {
+    let (op, opts, bound) = match rng.below(4) {
+        0 => ("try", base.no_wait(), UNTIMED_BOUND_MS),
+        1 => {
+            let t = 10 + rng.below(1500);
+            (
+                "timed",
+                base.timeout(Duration::from_millis(t)),
+                t + TIMED_SLACK_MS,
+            )
+        }
+        _ => ("lock", base, UNTIMED_BOUND_MS),
+    };
+    let rid = h.start(res, op, mode, bound);
+    let r = ctx.ls.lock_with(res, mode, opts);
+    h.end(rid, &r);
+    r
+}
+
+fn convert(
+    h: &mut Hist,
+    g: &mut LockGuard,
+    res: &str,
+    mode: Mode,
+    opts: LockOptions,
+    bound: u64,
+) -> Result<(), Error> {
+    let rid = h.start(res, "convert", mode, bound);
+    let r = g.convert_with(mode, opts).map(|_| ());
+    h.end(rid, &r);
+    r
+}
+
+fn unlock(h: &mut Hist, g: LockGuard, res: &str) -> Result<(), Error> {
+    let rid = h.start(res, "unlock", Mode::Nl, UNTIMED_BOUND_MS);
+    let r = g.unlock();
+    h.end(rid, &r);
+    r
+}
+
+/// A writer section on a held PW/EX guard: read the counter, set the next
+/// value, leave; the caller publishes.
+fn write_section(h: &mut Hist, rng: &mut Rng, g: &mut LockGuard, res: &str) -> (u64, Counter) {
+    let (text, read) = lvb_text(g);
+    let sid = h.enter(res, g.mode(), &text);
+    let next = next_counter(read, rng);
+    hold_briefly(rng);
+    g.set_lvb(&next.encode()).expect("set_lvb on a PW/EX guard");
+    h.leave(sid, Some(next));
+    (sid, next)
+}
+
+fn record_pub(h: &mut Hist, sid: u64, c: Counter, ok: bool) {
+    h.rec.line(&format!(
+        "PUB {sid} {} {} {}",
+        c.text(),
+        if ok { "ok" } else { "fail" },
+        now_ns()
+    ));
+}
+
+/// A writer: PW or EX, increment, publish by converting down to NL or
+/// PR, or by unlocking (which converts to NL first).
+fn op_writer(ctx: &Ctx, h: &mut Hist, rng: &mut Rng, res: &str) {
+    let mode = if rng.chance(25) { Mode::Pw } else { Mode::Ex };
+    let Ok(mut g) = acquire(ctx, h, rng, res, mode, LockOptions::new().lvb()) else {
+        return;
+    };
+    let (sid, next) = write_section(h, rng, &mut g, res);
+    match rng.below(3) {
+        0 => {
+            // Publish by down-conversion to NL, then maybe up again to PR.
+            let r = convert(
+                h,
+                &mut g,
+                res,
+                Mode::Nl,
+                LockOptions::new().lvb(),
+                UNTIMED_BOUND_MS,
+            );
+            record_pub(h, sid, next, r.is_ok());
+            if r.is_ok() && rng.chance(50) {
+                let t = 10 + rng.below(1000);
+                let opts = LockOptions::new().lvb().timeout(Duration::from_millis(t));
+                if convert(h, &mut g, res, Mode::Pr, opts, t + TIMED_SLACK_MS).is_ok() {
+                    let (text, _) = lvb_text(&g);
+                    let s2 = h.enter(res, Mode::Pr, &text);
+                    hold_briefly(rng);
+                    h.leave(s2, None);
+                }
+            }
+            let _ = unlock(h, g, res);
+        }
+        1 => {
+            // Down to PR: publishes, and keeps reading.
+            let r = convert(
+                h,
+                &mut g,
+                res,
+                Mode::Pr,
+                LockOptions::new().lvb(),
+                UNTIMED_BOUND_MS,
+            );
+            record_pub(h, sid, next, r.is_ok());
+            if r.is_ok() {
+                let s2 = h.enter(res, Mode::Pr, &format!("v:{}", next.text()));
+                hold_briefly(rng);
+                h.leave(s2, None);
+            }
+            let _ = unlock(h, g, res);
+        }
+        _ => {
+            // The unlock converts to NL first, publishing.
+            let r = unlock(h, g, res);
+            record_pub(h, sid, next, r.is_ok());
+        }
+    }
+}
+
+/// A reader: PR or CR, maybe answering a blocking notification by
+/// converting down to NL.
+fn op_reader(ctx: &Ctx, h: &mut Hist, rng: &mut Rng, res: &str) {
+    let mode = if rng.chance(30) { Mode::Cr } else { Mode::Pr };
+    let notify = rng.chance(50);
+    let mut base = LockOptions::new().lvb();
+    if notify {
+        base = base.notify_blocking();
+    }
+    let Ok(mut g) = acquire(ctx, h, rng, res, mode, base) else {
+        return;
+    };
+    let (text, _) = lvb_text(&g);
+    let sid = h.enter(res, mode, &text);
+    if notify {
+        let wait = Duration::from_millis(rng.below(30));
+        if let Ok(true) = g.wait_blocking(Some(wait)) {
+            // Someone waits: leave, and convert down to NL for them.
+            h.leave(sid, None);
+            let _ = convert(
+                h,
+                &mut g,
+                res,
+                Mode::Nl,
+                LockOptions::new(),
+                UNTIMED_BOUND_MS,
+            );
+            let _ = unlock(h, g, res);
+            return;
+        }
+    } else {
+        hold_briefly(rng);
+    }
+    h.leave(sid, None);
+    let _ = unlock(h, g, res);
+}
+
+/// CW: compatible only with NL, CR and CW.
+fn op_cw(ctx: &Ctx, h: &mut Hist, rng: &mut Rng, res: &str) {
+    let Ok(g) = acquire(ctx, h, rng, res, Mode::Cw, LockOptions::new()) else {
+        return;
+    };
+    let sid = h.enter(res, Mode::Cw, "-");
+    hold_briefly(rng);
+    h.leave(sid, None);
+    let _ = unlock(h, g, res);
+}
+
+/// PR, then a timed up-conversion to EX (two upgraders deadlock: one is
+/// refused), a writer section if granted.
+fn op_upgrade(ctx: &Ctx, h: &mut Hist, rng: &mut Rng, res: &str) {
+    let Ok(mut g) = acquire(ctx, h, rng, res, Mode::Pr, LockOptions::new().lvb()) else {
+        return;
+    };
+    let (text, _) = lvb_text(&g);
+    let sid = h.enter(res, Mode::Pr, &text);
+    hold_briefly(rng);
+    h.leave(sid, None);
+    let t = 10 + rng.below(1500);
+    let opts = LockOptions::new().lvb().timeout(Duration::from_millis(t));
+    match convert(h, &mut g, res, Mode::Ex, opts, t + TIMED_SLACK_MS) {
+        Ok(()) => {
+            let (sid, next) = write_section(h, rng, &mut g, res);
+            let r = unlock(h, g, res);
+            record_pub(h, sid, next, r.is_ok());
+        }
+        Err(_) if g.is_held() && g.mode() == Mode::Pr => {
+            let (text, _) = lvb_text(&g);
+            let sid = h.enter(res, Mode::Pr, &text);
+            h.leave(sid, None);
+            let _ = unlock(h, g, res);
+        }
+        Err(_) => {
+            let _ = unlock(h, g, res);
+        }
+    }
+}
+
+/// Persistent locks on node-local resources: take and orphan, adopt, or
+/// purge.
+fn op_orphan(ctx: &Ctx, h: &mut Hist, rng: &mut Rng) {
+    let res = format!("o{}-{}", ctx.node, rng.below(ORPHANS));
+    let rid = h.start(&res, "try", Mode::Ex, UNTIMED_BOUND_MS);
+    let r = ctx
+        .ls
+        .lock_with(&res, Mode::Ex, LockOptions::new().persistent().no_wait());
+    h.end(rid, &r);
+    let g = match r {
+        Ok(g) => g,
+        Err(Error::WouldBlock) if rng.chance(70) => {
+            let rid = h.start(&res, "adopt", Mode::Ex, UNTIMED_BOUND_MS);
+            let r = ctx.ls.adopt_orphan(&res, Mode::Ex, LockOptions::new());
+            h.end(rid, &r);
+            match r {
+                Ok(g) => g,
+                Err(_) => return,
+            }
+        }
+        Err(Error::WouldBlock) => {
+            let rid = h.start(&res, "purge", Mode::Nl, UNTIMED_BOUND_MS);
+            let r = ctx.ls.purge_orphans(0, 0);
+            h.end(rid, &r);
+            return;
+        }
+        Err(_) => return,
+    };
+    let sid = h.enter(&res, Mode::Ex, "-");
+    hold_briefly(rng);
+    h.leave(sid, None);
+    if rng.chance(50) {
+        let owner = g.owner_tid();
+        match g.orphan() {
+            Ok(()) => h
+                .rec
+                .line(&format!("ORPH {sid} {res} EX {owner} {}", now_ns())),
+            Err(g) => {
+                let _ = unlock(h, g, &res);
+            }
+        }
+    } else {
+        let _ = unlock(h, g, &res);
+    }
+}
+
+fn work_thread(ctx: Arc<Ctx>, idx: usize, seed: u64) {
+    let path = rec_path(&ctx, idx);
+    let rec = Recorder::create(&path, ctx.node, ctx.boot, idx).expect("record file");
+    let mut h = Hist {
+        rec,
+        next_rid: 0,
+        next_sid: 0,
+    };
+    let mut rng = Rng::new(seed);
+    while !ctx.stopping() {
+        let res = format!("r{}", rng.below(RESOURCES));
+        match rng.below(100) {
+            0..=39 => op_writer(&ctx, &mut h, &mut rng, &res),
+            40..=64 => op_reader(&ctx, &mut h, &mut rng, &res),
+            65..=74 => op_cw(&ctx, &mut h, &mut rng, &res),
+            75..=89 => op_upgrade(&ctx, &mut h, &mut rng, &res),
+            _ => op_orphan(&ctx, &mut h, &mut rng),
+        }
+        // Think time; longer while the lockspace is stopped.
+        std::thread::sleep(Duration::from_millis(2 + rng.below(15)));
+    }
+    h.rec.line(&format!("END {}", now_ns()));
+}
+
+fn rec_path(ctx: &Ctx, idx: usize) -> PathBuf {
+    ctx.dir.join("rec").join(format!(
+        "n{}-b{}-s{}-p{}-t{idx}.rec",
+        ctx.node,
+        ctx.boot,
+        ctx.slot,
+        std::process::id()
+    ))
+}
+
+fn ack(ctx: &Ctx, name: &str, state: &str) {
+    let _ = std::fs::write(
+        ctx.dir.join("ack").join(format!("{name}.{state}")),
+        format!("{}\n", now_ns()),
+    );
+}
+
+static CMD_THREADS: AtomicU64 = AtomicU64::new(100);
+
+/// A harness command: `hold RES` or `wait RES`, in a thread of its own.
+fn command(ctx: Arc<Ctx>, name: String, text: String) {
+    let idx = CMD_THREADS.fetch_add(1, Ordering::Relaxed) as usize;
+    std::thread::spawn(move || {
+        let mut words = text.split_whitespace();
+        let (Some(verb), Some(res)) = (words.next(), words.next()) else {
+            return;
+        };
+        let res = res.to_string();
+        let rec =
+            Recorder::create(&rec_path(&ctx, idx), ctx.node, ctx.boot, idx).expect("record file");
+        let mut h = Hist {
+            rec,
+            next_rid: 0,
+            next_sid: 0,
+        };
+        let rid = h.start(&res, verb, Mode::Ex, 180_000);
+        if verb == "wait" {
+            ack(&ctx, &name, "waiting");
+        }
+        let r = ctx.ls.lock_with(&res, Mode::Ex, LockOptions::new().lvb());
+        h.end(rid, &r);
+        let Ok(g) = r else {
+            ack(&ctx, &name, "failed");
+            return;
+        };
+        let (text, _) = lvb_text(&g);
+        let sid = h.enter(&res, Mode::Ex, &text);
+        if verb == "hold" {
+            ack(&ctx, &name, "held");
+            let release = ctx.dir.join("release").join(&res);
+            while !release.exists() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            ack(&ctx, &name, "granted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        h.leave(sid, None);
+        let _ = unlock(&mut h, g, &res);
+        h.rec.line(&format!("END {}", now_ns()));
+    });
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A clock probe: create a new file on the shared file system between
+/// two readings of this guest's clock; the host stamps it with its own.
+fn probe(dir: &Path, main: &mut Recorder, n: u64) {
+    let p = dir
+        .join("probe")
+        .join(format!("p{}-{n}", std::process::id()));
+    let t1 = now_ns();
+    if std::fs::File::create(&p).is_err() {
+        return;
+    }
+    let Ok(m) = std::fs::metadata(&p) else {
+        return;
+    };
+    let t2 = now_ns();
+    use std::os::unix::fs::MetadataExt;
+    let host = m.mtime() * 1_000_000_000 + m.mtime_nsec();
+    main.line(&format!("P {t1} {host} {t2}"));
+    let _ = std::fs::remove_file(&p);
+}
+
+/// End of run, on each node: purge the orphans left on purpose (from a
+/// fresh handle), then (once every node has purged) release the lockspace
+/// without force from a fresh handle until it is gone. The kernel counts
+/// one create per process that created it: each release but the last only
+/// takes one away; the last fails with `LockspaceBusy` if any lock is left.
+/// Writes DIR/final/{purge,release}-nNODE: `ok ...` or what failed.
+fn end_of_run(what: &str, dir: &Path, node: &str) -> i32 {
+    let out = dir.join("final").join(format!("{what}-n{node}"));
+    let _ = std::fs::create_dir_all(dir.join("final"));
+    let result = (|| -> Result<String, String> {
+        if what == "purge" {
+            let ls = Lockspace::open("chaos").map_err(|e| format!("open: {e}"))?;
+            ls.purge_orphans(0, 0).map_err(|e| format!("purge: {e}"))?;
+            return Ok("ok purged".into());
+        }
+        for n in 1..=1000 {
+            let ls = match Lockspace::open("chaos") {
+                Ok(ls) => ls,
+                Err(Error::LockspaceNotFound) => {
+                    return Ok(format!("ok gone after {} releases", n - 1))
+                }
+                Err(e) => return Err(format!("open: {e}")),
+            };
+            if let Err(e) = ls.release(false) {
+                return Err(format!("release {n} refused: {}", e.error()));
+            }
+        }
+        Err("still there after 1000 releases".into())
+    })();
+    let (text, rc) = match result {
+        Ok(t) => (t, 0),
+        Err(t) => (format!("FAILED {t}"), 1),
+    };
+    println!("{what} on node {node}: {text}");
+    let _ = std::fs::write(out, format!("{text}\n"));
+    rc
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() == 3 && (args[0] == "purge" || args[0] == "release") {
+        std::process::exit(end_of_run(&args[0], Path::new(&args[1]), &args[2]));
+    }
+    if args.len() != 6 {
+        eprintln!("usage: chaos-worker DIR NODE BOOT SLOT THREADS SEED");
+        std::process::exit(2);
+    }
+    let dir = PathBuf::from(&args[0]);
+    let node: u32 = args[1].parse().expect("NODE");
+    let boot: u32 = args[2].parse().expect("BOOT");
+    let slot: u32 = args[3].parse().expect("SLOT");
+    let threads: usize = args[4].parse().expect("THREADS");
+    let seed: u64 = args[5].parse().expect("SEED");
+    for d in ["rec", "ack", "release", "probe", "cmd"] {
+        let _ = std::fs::create_dir_all(dir.join(d));
+    }
+    let stop = dir.join("stop");
+    let mut main_rec = Recorder::create(
+        &dir.join("rec").join(format!(
+            "n{node}-b{boot}-s{slot}-p{}-main.rec",
+            std::process::id()
+        )),
+        node,
+        boot,
+        0,
+    )
+    .expect("record file");
+    for n in 0..5 {
+        probe(&dir, &mut main_rec, n);
+    }
+    main_rec.line(&format!("M {} {}", rss_kib(), now_ns()));
+    let ls = loop {
+        match Lockspace::join("chaos", 0o600) {
+            Ok(ls) => break ls,
+            Err(e) => {
+                eprintln!("chaos-worker: join: {e}");
+                if stop.exists() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    // Keepers: the DLM frees a resource's value block with its last lock.
+    let keepers: Vec<LockGuard> = (0..RESOURCES)
+        .filter_map(|r| {
+            ls.lock_with(
+                format!("r{r}"),
+                Mode::Nl,
+                LockOptions::new().lvb().expedite(),
+            )
+            .ok()
+        })
+        .collect();
+    let ctx = Arc::new(Ctx {
+        dir: dir.clone(),
+        node,
+        boot,
+        slot,
+        ls,
+        stop: stop.clone(),
+    });
+    println!(
+        "started node {node} boot {boot} slot {slot} pid {}",
+        std::process::id()
+    );
+    let mut handles = Vec::new();
+    for i in 0..threads {
+        let ctx = Arc::clone(&ctx);
+        let s = seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(u64::from(node) << 40 | u64::from(slot) << 32 | i as u64)
+            ^ u64::from(std::process::id());
+        handles.push(std::thread::spawn(move || work_thread(ctx, i + 1, s)));
+    }
+    let cmd_dir = dir.join("cmd").join(format!("n{node}-s{slot}"));
+    let _ = std::fs::create_dir_all(&cmd_dir);
+    let mut seen = std::collections::HashSet::new();
+    let mut tick = 0u64;
+    while !stop.exists() {
+        if let Ok(rd) = std::fs::read_dir(&cmd_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || !seen.insert(name.clone()) {
+                    continue;
+                }
+                // A command is claimed by removing its file: a worker
+                // started later on this slot does not run it again.
+                if let Ok(text) = std::fs::read_to_string(e.path()) {
+                    if std::fs::remove_file(e.path()).is_ok() {
+                        command(Arc::clone(&ctx), name, text);
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        tick += 1;
+        if tick % 10 == 0 {
+            probe(&dir, &mut main_rec, 5 + tick);
+        }
+        if tick % 40 == 0 {
+            main_rec.line(&format!("M {} {}", rss_kib(), now_ns()));
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    for k in keepers {
+        let _ = k.unlock();
+    }
+    let s = dlm::stats();
+    main_rec.line(&format!(
+        "STATS {} {} {} {}",
+        s.busy_retries,
+        s.given_up,
+        s.reaped,
+        now_ns()
+    ));
+    main_rec.line(&format!("M {} {}", rss_kib(), now_ns()));
+    main_rec.line(&format!("END {}", now_ns()));
+    println!("stopped");
+}

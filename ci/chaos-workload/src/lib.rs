@@ -1,0 +1,163 @@
+//! The chaos suite's shared vocabulary: the history records that
+//! `chaos-worker` writes and `chaos-check` reads, the layout of the counter
+//! kept in each resource's lock value block, and a small seeded random
+//! number generator.
+//!
+//! # Records
+//! Each worker thread appends text lines to a file of its own on the
+//! shared file system (`DIR/rec/*.rec`), one `write` per line, so that a
+//! line is on the host as soon as the call returns. Times are the guest's
+//! `CLOCK_REALTIME` in nanoseconds. The first token says what a line is:
+//!
+//! | line | meaning |
+//! |---|---|
+//! | `H node boot pid tid thread` | the file's header |
+//! | `P t1 host t2` | clock probe: a file created between guest times `t1` and `t2` got host time `host` |
+//! | `RS rid res op mode bound_ms t` | a request starts (`op`: lock, try, timed, convert, adopt, unlock, purge, hold, wait) |
+//! | `RE rid outcome t` | it ended (`ok`, `wouldblock`, `timedout`, `deadlock`, `stopped`, ...) |
+//! | `IN sid res mode t lvb` | a critical section begins, after the grant; `lvb` is `-`, `inv` or `v:EPOCH:COUNT` as read |
+//! | `OUT sid t intent` | it ends, before the lock is released or converted; `intent` is `-` or `EPOCH:COUNT`, the value it publishes |
+//! | `PUB sid EPOCH:COUNT ok|fail t` | the publishing conversion returned |
+//! | `ORPH sid res mode owner_tid t` | the lock was orphaned on purpose |
+//! | `M rss_kib t` | memory of the process |
+//! | `END t` | the thread ended normally |
+#![deny(missing_docs)]
+
+use std::fs::File;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Bytes 16..24 of a value block written by the workload.
+pub const LVB_MAGIC: &[u8; 8] = b"CHAOSLVB";
+
+/// A counter kept in a lock value block: an epoch (chosen by the writer
+/// that found the block not valid or empty) and the number of increments
+/// published in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Counter {
+    /// The epoch; 0 for an empty (all-zero) block.
+    pub epoch: u64,
+    /// Increments published in the epoch.
+    pub count: u64,
+}
+
+impl Counter {
+    /// Decodes a value block's bytes: `None` unless the workload wrote it.
+    pub fn decode(bytes: &[u8; 32]) -> Option<Counter> {
+        if &bytes[16..24] != LVB_MAGIC {
+            return None;
+        }
+        let mut e = [0u8; 8];
+        let mut c = [0u8; 8];
+        e.copy_from_slice(&bytes[0..8]);
+        c.copy_from_slice(&bytes[8..16]);
+        Some(Counter {
+            epoch: u64::from_le_bytes(e),
+            count: u64::from_le_bytes(c),
+        })
+    }
+
+    /// The 24 bytes to publish.
+    pub fn encode(self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[0..8].copy_from_slice(&self.epoch.to_le_bytes());
+        b[8..16].copy_from_slice(&self.count.to_le_bytes());
+        b[16..24].copy_from_slice(LVB_MAGIC);
+        b
+    }
+
+    /// `EPOCH:COUNT`.
+    pub fn text(self) -> String {
+        format!("{:x}:{}", self.epoch, self.count)
+    }
+
+    /// Parses [`text`](Self::text).
+    pub fn parse(s: &str) -> Option<Counter> {
+        let (e, c) = s.split_once(':')?;
+        Some(Counter {
+            epoch: u64::from_str_radix(e, 16).ok()?,
+            count: c.parse().ok()?,
+        })
+    }
+}
+
+/// The guest's (or host's) `CLOCK_REALTIME` in nanoseconds.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// splitmix64: a small, seeded, good-enough generator.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// `true` with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A record file: each line goes to the file in one `write`.
+#[derive(Debug)]
+pub struct Recorder {
+    file: File,
+}
+
+impl Recorder {
+    /// Creates `path` (append mode) and writes the header.
+    ///
+    /// # Errors
+    /// The file could not be created or written.
+    pub fn create(
+        path: &std::path::Path,
+        node: u32,
+        boot: u32,
+        thread: usize,
+    ) -> std::io::Result<Recorder> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let mut r = Recorder { file };
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        r.line(&format!(
+            "H {node} {boot} {} {tid} {thread}",
+            std::process::id()
+        ));
+        Ok(r)
+    }
+
+    /// Appends one line (a newline is added). A failed write is fatal: a
+    /// history with holes would prove nothing.
+    pub fn line(&mut self, text: &str) {
+        let mut buf = String::with_capacity(text.len() + 1);
+        buf.push_str(text);
+        buf.push('\n');
+        if let Err(e) = self.file.write_all(buf.as_bytes()) {
+            eprintln!("chaos-worker: cannot write a record: {e}");
+            std::process::exit(3);
+        }
+    }
+}
