@@ -454,11 +454,8 @@ pub(crate) fn ticks() -> u32 {
 /// Starts the watchdog thread, once per process (again in a fork's child,
 /// which has no threads but the forking one).
 pub(crate) fn start_watchdog() {
-    static STARTED_IN: AtomicU32 = AtomicU32::new(u32::MAX);
-    let generation = crate::fork::generation();
-    if STARTED_IN.load(Ordering::Relaxed) == generation
-        || STARTED_IN.swap(generation, Ordering::AcqRel) == generation
-    {
+    static STARTED: crate::fork::StartedIn = crate::fork::StartedIn::new();
+    if !STARTED.first() {
         return;
     }
     let spawned = std::thread::Builder::new()

@@ -36,3 +36,22 @@ pub(crate) fn install() {
 pub(crate) fn generation() -> u32 {
     GENERATION.load(Ordering::Relaxed)
 }
+
+/// A process-wide helper thread's "started in this generation" mark.
+#[derive(Debug)]
+pub(crate) struct StartedIn(AtomicU32);
+
+impl StartedIn {
+    /// Not started yet.
+    pub(crate) const fn new() -> StartedIn {
+        StartedIn(AtomicU32::new(u32::MAX))
+    }
+
+    /// Whether the caller is the first to ask in this process generation
+    /// (then it starts the thread: a fork's child has none of its
+    /// parent's threads).
+    pub(crate) fn first(&self) -> bool {
+        let g = generation();
+        self.0.load(Ordering::Relaxed) != g && self.0.swap(g, Ordering::AcqRel) != g
+    }
+}

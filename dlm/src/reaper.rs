@@ -20,7 +20,7 @@ use crate::request::{self, Op};
 use crate::state::ReleasePlan;
 use crossbeam_channel::{Receiver, Sender};
 use dlm_sys as sys;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Weak};
 
 /// A lock to release, or a cell to free.
@@ -46,12 +46,11 @@ enum Work {
 /// The reaper's queue, leaked once per process generation (a fork's child
 /// gets its own thread and queue).
 static QUEUE: AtomicPtr<Sender<Job>> = AtomicPtr::new(std::ptr::null_mut());
-static STARTED_IN: AtomicU32 = AtomicU32::new(u32::MAX);
+static STARTED: crate::fork::StartedIn = crate::fork::StartedIn::new();
 
 /// Starts the reaper thread, once per process generation.
 pub(crate) fn start() {
-    let generation = crate::fork::generation();
-    if STARTED_IN.swap(generation, Ordering::AcqRel) == generation {
+    if !STARTED.first() {
         return;
     }
     let (tx, rx) = crossbeam_channel::unbounded();

@@ -6,7 +6,6 @@
 
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -74,11 +73,8 @@ impl Drop for Timer {
 
 /// Starts the timer thread, once per process generation.
 fn start() {
-    static STARTED_IN: AtomicU32 = AtomicU32::new(u32::MAX);
-    let generation = crate::fork::generation();
-    if STARTED_IN.load(Ordering::Relaxed) == generation
-        || STARTED_IN.swap(generation, Ordering::AcqRel) == generation
-    {
+    static STARTED: crate::fork::StartedIn = crate::fork::StartedIn::new();
+    if !STARTED.first() {
         return;
     }
     let spawned = std::thread::Builder::new()
