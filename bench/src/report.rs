@@ -536,10 +536,12 @@ impl Run {
             }
         );
         let _ = writeln!(o, "\nCommand: `{}`\n", self.command);
-        o.push_str(
-            "| Case | operation | ops/round | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls | Rust / C AST (95% CI) | Rust / C `_wait` | per-round Rust / C AST: median (min–max) |\n\
-             |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
-        );
+        if self.cases.iter().any(|c| !c.is_async_case()) {
+            o.push_str(
+                "| Case | operation | ops/round | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls | Rust / C AST (95% CI) | Rust / C `_wait` | per-round Rust / C AST: median (min–max) |\n\
+                 |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            );
+        }
         for c in self.cases.iter().filter(|c| !c.is_async_case()) {
             let cell = |id| c.get(id).map_or("–".to_string(), |k| us(k.median));
             let ratio = |id| {
