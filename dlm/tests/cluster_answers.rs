@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::can_take;
+
 use dlm::{Error, LockOptions, Lockspace, Mode, LVB_LEN};
 use std::time::{Duration, Instant};
 
@@ -32,18 +34,6 @@ impl Fixture {
         if let Err(e) = dlm::leave(&name, false) {
             panic!("locks left behind in {name}: {e}");
         }
-    }
-}
-
-/// Whether `ls` can take `name` in `mode` at once (and releases it).
-fn can_take(ls: &Lockspace, name: &str, mode: Mode) -> bool {
-    match ls.try_lock(name, mode) {
-        Ok(g) => {
-            g.unlock().unwrap();
-            true
-        }
-        Err(Error::WouldBlock) => false,
-        Err(e) => panic!("try_lock {name} {mode}: {e}"),
     }
 }
 

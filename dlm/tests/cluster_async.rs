@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::can_take;
+
 use dlm::{Error, LockOptions, Lockspace, Mode};
 use futures::future::join_all;
 use std::time::{Duration, Instant};
@@ -22,17 +24,6 @@ fn fixture(test: &str) -> (Lockspace, Lockspace, String) {
 fn finish(name: &str) {
     if let Err(e) = dlm::leave(name, false) {
         panic!("locks left behind in {name}: {e}");
-    }
-}
-
-fn can_take(ls: &Lockspace, name: &str, mode: Mode) -> bool {
-    match ls.try_lock(name, mode) {
-        Ok(g) => {
-            g.unlock().unwrap();
-            true
-        }
-        Err(Error::WouldBlock) => false,
-        Err(e) => panic!("try_lock {name}: {e}"),
     }
 }
 

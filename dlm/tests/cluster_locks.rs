@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::can_take;
+
 use dlm::{Error, LockFlags, LockOptions, Lockspace, Mode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -34,19 +36,6 @@ impl Fixture {
             Ok(()) => {}
             Err(e) => panic!("locks left behind in {name}: {e}"),
         }
-    }
-}
-
-/// Whether `ls` can take `name` in `mode` at once (and releases it).
-fn can_take(ls: &Lockspace, name: impl AsRef<[u8]>, mode: Mode) -> bool {
-    let name = name.as_ref();
-    match ls.try_lock(name, mode) {
-        Ok(g) => {
-            g.unlock().unwrap();
-            true
-        }
-        Err(Error::WouldBlock) => false,
-        Err(e) => panic!("try_lock {} {mode}: {e}", String::from_utf8_lossy(name)),
     }
 }
 

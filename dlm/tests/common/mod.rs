@@ -41,3 +41,17 @@ macro_rules! require_cluster {
         }
     };
 }
+
+/// Whether `ls` can take `name` in `mode` at once (and releases it): the
+/// observer's view of what the other handles hold.
+pub fn can_take(ls: &dlm::Lockspace, name: impl AsRef<[u8]>, mode: dlm::Mode) -> bool {
+    let name = name.as_ref();
+    match ls.try_lock(name, mode) {
+        Ok(g) => {
+            g.unlock().unwrap();
+            true
+        }
+        Err(dlm::Error::WouldBlock) => false,
+        Err(e) => panic!("try_lock {} {mode}: {e}", String::from_utf8_lossy(name)),
+    }
+}
