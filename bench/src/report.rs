@@ -439,19 +439,8 @@ impl Run {
             }
             o.push_str("      },\n      \"ratios\": {");
             let mut first = true;
-            for (num, other) in [
-                ("rust", "c_ast"),
-                ("rust", "c_ast_locked"),
-                ("rust", "c_wait"),
-                ("c_ast_aa", "c_ast"),
-                ("rust_poll", "c_dispatch"),
-                ("rust", "rust_blocking"),
-                ("rust_poll", "rust_blocking"),
-                ("c_dispatch", "c_ast"),
-                ("rust_poll", "rust"),
-                ("rust_tokio", "rust"),
-                ("rust_tokio", "c_dispatch"),
-            ] {
+            let json_only = [("rust", "c_ast_locked"), ("c_ast_aa", "c_ast")];
+            for (num, other) in EXTRA_RATIOS.into_iter().chain(json_only) {
                 if let Some(r) = c.ratio_of(num, other) {
                     let _ = write!(
                         o,
