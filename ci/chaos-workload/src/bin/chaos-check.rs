@@ -19,7 +19,8 @@
 //!    valid".
 //! 3. **Bounded requests**: every request ended (granted, refused, timed
 //!    out, failed with a typed error, or ended by its process's death)
-//!    within the bound it recorded.
+//!    within the bound it recorded; an error the crate has no type for
+//!    (recorded as `error:...`) is a violation too.
 //! 4. **No lock left**: after the run, a non-forced release from a fresh
 //!    handle succeeded on every node.
 //!
@@ -105,7 +106,7 @@ struct History {
     /// Per process: first record time (guest).
     first_seen: HashMap<Proc, i64>,
     orphaned: u64,
-    stats: Vec<(Proc, [u64; 3])>,
+    stats: Vec<(Proc, [u64; 4])>,
     parse_errors: Vec<String>,
 }
 
@@ -130,6 +131,7 @@ fn read_history(dir: &Path) -> History {
         let mut open_s: HashMap<u64, usize> = HashMap::new();
         let mut open_r: HashMap<u64, usize> = HashMap::new();
         let mut by_sid: HashMap<u64, usize> = HashMap::new();
+        let nlines = text.lines().count();
         for (ln, line) in text.lines().enumerate() {
             let mut w = line.split(' ');
             let kind = w.next().unwrap_or("");
@@ -153,7 +155,7 @@ fn read_history(dir: &Path) -> History {
             };
             // The last line may be cut short by a crash: ignore a line
             // that does not parse if it is the last one.
-            let last = ln + 1 == text.lines().count() && !text.ends_with('\n');
+            let last = ln + 1 == nlines && !text.ends_with('\n');
             let ok = match kind {
                 "P" => (|| {
                     let t1 = num(w.next())?;
@@ -254,7 +256,8 @@ fn read_history(dir: &Path) -> History {
                     let a = num(w.next())?;
                     let b = num(w.next())?;
                     let c = num(w.next())?;
-                    h.stats.push((pr, [a, b, c]));
+                    let d = num(w.next())?;
+                    h.stats.push((pr, [a, b, c, d]));
                     Some(())
                 })(),
                 "END" => Some(()),
@@ -586,6 +589,13 @@ fn main() {
                 }
             },
         };
+        if outcome.starts_with("error:") {
+            // Every way a request can end has a typed error of its own.
+            violations.push(format!(
+                "request {} {} by node {} pid {} ended with an untyped error: {outcome}",
+                r.op, r.res, r.proc_.node, r.proc_.pid
+            ));
+        }
         *outcomes.entry((r.op.clone(), outcome.clone())).or_default() += 1;
         let l = longest.entry(r.op.clone()).or_insert((0, String::new()));
         if took > l.0 {
@@ -762,32 +772,59 @@ fn main() {
     for r in &recovery {
         println!("  {r}");
     }
-    println!("memory (RSS) of processes that ran over 60 s:");
+    // Memory: the first sample is taken before the worker joins the
+    // lockspace and starts its threads; growth is counted from the first
+    // sample 30 s in (steady state) to the last.
+    println!("memory (RSS) of processes that ran over 60 s (at start, 30 s in, at the end):");
+    let mut longest_lived: Option<(i64, String)> = None;
+    let mut most_growth: Option<(i64, String)> = None;
+    let mut peak = 0u64;
     for (p, m) in &h.memory {
         let (Some(a), Some(b)) = (m.first(), m.last()) else {
             continue;
         };
-        if b.0 - a.0 >= 60_000_000_000 {
-            println!(
-                "  node {} boot {} pid {}: {} KiB -> {} KiB over {:.0} s",
-                p.node,
-                p.boot,
-                p.pid,
-                a.1,
-                b.1,
-                (b.0 - a.0) as f64 / 1e9
-            );
+        peak = peak.max(m.iter().map(|s| s.1).max().unwrap_or(0));
+        if b.0 - a.0 < 60_000_000_000 {
+            continue;
+        }
+        let Some(s30) = m.iter().find(|s| s.0 - a.0 >= 30_000_000_000) else {
+            continue;
+        };
+        let line = format!(
+            "node {} boot {} pid {}: {} -> {} -> {} KiB over {:.0} s",
+            p.node,
+            p.boot,
+            p.pid,
+            a.1,
+            s30.1,
+            b.1,
+            (b.0 - a.0) as f64 / 1e9
+        );
+        println!("  {line}");
+        if longest_lived.as_ref().is_none_or(|l| b.0 - a.0 > l.0) {
+            longest_lived = Some((b.0 - a.0, line.clone()));
+        }
+        let growth = b.1 as i64 - s30.1 as i64;
+        if most_growth.as_ref().is_none_or(|g| growth > g.0) {
+            most_growth = Some((growth, line));
         }
     }
-    let mut st = [0u64; 3];
+    if let Some((_, l)) = &longest_lived {
+        println!("  longest-lived worker: {l}");
+    }
+    if let Some((g, l)) = &most_growth {
+        println!("  most growth after 30 s: {g} KiB ({l})");
+    }
+    println!("  highest RSS of any worker: {peak} KiB");
+    let mut st = [0u64; 4];
     for (_, s) in &h.stats {
-        for k in 0..3 {
+        for k in 0..4 {
             st[k] += s[k];
         }
     }
     println!(
-        "crate stats (processes that ended normally): {} EBUSY retries, {} give-ups, {} reaped",
-        st[0], st[1], st[2]
+        "crate stats (processes that ended normally): {} EBUSY retries, {} ENOBUFS retries, {} give-ups, {} reaped",
+        st[0], st[3], st[1], st[2]
     );
     println!("end of run:");
     for f in &finals {

@@ -108,6 +108,7 @@ fn outcome(e: &Error) -> String {
         Error::LockspaceGone => "gone".into(),
         Error::GivenUp => "givenup".into(),
         Error::InProgress => "inprogress".into(),
+        Error::Unreachable => "unreachable".into(),
         Error::OrphanNotFound => "orphan-notfound".into(),
         Error::OrphanModeMismatch => "orphan-mode".into(),
         Error::Demoted(_) => "demoted".into(),
@@ -673,10 +674,11 @@ fn main() {
     }
     let s = dlm::stats();
     main_rec.line(&format!(
-        "STATS {} {} {} {}",
+        "STATS {} {} {} {} {}",
         s.busy_retries,
         s.given_up,
         s.reaped,
+        s.unreachable_retries,
         now_ns()
     ));
     main_rec.line(&format!("M {} {}", rss_kib(), now_ns()));
