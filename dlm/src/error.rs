@@ -74,6 +74,17 @@ pub enum Error {
     /// the state it had before the call.
     #[error("an earlier operation on the lock is still in progress (EBUSY)")]
     InProgress,
+    /// The kernel could not send the request to the node that masters the
+    /// resource (`ENOBUFS`): that node is leaving, or has left, the cluster
+    /// and the lockspace's recovery has not run yet; on a node cut off
+    /// from the others, this lasts until it is fenced or the network
+    /// heals. The request is sent again for
+    /// [`BUSY_PATIENCE`](crate::BUSY_PATIENCE) before this is returned
+    /// (once recovery starts, requests wait for it instead). Nothing was
+    /// queued: a new lock is not held, a conversion leaves the lock in its
+    /// old mode, an unlock leaves it held.
+    #[error("the node mastering the resource cannot be reached (ENOBUFS): the cluster's membership is changing")]
+    Unreachable,
     /// A conversion failed (its cause inside: timed out, cancelled,
     /// deadlock...) *and* the DLM demoted the lock to NL to break a
     /// conversion deadlock ([`LockOptions::demote_on_deadlock`](crate::LockOptions::demote_on_deadlock)
@@ -144,6 +155,7 @@ impl Error {
             Error::LockspaceExists => Some(libc::EEXIST),
             Error::LockspaceNotFound | Error::OrphanNotFound => Some(libc::ENOENT),
             Error::LockspaceBusy | Error::HandlesOpen | Error::InProgress => Some(libc::EBUSY),
+            Error::Unreachable => Some(libc::ENOBUFS),
             Error::Demoted(e) => e.raw_os_error(),
             Error::Forked | Error::GivenUp => None,
             Error::LockspaceStopped => Some(libc::ESHUTDOWN),
@@ -163,6 +175,7 @@ impl Error {
             libc::EPERM | libc::EACCES => Error::PermissionDenied { code },
             libc::EEXIST => Error::LockspaceExists,
             libc::EBUSY => Error::InProgress,
+            libc::ENOBUFS => Error::Unreachable,
             libc::EAGAIN => Error::WouldBlock,
             libc::EDEADLK => Error::Deadlock,
             _ => Error::Os {
@@ -253,11 +266,16 @@ mod tests {
             Error::from_errno("x", libc::EBUSY),
             Error::InProgress
         ));
+        assert!(matches!(
+            Error::from_errno("x", libc::ENOBUFS),
+            Error::Unreachable
+        ));
         for code in [
             libc::EUNATCH,
             libc::EPERM,
             libc::EEXIST,
             libc::EBUSY,
+            libc::ENOBUFS,
             libc::EIO,
         ] {
             assert_eq!(Error::from_errno("x", code).raw_os_error(), Some(code));

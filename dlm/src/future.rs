@@ -58,7 +58,8 @@ impl OwnedOp {
 
 #[derive(Debug, Clone, Copy)]
 enum Step {
-    /// Not written yet (or refused with `EBUSY` since `busy_since`).
+    /// Not written yet (or refused with `EBUSY` or `ENOBUFS` since
+    /// `busy_since`).
     Unsent { busy_since: Option<Instant> },
     /// In flight: cancelled when `deadline` passes; given up when it
     /// passes again after the cancel.
@@ -154,15 +155,20 @@ impl Future for RequestFuture {
                         cancelled: false,
                     };
                 }
-                Err(Error::InProgress) => {
-                    // An earlier operation still in progress: try again in
-                    // a few milliseconds, for at most BUSY_PATIENCE.
+                Err(e @ (Error::InProgress | Error::Unreachable)) => {
+                    // An earlier operation still in progress, or the
+                    // master unreachable: try again in a few milliseconds,
+                    // for at most BUSY_PATIENCE.
                     let now = Instant::now();
                     let since = busy_since.unwrap_or(now);
                     if now - since >= BUSY_PATIENCE {
-                        return Poll::Ready((this.cell.take(), Err(Error::InProgress)));
+                        return Poll::Ready((this.cell.take(), Err(e)));
                     }
-                    crate::stats::count(&crate::stats::BUSY_RETRIES);
+                    crate::stats::count(if matches!(e, Error::InProgress) {
+                        &crate::stats::BUSY_RETRIES
+                    } else {
+                        &crate::stats::UNREACHABLE_RETRIES
+                    });
                     this.step = Step::Unsent {
                         busy_since: Some(since),
                     };

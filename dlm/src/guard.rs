@@ -420,7 +420,9 @@ impl LockGuard {
     /// have written since.
     /// [`Error::InvalidArgument`] for flags the kernel rejects (nothing is
     /// sent); [`Error::InProgress`] if the kernel still had an operation
-    /// on the lock in progress (nothing changed); [`Error::LockspaceGone`];
+    /// on the lock in progress, [`Error::Unreachable`] if the resource's
+    /// master could not be reached (nothing changed in either case);
+    /// [`Error::LockspaceGone`];
     /// [`Error::Forked`]. If the conversion's answer never came (its
     /// cancel unanswered for [`CANCEL_GRACE`](crate::CANCEL_GRACE), or the
     /// lockspace gone), the guard gives the lock up: [`is_held`](Self::is_held)

@@ -3,8 +3,9 @@
 //!
 //! - `dlm_ls_lock` / `dlm_ls_unlock` with this crate's AST, retried while
 //!   the kernel answers `EBUSY` (an earlier operation on the lock still in
-//!   progress: on several nodes a grant can cross a cancel on the wire),
-//!   for at most [`BUSY_PATIENCE`].
+//!   progress: on several nodes a grant can cross a cancel on the wire) or
+//!   `ENOBUFS` (the resource's master is leaving the cluster and recovery
+//!   has not started), for at most [`BUSY_PATIENCE`].
 //! - The wait: untimed, timed (then cancelled with `LKF_CANCEL` and given
 //!   [`CANCEL_GRACE`] to answer), or bounded in watchdog ticks.
 //! - [`InFlight`]: from the moment a request is written until its answer is
@@ -36,8 +37,9 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
 pub const UNLOCK_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How long a request is retried while the kernel answers `EBUSY` (an
-/// operation on the lock still in progress) before
-/// [`Error::InProgress`].
+/// operation on the lock still in progress) or `ENOBUFS` (the resource's
+/// master unreachable while the membership changes) before
+/// [`Error::InProgress`] or [`Error::Unreachable`].
 pub const BUSY_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What a request does.
@@ -69,15 +71,17 @@ pub(crate) struct Answered {
     pub(crate) timed_out: bool,
 }
 
-/// Writes the request, retrying while the kernel answers `EBUSY`.
+/// Writes the request, retrying while the kernel answers `EBUSY` or
+/// `ENOBUFS`.
 ///
 /// # Safety
 /// No request of `cell` is in flight, and `cell` stays at its address
 /// until the request's answer is seen or the cell is abandoned.
 ///
 /// `w`: the waiting thread (`None` for an async request, whose task is
-/// woken through the cell). Without it, an `EBUSY` is not slept on but
-/// answered [`Error::InProgress`] at once, for the future to retry later.
+/// woken through the cell). Without it, an `EBUSY` or `ENOBUFS` is not
+/// slept on but answered [`Error::InProgress`] or [`Error::Unreachable`]
+/// at once, for the future to retry later.
 pub(crate) unsafe fn write(
     inner: &Inner,
     cell: &LockCell,
@@ -144,18 +148,28 @@ pub(crate) unsafe fn write(
         let code = errno();
         // Refused: no AST will come for this request.
         cell.unprepare();
-        if code == libc::EBUSY && w.is_none() {
-            return Err(Error::InProgress);
-        }
-        if code == libc::EBUSY {
+        // EBUSY: an earlier operation on the lock still in progress.
+        // ENOBUFS: no message could be made for the resource's master (it
+        // is leaving the cluster; recovery has not started). Both pass:
+        // sent again, for at most BUSY_PATIENCE.
+        let retry = match code {
+            libc::EBUSY => Some((Error::InProgress, &crate::stats::BUSY_RETRIES)),
+            libc::ENOBUFS => Some((Error::Unreachable, &crate::stats::UNREACHABLE_RETRIES)),
+            _ => None,
+        };
+        if let Some((retry, counter)) = retry {
+            if w.is_none() {
+                // The future retries on its own timer.
+                return Err(retry);
+            }
             let since = *busy_since.get_or_insert_with(Instant::now);
             if since.elapsed() < BUSY_PATIENCE {
-                crate::stats::count(&crate::stats::BUSY_RETRIES);
+                crate::stats::count(counter);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_millis(50));
                 continue;
             }
-            return Err(Error::InProgress);
+            return Err(retry);
         }
         let op_name = match op {
             Op::Unlock { .. } => "dlm_ls_unlock",

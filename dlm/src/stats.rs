@@ -1,11 +1,12 @@
 //! Process-wide counters of the crate's unhappy paths, for operators and
-//! tests: how often the kernel said `EBUSY`, how often a waiter gave up,
+//! tests: how often the kernel said `EBUSY` or `ENOBUFS`, how often a waiter gave up,
 //! how many locks the reaper released. Counted only on those paths: the
 //! lock/unlock path pays nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) static BUSY_RETRIES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static UNREACHABLE_RETRIES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static GIVEN_UP: AtomicU64 = AtomicU64::new(0);
 pub(crate) static REAPED: AtomicU64 = AtomicU64::new(0);
 
@@ -17,6 +18,11 @@ pub struct Stats {
     /// the lock still in progress, as when a grant crosses a cancel on the
     /// wire) and this crate sent again.
     pub busy_retries: u64,
+    /// Requests the kernel refused with `ENOBUFS` (the resource's master
+    /// node not reachable while the membership changes, see
+    /// [`Error::Unreachable`](crate::Error::Unreachable)) and this crate
+    /// sent again.
+    pub unreachable_retries: u64,
     /// Requests whose waiter stopped waiting for the answer (a cancel not
     /// answered within [`CANCEL_GRACE`](crate::CANCEL_GRACE), a lockspace
     /// gone, a panic unwinding); their cells stay in the lockspace's keeping.
@@ -30,6 +36,7 @@ pub struct Stats {
 pub fn stats() -> Stats {
     Stats {
         busy_retries: BUSY_RETRIES.load(Ordering::Relaxed),
+        unreachable_retries: UNREACHABLE_RETRIES.load(Ordering::Relaxed),
         given_up: GIVEN_UP.load(Ordering::Relaxed),
         reaped: REAPED.load(Ordering::Relaxed),
     }
