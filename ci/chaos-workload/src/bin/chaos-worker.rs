@@ -546,7 +546,11 @@ fn end_of_run(what: &str, dir: &Path, node: &str) -> i32 {
                 Err(e) => return Err(format!("open: {e}")),
             };
             if let Err(e) = ls.release(false) {
-                return Err(format!("release {n} refused: {}", e.error()));
+                return Err(format!(
+                    "release {n} refused: {}; {}",
+                    e.error(),
+                    blocked_resources(dir)
+                ));
             }
         }
         Err("still there after 1000 releases".into())
@@ -558,6 +562,42 @@ fn end_of_run(what: &str, dir: &Path, node: &str) -> i32 {
     println!("{what} on node {node}: {text}");
     let _ = std::fs::write(out, format!("{text}\n"));
     rc
+}
+
+/// After a refused release: which of the run's resources a try-lock in EX
+/// from a fresh handle finds held (a lock left in NL is not seen).
+fn blocked_resources(dir: &Path) -> String {
+    let Ok(ls) = Lockspace::open("chaos") else {
+        return "no handle to probe with".into();
+    };
+    let nodes: u64 = std::fs::read_to_string(dir.join("nodes"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(5);
+    let mut names: Vec<String> = (0..RESOURCES).map(|r| format!("r{r}")).collect();
+    for n in 1..=nodes {
+        names.extend((0..ORPHANS).map(|k| format!("o{n}-{k}")));
+    }
+    if let Ok(rd) = std::fs::read_dir(dir.join("release")) {
+        names.extend(rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()));
+    }
+    let held: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            match ls.lock_with(name.as_str(), Mode::Ex, LockOptions::new().no_wait()) {
+                Ok(g) => {
+                    let _ = g.unlock();
+                    None
+                }
+                Err(e) => Some(format!("{name}: {}", outcome(&e))),
+            }
+        })
+        .collect();
+    if held.is_empty() {
+        format!("none of {} resources held in EX's way", names.len())
+    } else {
+        format!("held: {}", held.join(", "))
+    }
 }
 
 fn main() {
