@@ -140,20 +140,21 @@
 //!
 //! # When the cluster fails
 //! Figures measured in the repository's test cluster (user-mode Linux
-//! nodes, corosync token timeout 3 s): `ci/scenarios`, `ci/chaos`,
+//! nodes; dlm_controld with fencing and the harness's fence agent, which
+//! kills the victim's kernel): `ci/scenarios`, `ci/chaos`,
 //! `RELIABILITY.md`.
 //! - **Another node crashes**: the DLM recovers once corosync and
-//!   dlm_controld have removed (or, with fencing, fenced) the node;
-//!   meanwhile requests on resources that need it wait. The dead node's
-//!   locks are dropped; a value block it held in PW or EX is then reported
-//!   not valid ([`Lvb::valid`] `false`). Measured: a waiter granted 7.8 s
-//!   after the holder's node crashed (3 nodes, no fencing); with fencing,
-//!   the node fenced 8.2 s after the crash and the waiter granted 1.4 s
-//!   after the fence. A node rebooted after a fence rejoins, and granted
-//!   its first lock 0.6 s after it was ready.
+//!   dlm_controld have removed (with fencing: fenced) the node; meanwhile
+//!   requests on resources that need it wait (in the kernel: no error, no
+//!   timeout other than the request's own). The dead node's locks are
+//!   dropped; a value block it held in PW or EX is then reported not valid
+//!   ([`Lvb::valid`] `false`). Measured: fenced @CRASH_FENCE@ after the
+//!   crash, the waiter granted @CRASH_GRANT@ after the fence. A node
+//!   rebooted after a fence rejoins; its first grant came @REJOIN@ after
+//!   it was ready.
 //! - **A process holding locks dies**: the kernel closes its descriptor,
-//!   unlocks its locks (waiters elsewhere are granted) and keeps its
-//!   persistent ones as orphans.
+//!   unlocks its locks (waiters elsewhere are granted: measured
+//!   @KILL_GRANT@ after the kill) and keeps its persistent ones as orphans.
 //! - **dlm_controld (or corosync) dies on this node**: the kernel stops
 //!   every lockspace of the node, and blocks every write to it (lock,
 //!   unlock, cancel, open, release, close) *uninterruptibly* until a
@@ -164,12 +165,23 @@
 //!   waits end with it (measured: 2.3 s after the kill for a waiter, at
 //!   once for a new request). What cannot be helped: a write already in
 //!   the kernel, and closing the handle or exiting, stay blocked until the
-//!   daemons are back or the node is restarted (in a cluster, fenced).
+//!   daemons are back or the node is restarted. The other nodes fence it
+//!   (measured: @CONTROLD_FENCE@ after the kill) and go on.
 //! - **Released by force by another process**: waits end with
 //!   [`Error::LockspaceGone`] within about a second; the locks are gone.
-//! - **Partition**: without fencing, the majority side may grant locks the
-//!   isolated node still believes it holds; real clusters fence for that
-//!   reason (the isolated node is then killed, and its locks with it).
+//! - **Partition**: with fencing, the majority fences the isolated node
+//!   (measured: @PART_FENCE@ after its link went down; its waiters
+//!   granted @PART_GRANT@ after the fence); the isolated node's programs
+//!   die with it. Until then, on the isolated node, requests to resources
+//!   mastered elsewhere wait in the kernel; in the moment the membership
+//!   changes the kernel may refuse them with `ENOBUFS` (no way to reach
+//!   the master), which the crate sends again for
+//!   [`BUSY_PATIENCE`] before it answers [`Error::Unreachable`]. Without
+//!   fencing, the majority may grant locks the isolated node still
+//!   believes it holds: real clusters fence for that reason (the chaos
+//!   suite saw exactly that overlap when its fence agent once answered
+//!   without fencing). A link lost for less than corosync's token timeout
+//!   (a 1 s blip) changes nothing but latency.
 //!
 //! # How libdlm's defects are avoided
 //! - The `_wait` calls (`dlm_ls_lock_wait`, `dlm_ls_unlock_wait`) are never

@@ -579,7 +579,10 @@ fn blocked_resources(dir: &Path) -> String {
         names.extend((0..ORPHANS).map(|k| format!("o{n}-{k}")));
     }
     if let Ok(rd) = std::fs::read_dir(dir.join("release")) {
-        names.extend(rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()));
+        names.extend(
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned()),
+        );
     }
     let held: Vec<String> = names
         .iter()
