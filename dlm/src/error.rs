@@ -76,13 +76,16 @@ pub enum Error {
     InProgress,
     /// The kernel could not send the request to the node that masters the
     /// resource (`ENOBUFS`): that node is leaving, or has left, the cluster
-    /// and the lockspace's recovery has not run yet; on a node cut off
-    /// from the others, this lasts until it is fenced or the network
-    /// heals. The request is sent again for
+    /// and the lockspace's recovery has not started yet (seen on a node cut
+    /// off from the others, in the moment its membership changed). A lock
+    /// request, conversion or unlock is sent again for
     /// [`BUSY_PATIENCE`](crate::BUSY_PATIENCE) before this is returned
-    /// (once recovery starts, requests wait for it instead). Nothing was
-    /// queued: a new lock is not held, a conversion leaves the lock in its
-    /// old mode, an unlock leaves it held.
+    /// (once recovery starts, requests wait for it instead); other calls
+    /// return it at once. Nothing was queued: a new lock is not held, a
+    /// conversion leaves the lock in its old mode, an unlock leaves it held
+    /// (a guard's drop then leaves it to the crate's reaper thread, which
+    /// tries once more; if that is refused too, the lock stays until the
+    /// handle closes, when the kernel drops it).
     #[error("the node mastering the resource cannot be reached (ENOBUFS): the cluster's membership is changing")]
     Unreachable,
     /// A conversion failed (its cause inside: timed out, cancelled,

@@ -172,7 +172,11 @@ impl Future for RequestFuture {
                     this.step = Step::Unsent {
                         busy_since: Some(since),
                     };
-                    this.timer.set(now + Duration::from_millis(2), cx.waker());
+                    // Backing off as the blocking path does: 2 ms at
+                    // first, up to 50 ms.
+                    let delay = ((now - since) / 4)
+                        .clamp(Duration::from_millis(2), Duration::from_millis(50));
+                    this.timer.set(now + delay, cx.waker());
                     return Poll::Pending;
                 }
                 Err(e) => return Poll::Ready((this.cell.take(), Err(e))),
@@ -272,7 +276,7 @@ impl Drop for RequestFuture {
                 self.cell = Some(cell);
                 self.give_up();
             }
-            // Not written (an EBUSY retry pending): a held lock's cell goes
+            // Not written (an EBUSY or ENOBUFS retry pending): a held lock's cell goes
             // to the reaper, which releases the lock; a new request's cell
             // names no lock.
             (Some(cell), Step::Unsent { .. }) => match self.op {

@@ -787,6 +787,8 @@ pub(crate) fn needs_probe(flags: u32, e: &Error) -> bool {
             e,
             Error::LockspaceGone | Error::LockspaceStopped | Error::Forked
         )
+        // Refused before it was queued: nothing happened to the lock.
+        && !matches!(e, Error::InProgress | Error::Unreachable)
 }
 
 /// The error of [`with_lock`]: the lock could not be taken, or the closure

@@ -360,7 +360,9 @@ impl Lockspace {
     ///
     /// # Errors
     /// [`Error::InvalidName`]; [`Error::LockspaceGone`]; [`Error::Forked`];
-    /// other errors of `dlm_ls_lock`. (The DLM's own deadlock detection
+    /// [`Error::LockspaceStopped`]; [`Error::InProgress`] or
+    /// [`Error::Unreachable`] after [`BUSY_PATIENCE`](crate::BUSY_PATIENCE)
+    /// of refused writes; other errors of `dlm_ls_lock`. (The DLM's own deadlock detection
     /// answers [`Error::Deadlock`] only to conversions.)
     pub fn lock(&self, name: impl AsRef<[u8]>, mode: Mode) -> Result<LockGuard> {
         LockGuard::request(self, name.as_ref(), mode, LockOptions::new())
@@ -372,6 +374,10 @@ impl Lockspace {
     /// Queue order counts: a request compatible with every granted lock is
     /// still refused while an incompatible request or conversion waits
     /// ahead of it (add [`LockOptions::no_order`] to ignore the queue).
+    /// "At once" is the DLM's answer, not a bound on the call's time: while
+    /// the resource's master is being recovered the answer waits for the
+    /// recovery, and a write the kernel refuses with `EBUSY` or `ENOBUFS`
+    /// is sent again for up to [`BUSY_PATIENCE`](crate::BUSY_PATIENCE).
     ///
     /// # Errors
     /// [`Error::WouldBlock`] when another holder's mode is incompatible,

@@ -50,7 +50,10 @@ impl LockOptions {
     /// within [`CANCEL_GRACE`](crate::CANCEL_GRACE), the request is given up
     /// ([`Error::TimedOut`](crate::Error::TimedOut)) and a late grant is
     /// released by the crate's reaper thread. A timeout too large for the
-    /// clock (`Duration::MAX`) means no deadline.
+    /// clock (`Duration::MAX`) means no deadline. The timeout counts from
+    /// the moment the kernel accepted the request: a write refused with
+    /// `EBUSY` or `ENOBUFS` is first sent again for up to
+    /// [`BUSY_PATIENCE`](crate::BUSY_PATIENCE).
     ///
     /// Limit: when a node's lockspace is stopped for a recovery that never
     /// runs (its `dlm_controld` died), the kernel blocks every write to the
