@@ -164,11 +164,7 @@ impl Future for RequestFuture {
                     if now - since >= BUSY_PATIENCE {
                         return Poll::Ready((this.cell.take(), Err(e)));
                     }
-                    crate::stats::count(if matches!(e, Error::InProgress) {
-                        &crate::stats::BUSY_RETRIES
-                    } else {
-                        &crate::stats::UNREACHABLE_RETRIES
-                    });
+                    crate::stats::count_retry(&e);
                     this.step = Step::Unsent {
                         busy_since: Some(since),
                     };

@@ -152,19 +152,15 @@ pub(crate) unsafe fn write(
         // ENOBUFS: no message could be made for the resource's master (it
         // is leaving the cluster; recovery has not started). Both pass:
         // sent again, for at most BUSY_PATIENCE.
-        let retry = match code {
-            libc::EBUSY => Some((Error::InProgress, &crate::stats::BUSY_RETRIES)),
-            libc::ENOBUFS => Some((Error::Unreachable, &crate::stats::UNREACHABLE_RETRIES)),
-            _ => None,
-        };
-        if let Some((retry, counter)) = retry {
+        if matches!(code, libc::EBUSY | libc::ENOBUFS) {
+            let retry = Error::from_errno("dlm_ls_lock", code);
             if w.is_none() {
                 // The future retries on its own timer.
                 return Err(retry);
             }
             let since = *busy_since.get_or_insert_with(Instant::now);
             if since.elapsed() < BUSY_PATIENCE {
-                crate::stats::count(counter);
+                crate::stats::count_retry(&retry);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_millis(50));
                 continue;

@@ -42,6 +42,17 @@ pub fn stats() -> Stats {
     }
 }
 
+/// Counts one retry of a write the kernel refused with `err`
+/// ([`Error::InProgress`](crate::Error::InProgress) for `EBUSY`, else
+/// [`Error::Unreachable`](crate::Error::Unreachable) for `ENOBUFS`).
+pub(crate) fn count_retry(err: &crate::Error) {
+    count(if matches!(err, crate::Error::InProgress) {
+        &BUSY_RETRIES
+    } else {
+        &UNREACHABLE_RETRIES
+    });
+}
+
 /// Adds one to `counter`.
 pub(crate) fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
