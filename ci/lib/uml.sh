@@ -73,15 +73,24 @@ uml_boot() {
 	local node=$1 mode=$2
 	shift 2
 	mkdir -p "$UML_RUN/node$node"
+	uml_xstate_shim
 	# setsid: the kernel and its helper processes form one process group
 	# that can be killed at once (a crash, or the clean-up after a failure).
-	setsid linux.uml mem=512M rootfstype=hostfs rootflags=/ rw \
+	LD_PRELOAD="$UML_RUN/uml-xstate.so" setsid linux.uml mem=512M rootfstype=hostfs rootflags=/ rw \
 		init="$ci_dir/lib/guest-init" quiet loglevel=3 \
 		umid="$UML_TAG-n$node" uml_dir="$UML_RUN/uml" \
 		con=null con1=null,fd:1 con2=null,fd:2 ssl=null \
 		dlmrun="$UML_RUN" dlmnode="$node" dlmmode="$mode" "$@" \
 		</dev/null >&"${UML_OUT_FD:-1}" 2>&"${UML_ERR_FD:-2}" &
 	eval "UML_PID_$node=$!"
+}
+
+# uml_xstate_shim: build ci/lib/uml-xstate.c (see there) into the run
+# directory, once per run: linux.uml runs with it preloaded.
+uml_xstate_shim() {
+	[ -e "$UML_RUN/uml-xstate.so" ] && return 0
+	gcc -O2 -shared -fPIC -o "$UML_RUN/uml-xstate.so.tmp" "$ci_dir/lib/uml-xstate.c" -ldl &&
+		mv "$UML_RUN/uml-xstate.so.tmp" "$UML_RUN/uml-xstate.so"
 }
 
 # uml_wait_ready NODE SECONDS: wait until the node's DLM is ready; on failure
