@@ -12,16 +12,19 @@
 //! up: whatever the kernel answers later, the reaper releases a lock it
 //! leaves held, and no memory the kernel writes into is freed.
 
-use crate::ast::{Abandon, BlockingReceiver, CellBox, LIVENESS_PERIOD};
+use crate::cell::{Abandon, BlockingReceiver, CellRef, Wake};
 use crate::error::{Error, Result};
 use crate::guard::{needs_probe, LockGuard, WithLockError};
-use crate::lockspace::{Inner, Lockspace};
+use crate::handle::Handle;
+use crate::lockspace::Lockspace;
 use crate::mode::Mode;
 use crate::name::MAX_RESOURCE_NAME;
 use crate::options::LockOptions;
+use crate::reaper;
 use crate::request::{self, Answered, Op, BUSY_PATIENCE, CANCEL_GRACE};
 use crate::state::{Granted, ReleasePlan};
 use crate::timer::Timer;
+use crate::wait::LIVENESS_PERIOD;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,18 +64,21 @@ enum Step {
     /// Not written yet (or refused with `EBUSY` or `ENOBUFS` since
     /// `busy_since`).
     Unsent { busy_since: Option<Instant> },
-    /// In flight: cancelled when `deadline` passes; given up when it
-    /// passes again after the cancel.
+    /// In flight (lock id `lkid`, written by thread `writer_tid`): at
+    /// `deadline` cancelled (where it may be), and given up when it passes
+    /// again after that.
     Sent {
         deadline: Option<Instant>,
-        cancelled: bool,
+        timed_out: bool,
+        lkid: u32,
+        writer_tid: u32,
     },
 }
 
 /// One request, written at the first poll, its answer awaited.
 struct RequestFuture {
-    inner: Arc<Inner>,
-    cell: Option<CellBox>,
+    handle: Arc<Handle>,
+    cell: Option<CellRef>,
     how: Abandon,
     op: OwnedOp,
     mode: Mode,
@@ -91,8 +97,8 @@ struct RequestFuture {
 
 impl RequestFuture {
     fn new(
-        inner: Arc<Inner>,
-        cell: CellBox,
+        handle: Arc<Handle>,
+        cell: CellRef,
         how: Abandon,
         op: OwnedOp,
         mode: Mode,
@@ -100,7 +106,7 @@ impl RequestFuture {
         timeout: Option<Duration>,
     ) -> RequestFuture {
         RequestFuture {
-            inner,
+            handle,
             cell: Some(cell),
             how,
             op,
@@ -115,17 +121,28 @@ impl RequestFuture {
         }
     }
 
-    /// Gives the cell up (its answer did not come in time, or the future is
-    /// dropped with it in flight).
+    /// Gives the cell up (its answer did not come in time, or the
+    /// lockspace is gone).
     fn give_up(&mut self) {
         if let Some(cell) = self.cell.take() {
-            request::give_up(&self.inner, cell, self.how);
+            reaper::give_up(&self.handle, cell, self.how);
         }
+    }
+
+    /// The liveness check of a request in flight: the error to end with
+    /// if the lockspace is gone.
+    fn gone(&mut self) -> Option<Error> {
+        if self.handle.is_alive() {
+            return None;
+        }
+        let e = self.handle.gone_error();
+        self.give_up();
+        Some(e)
     }
 }
 
 impl Future for RequestFuture {
-    type Output = (Option<CellBox>, Result<Answered>);
+    type Output = (Option<CellRef>, Result<Answered>);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
@@ -134,25 +151,31 @@ impl Future for RequestFuture {
         };
         // Registered before every check, so an answer delivered after the
         // check wakes this task.
-        cell.task.register(cx.waker());
+        cell.hs.task.register(cx.waker());
         if let Step::Unsent { busy_since } = this.step {
-            if this.inner.is_polled() {
-                // The stalled-lockspace check of a poll-mode handle comes
-                // from the watchdog once futures are in use (blocking waits
-                // make it themselves).
-                crate::ast::start_watchdog();
-            }
-            // SAFETY: no request of the cell is in flight (the future owns
-            // it and has not written); from here on the cell is either
-            // returned after its answer or given up (poll or drop).
+            // The liveness checks of futures come from the watchdog's
+            // ticks (a poll-mode handle does not start it at open).
+            crate::wait::start_watchdog();
+            // SAFETY: the future owns the cell and has not written; from
+            // here on the cell is either returned after its answer or
+            // given up (poll or drop).
             let written = unsafe {
-                request::write(&this.inner, cell, None, this.op.op(), this.mode, this.flags)
+                request::write(
+                    &this.handle,
+                    cell,
+                    Wake::Task,
+                    this.op.op(),
+                    this.mode,
+                    this.flags,
+                )
             };
             match written {
-                Ok(()) => {
+                Ok(lkid) => {
                     this.step = Step::Sent {
                         deadline: this.timeout.and_then(|t| Instant::now().checked_add(t)),
-                        cancelled: false,
+                        timed_out: false,
+                        lkid,
+                        writer_tid: request::thread_id(),
                     };
                 }
                 Err(e @ (Error::InProgress | Error::Unreachable)) => {
@@ -180,83 +203,80 @@ impl Future for RequestFuture {
         }
         let Step::Sent {
             deadline,
-            cancelled,
+            timed_out,
+            lkid,
+            writer_tid,
         } = this.step
         else {
             unreachable!("written above")
         };
-        if let Some(delivered) = cell.delivered() {
-            return Poll::Ready((
-                this.cell.take(),
-                Ok(Answered {
-                    delivered,
-                    timed_out: cancelled,
-                }),
-            ));
-        }
-        // No deadline in poll mode: the program's own loop reads the
-        // descriptor (and sees a lockspace gone); nothing to time here, and
-        // no clock read (a system call under some kernels) on each poll.
-        if deadline.is_none() && this.inner.is_polled() {
-            return Poll::Pending;
+        if let Some(delivered) = cell.hs.take() {
+            let cell = this.cell.take().expect("checked above");
+            let answered = Answered {
+                delivered,
+                timed_out,
+                writer_tid,
+            };
+            return Poll::Ready(request::settle(&this.handle, cell, answered));
         }
         // Without a deadline: the watchdog wakes the task once a tick (the
         // task's waker sits in one shared list; no timer, no clock read),
         // and the poll after a tick checks that the lockspace still exists.
-        let tick = crate::ast::ticks();
-        let Some(_) = deadline else {
+        let tick = crate::wait::ticks();
+        let Some(mut deadline) = deadline else {
             if let Some((at, w)) = &this.ticking {
                 if *at == tick && w.will_wake(cx.waker()) {
                     return Poll::Pending;
                 }
-                if *at != tick && !this.inner.is_alive() {
-                    let e = this.inner.gone_error();
-                    this.give_up();
+            }
+            // Registered before the check, so a tick after the check wakes
+            // the task (the watchdog advances the count before it takes
+            // the wakers).
+            crate::wait::wake_at_next_tick(cx.waker());
+            let checked = this.ticking.as_ref().map(|(at, _)| *at);
+            this.ticking = Some((tick, cx.waker().clone()));
+            if checked.is_some_and(|at| at != tick) {
+                if let Some(e) = this.gone() {
                     return Poll::Ready((None, Err(e)));
                 }
             }
-            crate::ast::wake_at_next_tick(cx.waker());
-            this.ticking = Some((tick, cx.waker().clone()));
             return Poll::Pending;
         };
         let now = Instant::now();
         if this.last_check.is_none_or(|c| now - c >= LIVENESS_PERIOD) {
-            if this.last_check.is_some() && !this.inner.is_alive() {
-                let e = this.inner.gone_error();
-                this.give_up();
-                return Poll::Ready((None, Err(e)));
+            if this.last_check.is_some() {
+                if let Some(e) = this.gone() {
+                    return Poll::Ready((None, Err(e)));
+                }
             }
             this.last_check = Some(now);
         }
-        let mut deadline = deadline;
-        if deadline.is_some_and(|d| now >= d) {
-            if cancelled {
+        if now >= deadline {
+            if timed_out {
                 this.give_up();
                 return Poll::Ready((None, Err(Error::TimedOut)));
             }
-            request::cancel(&this.inner, cell, this.op.op());
-            deadline = Some(now + CANCEL_GRACE);
+            if let Some(cell) = this.cell.as_ref() {
+                request::cancel(&this.handle, cell, this.op.op(), lkid, this.flags);
+            }
+            deadline = now + CANCEL_GRACE;
             this.step = Step::Sent {
-                deadline,
-                cancelled: true,
+                deadline: Some(deadline),
+                timed_out: true,
+                lkid,
+                writer_tid,
             };
         }
         // Woken at the deadline, or in a second to check that the
-        // lockspace still exists (not in poll mode: see above).
-        let check = (!this.inner.is_polled()).then(|| now + LIVENESS_PERIOD);
-        let wake_at = match (deadline, check) {
-            (Some(d), Some(c)) => Some(d.min(c)),
-            (d, c) => d.or(c),
-        };
-        if let Some(at) = wake_at {
-            let same = this
-                .armed
-                .as_ref()
-                .is_some_and(|(t, w)| *t == at && w.will_wake(cx.waker()));
-            if !same {
-                this.timer.set(at, cx.waker());
-                this.armed = Some((at, cx.waker().clone()));
-            }
+        // lockspace still exists.
+        let at = deadline.min(now + LIVENESS_PERIOD);
+        let same = this
+            .armed
+            .as_ref()
+            .is_some_and(|(t, w)| *t == at && w.will_wake(cx.waker()));
+        if !same {
+            this.timer.set(at, cx.waker());
+            this.armed = Some((at, cx.waker().clone()));
         }
         Poll::Pending
     }
@@ -264,24 +284,37 @@ impl Future for RequestFuture {
 
 impl Drop for RequestFuture {
     fn drop(&mut self) {
-        match (self.cell.take(), self.step) {
-            (Some(cell), Step::Sent { cancelled, .. }) => {
-                if !cancelled && !matches!(self.op, OwnedOp::Unlock { .. }) {
-                    request::cancel(&self.inner, &cell, self.op.op());
+        let Some(cell) = self.cell.take() else {
+            return;
+        };
+        if self.handle.forked() {
+            // A fork's child: the lock and the cell's memory are the
+            // parent's (the kernel writes the parent's copy); anything
+            // written here would act on the parent's request. Leave both.
+            std::mem::forget(cell);
+            return;
+        }
+        match self.step {
+            Step::Sent {
+                timed_out, lkid, ..
+            } => {
+                // Cancelled only where no answer can have ended the lock
+                // (see `may_cancel`), and only while unanswered; then
+                // given up: the reaper takes whatever answer comes.
+                if !timed_out {
+                    request::cancel(&self.handle, &cell, self.op.op(), lkid, self.flags);
                 }
-                self.cell = Some(cell);
-                self.give_up();
+                reaper::give_up(&self.handle, cell, self.how);
             }
-            // Not written (an EBUSY or ENOBUFS retry pending): a held lock's cell goes
-            // to the reaper, which releases the lock; a new request's cell
-            // names no lock.
-            (Some(cell), Step::Unsent { .. }) => match self.op {
+            // Not written (an EBUSY or ENOBUFS retry pending): a held
+            // lock's cell goes to the reaper, which releases the lock; a
+            // new request's cell names no lock.
+            Step::Unsent { .. } => match self.op {
                 OwnedOp::Convert { lkid } | OwnedOp::Unlock { lkid } => {
-                    request::hand_to_reaper(&self.inner, cell, lkid);
+                    reaper::release(&self.handle, cell, lkid, None);
                 }
                 OwnedOp::New { .. } => drop(cell),
             },
-            (None, _) => {}
         }
     }
 }
@@ -447,15 +480,20 @@ impl LockGuard {
     /// As [`wait_blocking`](LockGuard::wait_blocking).
     pub async fn blocking_async(&mut self) -> Result<()> {
         self.lockspace().inner.check()?;
+        crate::wait::start_watchdog();
         let (inner, cell) = self.blocking_parts()?;
-        BlockingFuture { inner, cell }.await
+        BlockingFuture {
+            handle: inner,
+            cell,
+        }
+        .await
     }
 }
 
 /// Waits for a blocking notification.
 struct BlockingFuture {
-    inner: Arc<Inner>,
-    cell: CellBox,
+    handle: Arc<Handle>,
+    cell: CellRef,
 }
 
 impl BlockingFuture {
@@ -473,11 +511,9 @@ impl Future for BlockingFuture {
         if this.rx().try_recv().is_ok() {
             return Poll::Ready(Ok(()));
         }
-        if !this.inner.is_alive() {
-            return Poll::Ready(Err(this.inner.gone_error()));
-        }
-        if !this.inner.is_polled() {
-            crate::ast::wake_at_next_tick(cx.waker());
+        crate::wait::wake_at_next_tick(cx.waker());
+        if !this.handle.is_alive() {
+            return Poll::Ready(Err(this.handle.gone_error()));
         }
         Poll::Pending
     }

@@ -5,7 +5,7 @@
 //! Every request goes through [`request::run`](crate::request), which owns
 //! the lock's cell while the kernel may write into it.
 
-use crate::ast::{Abandon, BlockingReceiver, CellBox, LockCell};
+use crate::cell::{Abandon, BlockingReceiver, CellRef};
 use crate::error::{Error, Result};
 use crate::flags::{self, LockFlags, Request};
 use crate::lockspace::Lockspace;
@@ -13,10 +13,10 @@ use crate::lvb::{Lvb, LVB_LEN};
 use crate::mode::Mode;
 use crate::name;
 use crate::options::LockOptions;
-use crate::request::{self, Op, Wait, UNLOCK_PATIENCE};
+use crate::reaper;
+use crate::request::{self, thread_id, Op, Wait, UNLOCK_PATIENCE};
 use crate::state::{Granted, LockState, LvbState, ReleasePlan, Sent};
 use dlm_sys as sys;
-use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 #[must_use = "dropping the guard unlocks the lock at once"]
 pub struct LockGuard {
     /// `None` once unlocked, orphaned or given up.
-    cell: Option<CellBox>,
+    cell: Option<CellRef>,
     ls: Lockspace,
     lkid: u32,
     /// What the kernel holds for the lock.
@@ -64,26 +64,6 @@ impl fmt::Debug for LockGuard {
     }
 }
 
-/// The calling thread's kernel id (`gettid`), cached per thread (a system
-/// call is dear on the hot path) and per process generation (a fork's
-/// child has its own).
-fn thread_id() -> u32 {
-    thread_local! {
-        static TID: Cell<(u32, u32)> = const { Cell::new((u32::MAX, 0)) };
-    }
-    let generation = crate::fork::generation();
-    TID.with(|t| {
-        let (g, tid) = t.get();
-        if g == generation {
-            return tid;
-        }
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() } as u32;
-        t.set((generation, tid));
-        tid
-    })
-}
-
 impl LockGuard {
     /// A new lock: `dlm_ls_lock`, then its completion.
     pub(crate) fn request(
@@ -111,20 +91,20 @@ impl LockGuard {
         name: &'n [u8],
         mode: Mode,
         options: LockOptions,
-    ) -> Result<(&'n [u8], CellBox)> {
+    ) -> Result<(&'n [u8], CellRef)> {
         ls.inner.check()?;
         let name = name::resource_name(name)?;
         flags::check(Request::New, mode, options.flags)?;
         Ok((
             name,
-            LockCell::new(ls.inner.handle(), options.notify_blocking),
+            CellRef::new(options.notify_blocking, ls.inner.handoff()),
         ))
     }
 
     /// The guard of a new request's answer, or the error it failed with.
     pub(crate) fn from_answer(
         ls: &Lockspace,
-        cell: Option<CellBox>,
+        cell: Option<CellRef>,
         mode: Mode,
         options: LockOptions,
         answered: request::Answered,
@@ -151,7 +131,7 @@ impl LockGuard {
             lkid: answered.delivered.lkid,
             state,
             granted,
-            owner_tid: thread_id(),
+            owner_tid: answered.writer_tid,
             value,
             background_drop: false,
         })
@@ -178,22 +158,20 @@ impl LockGuard {
                 "adopting an orphan takes only the lvb and notify_blocking options",
             ));
         }
-        let cell = LockCell::new(inner.handle(), options.notify_blocking);
+        let cell = CellRef::new(options.notify_blocking, inner.handoff());
         let uses_lvb = options.flags.contains(LockFlags::VALBLK);
         let flags =
             sys::LKF_PERSISTENT | sys::LKF_ORPHAN | if uses_lvb { sys::LKF_VALBLK } else { 0 };
         // The kernel answers in the write and names the cell as the lock's
         // AST argument from now on; no completion comes for the adoption.
         let written = request::write_only(inner, &cell, Op::New { name }, mode, flags);
-        written.map_err(|e| match e {
+        let lkid = written.map_err(|e| match e {
             Error::WouldBlock => Error::OrphanModeMismatch,
             e if e.raw_os_error() == Some(libc::ENOENT) && inner.is_alive() => {
                 Error::OrphanNotFound
             }
             e => e,
         })?;
-        // libdlm stored the lock id on this thread.
-        let lkid = cell.lkid_after_request();
         Ok(LockGuard {
             cell: Some(cell),
             ls: ls.clone(),
@@ -243,7 +221,7 @@ impl LockGuard {
     /// [`LockOptions::timeout`]), when the lock was released by the reaper
     /// instead.
     pub fn is_held(&self) -> bool {
-        self.cell.is_some()
+        self.cell.is_some() && !self.ls.inner.is_gone()
     }
 
     /// The id of the thread the kernel records as the lock's owner: the one
@@ -314,7 +292,7 @@ impl LockGuard {
                 }
                 // No clock read: the watchdog's tick says when to check.
                 None if self.ls.inner.is_polled() => self.ls.inner.drive(1000),
-                None => crate::ast::Waiter::with(|w| w.park_untimed()),
+                None => crate::wait::Waiter::with(|w| w.park_untimed()),
             };
             if check_alive && !self.ls.inner.is_alive() {
                 break Err(Error::LockspaceGone);
@@ -493,7 +471,7 @@ impl LockGuard {
 
     /// The cell, for a conversion with these flags: with `VALBLK` libdlm
     /// sends the cell's buffer, so it gets the model's value.
-    pub(crate) fn take_cell(&mut self, flags: u32) -> Result<CellBox> {
+    pub(crate) fn take_cell(&mut self, flags: u32) -> Result<CellRef> {
         let Some(cell) = self.cell.take() else {
             return Err(Error::InvalidArgument("the lock is no longer held"));
         };
@@ -509,13 +487,13 @@ impl LockGuard {
         &mut self,
         mode: Mode,
         flags: u32,
-        cell: Option<CellBox>,
+        cell: Option<CellRef>,
         result: Result<request::Answered>,
     ) -> Result<Granted> {
         // `None`: given up; the reaper releases the lock whatever comes.
         self.cell = cell;
         let answered = result?;
-        self.owner_tid = thread_id();
+        self.owner_tid = answered.writer_tid;
         let sent = Sent {
             mode,
             flags,
@@ -560,7 +538,7 @@ impl LockGuard {
     /// The lockspace and the cell, for a wait for blocking notifications.
     pub(crate) fn blocking_parts(
         &self,
-    ) -> Result<(std::sync::Arc<crate::lockspace::Inner>, CellBox)> {
+    ) -> Result<(std::sync::Arc<crate::handle::Handle>, CellRef)> {
         let Some(cell) = self.cell.as_ref() else {
             return Err(Error::InvalidArgument("the lock is no longer held"));
         };
@@ -632,7 +610,7 @@ impl LockGuard {
         // The kernel may still send blocking ASTs to the cell until the
         // lockspace closes: keep it until then.
         if let Some(cell) = self.cell.take() {
-            self.ls.inner.park(cell);
+            self.ls.inner.keep(cell);
         }
         Ok(())
     }
@@ -678,7 +656,7 @@ impl LockGuard {
                 // (the kernel drops it when the handle finally closes);
                 // its cell stays with the lockspace.
                 if let Some(cell) = self.cell.take() {
-                    self.ls.inner.park(cell);
+                    self.ls.inner.keep(cell);
                 }
                 Err(e)
             }
@@ -701,7 +679,7 @@ impl LockGuard {
     /// The end of a release: the unlock's answer.
     pub(crate) fn release_end(
         &mut self,
-        cell: Option<CellBox>,
+        cell: Option<CellRef>,
         result: Result<request::Answered>,
     ) -> Result<()> {
         let inner = &self.ls.inner;
@@ -710,17 +688,17 @@ impl LockGuard {
             (Some(_), Ok(a)) if a.delivered.answer.status == sys::EUNLOCK => Ok(()),
             (Some(cell), Ok(a)) => {
                 // The unlock failed: the lock is still held.
-                request::hand_to_reaper(inner, cell, lkid);
+                reaper::release(inner, cell, lkid, None);
                 Err(Error::from_status(a.delivered.answer.status)
                     .unwrap_or(Error::InvalidArgument("unexpected unlock status")))
             }
             (Some(cell), Err(e @ (Error::LockspaceGone | Error::LockspaceStopped))) => {
-                inner.park(cell);
+                inner.keep(cell);
                 Err(e)
             }
             (Some(cell), Err(e)) => {
                 // Refused before it reached the kernel: still held.
-                request::hand_to_reaper(inner, cell, lkid);
+                reaper::release(inner, cell, lkid, None);
                 Err(e)
             }
             // Given up: the lockspace keeps the cell.
@@ -756,14 +734,7 @@ impl LockGuard {
                 unsafe { cell.set_lvb(&self.value) };
             }
         }
-        let inner = &self.ls.inner;
-        cell.set_reaping();
-        let addr = cell.addr();
-        inner.park(cell);
-        // SAFETY: the cell is alive in `inner`'s keeping, and `inner` is
-        // open (held by this guard).
-        let cell = unsafe { &*(addr as *const LockCell) };
-        crate::reaper::release_later(std::sync::Arc::downgrade(inner), cell, self.lkid, plan);
+        reaper::release(&self.ls.inner, cell, self.lkid, Some(plan));
     }
 }
 

@@ -2,8 +2,13 @@
 //! show from outside, read without writing to the lockspace (a write to a
 //! stopped lockspace blocks uninterruptibly).
 //!
-//! - Released: the kernel removes the lockspace's device first thing
-//!   (see [`Inner::is_alive`](crate::lockspace::Inner)).
+//! - Released (possibly by force, by another process): the kernel removes
+//!   the lockspace's device, `/dev/misc/dlm_<name>`, first thing. The
+//!   watchdog watches the device directory with inotify and re-reads the
+//!   lockspaces' devices as soon as one is deleted, so a handle knows
+//!   within milliseconds (and, where inotify is not to be had, within a
+//!   second); a device of the same name created again later is another
+//!   lockspace (its inode differs). Once known, it stays known.
 //! - Stopped with no daemon: when dlm_controld dies, the kernel stops every
 //!   lockspace of the node (its monitor device closed) and no recovery will
 //!   restart them. Seen from outside, as measured in the test cluster:
@@ -14,14 +19,18 @@
 //!   as the DLM intends).
 //!
 //! The watchdog thread re-reads both once a second for the open
-//! lockspaces ([`watch`], [`update`]); requests read a cached flag.
+//! lockspaces ([`watch`], [`update`]); requests read cached flags.
 
 use std::ffi::{CStr, CString};
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// dlm_controld's pid file, which it keeps write-locked while it runs.
 const DAEMON_PID_FILE: &str = "/run/dlm_controld/dlm_controld.pid";
+
+/// The directory of the lockspaces' devices.
+pub(crate) const DEVICE_DIR: &str = "/dev/misc";
 
 /// Whether dlm_controld runs on this node: `None` when that cannot be
 /// told (no pid file: another layout, or no daemon ever started).
@@ -52,27 +61,102 @@ pub(crate) fn stalled(name: &CStr) -> bool {
     daemon_running() == Some(false) && recovery_stopped(name) == Some(true)
 }
 
-/// The open lockspaces' stalled flags, for the watchdog.
-#[allow(clippy::type_complexity)]
-static WATCHED: parking_lot::Mutex<Vec<(CString, Arc<AtomicBool>)>> =
-    parking_lot::const_mutex(Vec::new());
-
-/// Starts watching the lockspace `name` through `flag`; it stops when the
-/// flag's other owner (the handle) is gone.
-pub(crate) fn watch(name: &CStr, flag: &Arc<AtomicBool>) {
-    WATCHED.lock().push((name.to_owned(), flag.clone()));
+/// The device of `name`: its inode, `None` if it does not exist.
+fn device_inode(name: &CStr) -> Option<u64> {
+    let path = format!("{DEVICE_DIR}/dlm_{}", name.to_str().ok()?);
+    std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
-/// Re-reads every watched lockspace's state (the watchdog, each tick).
-pub(crate) fn update() {
+/// One open handle's view of its lockspace's health.
+#[derive(Debug)]
+pub(crate) struct Health {
+    stalled: AtomicBool,
+    gone: AtomicBool,
+    /// The device's inode when the handle was opened (`None`: not seen,
+    /// then release cannot be told and the lockspace counts as alive).
+    inode: Option<u64>,
+}
+
+impl Health {
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the lockspace `name`'s state; `daemon` as
+    /// [`daemon_running`] said (read once for every lockspace).
+    fn update(&self, name: &CStr, daemon: Option<bool>) {
+        let stalled = daemon == Some(false) && recovery_stopped(name) == Some(true);
+        self.stalled.store(stalled, Ordering::Relaxed);
+        if let Some(inode) = self.inode {
+            if device_inode(name) != Some(inode) {
+                self.gone.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Re-reads this lockspace's state now (a poll-mode wait that saw a
+    /// second go by with nothing to read).
+    pub(crate) fn refresh(&self, name: &CStr) {
+        self.update(name, daemon_running());
+    }
+}
+
+/// The open handles' health, for the watchdog.
+#[allow(clippy::type_complexity)]
+static WATCHED: parking_lot::Mutex<Vec<(CString, Weak<Health>)>> =
+    parking_lot::const_mutex(Vec::new());
+
+/// Starts watching the lockspace `name` for a handle just opened; the
+/// entry goes when the handle drops its `Health`.
+pub(crate) fn watch(name: &CStr) -> Arc<Health> {
+    let health = Arc::new(Health {
+        stalled: AtomicBool::new(stalled(name)),
+        gone: AtomicBool::new(false),
+        inode: device_inode(name),
+    });
     let mut watched = WATCHED.lock();
-    watched.retain(|(_, flag)| Arc::strong_count(flag) > 1);
+    watched.retain(|(_, h)| h.strong_count() > 0);
+    watched.push((name.to_owned(), Arc::downgrade(&health)));
+    health
+}
+
+/// Re-reads every watched lockspace's state (the watchdog, each tick and
+/// after a device was deleted).
+pub(crate) fn update() {
+    let watched: Vec<(CString, Arc<Health>)> = {
+        let mut watched = WATCHED.lock();
+        watched.retain(|(_, h)| h.strong_count() > 0);
+        watched
+            .iter()
+            .filter_map(|(n, h)| Some((n.clone(), h.upgrade()?)))
+            .collect()
+    };
     if watched.is_empty() {
         return;
     }
     let daemon = daemon_running();
-    for (name, flag) in watched.iter() {
-        let stalled = daemon == Some(false) && recovery_stopped(name) == Some(true);
-        flag.store(stalled, Ordering::Relaxed);
+    for (name, health) in &watched {
+        health.update(name, daemon);
     }
+}
+
+/// An inotify descriptor watching [`DEVICE_DIR`] for deletions, for the
+/// watchdog to wait on; `None` where inotify cannot be had.
+pub(crate) fn device_watch() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain system call with constant flags.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a new descriptor this function owns.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let dir = CString::new(DEVICE_DIR).expect("no NUL");
+    // SAFETY: a valid descriptor and C string.
+    let wd = unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_DELETE) };
+    (wd >= 0).then_some(owned)
 }

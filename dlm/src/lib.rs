@@ -215,12 +215,13 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-mod ast;
+mod cell;
 mod error;
 mod flags;
 mod fork;
 mod future;
 mod guard;
+mod handle;
 mod health;
 mod lockspace;
 mod lvb;
@@ -235,8 +236,9 @@ mod timer;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod version;
+mod wait;
 
-pub use ast::{Blocking, BlockingReceiver};
+pub use cell::{Blocking, BlockingReceiver};
 /// The channel crate of [`LockGuard::blocking`]'s receiver, for
 /// [`select!`](crossbeam_channel::select) over it and other channels.
 pub use crossbeam_channel;

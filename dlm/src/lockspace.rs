@@ -1,58 +1,14 @@
 //! Lockspaces: create, open, join, close, release.
 
-use crate::ast::CellBox;
-use crate::error::{errno, set_errno, Error, Result};
+use crate::error::{set_errno, Error, Result};
 use crate::guard::LockGuard;
+use crate::handle::{count_open, open_count, release_by_name, release_handle, Handle, How};
 use crate::mode::Mode;
 use crate::name;
 use crate::options::LockOptions;
 use dlm_sys as sys;
-use parking_lot::Mutex;
-use std::ffi::{c_void, CString};
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// Serialises libdlm's unlocked global state (control device, kernel
-/// version, default lockspace): create, open, release, close and version
-/// queries all take it.
-pub(crate) static GLOBAL: Mutex<()> = parking_lot::const_mutex(());
-
-/// The control device; when it is missing there is no DLM at all.
-const CONTROL_DEVICE: &str = "/dev/misc/dlm-control";
-
-/// How many handles of each lockspace this process has open. The kernel
-/// completes the removal of a lockspace only once every file descriptor of
-/// it is closed, so a release while this process still has another handle
-/// open would block for ever; such releases are refused instead.
-static OPEN: Mutex<Vec<(CString, usize)>> = parking_lot::const_mutex(Vec::new());
-
-fn count_open(name: &CString, delta: isize) -> usize {
-    let mut open = OPEN.lock();
-    let pos = match open.iter().position(|(n, _)| n == name) {
-        Some(pos) => pos,
-        None => {
-            open.push((name.clone(), 0));
-            open.len() - 1
-        }
-    };
-    let count = (open[pos].1 as isize + delta).max(0) as usize;
-    if count == 0 {
-        open.swap_remove(pos);
-    } else {
-        open[pos].1 = count;
-    }
-    count
-}
-
-fn open_count(name: &CString) -> usize {
-    OPEN.lock()
-        .iter()
-        .find(|(n, _)| n == name)
-        .map_or(0, |(_, c)| *c)
-}
 
 /// An open lockspace: the namespace that lock names live in.
 ///
@@ -79,49 +35,7 @@ fn open_count(name: &CString) -> usize {
 /// ```
 #[derive(Clone)]
 pub struct Lockspace {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    handle: NonNull<c_void>,
-    name: CString,
-    /// The lockspace's device, `/dev/misc/dlm_<name>`, if it existed when
-    /// the lockspace was opened: the kernel removes it first thing when the
-    /// lockspace is released, so its disappearance tells that no AST will
-    /// come any more.
-    device: Option<PathBuf>,
-    /// Cells whose last AST may still come: kept until the AST thread is
-    /// stopped at close (or until the reaper has unlocked them). On the
-    /// heap: the kernel knows their addresses.
-    graveyard: Mutex<Vec<CellBox>>,
-    /// Set once libdlm has closed the handle (by a release).
-    closed: bool,
-    /// This handle came from `dlm_new_lockspace`: one release is owed.
-    created: bool,
-    /// The process generation (see `fork`) the handle was opened in.
-    generation: u32,
-    /// Stopped with no dlm_controld (see `health`), kept by the watchdog.
-    stalled: Arc<AtomicBool>,
-    /// Poll mode: no AST thread; answers are read by `dispatch`.
-    polled: bool,
-    /// Held while a thread reads answers in poll mode (`dlm_dispatch`
-    /// toggles the descriptor's flags: one reader at a time).
-    dispatching: Mutex<()>,
-}
-
-// SAFETY: the libdlm handle may be used from any thread: dlm_ls_lock and
-// dlm_ls_unlock only write to its file descriptor, and create/close/
-// release are serialised by GLOBAL.
-unsafe impl Send for Inner {}
-// SAFETY: as for Send.
-unsafe impl Sync for Inner {}
-
-impl fmt::Debug for Inner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Inner")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
+    pub(crate) inner: Arc<Handle>,
 }
 
 impl fmt::Debug for Lockspace {
@@ -130,13 +44,6 @@ impl fmt::Debug for Lockspace {
             .field("name", &self.name())
             .finish_non_exhaustive()
     }
-}
-
-/// What to do to get a handle.
-#[derive(Clone, Copy)]
-enum How {
-    Create { mode: u32, flags: u32 },
-    Open,
 }
 
 impl Lockspace {
@@ -222,95 +129,21 @@ impl Lockspace {
 
     fn get(name: &str, how: How, polled: bool) -> Result<Lockspace> {
         let cname = name::lockspace_name(name)?;
-        crate::fork::install();
-        if !polled {
-            // A poll-mode program may want no thread but its own: there the
-            // waits check liveness themselves, and the reaper starts only
-            // when a lock needs it.
-            crate::ast::start_watchdog();
-            crate::reaper::start();
-        }
-        let _global = GLOBAL.lock();
-        set_errno(0);
-        let (raw, op) = match how {
-            // SAFETY: cname is a valid C string; GLOBAL is held.
-            How::Create { mode, flags } => (
-                unsafe { sys::dlm_new_lockspace(cname.as_ptr(), mode, flags) },
-                "dlm_new_lockspace",
-            ),
-            // SAFETY: as above.
-            How::Open => (
-                unsafe { sys::dlm_open_lockspace(cname.as_ptr()) },
-                "dlm_open_lockspace",
-            ),
-        };
-        let Some(handle) = NonNull::new(raw) else {
-            let code = errno();
-            return Err(match code {
-                libc::ENOENT if !Path::new(CONTROL_DEVICE).exists() => Error::NotAvailable { code },
-                libc::ENOENT if matches!(how, How::Open) => Error::LockspaceNotFound,
-                libc::ENOENT => Error::NotAvailable { code },
-                _ => Error::from_errno(op, code),
-            });
-        };
-        // SAFETY: handle is the open handle just returned.
-        let rc = if polled {
-            0
-        } else {
-            // SAFETY: as above; one AST thread per handle.
-            unsafe { sys::dlm_ls_pthread_init(handle.as_ptr()) }
-        };
-        if rc != 0 {
-            // dlm_ls_pthread_init returns pthread_create's error code.
-            // SAFETY: handle is open, has no thread and is not used again.
-            unsafe { sys::dlm_close_lockspace(handle.as_ptr()) };
-            return Err(Error::from_errno("dlm_ls_pthread_init", rc));
-        }
-        // The descriptor must not outlive this process in a program it
-        // executes: an inherited descriptor keeps the lockspace open, and
-        // this process's locks held, after this process is gone.
-        // SAFETY: `handle` is open; dlm_ls_get_fd only reads it; fcntl on
-        // a descriptor we own.
-        unsafe {
-            let fd = sys::dlm_ls_get_fd(handle.as_ptr());
-            if fd >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
-        let device = PathBuf::from(format!("/dev/misc/dlm_{name}"));
-        let device = device.exists().then_some(device);
-        count_open(&cname, 1);
-        let stalled = Arc::new(AtomicBool::new(crate::health::stalled(&cname)));
-        crate::health::watch(&cname, &stalled);
         Ok(Lockspace {
-            inner: Arc::new(Inner {
-                handle,
-                name: cname,
-                device,
-                graveyard: Mutex::new(Vec::new()),
-                closed: false,
-                created: matches!(how, How::Create { .. }),
-                generation: crate::fork::generation(),
-                stalled,
-                polled,
-                dispatching: Mutex::new(()),
-            }),
+            inner: Arc::new(Handle::open(cname, how, polled)?),
         })
     }
 
     /// The lockspace's name.
     pub fn name(&self) -> &str {
-        self.inner
-            .name
-            .to_str()
-            .expect("checked to be UTF-8 when opened")
+        self.inner.name()
     }
 
     /// The libdlm handle (`dlm_lshandle_t`), for calls this crate does not
     /// wrap. Do not close or release it, and do not read its file
     /// descriptor: libdlm's AST thread reads it.
     pub fn as_raw(&self) -> sys::dlm_lshandle_t {
-        self.inner.handle.as_ptr()
+        self.inner.raw()
     }
 
     /// Poll mode: reads every answer the kernel has for this handle and runs
@@ -324,12 +157,12 @@ impl Lockspace {
     /// (libdlm's thread reads the descriptor of the others);
     /// [`Error::Forked`]; errors of `dlm_dispatch`.
     pub fn dispatch(&self) -> Result<()> {
-        if !self.inner.polled {
+        if !self.inner.is_polled() {
             return Err(Error::InvalidArgument(
                 "dispatch is for handles opened in poll mode",
             ));
         }
-        if crate::fork::generation() != self.inner.generation {
+        if self.inner.forked() {
             return Err(Error::Forked);
         }
         self.inner.dispatch_now()
@@ -338,7 +171,7 @@ impl Lockspace {
     /// Whether the handle was opened in poll mode
     /// ([`LockspaceBuilder::poll_mode`]).
     pub fn is_polled(&self) -> bool {
-        self.inner.polled
+        self.inner.is_polled()
     }
 
     /// Whether the lockspace is still in service: its device disappears when
@@ -500,11 +333,13 @@ impl Lockspace {
         };
         // SAFETY: sole owner of the handle; libdlm stops its AST thread,
         // closes and frees it; `closed` keeps Drop from closing it again.
-        let result = unsafe { release_handle(&inner.name, inner.handle.as_ptr(), force) };
+        let result = unsafe { release_handle(&inner.name, inner.raw(), force) };
         inner.closed = true;
         count_open(&inner.name, -1);
+        // The kept cells go: the AST thread is gone with the handle.
+        drop(inner.handoff().close());
         let created = inner.created;
-        let polled = inner.polled;
+        let polled = inner.is_polled();
         let name = inner.name.clone();
         // Dropping `inner` frees the parked cells: the AST thread is gone.
         drop(inner);
@@ -688,217 +523,6 @@ impl From<ReleaseError> for Error {
     }
 }
 
-impl Inner {
-    /// Whether answers can still come: the device exists (not released)
-    /// and the lockspace is not stalled.
-    pub(crate) fn is_alive(&self) -> bool {
-        !self.is_stalled() && self.device.as_ref().is_none_or(|p| p.exists())
-    }
-
-    /// Whether the handle is in poll mode.
-    pub(crate) fn is_polled(&self) -> bool {
-        self.polled
-    }
-
-    /// The lockspace's descriptor.
-    pub(crate) fn fd(&self) -> i32 {
-        // SAFETY: the handle is open while `self` lives; the call reads it.
-        unsafe { sys::dlm_ls_get_fd(self.handle.as_ptr()) }
-    }
-
-    /// Reads every pending answer and runs its callbacks on this thread
-    /// (`dlm_dispatch`). Poll mode only.
-    pub(crate) fn dispatch_now(&self) -> Result<()> {
-        // Another thread reading answers now (a blocking call's wait)
-        // delivers them: no need to wait for it.
-        let Some(_one) = self.dispatching.try_lock() else {
-            return Ok(());
-        };
-        self.dispatch_locked()
-    }
-
-    fn dispatch_locked(&self) -> Result<()> {
-        set_errno(0);
-        // SAFETY: a poll-mode handle has no AST thread reading the
-        // descriptor; `dispatching` keeps other threads of this process
-        // out; the callbacks are this crate's.
-        let rc = unsafe { sys::dlm_dispatch(self.fd()) };
-        if rc < 0 {
-            return Err(Error::last("dlm_dispatch"));
-        }
-        Ok(())
-    }
-
-    /// Poll mode: waits up to `timeout_ms` for answers and dispatches them
-    /// on this thread, unless another thread is at it (then sleeps a few
-    /// milliseconds: that thread delivers our answer, and wakes us).
-    /// Returns whether the whole timeout passed with nothing to read.
-    pub(crate) fn drive(&self, timeout_ms: i32) -> bool {
-        let Some(_one) = self.dispatching.try_lock() else {
-            std::thread::park_timeout(std::time::Duration::from_millis(
-                timeout_ms.clamp(0, 5) as u64
-            ));
-            return false;
-        };
-        let mut pfd = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if n > 0 {
-            let _ = self.dispatch_locked();
-        } else if n == 0 && timeout_ms >= 1000 {
-            // A second with nothing to read: look at the lockspace's health
-            // (the watchdog may not run in poll mode).
-            self.stalled
-                .store(crate::health::stalled(&self.name), Ordering::Relaxed);
-        }
-        n == 0
-    }
-
-    /// Stopped with no dlm_controld: a write would block for ever.
-    pub(crate) fn is_stalled(&self) -> bool {
-        self.stalled.load(Ordering::Relaxed)
-    }
-
-    /// The error for a wait that ended because no answer can come.
-    pub(crate) fn gone_error(&self) -> Error {
-        if self.is_stalled() {
-            Error::LockspaceStopped
-        } else {
-            Error::LockspaceGone
-        }
-    }
-
-    pub(crate) fn handle(&self) -> sys::dlm_lshandle_t {
-        self.handle.as_ptr()
-    }
-
-    /// [`Error::Forked`] in a fork's child: the handle is the parent's.
-    /// And [`Error::LockspaceStopped`] when a write would block for ever.
-    #[inline]
-    pub(crate) fn check(&self) -> Result<()> {
-        if crate::fork::generation() != self.generation {
-            return Err(Error::Forked);
-        }
-        if self.is_stalled() {
-            return Err(Error::LockspaceStopped);
-        }
-        Ok(())
-    }
-
-    /// Keeps `cell` until the lockspace closes: an AST may still name it.
-    pub(crate) fn park(&self, cell: CellBox) {
-        self.graveyard.lock().push(cell);
-    }
-
-    /// Frees the parked cell at `addr`, whose lock is gone (no AST names
-    /// it any more).
-    pub(crate) fn free_parked(&self, addr: usize) {
-        let mut graveyard = self.graveyard.lock();
-        if let Some(i) = graveyard.iter().position(|c| c.addr() == addr) {
-            let cell = graveyard.swap_remove(i);
-            drop(graveyard);
-            drop(cell);
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
-        if self.is_stalled() {
-            // Closing would block uninterruptibly in the kernel (and
-            // cancelling the AST thread is useless: it sleeps in read).
-            // Leave the handle, its thread and its cells as they are: the
-            // descriptor closes when the process exits.
-            std::mem::forget(std::mem::take(self.graveyard.get_mut()));
-            return;
-        }
-        if crate::fork::generation() != self.generation {
-            // A fork's child: the AST thread is the parent's, and libdlm's
-            // close would cancel a thread that is not here. Close only the
-            // child's copy of the descriptor (the parent's stays open);
-            // the cells are the parent's memory image: leave them.
-            // SAFETY: the handle's memory is this process's copy; closing
-            // our copy of the descriptor does not touch the parent's.
-            unsafe { libc::close(sys::dlm_ls_get_fd(self.handle.as_ptr())) };
-            std::mem::forget(std::mem::take(self.graveyard.get_mut()));
-            return;
-        }
-        {
-            let _global = GLOBAL.lock();
-            // libdlm cancels and joins the AST thread (not this thread: no
-            // Rust code on it holds a handle), closes the device and frees
-            // the handle. The graveyard is dropped after.
-            // SAFETY: last owner of the open handle.
-            unsafe { sys::dlm_close_lockspace(self.handle.as_ptr()) };
-        }
-        count_open(&self.name, -1);
-    }
-}
-
-/// Calls `dlm_release_lockspace` and finds out what the kernel said:
-/// libdlm ignores the kernel's answer, so `errno` is cleared first and
-/// looked at after (libdlm's other calls on that path do not fail).
-///
-/// GLOBAL is held only to make sure libdlm's control device is open: the
-/// release itself may wait in the kernel for other processes to close the
-/// lockspace, and must not hold up this process's other lockspaces.
-///
-/// # Safety
-/// `handle` is an open handle not used again.
-unsafe fn release_handle(name: &CString, handle: sys::dlm_lshandle_t, force: bool) -> Result<()> {
-    {
-        let _global = GLOBAL.lock();
-        let (mut a, mut b, mut c) = (0, 0, 0);
-        // SAFETY: valid out-pointers; opens libdlm's control device once.
-        unsafe { sys::dlm_kernel_version(&mut a, &mut b, &mut c) };
-    }
-    set_errno(0);
-    // SAFETY: the caller's contract; libdlm's global state is initialised
-    // (above) and only read from now on.
-    let rc = unsafe { sys::dlm_release_lockspace(name.as_ptr(), handle, force as i32) };
-    let code = errno();
-    match (rc, code) {
-        (0, 0) => Ok(()),
-        (_, libc::EBUSY) => Err(Error::LockspaceBusy),
-        // Gone already: released (by force) by someone else meanwhile.
-        (_, libc::ENOENT) => Err(Error::LockspaceNotFound),
-        (_, code) => Err(Error::from_errno("dlm_release_lockspace", code)),
-    }
-}
-
-/// Releases a lockspace through a handle of its own.
-fn release_by_name(name: &CString, force: bool) -> Result<()> {
-    if open_count(name) > 0 {
-        return Err(Error::HandlesOpen);
-    }
-    let handle = {
-        let _global = GLOBAL.lock();
-        set_errno(0);
-        // SAFETY: name is a valid C string; GLOBAL is held.
-        let raw = unsafe { sys::dlm_open_lockspace(name.as_ptr()) };
-        match NonNull::new(raw) {
-            Some(handle) => handle,
-            None => {
-                let code = errno();
-                return Err(match code {
-                    libc::ENOENT if Path::new(CONTROL_DEVICE).exists() => Error::LockspaceNotFound,
-                    libc::ENOENT => Error::NotAvailable { code },
-                    _ => Error::from_errno("dlm_open_lockspace", code),
-                });
-            }
-        }
-    };
-    // SAFETY: a fresh handle without AST thread, not used again.
-    unsafe { release_handle(name, handle.as_ptr(), force) }
-}
-
 /// Opens the lockspace `name`, creating it if needed (ocaml-dlm's `join`);
 /// see [`Lockspace::join`].
 ///
@@ -950,20 +574,5 @@ mod tests {
         send_sync::<Lockspace>();
         send_sync::<LockGuard>();
         send_sync::<Error>();
-    }
-
-    #[test]
-    fn open_handle_registry_counts_per_name() {
-        let a = CString::new("registry-test-a").unwrap();
-        let b = CString::new("registry-test-b").unwrap();
-        assert_eq!(open_count(&a), 0);
-        assert_eq!(count_open(&a, 1), 1);
-        assert_eq!(count_open(&a, 1), 2);
-        assert_eq!(count_open(&b, 1), 1);
-        assert_eq!(count_open(&a, -1), 1);
-        assert_eq!(open_count(&a), 1);
-        assert_eq!(count_open(&a, -1), 0);
-        assert_eq!(count_open(&b, -1), 0);
-        assert_eq!((open_count(&a), open_count(&b)), (0, 0));
     }
 }

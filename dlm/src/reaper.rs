@@ -1,168 +1,256 @@
-//! The reaper: releases locks that nobody owns any more.
+//! The reaper: gives up cells and releases locks that nobody owns any
+//! more, one thread per lockspace handle, never waiting for an answer.
 //!
 //! A lock can end up held with no owner when its waiter gave up on it (a
-//! timeout whose cancel was never answered, a lockspace that looked gone,
-//! a panic unwinding through a request) and the DLM granted it, or left
-//! it held, afterwards. The AST thread cannot release such a lock itself:
-//! releasing it without writing libdlm's uninitialised unlock bytes into
-//! the resource's value block takes a conversion to NL and then an unlock,
-//! two answers to wait for, and the kernel may answer `EBUSY` for a while
-//! (a cancel still in progress on another node). So the AST hands the cell
-//! to one process-wide thread, which does both steps with the same code as
-//! a guard's unlock, then frees the cell. If no reaper can take it, the
-//! AST unlocks at once with `LKF_IVVALBLK`: the value block is then marked
-//! not valid, never filled with garbage.
+//! timeout whose cancel was never answered, a future dropped, a lockspace
+//! that looked gone, a panic unwinding) and the DLM granted it, or left it
+//! held, afterwards; or when a guard lets go without waiting (a background
+//! drop). The callbacks cannot release such a lock themselves: releasing
+//! it without writing libdlm's uninitialised unlock bytes into the
+//! resource's value block takes a conversion to NL and then an unlock, two
+//! answers, and the kernel may refuse a write with `EBUSY` for a while (a
+//! cancel still in progress on another node).
+//!
+//! So every such cell goes through the two functions here: [`give_up`]
+//! (the owner stops waiting for a request in flight) and [`release`] (the
+//! owner hands over a held lock). Both put the cell in the lockspace's
+//! keeping first, then queue a [`Job`] on the handle's [`Handoff`]; the
+//! callbacks queue the answers of abandoned requests and of the reaper's
+//! own requests on the same queue.
+//!
+//! The handle's reaper thread (started at the first job, ended when the
+//! handle closes) writes each request and goes on: the answer comes back
+//! as a job. It never waits for an answer, so one lockspace whose program
+//! stopped dispatching (poll mode) or whose writes are refused holds up
+//! nothing else, and no handle's releases wait on another's. Refused
+//! writes (`EBUSY`, `ENOBUFS`, a stopped lockspace) are tried again with a
+//! back-off of up to a second, counted in [`stats`](crate::stats); a
+//! release that cannot be done (any other refusal) is counted as
+//! [`release_failures`](crate::Stats::release_failures): the lock stays
+//! held until the handle closes (the kernel then unlocks it).
 
-use crate::ast::{LockCell, Waiter, MAIN};
-use crate::lockspace::Inner;
+use crate::cell::{Abandon, CellRef, Handoff, Job, Wake};
+use crate::error::Error;
+use crate::handle::Handle;
 use crate::mode::Mode;
 use crate::request::{self, Op};
 use crate::state::ReleasePlan;
-use crossbeam_channel::{Receiver, Sender};
 use dlm_sys as sys;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
-/// A lock to release, or a cell to free.
-struct Job {
-    owner: Weak<Inner>,
-    /// The cell's address; it stays alive while `owner` does (the cell is
-    /// in its lockspace's keeping until closed, or until freed here).
-    cell: usize,
-    lkid: u32,
-    work: Work,
+/// Gives up on the request in flight on `cell` (sent as `how`): the cell
+/// goes to the lockspace's keeping, and its answer, whenever it comes, to
+/// the reaper, which releases a lock the answer leaves held. The caller
+/// must not touch the cell again.
+pub(crate) fn give_up(handle: &Arc<Handle>, cell: CellRef, how: Abandon) {
+    crate::stats::count(&crate::stats::GIVEN_UP);
+    start(handle);
+    handle.keep(cell.clone());
+    // SAFETY: the caller owns the cell, a request of it is in flight, and
+    // it is in the keeping (above).
+    match unsafe { cell.hs.abandon(how) } {
+        // The callback queues the answer when it comes.
+        Ok(()) => {}
+        // The answer came first: the reaper takes it from the cell.
+        Err(()) => handle.handoff().push(Job::Late(cell, how)),
+    }
 }
 
-/// What a job asks.
-#[derive(Debug, Clone, Copy)]
-enum Work {
-    /// Release the lock: with the owner's plan, or (`None`, an abandoned
-    /// lock whose state is unknown) by a conversion to NL then an unlock.
-    Release(Option<ReleasePlan>),
-    /// The lock is gone (its last answer came): free the cell.
-    Free,
+/// Hands the held lock `lkid` to the reaper, which releases it: by `plan`
+/// (the owner's model of the lock), or, with `None`, by a conversion to NL
+/// with no flags (which writes no value block) and then an unlock. The
+/// caller owns the cell, with no request in flight, and must not touch it
+/// again.
+pub(crate) fn release(handle: &Arc<Handle>, cell: CellRef, lkid: u32, plan: Option<ReleasePlan>) {
+    start(handle);
+    handle.keep(cell.clone());
+    handle.handoff().push(Job::Release { cell, lkid, plan });
 }
 
-/// The reaper's queue, leaked once per process generation (a fork's child
-/// gets its own thread and queue).
-static QUEUE: AtomicPtr<Sender<Job>> = AtomicPtr::new(std::ptr::null_mut());
-static STARTED: crate::fork::StartedIn = crate::fork::StartedIn::new();
-
-/// Starts the reaper thread, once per process generation.
-pub(crate) fn start() {
-    if !STARTED.first() {
+/// Starts the handle's reaper thread, once per handle and process
+/// generation.
+fn start(handle: &Arc<Handle>) {
+    if !handle.reaper_started.first() {
         return;
     }
-    let (tx, rx) = crossbeam_channel::unbounded();
+    let weak = Arc::downgrade(handle);
+    let handoff = handle.handoff().clone();
     let spawned = std::thread::Builder::new()
         .name("dlm-reaper".into())
-        .spawn(move || run(rx));
-    if spawned.is_ok() {
-        QUEUE.store(Box::into_raw(Box::new(tx)), Ordering::Release);
-    } else {
-        QUEUE.store(std::ptr::null_mut(), Ordering::Release);
+        .spawn(move || Reaper::default().run(&weak, &handoff));
+    if spawned.is_err() {
+        // No thread: the jobs stay queued and the locks held until the
+        // handle closes (the kernel then unlocks them).
+        crate::stats::count(&crate::stats::RELEASE_FAILURES);
     }
 }
 
-/// Queues the release of the lock `lkid` held through `cell` (called on
-/// libdlm's AST thread, or by a waiter that gave up after its answer
-/// came); the cell must be in the keeping of `owner`'s lockspace.
-pub(crate) fn reap_later(owner: Weak<Inner>, cell: &LockCell, lkid: u32) {
-    queue(owner, cell, lkid, Work::Release(None));
+/// What the reaper waits for on a cell.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// A conversion to NL, then an unlock with no flags (or with
+    /// `IVVALBLK` if the conversion failed).
+    Convert { lkid: u32, flags: u32 },
+    /// The unlock.
+    Unlock { lkid: u32, flags: u32 },
 }
 
-/// Queues the release of a lock whose owner let go of it without waiting
-/// (a guard dropped in async code), following the owner's `plan`.
-pub(crate) fn release_later(owner: Weak<Inner>, cell: &LockCell, lkid: u32, plan: ReleasePlan) {
-    queue(owner, cell, lkid, Work::Release(Some(plan)));
+/// A release in progress.
+#[derive(Debug)]
+struct Work {
+    cell: CellRef,
+    step: Step,
+    /// An abandoned lock (counted as reaped when released).
+    reaped: bool,
+    /// Refused writes so far (for the back-off).
+    refusals: u32,
 }
 
-/// Queues the freeing of a cell in the lockspace's keeping whose lock is
-/// gone (called on libdlm's AST thread, which must not take the
-/// lockspace's locks for long).
-pub(crate) fn free_later(owner: Weak<Inner>, cell: &LockCell) {
-    queue(owner, cell, 0, Work::Free);
+#[derive(Debug, Default)]
+struct Reaper {
+    /// Requests written, by cell address.
+    waiting: HashMap<usize, Work>,
+    /// Writes to try again, and when.
+    retry: Vec<(Instant, Work)>,
 }
 
-fn queue(owner: Weak<Inner>, cell: &LockCell, lkid: u32, work: Work) {
-    // Started with the first lockspace, or here (poll mode starts it only
-    // when a lock needs it).
-    start();
-    let queue = QUEUE.load(Ordering::Acquire);
-    let job = Job {
-        owner,
-        cell: cell as *const LockCell as usize,
-        lkid,
-        work,
-    };
-    // SAFETY: a non-null QUEUE points at a leaked, never-freed Sender.
-    let sent = !queue.is_null() && unsafe { (*queue).try_send(job).is_ok() };
-    if !sent && matches!(work, Work::Release(_)) {
-        // SAFETY: the cell is alive (kept by its lockspace, which is open:
-        // the caller holds it, or this is its AST thread); `handle` is the
-        // lockspace's. IVVALBLK: see the module docs.
-        unsafe {
-            sys::dlm_ls_unlock(
-                cell.handle(),
-                lkid,
-                sys::LKF_IVVALBLK,
-                cell.lksb_ptr(MAIN),
-                cell.arg(MAIN),
-            )
-        };
+impl Reaper {
+    fn run(&mut self, weak: &Weak<Handle>, handoff: &Handoff) {
+        loop {
+            let due = self.retry.iter().map(|(t, _)| *t).min();
+            let job = handoff.next(due);
+            if handoff.is_closed() {
+                return;
+            }
+            // Held only while working, never while waiting: the handle
+            // closes when its last user lets go.
+            let Some(handle) = weak.upgrade() else {
+                return;
+            };
+            if let Some(job) = job {
+                self.job(&handle, job);
+            }
+            let now = Instant::now();
+            let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry)
+                .into_iter()
+                .partition(|(t, _)| *t <= now);
+            self.retry = later;
+            for (_, work) in ready {
+                self.write(&handle, work);
+            }
+        }
     }
-}
 
-fn run(rx: Receiver<Job>) {
-    for job in rx {
-        let Some(inner) = job.owner.upgrade() else {
-            // Closed: the kernel released (or orphaned) the lock.
-            continue;
-        };
-        // SAFETY: the cell is in `inner`'s keeping, alive while `inner` is.
-        let cell = unsafe { &*(job.cell as *const LockCell) };
-        match job.work {
-            Work::Free => inner.free_parked(job.cell),
-            Work::Release(plan) => {
-                if reap(&inner, cell, job.lkid, plan) {
-                    if plan.is_none() {
-                        crate::stats::count(&crate::stats::REAPED);
+    fn job(&mut self, handle: &Arc<Handle>, job: Job) {
+        match job {
+            Job::Release { cell, lkid, plan } => {
+                let step = match plan {
+                    None => Step::Convert {
+                        lkid,
+                        flags: sys::LKF_CONVERT,
+                    },
+                    Some(ReleasePlan::ConvertFirst(flags)) => Step::Convert { lkid, flags },
+                    Some(ReleasePlan::Unlock(flags)) => Step::Unlock { lkid, flags },
+                };
+                self.write(
+                    handle,
+                    Work {
+                        cell,
+                        step,
+                        reaped: false,
+                        refusals: 0,
+                    },
+                );
+            }
+            Job::Late(cell, how) => {
+                let Some(d) = cell.hs.take() else {
+                    return;
+                };
+                if how.leaves_held(d.answer.status) {
+                    let step = Step::Convert {
+                        lkid: d.lkid,
+                        flags: sys::LKF_CONVERT,
+                    };
+                    self.write(
+                        handle,
+                        Work {
+                            cell,
+                            step,
+                            reaped: true,
+                            refusals: 0,
+                        },
+                    );
+                } else {
+                    // The answer ended the lock: no callback names the cell
+                    // any more.
+                    handle.handoff().free(&cell);
+                }
+            }
+            Job::Answer(cell) => {
+                let Some(d) = cell.hs.take() else {
+                    return;
+                };
+                let Some(mut work) = self.waiting.remove(&cell.addr()) else {
+                    return;
+                };
+                match work.step {
+                    Step::Convert { lkid, .. } => {
+                        // Failed: mark the value block not valid rather
+                        // than let libdlm's unlock bytes in.
+                        let flags = if d.answer.status == 0 {
+                            0
+                        } else {
+                            sys::LKF_IVVALBLK
+                        };
+                        work.step = Step::Unlock { lkid, flags };
+                        work.refusals = 0;
+                        self.write(handle, work);
                     }
-                    inner.free_parked(job.cell);
+                    Step::Unlock { .. } if d.answer.status == sys::EUNLOCK => {
+                        if work.reaped {
+                            crate::stats::count(&crate::stats::REAPED);
+                        }
+                        handle.handoff().free(&work.cell);
+                    }
+                    Step::Unlock { .. } => {
+                        // The kernel refused the unlock in its answer: the
+                        // lock stays held until the handle closes.
+                        crate::stats::count(&crate::stats::RELEASE_FAILURES);
+                    }
                 }
             }
         }
-        // Dropping `inner` may close the lockspace, here: never on the AST
-        // thread.
     }
-}
 
-/// Releases the lock: with no plan, converts it to NL with no flags
-/// (which writes no value block and clears the kernel's `VALBLK`), then
-/// unlocks it. Returns whether it is gone (then no AST names the cell any
-/// more).
-fn reap(inner: &Arc<Inner>, cell: &LockCell, lkid: u32, plan: Option<ReleasePlan>) -> bool {
-    let (convert, unlock) = match plan {
-        None => (Some(sys::LKF_CONVERT), 0),
-        Some(ReleasePlan::ConvertFirst(flags)) => (Some(flags), 0),
-        Some(ReleasePlan::Unlock(flags)) => (None, flags),
-    };
-    Waiter::with(|w| {
-        let mut unlock = unlock;
-        if let Some(flags) = convert {
-            let converted =
-                request::run_parked(inner, cell, w, Op::Convert { lkid }, Mode::Nl, flags);
-            match converted {
-                Some(0) => {}
-                // Refused or failed: mark the value block not valid rather
-                // than let libdlm's unlock bytes in.
-                Some(_) => unlock = sys::LKF_IVVALBLK,
-                None => return false,
+    /// Writes the work's next request, or schedules it again.
+    fn write(&mut self, handle: &Arc<Handle>, mut work: Work) {
+        let (op, mode, flags) = match work.step {
+            Step::Convert { lkid, flags } => (Op::Convert { lkid }, Mode::Nl, flags),
+            Step::Unlock { lkid, flags } => (Op::Unlock { lkid }, Mode::Nl, flags),
+        };
+        // SAFETY: the reaper owns the cell (given by `give_up` or
+        // `release`, or back with its answer) and nothing of it is in
+        // flight; it stays in the lockspace's keeping until freed.
+        match unsafe { request::write(handle, &work.cell, Wake::Reaper, op, mode, flags) } {
+            Ok(_) => {
+                self.waiting.insert(work.cell.addr(), work);
             }
+            Err(e @ (Error::InProgress | Error::Unreachable | Error::LockspaceStopped)) => {
+                if !matches!(e, Error::LockspaceStopped) {
+                    crate::stats::count_retry(&e);
+                }
+                work.refusals += 1;
+                let delay =
+                    Duration::from_millis(2u64 << work.refusals.min(9)).min(Duration::from_secs(1));
+                self.retry.push((Instant::now() + delay, work));
+            }
+            Err(Error::LockspaceGone) => {
+                // The lock went with the lockspace; the cell stays kept
+                // until the handle closes.
+            }
+            Err(_) => crate::stats::count(&crate::stats::RELEASE_FAILURES),
         }
-        matches!(
-            request::run_parked(inner, cell, w, Op::Unlock { lkid }, Mode::Nl, unlock),
-            Some(status) if status == sys::EUNLOCK
-        )
-    })
+    }
 }

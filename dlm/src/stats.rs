@@ -9,6 +9,7 @@ pub(crate) static BUSY_RETRIES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static UNREACHABLE_RETRIES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static GIVEN_UP: AtomicU64 = AtomicU64::new(0);
 pub(crate) static REAPED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static RELEASE_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the counters ([`stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,12 +25,18 @@ pub struct Stats {
     /// sent again.
     pub unreachable_retries: u64,
     /// Requests whose waiter stopped waiting for the answer (a cancel not
-    /// answered within [`CANCEL_GRACE`](crate::CANCEL_GRACE), a lockspace
-    /// gone, a panic unwinding); their cells stay in the lockspace's keeping.
+    /// answered within [`CANCEL_GRACE`](crate::CANCEL_GRACE), a future
+    /// dropped with its request in flight, a lockspace gone, a panic
+    /// unwinding); their answers go to the reaper.
     pub given_up: u64,
     /// Locks left held with no owner (a late grant after a give-up) that
     /// the reaper thread released.
     pub reaped: u64,
+    /// Background releases the reaper could not carry out (the kernel
+    /// refused the write for a reason other than `EBUSY`/`ENOBUFS`, or
+    /// refused the unlock in its answer): those locks stay held until
+    /// their lockspace handle closes, when the kernel unlocks them.
+    pub release_failures: u64,
 }
 
 /// The counters since the process started.
@@ -39,6 +46,7 @@ pub fn stats() -> Stats {
         unreachable_retries: UNREACHABLE_RETRIES.load(Ordering::Relaxed),
         given_up: GIVEN_UP.load(Ordering::Relaxed),
         reaped: REAPED.load(Ordering::Relaxed),
+        release_failures: RELEASE_FAILURES.load(Ordering::Relaxed),
     }
 }
 

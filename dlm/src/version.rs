@@ -1,7 +1,6 @@
 //! Versions of the kernel's DLM device protocol and of libdlm.
 
 use crate::error::{Error, Result};
-use crate::lockspace::GLOBAL;
 use std::fmt;
 
 /// A `major.minor.patch` version of the DLM device protocol.
@@ -28,7 +27,7 @@ impl fmt::Display for Version {
 /// [`Error::NotAvailable`] when there is no DLM (no control device).
 pub fn kernel_version() -> Result<Version> {
     let (mut major, mut minor, mut patch) = (0, 0, 0);
-    let _global = GLOBAL.lock();
+    let _global = crate::handle::GLOBAL.lock();
     crate::error::set_errno(0);
     // SAFETY: the pointers are valid for writes of one u32 each; libdlm's
     // global state is serialised by GLOBAL.

@@ -1,0 +1,1048 @@
+//! A lock's cell and the hand-over of its answers: every state, every
+//! transition, and the two callbacks libdlm calls, in one file.
+//!
+//! Every lock has a [`LockCell`] at a fixed heap address: the two
+//! `dlm_lksb`s and the 32-byte value block buffer that libdlm and the
+//! kernel write into, the answer to the request in flight, who to wake,
+//! and the lockspace's [`Handoff`] (the reaper's queue and the cells the
+//! lockspace keeps). libdlm calls [`completion_ast`] or [`blocking_ast`]
+//! with the cell's address: on its own thread in the default mode, on the
+//! thread that dispatches in poll mode.
+//!
+//! # Ownership
+//! At any moment a cell has exactly one *owner*, and only the owner writes
+//! a request naming its lock:
+//! - a guard, a future or a blocking call (the *user side*);
+//! - the lockspace's reaper, once the cell was given to it (see
+//!   [`crate::reaper`]);
+//! - the lockspace's keeping ([`Handoff::keep`]), for a cell whose waiter
+//!   gave up before the answer came, or whose lock nobody will release
+//!   (an orphaned lock, a lockspace gone or stopped). Kept cells are freed
+//!   when the reaper is done with them or when the lockspace closes (its
+//!   AST thread stopped, its descriptor closed), so the kernel never
+//!   writes into freed memory.
+//!
+//! # The handshake
+//! One atomic per cell, [`Handshake::state`], says who may touch the
+//! answer. Each transition is one function of [`Handshake`]:
+//!
+//! | from | to | who | function | what it means |
+//! |---|---|---|---|---|
+//! | `IDLE` | `WAITING` | owner | [`begin`](Handshake::begin) | the wake target is set; the request is about to be written |
+//! | `WAITING` | `IDLE` | owner | [`refused`](Handshake::refused) | libdlm refused the write: no answer will come |
+//! | `WAITING` | `DELIVERED` | callback | [`deliver`](Handshake::deliver) | the answer is in the cell; the target is woken (a thread, a task, or the reaper's queue) |
+//! | `DELIVERED` | `IDLE` | owner | [`take`](Handshake::take) | the owner has the answer; the cell is its own again |
+//! | `WAITING` | `ABANDONED_*` | owner | [`abandon`](Handshake::abandon) | the owner gave up; the cell is already in the lockspace's keeping |
+//! | `DELIVERED` | `DELIVERED` | owner | [`abandon`](Handshake::abandon) fails | the answer came first: the owner gives the cell to the reaper with the answer still in it |
+//! | `ABANDONED_*` | `DELIVERED` | callback | [`deliver`](Handshake::deliver) | a late answer: the cell goes to the reaper, which takes the answer and releases a lock it leaves held |
+//!
+//! Exactly one compare-and-swap decides each race: `WAITING -> DELIVERED`
+//! (the callback) against `WAITING -> ABANDONED_*` (the owner). Whoever
+//! loses sees the winner's state and acts on it; nobody frees a cell that
+//! a request in flight can still name.
+//!
+//! # The two status blocks
+//! Slot [`MAIN`] serves requests, conversions and unlocks; slot [`CANCEL`]
+//! serves cancels. libdlm stores `EINPROG` into the status block it is
+//! given on the calling thread, and a cancel is the one call made while
+//! the lock's answer can be arriving on libdlm's thread. The kernel's
+//! cancel *replaces* the lock's callback argument and status block with
+//! the cancel's: after a cancel, the request's answer and the lock's
+//! blocking notifications arrive on the [`CANCEL`] slot. The callback
+//! argument names the slot (the cell's address plus the slot index), so
+//! [`completion_ast`] reads the status block the answer was written into.
+//!
+//! # Which writes may name the lock id
+//! The kernel frees a lock id when the answer that ends the lock is
+//! *read* (an unlock's `EUNLOCK`; for a lock never granted, `EAGAIN`,
+//! `ECANCEL` or `EDEADLK`), and gives it at once to the next new request of
+//! the lockspace, from any process of the node; its cancel looks the id up
+//! with no owner check. So a write naming the lock id is sent only while
+//! the lock cannot have ended: conversions and unlocks by the cell's one
+//! owner while the lock is held (they are sequential: the owner writes the
+//! next only after the answer to the last), and cancels only where no
+//! answer can end the lock without the cancel itself
+//! ([`may_cancel`]). This is the rule the review of 2026-11 found broken:
+//! a future dropped after a try-lock's `EAGAIN` cancelled a lock id the
+//! kernel had already given to another process's request.
+//!
+//! # Threads and user code
+//! The callbacks take no lock of the crate's but the lockspace's queue
+//! (only when a cell goes to the reaper) and the blocking-notification
+//! waiter's, allocate only when a cell goes to the reaper, and never
+//! unwind into C. Waking an async task runs the executor's `Waker::wake`
+//! on the callback's thread (for every executor in common use: scheduling
+//! the task, not running it).
+
+use crate::state::{Answer, ReleasePlan};
+use crossbeam_channel::{Receiver, Sender};
+use dlm_sys as sys;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_int, c_void};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+
+/// The atomics, cells and thread handles of the handshake: std's, or
+/// loom's when the model checker runs (`--cfg dlm_loom`).
+pub(crate) mod sync {
+    #[cfg(dlm_loom)]
+    pub(crate) use loom::{
+        cell::UnsafeCell,
+        sync::atomic::{AtomicU8, Ordering},
+        thread::{current, Thread},
+    };
+    #[cfg(not(dlm_loom))]
+    pub(crate) use std::{
+        sync::atomic::{AtomicU8, Ordering},
+        thread::Thread,
+    };
+
+    /// std's `UnsafeCell` with loom's access API.
+    #[cfg(not(dlm_loom))]
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    #[cfg(not(dlm_loom))]
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> UnsafeCell<T> {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+
+    /// The async task's waker slot.
+    #[derive(Debug, Default)]
+    pub(crate) struct TaskWaker(
+        #[cfg(not(dlm_loom))] atomic_waker::AtomicWaker,
+        #[cfg(dlm_loom)] loom::future::AtomicWaker,
+    );
+
+    impl TaskWaker {
+        pub(crate) fn register(&self, waker: &std::task::Waker) {
+            #[cfg(not(dlm_loom))]
+            self.0.register(waker);
+            #[cfg(dlm_loom)]
+            self.0.register_by_ref(waker);
+        }
+        pub(crate) fn wake(&self) {
+            self.0.wake();
+        }
+    }
+}
+
+use sync::{AtomicU8, Ordering, TaskWaker, Thread, UnsafeCell};
+
+/// No request in flight; the owner may write one.
+const IDLE: u8 = 0;
+/// A request is in flight; its answer goes to the wake target.
+const WAITING: u8 = 1;
+/// The callback put the answer in the cell.
+const DELIVERED: u8 = 2;
+/// Given up: a new request (only a grant leaves a lock held).
+const ABANDONED_REQUEST: u8 = 3;
+/// Given up: a conversion of a held lock (the lock stays held, whatever
+/// the answer).
+const ABANDONED_HELD: u8 = 4;
+/// Given up: an unlock (only a failed unlock leaves the lock held).
+const ABANDONED_UNLOCK: u8 = 5;
+
+/// What an owner gives up on, which tells what a late answer leaves held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Abandon {
+    /// A new request.
+    Request = ABANDONED_REQUEST,
+    /// A conversion (or publication) of a held lock.
+    Held = ABANDONED_HELD,
+    /// An unlock.
+    Unlock = ABANDONED_UNLOCK,
+}
+
+impl Abandon {
+    /// Whether `status`, the answer to a request of this kind, leaves the
+    /// lock held.
+    pub(crate) fn leaves_held(self, status: i32) -> bool {
+        match self {
+            Abandon::Request => status == 0,
+            Abandon::Held | Abandon::Unlock => status != sys::EUNLOCK,
+        }
+    }
+
+    fn from_state(state: u8) -> Option<Abandon> {
+        match state {
+            ABANDONED_REQUEST => Some(Abandon::Request),
+            ABANDONED_HELD => Some(Abandon::Held),
+            ABANDONED_UNLOCK => Some(Abandon::Unlock),
+            _ => None,
+        }
+    }
+}
+
+/// The answer to one request, as the callback saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    pub(crate) answer: Answer,
+    /// `sb_lkid`.
+    pub(crate) lkid: u32,
+}
+
+/// Who the callback wakes when the answer is in the cell.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Wake {
+    /// Nobody (a request answered in its write: an orphan's adoption).
+    #[default]
+    Nobody,
+    /// A thread parked in a blocking call.
+    Thread(Thread),
+    /// The async task registered in [`Handshake::task`].
+    Task,
+    /// The lockspace's reaper (its own requests).
+    Reaper,
+}
+
+/// What the callback leaves to its caller after [`Handshake::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The owner has been woken, or nobody waits (an answer with no
+    /// request in flight: ignored).
+    Done,
+    /// The cell goes to the reaper: its own request was answered.
+    Reaper,
+    /// The cell goes to the reaper: an abandoned request was answered.
+    Late(Abandon),
+}
+
+/// The handshake of one cell (see the module docs): its state, the answer
+/// and who to wake.
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    state: AtomicU8,
+    /// Written by the callback before `DELIVERED` (or after `ABANDONED_*`),
+    /// read by the owner after it has seen `DELIVERED`.
+    answer: UnsafeCell<Delivered>,
+    /// Written by the owner only in `IDLE`; read by the callback in
+    /// `WAITING`.
+    wake: UnsafeCell<Wake>,
+    /// The async task to wake (a future waiting for the answer).
+    pub(crate) task: TaskWaker,
+}
+
+impl Default for Handshake {
+    fn default() -> Handshake {
+        Handshake::new()
+    }
+}
+
+impl Handshake {
+    pub(crate) fn new() -> Handshake {
+        Handshake {
+            state: AtomicU8::new(IDLE),
+            answer: UnsafeCell::new(Delivered::default()),
+            wake: UnsafeCell::new(Wake::Nobody),
+            task: TaskWaker::default(),
+        }
+    }
+
+    /// `IDLE -> WAITING`: the owner is about to write a request whose
+    /// answer wakes `wake`.
+    ///
+    /// # Safety
+    /// The caller owns the cell and no request of it is in flight
+    /// (`IDLE`).
+    pub(crate) unsafe fn begin(&self, wake: Wake) {
+        debug_assert_eq!(self.state.load(Ordering::Relaxed), IDLE);
+        // SAFETY: IDLE: the callback does not read `wake` (it reads it only
+        // in WAITING, which the Release store below publishes).
+        self.wake.with_mut(|w| unsafe {
+            match (&*w, &wake) {
+                // The same thread as last time: no clone of its handle.
+                (Wake::Thread(old), Wake::Thread(new)) if old.id() == new.id() => {}
+                _ => *w = wake,
+            }
+        });
+        self.state.store(WAITING, Ordering::Release);
+    }
+
+    /// `WAITING -> IDLE`: libdlm refused the write; no answer will come.
+    ///
+    /// # Safety
+    /// The caller owns the cell and its request was refused (nothing in
+    /// flight: no callback can run for it).
+    pub(crate) unsafe fn refused(&self) {
+        self.state.store(IDLE, Ordering::Release);
+    }
+
+    /// `DELIVERED -> IDLE`: the answer, once delivered; the cell is the
+    /// owner's again. `None` while it has not come.
+    pub(crate) fn take(&self) -> Option<Delivered> {
+        if self.state.load(Ordering::Acquire) != DELIVERED {
+            return None;
+        }
+        // Only the owner leaves DELIVERED, so a plain store is enough.
+        self.state.store(IDLE, Ordering::Relaxed);
+        // SAFETY: DELIVERED (Acquire) means the callback wrote the answer
+        // and will not touch it again for this request.
+        Some(self.answer.with(|a| unsafe { *a }))
+    }
+
+    /// Whether the request in flight has not been answered yet (a cheap
+    /// check before a cancel; see [`may_cancel`] for why it is not what
+    /// makes a cancel safe).
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.state.load(Ordering::Acquire) == WAITING
+    }
+
+    /// `WAITING -> ABANDONED_*`: the owner gives up on the request in
+    /// flight. `Ok` if the answer has not come (the callback gives the
+    /// cell to the reaper when it does); `Err` if it came first (the cell
+    /// stays `DELIVERED`, with the answer in it, for the reaper to take).
+    ///
+    /// # Safety
+    /// The caller owns the cell, a request of it is in flight (`WAITING`
+    /// or `DELIVERED`), and the cell is already in its lockspace's keeping:
+    /// after `Ok` the caller must not touch it again.
+    pub(crate) unsafe fn abandon(&self, how: Abandon) -> Result<(), ()> {
+        match self
+            .state
+            .compare_exchange(WAITING, how as u8, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(state) => {
+                debug_assert_eq!(state, DELIVERED);
+                Err(())
+            }
+        }
+    }
+
+    /// The callback's side: puts `delivered` in the cell and wakes the
+    /// target, or tells the caller to give the cell to the reaper.
+    pub(crate) fn deliver(&self, delivered: Delivered) -> Route {
+        let state = self.state.load(Ordering::Acquire);
+        match state {
+            WAITING => {
+                // SAFETY: WAITING: the owner reads the answer only after
+                // DELIVERED, which the compare-and-swap below publishes;
+                // after an abandon (the swap fails) nobody reads it but
+                // the reaper, after the store below.
+                self.answer.with_mut(|a| unsafe { *a = delivered });
+                // Read before the swap: once the owner sees DELIVERED it may
+                // begin its next request, which writes `wake`.
+                // SAFETY: `wake` is not written while a request is in
+                // flight.
+                let wake = self.wake.with(|w| unsafe { (*w).clone() });
+                match self.state.compare_exchange(
+                    WAITING,
+                    DELIVERED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => match wake {
+                        Wake::Nobody => Route::Done,
+                        Wake::Thread(thread) => {
+                            thread.unpark();
+                            Route::Done
+                        }
+                        Wake::Task => {
+                            self.task.wake();
+                            Route::Done
+                        }
+                        Wake::Reaper => Route::Reaper,
+                    },
+                    Err(abandoned) => self.late(abandoned, delivered),
+                }
+            }
+            _ => self.late(state, delivered),
+        }
+    }
+
+    /// An answer after an abandon (`ABANDONED_* -> DELIVERED`); any other
+    /// state means no request of this cell is in flight: ignored.
+    fn late(&self, state: u8, delivered: Delivered) -> Route {
+        let Some(how) = Abandon::from_state(state) else {
+            return Route::Done;
+        };
+        // SAFETY: ABANDONED: the owner is gone and the reaper reads the
+        // answer only after the Release store below (and the queue's lock).
+        self.answer.with_mut(|a| unsafe { *a = delivered });
+        self.state.store(DELIVERED, Ordering::Release);
+        Route::Late(how)
+    }
+}
+
+/// Whether a cancel of the request described by `new`/`flags` can only
+/// name this cell's own lock: the proof that a cancel never hits another
+/// request of the node.
+///
+/// The kernel frees a lock id only when the answer that ends the lock is
+/// read (`fs/dlm/user.c`: `lkb_is_endoflife`, then the last reference is
+/// put after `copy_result_to_user`). For a *conversion* no answer ends the
+/// lock (a failed or cancelled conversion leaves it held in its old mode),
+/// and its owner sends no unlock while the conversion is in flight. For a
+/// *new request*, the answers that end it are `EAGAIN` (only with
+/// `NOQUEUE`: the kernel refuses only such requests), `ECANCEL` (only
+/// after this cancel) and `EDEADLK` (a deadlock cancel by another process,
+/// `dlm_ls_deadlock_cancel`, which the crate never sends; a lock taken
+/// with `NODLCKWT` is exempt). So: conversions may be cancelled; new
+/// requests only without `NOQUEUE` (a try is answered promptly anyway: its
+/// owner gives up without a cancel, and the reaper releases a late grant);
+/// unlocks never.
+pub(crate) fn may_cancel(new: bool, unlock: bool, flags: u32) -> bool {
+    if unlock {
+        return false;
+    }
+    !new || flags & sys::LKF_NOQUEUE == 0
+}
+
+/// A blocking notification: another request waits for a mode this lock's
+/// mode blocks. libdlm does not pass on which mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocking;
+
+/// The receiving end of a lock's blocking notifications
+/// ([`LockGuard::blocking`](crate::LockGuard::blocking)): a
+/// `crossbeam-channel` receiver, usable with
+/// [`crossbeam_channel::select!`] (re-exported as
+/// [`dlm::crossbeam_channel`](crate::crossbeam_channel)).
+pub type BlockingReceiver = Receiver<Blocking>;
+
+/// Slot of requests, conversions and unlocks.
+pub(crate) const MAIN: usize = 0;
+/// Slot of cancels.
+pub(crate) const CANCEL: usize = 1;
+
+/// The per-lock state shared with libdlm (see the module docs).
+#[repr(C)]
+pub(crate) struct LockCell {
+    /// Written by libdlm (calling thread at request time, callback thread
+    /// at every answer); read by Rust only in `completion_ast` and, for a
+    /// new request's lock id, by `lkid_after_request`.
+    lksb: [std::cell::UnsafeCell<sys::dlm_lksb>; 2],
+    /// The value block buffer both status blocks point at.
+    lvb: std::cell::UnsafeCell<[u8; sys::DLM_LVB_LEN]>,
+    /// The hand-over of answers.
+    pub(crate) hs: Handshake,
+    /// The async task waiting for a blocking notification.
+    pub(crate) bast_task: TaskWaker,
+    /// Blocking notifications, when the lock asked for them. The receiver
+    /// is kept to drop notifications made stale by a grant.
+    blocking: Option<(Sender<Blocking>, Receiver<Blocking>)>,
+    /// A thread parked in `LockGuard::wait_blocking`, to unpark after a
+    /// blocking notification (std's mutex: it never spins or yields).
+    bast_waiter: std::sync::Mutex<Option<std::thread::Thread>>,
+    /// The lockspace's reaper queue and keeping.
+    handoff: std::sync::Arc<Handoff>,
+}
+
+// SAFETY: the cell is shared between its owner and libdlm's callback
+// thread under the handshake in the module docs: the status blocks and the
+// value block buffer are written by libdlm only for a request in flight
+// and read by Rust only on the callback's thread or by the owner after it
+// has seen the answer (Acquire); the handshake's fields are atomics or
+// guarded by its state; the rest is Sync.
+unsafe impl Send for LockCell {}
+// SAFETY: as for Send.
+unsafe impl Sync for LockCell {}
+
+impl std::fmt::Debug for LockCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockCell")
+            .field("state", &self.hs.state.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A shared owner of a [`LockCell`]: an `Arc` held as the raw pointer
+/// `Arc::into_raw` gave, so that the callback argument libdlm passes back
+/// is that very pointer and the callback can take a counted reference from
+/// it within `Arc`'s contract. The cell is only ever reached through
+/// shared references (libdlm writes into it concurrently).
+pub(crate) struct CellRef(NonNull<LockCell>);
+
+// SAFETY: a counted reference to a Sync value.
+unsafe impl Send for CellRef {}
+// SAFETY: as for Send.
+unsafe impl Sync for CellRef {}
+
+impl CellRef {
+    /// A new cell, on the heap so that its address stays fixed.
+    pub(crate) fn new(blocking: bool, handoff: &std::sync::Arc<Handoff>) -> CellRef {
+        let cell = std::sync::Arc::new(LockCell {
+            lksb: [
+                std::cell::UnsafeCell::new(sys::dlm_lksb::default()),
+                std::cell::UnsafeCell::new(sys::dlm_lksb::default()),
+            ],
+            lvb: std::cell::UnsafeCell::new([0; sys::DLM_LVB_LEN]),
+            hs: Handshake::new(),
+            bast_task: TaskWaker::default(),
+            blocking: blocking.then(|| crossbeam_channel::bounded(1)),
+            bast_waiter: std::sync::Mutex::new(None),
+            handoff: handoff.clone(),
+        });
+        for slot in &cell.lksb {
+            // SAFETY: nothing else can see the new cell yet.
+            unsafe { (*slot.get()).sb_lvbptr = cell.lvb.get().cast() };
+        }
+        let raw = std::sync::Arc::into_raw(cell).cast_mut();
+        CellRef(NonNull::new(raw).expect("Arc::into_raw is never null"))
+    }
+
+    /// A counted reference to the cell a callback argument names.
+    ///
+    /// # Safety
+    /// `arg` came from [`CellRef::arg`] of a cell that is still alive (some
+    /// `CellRef` of it exists for the duration of this call).
+    unsafe fn from_arg(arg: *mut c_void) -> (CellRef, usize) {
+        let slot = arg as usize & 1;
+        let ptr = arg.wrapping_byte_sub(slot) as *const LockCell;
+        // SAFETY: `ptr` is the pointer `Arc::into_raw` gave for the cell
+        // (`arg` added the slot index to it, undone above), and the cell
+        // is alive (the caller's contract): the strong count is at least 1.
+        unsafe { std::sync::Arc::increment_strong_count(ptr) };
+        (
+            CellRef(NonNull::new(ptr.cast_mut()).expect("non-null")),
+            slot,
+        )
+    }
+
+    /// The cell's address, as its callback argument names it (the keeping's
+    /// key).
+    pub(crate) fn addr(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
+    /// The status block of `slot` to pass to libdlm.
+    pub(crate) fn lksb_ptr(&self, slot: usize) -> *mut sys::dlm_lksb {
+        self.lksb[slot].get()
+    }
+
+    /// The `astarg` to pass to libdlm with the status block of `slot`: the
+    /// cell's `Arc` pointer plus the slot index (the cell is 8-byte
+    /// aligned).
+    pub(crate) fn arg(&self, slot: usize) -> *mut c_void {
+        self.0.as_ptr().cast::<c_void>().wrapping_byte_add(slot)
+    }
+}
+
+impl Clone for CellRef {
+    fn clone(&self) -> CellRef {
+        // SAFETY: `self` holds one count of the Arc whose `into_raw` gave
+        // this pointer.
+        unsafe { std::sync::Arc::increment_strong_count(self.0.as_ptr().cast_const()) };
+        CellRef(self.0)
+    }
+}
+
+impl Drop for CellRef {
+    fn drop(&mut self) {
+        // SAFETY: gives back the one count this value holds.
+        drop(unsafe { std::sync::Arc::from_raw(self.0.as_ptr().cast_const()) });
+    }
+}
+
+impl std::ops::Deref for CellRef {
+    type Target = LockCell;
+    fn deref(&self) -> &LockCell {
+        // SAFETY: the count this value holds keeps the cell alive.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl std::fmt::Debug for CellRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl LockCell {
+    /// The BAST function to register: only for locks that asked for
+    /// notifications, so the kernel sends none to the others.
+    pub(crate) fn bast_fn(&self) -> Option<unsafe extern "C" fn(*mut c_void)> {
+        self.blocking
+            .is_some()
+            .then_some(blocking_ast as unsafe extern "C" fn(*mut c_void))
+    }
+
+    /// The receiver of blocking notifications, if the lock asked for them.
+    pub(crate) fn blocking_rx(&self) -> Option<&Receiver<Blocking>> {
+        self.blocking.as_ref().map(|(_, rx)| rx)
+    }
+
+    /// Registers (or, with `None`, removes) the thread to unpark at a
+    /// blocking notification.
+    pub(crate) fn set_bast_waiter(&self, thread: Option<std::thread::Thread>) {
+        if let Ok(mut waiter) = self.bast_waiter.lock() {
+            *waiter = thread;
+        }
+    }
+
+    /// The value block buffer's contents.
+    ///
+    /// # Safety
+    /// The caller owns the cell, no request of it is in flight, and its
+    /// last answer was seen (Acquire) by this thread or handed over since.
+    pub(crate) unsafe fn lvb(&self) -> [u8; sys::DLM_LVB_LEN] {
+        // SAFETY: libdlm writes the buffer only at answers; none can come
+        // now (the caller's contract).
+        unsafe { *self.lvb.get() }
+    }
+
+    /// Replaces the value block buffer's contents (sent with the next
+    /// `VALBLK` request).
+    ///
+    /// # Safety
+    /// As for [`LockCell::lvb`].
+    pub(crate) unsafe fn set_lvb(&self, bytes: &[u8; sys::DLM_LVB_LEN]) {
+        // SAFETY: as in `lvb`.
+        unsafe { *self.lvb.get() = *bytes };
+    }
+
+    /// The lock id libdlm stored on this thread after the `write` of a new
+    /// request (read right after it, by the writer: the id a cancel of the
+    /// request names, and an adopted orphan's id).
+    pub(crate) fn lkid_after_request(&self) -> u32 {
+        // libdlm's callback thread may store the same value into the field
+        // at the same time (a race inside libdlm's design); an atomic load
+        // keeps this side free of torn or assumed-stable reads.
+        // SAFETY: the field is a valid, aligned u32 inside the live cell.
+        let lkid = unsafe {
+            &*(std::ptr::addr_of_mut!((*self.lksb[MAIN].get()).sb_lkid) as *const AtomicU32)
+        };
+        lkid.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// What the reaper is asked to do with a cell (see [`crate::reaper`]).
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// The reaper's own request was answered: take the answer, go on.
+    Answer(CellRef),
+    /// An abandoned request was answered (`DELIVERED`): take the answer;
+    /// release the lock if it leaves it held, else free the cell.
+    Late(CellRef, Abandon),
+    /// Release the held lock `lkid` (the cell is `IDLE`, in the keeping):
+    /// by the owner's plan, or (`None`, state unknown) by a conversion to
+    /// NL then an unlock.
+    Release {
+        cell: CellRef,
+        lkid: u32,
+        plan: Option<ReleasePlan>,
+    },
+}
+
+/// A lockspace handle's reaper queue and the cells it keeps. The callbacks
+/// reach it through the cell; the handle owns it; the reaper thread takes
+/// its jobs.
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    /// Jobs for the reaper (std's mutex: the callback never spins on it).
+    jobs: std::sync::Mutex<VecDeque<Job>>,
+    ready: std::sync::Condvar,
+    /// Cells a request in flight, a late answer or a blocking notification
+    /// may still name, with no owner but the lockspace: kept until the
+    /// reaper frees them or the lockspace closes.
+    kept: parking_lot::Mutex<HashMap<usize, CellRef>>,
+    /// Set when the handle closes: the reaper thread ends.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Handoff {
+    /// Queues `job` for the reaper and wakes it.
+    pub(crate) fn push(&self, job: Job) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.push_back(job);
+        }
+        self.ready.notify_one();
+    }
+
+    /// The next job, waiting until `until` at most (`None`: until one
+    /// comes or the handle closes); `None` when none came in time.
+    pub(crate) fn next(&self, until: Option<std::time::Instant>) -> Option<Job> {
+        let mut jobs = self.jobs.lock().ok()?;
+        loop {
+            if let Some(job) = jobs.pop_front() {
+                return Some(job);
+            }
+            if self.is_closed() {
+                return None;
+            }
+            match until {
+                None => jobs = self.ready.wait(jobs).ok()?,
+                Some(t) => {
+                    let now = std::time::Instant::now();
+                    if now >= t {
+                        return None;
+                    }
+                    jobs = self.ready.wait_timeout(jobs, t - now).ok()?.0;
+                }
+            }
+        }
+    }
+
+    /// Keeps `cell` in the lockspace's keeping.
+    pub(crate) fn keep(&self, cell: CellRef) {
+        self.kept.lock().insert(cell.addr(), cell);
+    }
+
+    /// Frees a kept cell whose lock is gone (no callback names it any
+    /// more).
+    pub(crate) fn free(&self, cell: &CellRef) {
+        let removed = self.kept.lock().remove(&cell.addr());
+        drop(removed);
+    }
+
+    /// The handle is closing: the reaper ends, and the kept cells and
+    /// queued jobs are returned (to be dropped once no callback can run,
+    /// or forgotten where the kernel may still write into them).
+    pub(crate) fn close(&self) -> (Vec<CellRef>, Vec<Job>) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        let kept = std::mem::take(&mut *self.kept.lock())
+            .into_values()
+            .collect();
+        let jobs = match self.jobs.lock() {
+            Ok(mut jobs) => std::mem::take(&mut *jobs).into(),
+            Err(_) => Vec::new(),
+        };
+        self.ready.notify_all();
+        (kept, jobs)
+    }
+
+    /// Whether the handle has closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+extern "C" {
+    fn pthread_setcancelstate(state: c_int, oldstate: *mut c_int) -> c_int;
+}
+/// glibc's `PTHREAD_CANCEL_DISABLE`.
+const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+/// Holds off `pthread_cancel` (used by `dlm_close_lockspace`) while a
+/// callback runs, so that cancellation never unwinds through Rust frames;
+/// a pending cancel acts at libdlm's next `read`.
+struct NoCancel(c_int);
+
+impl NoCancel {
+    fn new() -> NoCancel {
+        let mut old = 0;
+        // SAFETY: `old` is a valid out-pointer; the call only changes this
+        // thread's cancel state.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        NoCancel(old)
+    }
+}
+
+impl Drop for NoCancel {
+    fn drop(&mut self) {
+        let mut ignored = 0;
+        // SAFETY: as in `new`; restores the state saved there.
+        unsafe { pthread_setcancelstate(self.0, &mut ignored) };
+    }
+}
+
+/// Runs `f`, aborting the process if it panics: no panic may unwind into
+/// libdlm's C frames.
+fn no_unwind(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        std::process::abort();
+    }
+}
+
+/// The completion callback of every lock: snapshots the status block into
+/// the cell and hands the answer over ([`Handshake::deliver`]).
+///
+/// # Safety
+/// `arg` is the callback argument of a live cell ([`CellRef::arg`]): its
+/// owner or its lockspace's keeping holds a `CellRef` of it until this
+/// answer has been handed over (see the module docs); libdlm has just
+/// written the slot's status block on this thread.
+pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
+    let _no_cancel = NoCancel::new();
+    no_unwind(|| {
+        // A counted reference: once the owner sees the answer it may drop
+        // its own, while this function still wakes the task.
+        // SAFETY: `arg` names a live cell (this function's contract).
+        let (cell, slot) = unsafe { CellRef::from_arg(arg) };
+        // SAFETY: libdlm wrote this slot's status block on this thread
+        // just now; the owner writes it only before a request of its own
+        // slot, which cannot be in flight at the same time.
+        let lksb = unsafe { std::ptr::read(cell.lksb[slot].get()) };
+        let delivered = Delivered {
+            answer: Answer {
+                status: lksb.sb_status,
+                sb_flags: lksb.sb_flags as u8,
+            },
+            lkid: lksb.sb_lkid,
+        };
+        if delivered.answer.status == 0 {
+            // A grant makes earlier blocking notifications stale: the
+            // kernel sends a new one if the new mode blocks someone. On
+            // this thread, so none sent after the grant is lost.
+            if let Some((_, rx)) = &cell.blocking {
+                while rx.try_recv().is_ok() {}
+            }
+        }
+        match cell.hs.deliver(delivered) {
+            Route::Done => {}
+            Route::Reaper => cell.handoff.clone().push(Job::Answer(cell)),
+            Route::Late(how) => cell.handoff.clone().push(Job::Late(cell, how)),
+        }
+    });
+}
+
+/// The blocking callback of locks that asked for notifications.
+///
+/// # Safety
+/// `arg` is the callback argument of a live cell; the kernel sends
+/// blocking notifications only before the lock's last answer, and a cell
+/// is freed only after that.
+pub(crate) unsafe extern "C" fn blocking_ast(arg: *mut c_void) {
+    let _no_cancel = NoCancel::new();
+    no_unwind(|| {
+        // SAFETY: `arg` names a live cell (this function's contract).
+        let (cell, _) = unsafe { CellRef::from_arg(arg) };
+        if let Some((tx, _)) = &cell.blocking {
+            // Coalesces: one pending notification says enough.
+            let _ = tx.try_send(Blocking);
+            if let Ok(waiter) = cell.bast_waiter.lock() {
+                if let Some(thread) = waiter.as_ref() {
+                    thread.unpark();
+                }
+            }
+            cell.bast_task.wake();
+        }
+    });
+}
+
+/// The handshake under the loom model checker: every interleaving of the
+/// owner, the callback (the kernel's answer) and the reaper, for each kind
+/// of answer the kernel can give. Run with
+/// `RUSTFLAGS="--cfg dlm_loom" cargo test -p libdlm --lib loom_`.
+#[cfg(all(test, dlm_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// The answers a request can get: a grant, a try's refusal, a
+    /// cancel's answer, a conversion deadlock, an unlock's completion.
+    const STATUSES: [i32; 5] = [0, libc::EAGAIN, sys::ECANCEL, libc::EDEADLK, sys::EUNLOCK];
+
+    fn answer(status: i32) -> Delivered {
+        Delivered {
+            answer: Answer {
+                status,
+                sb_flags: 0,
+            },
+            lkid: 7,
+        }
+    }
+
+    /// The owner gives up while the answer arrives: exactly one side
+    /// hands the cell to the reaper, which then finds the answer in it and
+    /// releases the lock exactly when the answer leaves it held.
+    #[test]
+    fn loom_answer_races_give_up() {
+        for how in [Abandon::Request, Abandon::Held, Abandon::Unlock] {
+            for status in STATUSES {
+                loom::model(move || {
+                    let hs = Arc::new(Handshake::new());
+                    // SAFETY: a new cell: nothing in flight.
+                    unsafe { hs.begin(Wake::Nobody) };
+                    let callback = {
+                        let hs = hs.clone();
+                        thread::spawn(move || hs.deliver(answer(status)))
+                    };
+                    // SAFETY: the owner, with the request in flight.
+                    let gave_up = unsafe { hs.abandon(how) };
+                    let route = callback.join().unwrap();
+                    let to_reaper = match (gave_up, route) {
+                        // The callback lost the race: it hands the cell on.
+                        (Ok(()), Route::Late(h)) => h,
+                        // The answer came first: the owner hands it on.
+                        (Err(()), Route::Done) => how,
+                        other => panic!("both or neither handed the cell on: {other:?}"),
+                    };
+                    assert_eq!(to_reaper, how);
+                    // The reaper's side.
+                    let d = hs.take().expect("the answer is in the cell");
+                    assert_eq!(d, answer(status));
+                    assert_eq!(
+                        to_reaper.leaves_held(status),
+                        match how {
+                            Abandon::Request => status == 0,
+                            _ => status != sys::EUNLOCK,
+                        }
+                    );
+                    // The cell is the reaper's: a next request can begin.
+                    assert!(!hs.is_waiting());
+                });
+            }
+        }
+    }
+
+    /// A thread parked for its answer is always woken (a lost wake-up
+    /// would leave it parked: loom reports the deadlock).
+    #[test]
+    fn loom_parked_waiter_is_woken() {
+        loom::model(|| {
+            let hs = Arc::new(Handshake::new());
+            // SAFETY: a new cell: nothing in flight.
+            unsafe { hs.begin(Wake::Thread(thread::current())) };
+            let callback = {
+                let hs = hs.clone();
+                thread::spawn(move || assert_eq!(hs.deliver(answer(0)), Route::Done))
+            };
+            let d = loop {
+                if let Some(d) = hs.take() {
+                    break d;
+                }
+                thread::park();
+            };
+            assert_eq!(d, answer(0));
+            callback.join().unwrap();
+        });
+    }
+
+    /// A future registers its waker, then checks for the answer: the
+    /// callback's wake after delivering is never lost, whichever comes
+    /// first (loom's executor reports a task never woken).
+    #[test]
+    fn loom_task_waker_is_woken() {
+        struct Answer(Arc<Handshake>);
+        impl std::future::Future for Answer {
+            type Output = Delivered;
+            fn poll(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Delivered> {
+                self.0.task.register(cx.waker());
+                match self.0.take() {
+                    Some(d) => std::task::Poll::Ready(d),
+                    None => std::task::Poll::Pending,
+                }
+            }
+        }
+        loom::model(|| {
+            let hs = Arc::new(Handshake::new());
+            // SAFETY: a new cell: nothing in flight.
+            unsafe { hs.begin(Wake::Task) };
+            let callback = {
+                let hs = hs.clone();
+                thread::spawn(move || assert_eq!(hs.deliver(answer(0)), Route::Done))
+            };
+            let d = loom::future::block_on(Answer(hs.clone()));
+            assert_eq!(d, answer(0));
+            callback.join().unwrap();
+        });
+    }
+
+    /// The reaper's own requests come back to it through the queue.
+    #[test]
+    fn loom_reaper_requests_come_back() {
+        loom::model(|| {
+            let hs = Arc::new(Handshake::new());
+            // SAFETY: the reaper owns the cell; nothing in flight.
+            unsafe { hs.begin(Wake::Reaper) };
+            let callback = {
+                let hs = hs.clone();
+                thread::spawn(move || hs.deliver(answer(sys::EUNLOCK)))
+            };
+            assert_eq!(callback.join().unwrap(), Route::Reaper);
+            assert_eq!(hs.take(), Some(answer(sys::EUNLOCK)));
+            assert_eq!(hs.take(), None, "taken once");
+        });
+    }
+
+    /// An answer with nothing in flight (a duplicate, or one that comes
+    /// after the owner has taken the answer) is ignored, not handed on.
+    #[test]
+    fn loom_stray_answer_is_ignored() {
+        loom::model(|| {
+            let hs = Arc::new(Handshake::new());
+            // SAFETY: a new cell: nothing in flight.
+            unsafe { hs.begin(Wake::Nobody) };
+            let first = {
+                let hs = hs.clone();
+                thread::spawn(move || hs.deliver(answer(0)))
+            };
+            assert_eq!(first.join().unwrap(), Route::Done);
+            let owner = {
+                let hs = hs.clone();
+                thread::spawn(move || hs.take())
+            };
+            let stray = hs.deliver(answer(libc::EAGAIN));
+            let taken = owner.join().unwrap();
+            // Either the owner took the grant before the stray answer (then
+            // it is ignored) or after (then the stray answer was ignored
+            // while DELIVERED): the grant is never overwritten.
+            assert_eq!(stray, Route::Done);
+            assert_eq!(taken, Some(answer(0)));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancels_name_only_the_cells_own_lock() {
+        // A try (NOQUEUE) can be refused at any moment, which frees its
+        // lock id: never cancelled.
+        assert!(!may_cancel(true, false, sys::LKF_NOQUEUE));
+        assert!(!may_cancel(true, false, sys::LKF_NOQUEUE | sys::LKF_VALBLK));
+        // A queued new request ends only through the cancel itself.
+        assert!(may_cancel(true, false, 0));
+        assert!(may_cancel(
+            true,
+            false,
+            sys::LKF_VALBLK | sys::LKF_PERSISTENT
+        ));
+        // A conversion never ends the lock.
+        assert!(may_cancel(false, false, sys::LKF_CONVERT));
+        assert!(may_cancel(
+            false,
+            false,
+            sys::LKF_CONVERT | sys::LKF_NOQUEUE
+        ));
+        // Unlocks are never cancelled.
+        assert!(!may_cancel(false, true, 0));
+    }
+
+    #[test]
+    fn answers_leave_locks_held_as_the_kernel_says() {
+        assert!(Abandon::Request.leaves_held(0));
+        for s in [libc::EAGAIN, sys::ECANCEL, libc::EDEADLK] {
+            assert!(!Abandon::Request.leaves_held(s));
+            assert!(Abandon::Held.leaves_held(s));
+        }
+        assert!(!Abandon::Unlock.leaves_held(sys::EUNLOCK));
+        assert!(Abandon::Unlock.leaves_held(libc::EBUSY));
+    }
+
+    #[test]
+    fn a_late_answer_after_a_give_up_goes_to_the_reaper() {
+        let hs = Handshake::new();
+        // SAFETY: a new handshake; the test plays owner and callback.
+        unsafe { hs.begin(Wake::Nobody) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { hs.abandon(Abandon::Held) }, Ok(()));
+        let d = Delivered {
+            answer: Answer {
+                status: 0,
+                sb_flags: 0,
+            },
+            lkid: 3,
+        };
+        assert_eq!(hs.deliver(d), Route::Late(Abandon::Held));
+        assert_eq!(hs.take(), Some(d));
+    }
+}

@@ -1,0 +1,442 @@
+//! The libdlm handle under a [`Lockspace`](crate::Lockspace): opening and
+//! closing it, libdlm's process-wide state, the registry of open handles,
+//! liveness (released, stopped), the lockspace's keeping and reaper queue,
+//! and reading answers in poll mode.
+
+use crate::cell::{CellRef, Handoff};
+use crate::error::{errno, set_errno, Error, Result};
+use crate::health::Health;
+use dlm_sys as sys;
+use parking_lot::Mutex;
+use std::ffi::{c_void, CString};
+use std::fmt;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Serialises the first use of libdlm's unlocked process-wide state (the
+/// control device and the kernel version it caches): [`init_global`] runs
+/// under it once; after a success that state is only read, so creates,
+/// opens, closes and releases do not take it and one that the kernel
+/// blocks (a recovery) holds up no other.
+pub(crate) static GLOBAL: Mutex<()> = parking_lot::const_mutex(());
+
+/// Whether libdlm's process-wide state is initialised.
+static GLOBAL_READY: AtomicBool = AtomicBool::new(false);
+
+/// The control device; when it is missing there is no DLM at all.
+pub(crate) const CONTROL_DEVICE: &str = "/dev/misc/dlm-control";
+
+/// Opens libdlm's control device and caches the kernel version, once per
+/// process (`dlm_kernel_version` does both). Returns the guard of
+/// [`GLOBAL`] while that has not succeeded yet (the caller's libdlm call
+/// then runs under it, as libdlm may initialise the state itself).
+pub(crate) fn init_global() -> Option<parking_lot::MutexGuard<'static, ()>> {
+    if GLOBAL_READY.load(Ordering::Acquire) {
+        return None;
+    }
+    let global = GLOBAL.lock();
+    if GLOBAL_READY.load(Ordering::Acquire) {
+        return None;
+    }
+    let (mut a, mut b, mut c) = (0, 0, 0);
+    // SAFETY: valid out-pointers; GLOBAL is held.
+    if unsafe { sys::dlm_kernel_version(&mut a, &mut b, &mut c) } == 0 {
+        GLOBAL_READY.store(true, Ordering::Release);
+        return None;
+    }
+    Some(global)
+}
+
+/// How many handles of each lockspace this process has open. The kernel
+/// completes the removal of a lockspace only once every file descriptor of
+/// it is closed, so a release while this process still has another handle
+/// open would block for ever; such releases are refused instead.
+static OPEN: Mutex<Vec<(CString, usize)>> = parking_lot::const_mutex(Vec::new());
+
+pub(crate) fn count_open(name: &CString, delta: isize) -> usize {
+    let mut open = OPEN.lock();
+    let pos = match open.iter().position(|(n, _)| n == name) {
+        Some(pos) => pos,
+        None => {
+            open.push((name.clone(), 0));
+            open.len() - 1
+        }
+    };
+    let count = (open[pos].1 as isize + delta).max(0) as usize;
+    if count == 0 {
+        open.swap_remove(pos);
+    } else {
+        open[pos].1 = count;
+    }
+    count
+}
+
+pub(crate) fn open_count(name: &CString) -> usize {
+    OPEN.lock()
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, c)| *c)
+}
+
+/// What to do to get a handle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum How {
+    Create { mode: u32, flags: u32 },
+    Open,
+}
+
+/// One open libdlm handle.
+pub(crate) struct Handle {
+    handle: NonNull<c_void>,
+    pub(crate) name: CString,
+    /// Liveness, kept by the watchdog: released (the device is gone or
+    /// another one took its name), stopped (no dlm_controld).
+    health: Arc<Health>,
+    /// The reaper's queue and the cells the lockspace keeps.
+    handoff: Arc<Handoff>,
+    /// Set once libdlm has closed the handle (by a release).
+    pub(crate) closed: bool,
+    /// This handle came from `dlm_new_lockspace`: one release is owed.
+    pub(crate) created: bool,
+    /// The process generation (see `fork`) the handle was opened in.
+    generation: u32,
+    /// Poll mode: no AST thread; answers are read by `dispatch`.
+    polled: bool,
+    /// Held while a thread reads answers in poll mode (`dlm_dispatch`
+    /// toggles the descriptor's flags: one reader at a time). Never held
+    /// across a wait for readability.
+    reading: Mutex<()>,
+    /// The handle's reaper thread was started (per process generation).
+    pub(crate) reaper_started: crate::fork::StartedIn,
+}
+
+// SAFETY: the libdlm handle may be used from any thread: dlm_ls_lock and
+// dlm_ls_unlock only write to its file descriptor, and the process-wide
+// state is initialised once under GLOBAL and only read after.
+unsafe impl Send for Handle {}
+// SAFETY: as for Send.
+unsafe impl Sync for Handle {}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// Creates or opens the lockspace `name` (`dlm_new_lockspace` or
+    /// `dlm_open_lockspace`), and starts its AST thread unless `polled`
+    /// (`dlm_ls_pthread_init`).
+    pub(crate) fn open(cname: CString, how: How, polled: bool) -> Result<Handle> {
+        crate::fork::install();
+        // Poll mode: the program may want no thread but its own; its waits
+        // check liveness themselves. Futures start the watchdog when used.
+        if !polled {
+            crate::wait::start_watchdog();
+        }
+        let global = init_global();
+        set_errno(0);
+        let (raw, op) = match how {
+            // SAFETY: cname is a valid C string; libdlm's global state is
+            // initialised (or GLOBAL held).
+            How::Create { mode, flags } => (
+                unsafe { sys::dlm_new_lockspace(cname.as_ptr(), mode, flags) },
+                "dlm_new_lockspace",
+            ),
+            // SAFETY: as above.
+            How::Open => (
+                unsafe { sys::dlm_open_lockspace(cname.as_ptr()) },
+                "dlm_open_lockspace",
+            ),
+        };
+        let code = errno();
+        drop(global);
+        let Some(handle) = NonNull::new(raw) else {
+            return Err(match code {
+                libc::ENOENT if !Path::new(CONTROL_DEVICE).exists() => Error::NotAvailable { code },
+                libc::ENOENT if matches!(how, How::Open) => Error::LockspaceNotFound,
+                libc::ENOENT => Error::NotAvailable { code },
+                _ => Error::from_errno(op, code),
+            });
+        };
+        let rc = if polled {
+            0
+        } else {
+            // SAFETY: handle is the open handle just returned; one AST
+            // thread per handle.
+            unsafe { sys::dlm_ls_pthread_init(handle.as_ptr()) }
+        };
+        if rc != 0 {
+            // dlm_ls_pthread_init returns pthread_create's error code.
+            // SAFETY: handle is open, has no thread and is not used again.
+            unsafe { sys::dlm_close_lockspace(handle.as_ptr()) };
+            return Err(Error::from_errno("dlm_ls_pthread_init", rc));
+        }
+        // The descriptor must not outlive this process in a program it
+        // executes: an inherited descriptor keeps the lockspace open, and
+        // this process's locks held, after this process is gone.
+        // SAFETY: `handle` is open; dlm_ls_get_fd only reads it; fcntl on
+        // a descriptor we own.
+        unsafe {
+            let fd = sys::dlm_ls_get_fd(handle.as_ptr());
+            if fd >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        count_open(&cname, 1);
+        let health = crate::health::watch(&cname);
+        Ok(Handle {
+            handle,
+            name: cname,
+            health,
+            handoff: Arc::new(Handoff::default()),
+            closed: false,
+            created: matches!(how, How::Create { .. }),
+            generation: crate::fork::generation(),
+            polled,
+            reading: Mutex::new(()),
+            reaper_started: crate::fork::StartedIn::new(),
+        })
+    }
+
+    /// The lockspace's name.
+    pub(crate) fn name(&self) -> &str {
+        self.name.to_str().expect("checked to be UTF-8 when opened")
+    }
+
+    /// Whether answers can still come: not released, not stalled.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.health.is_stalled() && !self.is_gone()
+    }
+
+    /// Whether the lockspace is known to be released (possibly by force,
+    /// by another process): its device went away. Sticky.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.health.is_gone()
+    }
+
+    /// Whether the handle is in poll mode.
+    pub(crate) fn is_polled(&self) -> bool {
+        self.polled
+    }
+
+    /// Stopped with no dlm_controld: a write would block for ever.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.health.is_stalled()
+    }
+
+    /// The lockspace's descriptor.
+    pub(crate) fn fd(&self) -> i32 {
+        // SAFETY: the handle is open while `self` lives; the call reads it.
+        unsafe { sys::dlm_ls_get_fd(self.handle.as_ptr()) }
+    }
+
+    pub(crate) fn raw(&self) -> sys::dlm_lshandle_t {
+        self.handle.as_ptr()
+    }
+
+    /// The reaper's queue and the lockspace's keeping.
+    pub(crate) fn handoff(&self) -> &Arc<Handoff> {
+        &self.handoff
+    }
+
+    /// Keeps `cell` until the lockspace closes (or the reaper frees it):
+    /// the kernel may still name it.
+    pub(crate) fn keep(&self, cell: CellRef) {
+        self.handoff.keep(cell);
+    }
+
+    /// Whether this is a fork's child's copy of the handle.
+    pub(crate) fn forked(&self) -> bool {
+        crate::fork::generation() != self.generation
+    }
+
+    /// The error for a wait that ended because no answer can come.
+    pub(crate) fn gone_error(&self) -> Error {
+        if self.is_stalled() {
+            Error::LockspaceStopped
+        } else {
+            Error::LockspaceGone
+        }
+    }
+
+    /// [`Error::Forked`] in a fork's child: the handle is the parent's.
+    /// [`Error::LockspaceGone`] once the lockspace is known released, and
+    /// [`Error::LockspaceStopped`] when a write would block for ever.
+    #[inline]
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.forked() {
+            return Err(Error::Forked);
+        }
+        if self.health.is_stalled() {
+            return Err(Error::LockspaceStopped);
+        }
+        if self.health.is_gone() {
+            return Err(Error::LockspaceGone);
+        }
+        Ok(())
+    }
+
+    /// Reads every pending answer and applies it on this thread
+    /// (`dlm_dispatch`). Poll mode only. Waits while another thread of
+    /// this process reads (never long: nobody holds the reading lock
+    /// across a wait), so that an answer that made the descriptor readable
+    /// is read before this returns.
+    pub(crate) fn dispatch_now(&self) -> Result<()> {
+        let _one = self.reading.lock();
+        self.dispatch_locked()
+    }
+
+    fn dispatch_locked(&self) -> Result<()> {
+        set_errno(0);
+        // SAFETY: a poll-mode handle has no AST thread reading the
+        // descriptor; `reading` keeps other threads of this process out;
+        // the callbacks are this crate's.
+        let rc = unsafe { sys::dlm_dispatch(self.fd()) };
+        if rc < 0 {
+            let code = errno();
+            if code == libc::EAGAIN {
+                return Ok(());
+            }
+            return Err(Error::from_errno("dlm_dispatch", code));
+        }
+        Ok(())
+    }
+
+    /// Poll mode: waits up to `timeout_ms` for answers and applies them on
+    /// this thread. Returns whether the whole timeout passed with nothing
+    /// to read.
+    pub(crate) fn drive(&self, timeout_ms: i32) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if n > 0 {
+            let _ = self.dispatch_now();
+        } else if n == 0 && timeout_ms >= 1000 {
+            // A second with nothing to read: look at the lockspace's
+            // health (the watchdog may not run in poll mode).
+            self.health.refresh(&self.name);
+        }
+        n == 0
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        count_open(&self.name, -1);
+        let (kept, jobs) = self.handoff.close();
+        if self.is_stalled() || self.forked() {
+            // Stalled: closing would block uninterruptibly in the kernel
+            // (and cancelling the AST thread is useless: it sleeps in
+            // read); leave the handle, its thread and its cells: the
+            // descriptor closes when the process exits. A fork's child:
+            // the AST thread is the parent's and libdlm's close would
+            // cancel a thread that is not here; close only the child's
+            // copy of the descriptor; the cells are the parent's memory
+            // image: leave them.
+            if self.forked() {
+                // SAFETY: the handle's memory is this process's copy;
+                // closing our copy of the descriptor does not touch the
+                // parent's.
+                unsafe { libc::close(sys::dlm_ls_get_fd(self.handle.as_ptr())) };
+            }
+            std::mem::forget(kept);
+            std::mem::forget(jobs);
+            return;
+        }
+        // libdlm cancels and joins the AST thread (not this thread: no
+        // Rust code on it holds a handle), closes the device and frees the
+        // handle. The kept cells are dropped after: no callback can name
+        // them any more.
+        // SAFETY: last owner of the open handle.
+        unsafe { sys::dlm_close_lockspace(self.handle.as_ptr()) };
+        drop(jobs);
+        drop(kept);
+    }
+}
+
+/// Calls `dlm_release_lockspace` and finds out what the kernel said:
+/// libdlm ignores the kernel's answer, so `errno` is cleared first and
+/// looked at after (libdlm's other calls on that path do not fail).
+///
+/// # Safety
+/// `handle` is an open handle not used again.
+pub(crate) unsafe fn release_handle(
+    name: &CString,
+    handle: sys::dlm_lshandle_t,
+    force: bool,
+) -> Result<()> {
+    let global = init_global();
+    set_errno(0);
+    // SAFETY: the caller's contract; libdlm's global state is initialised
+    // (or GLOBAL held).
+    let rc = unsafe { sys::dlm_release_lockspace(name.as_ptr(), handle, force as i32) };
+    let code = errno();
+    drop(global);
+    match (rc, code) {
+        (0, 0) => Ok(()),
+        (_, libc::EBUSY) => Err(Error::LockspaceBusy),
+        // Gone already: released (by force) by someone else meanwhile.
+        (_, libc::ENOENT) => Err(Error::LockspaceNotFound),
+        (_, code) => Err(Error::from_errno("dlm_release_lockspace", code)),
+    }
+}
+
+/// Releases a lockspace through a handle of its own.
+pub(crate) fn release_by_name(name: &CString, force: bool) -> Result<()> {
+    if open_count(name) > 0 {
+        return Err(Error::HandlesOpen);
+    }
+    let handle = {
+        let global = init_global();
+        set_errno(0);
+        // SAFETY: name is a valid C string; the global state is initialised
+        // (or GLOBAL held).
+        let raw = unsafe { sys::dlm_open_lockspace(name.as_ptr()) };
+        let code = errno();
+        drop(global);
+        match NonNull::new(raw) {
+            Some(handle) => handle,
+            None => {
+                return Err(match code {
+                    libc::ENOENT if Path::new(CONTROL_DEVICE).exists() => Error::LockspaceNotFound,
+                    libc::ENOENT => Error::NotAvailable { code },
+                    _ => Error::from_errno("dlm_open_lockspace", code),
+                });
+            }
+        }
+    };
+    // SAFETY: a fresh handle without AST thread, not used again.
+    unsafe { release_handle(name, handle.as_ptr(), force) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_handle_registry_counts_per_name() {
+        let a = CString::new("registry-test-a").unwrap();
+        let b = CString::new("registry-test-b").unwrap();
+        assert_eq!(open_count(&a), 0);
+        assert_eq!(count_open(&a, 1), 1);
+        assert_eq!(count_open(&a, 1), 2);
+        assert_eq!(count_open(&b, 1), 1);
+        assert_eq!(count_open(&a, -1), 1);
+        assert_eq!(open_count(&a), 1);
+        assert_eq!(count_open(&a, -1), 0);
+        assert_eq!(count_open(&b, -1), 0);
+        assert_eq!((open_count(&a), open_count(&b)), (0, 0));
+    }
+}
