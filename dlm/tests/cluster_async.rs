@@ -130,9 +130,27 @@ fn async_calls_under_block_on() {
     finish(&name);
 }
 
+/// Polls `f` once, with a waker that does nothing: writes its request.
+fn poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+    let waker = futures::task::noop_waker();
+    f.poll(&mut std::task::Context::from_waker(&waker))
+}
+
+/// Waits (bounded) until `cond` holds.
+fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < within, "{what}: not after {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// 2,000 lock futures dropped at random points (before the grant, racing
 /// it, after it), while another handle toggles the lock: afterwards no
-/// lock is left.
+/// lock is left. First, the two ends made certain: a future dropped while
+/// its request waits (given up, cancelled, nothing left), and one dropped
+/// after its grant came but before it was polled again (given up, and
+/// the lock nobody owns is released by the reaper).
 #[test]
 fn dropped_futures_leave_nothing() {
     require_cluster!();
@@ -147,12 +165,59 @@ fn dropped_futures_leave_nothing() {
         .as_nanos() as u64
         | 1;
     eprintln!("dropped futures: seed {seed}");
+    // The counters are process-wide and other tests may run at the same
+    // time: only lower bounds this test alone causes are checked.
+    let before = dlm::stats();
+
+    // Dropped while waiting behind another holder: the request is
+    // cancelled; once the holder leaves, the resource is free at once.
+    let holder = b.lock("w", Mode::Ex).unwrap();
+    {
+        let mut f = std::pin::pin!(a.lock_async("w", Mode::Ex));
+        assert!(poll_once(f.as_mut()).is_pending(), "granted past EX");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(poll_once(f.as_mut()).is_pending(), "granted past EX");
+    }
+    assert!(dlm::stats().given_up > before.given_up, "the drop gave up");
+    holder.unlock().unwrap();
+    assert!(
+        can_take(&b, "w", Mode::Ex),
+        "the dropped request was granted after all"
+    );
+
+    // Dropped after its grant came: a lock nobody owns, which the reaper
+    // must release.
+    let holder = b.lock("g", Mode::Ex).unwrap();
+    {
+        let mut f = std::pin::pin!(a.lock_async("g", Mode::Ex));
+        assert!(poll_once(f.as_mut()).is_pending(), "granted past EX");
+        holder.unlock().unwrap();
+        // The grant comes to the future's cell; the observer sees EX held.
+        eventually("the grant", Duration::from_secs(10), || {
+            !can_take(&b, "g", Mode::Cr)
+        });
+    }
+    eventually("the reaper's release", Duration::from_secs(15), || {
+        can_take(&b, "g", Mode::Ex)
+    });
+    eventually("the reap counted", Duration::from_secs(5), || {
+        dlm::stats().reaped > before.reaped
+    });
+    assert!(
+        dlm::stats().given_up >= before.given_up + 2,
+        "both drops gave up: {before:?} -> {:?}",
+        dlm::stats()
+    );
+
+    // At random points, racing the toggler.
+    let before = dlm::stats();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
         .build()
         .unwrap();
     let (mut granted, mut dropped) = (0u64, 0u64);
+    let mut extra = 0u64;
     rt.block_on(async {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let toggler = {
@@ -167,11 +232,26 @@ fn dropped_futures_leave_nothing() {
             })
         };
         let mut x = seed;
-        for _ in 0..n {
+        // After the n random rounds, more (bounded) with the delay pushed
+        // towards the outcome not seen yet: none (dropped at once) or
+        // longer and longer (granted).
+        while extra < 200 {
+            let i = granted + dropped;
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let after = Duration::from_micros(x % 1_500);
+            let after = if i < n {
+                Duration::from_micros(x % 1_500)
+            } else if granted > 0 && dropped > 0 {
+                break;
+            } else {
+                extra += 1;
+                if dropped == 0 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(10 * extra)
+                }
+            };
             match tokio::time::timeout(after, a.lock_async("t", Mode::Ex)).await {
                 Ok(Ok(g)) => {
                     granted += 1;
@@ -186,9 +266,22 @@ fn dropped_futures_leave_nothing() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         toggler.await.unwrap();
     });
+    let after = dlm::stats();
     eprintln!(
-        "{n} futures: {granted} granted, {dropped} dropped before their answer; {:?}",
-        dlm::stats()
+        "{n}+{extra} futures: {granted} granted, {dropped} dropped before their answer; {after:?}"
+    );
+    assert!(
+        granted > 0,
+        "no future was granted: the drops raced nothing"
+    );
+    assert!(dropped > 0, "no future was dropped before its answer");
+    // Every future dropped before its answer had written its request
+    // (tokio's timeout polls the future first), so each was given up.
+    assert!(
+        after.given_up - before.given_up >= dropped,
+        "{dropped} dropped futures, but given_up went {} -> {}",
+        before.given_up,
+        after.given_up
     );
     drop(rt);
     drop((a, b));
@@ -297,26 +390,34 @@ fn poll_mode_blocking_calls_dispatch_while_they_wait() {
     .unwrap()
     .unlock()
     .unwrap();
-    // ... and CR times out, cancelled through the poll-mode wait.
-    assert!(matches!(
-        b.lock_with(
-            "r",
-            Mode::Cr,
-            LockOptions::new().timeout(Duration::from_millis(50))
-        ),
-        Err(Error::TimedOut)
-    ));
+    // ... and CR times out, cancelled through the poll-mode wait: the
+    // cancel's answer is read by the wait's own dispatching (without it the
+    // wait would give up only after CANCEL_GRACE), on the handle that
+    // holds EX and on a fresh poll-mode handle.
     let p2 = Lockspace::builder(&name).poll_mode().open().unwrap();
-    assert!(matches!(
-        p2.lock_with(
+    assert!(p2.is_polled());
+    for (who, ls) in [("p", &p), ("p2", &p2)] {
+        let t = Instant::now();
+        let r = ls.lock_with(
             "r",
             Mode::Cr,
-            LockOptions::new().timeout(Duration::from_millis(50))
-        ),
-        Err(Error::TimedOut)
-    ));
+            LockOptions::new().timeout(Duration::from_millis(50)),
+        );
+        let took = t.elapsed();
+        assert!(matches!(r, Err(Error::TimedOut)), "{who}: {r:?}");
+        assert!(
+            took >= Duration::from_millis(45) && took < dlm::CANCEL_GRACE / 2,
+            "{who}: timed out after {took:?}"
+        );
+        // Still EX only: the observer is kept out, the holder keeps EX.
+        assert!(!can_take(&b, "r", Mode::Cr), "{who}");
+        assert_eq!(g.mode(), Mode::Ex);
+    }
+    // The poll-mode handles still work after their cancels.
+    p2.lock("r2", Mode::Ex).unwrap().unlock().unwrap();
     drop(p2);
     g.unlock().unwrap();
+    // No cancelled request was left behind: EX is free.
     assert!(can_take(&b, "r", Mode::Ex));
     drop((a, b, p));
     finish(&name);

@@ -197,7 +197,7 @@ impl World {
             return self.expect_refused(&r, &format!("new {mode} on {}", res_name(res)));
         }
         let g = r.unwrap_or_else(|e| panic!("{}: new {mode}: {e}", self.ctx()));
-        if uses_lvb {
+        if uses_lvb && lvb_reads(None, mode) {
             self.check_read(res, g.lvb(), "grant");
         }
         self.slots.push(Slot {
@@ -264,8 +264,8 @@ impl World {
         s.uses_lvb |= with_lvb;
         s.persistent |= make_persistent;
         s.mode = to;
-        let writes = from.writes_lvb() && !(from == Mode::Pw && to == Mode::Ex);
-        let reads = !writes && lvb_reads(from, to);
+        let writes = lvb_writes(from, to);
+        let reads = lvb_reads(Some(from), to);
         if writes {
             self.write_pending(i);
         } else if reads && self.slots[i].uses_lvb && self.slots[i].pending == Pending::None {
@@ -277,7 +277,7 @@ impl World {
     fn op_set_lvb(&mut self) {
         let Some(i) = self.pick_live() else { return };
         let s = &self.slots[i];
-        if !s.mode.writes_lvb() || !s.uses_lvb {
+        if !may_write_lvb(s.mode) || !s.uses_lvb {
             return;
         }
         let mut bytes = [0u8; LVB_LEN];
@@ -321,7 +321,9 @@ impl World {
         } else {
             drop(g);
         }
-        if self.slots[i].mode.writes_lvb() {
+        // A pending value is published by the conversion down to NL that
+        // precedes the unlock (an unlock writes libdlm's garbage).
+        if lvb_writes(self.slots[i].mode, Mode::Nl) {
             self.write_pending(i);
         }
         self.slots.remove(i);
@@ -340,8 +342,10 @@ impl World {
         self.note(format!("slot{i} orphan {}", self.slots[i].mode));
         match g.orphan() {
             Ok(()) => {
-                // A pending value is published by the orphaning.
-                if self.slots[i].mode.writes_lvb() {
+                // A pending value is published by the orphaning (a
+                // conversion to the same mode).
+                let mode = self.slots[i].mode;
+                if lvb_writes(mode, mode) {
                     self.write_pending(i);
                 }
                 self.slots[i].orphaned = true;
@@ -363,7 +367,7 @@ impl World {
         for &i in mine.iter().rev() {
             let g = self.slots[i].guard.take().unwrap();
             g.unlock().unwrap();
-            if self.slots[i].mode.writes_lvb() {
+            if lvb_writes(self.slots[i].mode, Mode::Nl) {
                 self.write_pending(i);
             }
             self.slots.remove(i);
@@ -425,7 +429,7 @@ impl World {
         // The kernel force-unlocks the orphans; a PW/EX one leaves the
         // value block not valid (its holder's value is suspect).
         for i in 0..self.slots.len() {
-            if self.slots[i].handle == usize::MAX && self.slots[i].mode.writes_lvb() {
+            if self.slots[i].handle == usize::MAX && unlock_invalidates(self.slots[i].mode) {
                 self.slots[i].pending = Pending::Invalidate;
                 self.write_pending(i);
             }
@@ -479,17 +483,82 @@ impl World {
     }
 }
 
-/// Whether a grant of `to` over `from` reads the value block.
-fn lvb_reads(from: Mode, to: Mode) -> bool {
-    use Mode::*;
-    match from {
-        Nl => true,
-        Cr => to >= Cr,
-        Cw => to >= Cw,
-        Pr => to >= Pr,
-        Pw => to == Ex,
-        Ex => false,
+/// The kernel's own table of what a grant does with the value block,
+/// written down literally (as data, not derived from this crate's logic)
+/// from Linux `fs/dlm/lock.c`, `dlm_lvb_operations` (unchanged since the
+/// DLM was merged in 2.6.16):
+///
+/// ```c
+/// /*
+///  * This defines the direction of transfer of LVB data.
+///  * Granted mode is the row; requested mode is the column.
+///  * Usage: matrix[grmode+1][rqmode+1]
+///  * 1 = LVB is returned to the caller
+///  * 0 = LVB is written to the resource
+///  * -1 = nothing happens to the LVB
+///  */
+/// ```
+///
+/// Indexed `[granted + 1][requested + 1]`; row and column 0 are UN (-1, a
+/// new request: nothing granted yet), 7 is PD. The kernel's `set_lvb_lock`
+/// applies it on every grant, new request or conversion, and only when
+/// the lock carries `VALBLK` (or `IVVALBLK`, for a write).
+#[rustfmt::skip]
+const DLM_LVB_OPERATIONS: [[i8; 8]; 8] = [
+    /* UN   NL  CR  CW  PR  PW  EX  PD */
+    [  -1,  1,  1,  1,  1,  1,  1, -1 ], /* UN */
+    [  -1,  1,  1,  1,  1,  1,  1,  0 ], /* NL */
+    [  -1, -1,  1,  1,  1,  1,  1,  0 ], /* CR */
+    [  -1, -1, -1,  1,  1,  1,  1,  0 ], /* CW */
+    [  -1, -1, -1, -1,  1,  1,  1,  0 ], /* PR */
+    [  -1,  0,  0,  0,  0,  0,  1,  0 ], /* PW */
+    [  -1,  0,  0,  0,  0,  0,  0,  0 ], /* EX */
+    [  -1,  0,  0,  0,  0,  0,  0,  0 ], /* PD */
+];
+
+/// The kernel's mode numbers (`DLM_LOCK_NL` 0 ... `DLM_LOCK_EX` 5), spelt
+/// out here rather than taken from the crate.
+fn kernel_mode(m: Mode) -> usize {
+    match m {
+        Mode::Nl => 0,
+        Mode::Cr => 1,
+        Mode::Cw => 2,
+        Mode::Pr => 3,
+        Mode::Pw => 4,
+        Mode::Ex => 5,
     }
+}
+
+/// `dlm_lvb_operations[granted + 1][requested + 1]`.
+fn lvb_op(granted: Option<Mode>, requested: Mode) -> i8 {
+    let row = granted.map_or(0, |m| kernel_mode(m) + 1);
+    DLM_LVB_OPERATIONS[row][kernel_mode(requested) + 1]
+}
+
+/// Whether a grant of `to` over `from` (`None`: a new request) copies the
+/// resource's value block to the caller.
+fn lvb_reads(from: Option<Mode>, to: Mode) -> bool {
+    lvb_op(from, to) == 1
+}
+
+/// Whether a conversion of `from` to `to` writes the caller's value block
+/// (or its invalidation) into the resource.
+fn lvb_writes(from: Mode, to: Mode) -> bool {
+    lvb_op(Some(from), to) == 0
+}
+
+/// Whether a forced unlock with `IVVALBLK` (the kernel's purge of
+/// orphans, `unlock_proc_lock`) of a lock granted in `m` marks the value
+/// block not valid: the kernel's `set_lvb_unlock` returns early when
+/// `lkb_grmode < DLM_LOCK_PW` (not the table above: that is for grants).
+fn unlock_invalidates(m: Mode) -> bool {
+    kernel_mode(m) >= 4
+}
+
+/// Whether a lock held in `m` may write the value block at all: the
+/// modes whose row of the kernel's table has writes (PW and EX).
+fn may_write_lvb(m: Mode) -> bool {
+    Mode::ALL.iter().any(|&to| lvb_writes(m, to))
 }
 
 fn seed_of(_rng: &Rng) -> u64 {

@@ -180,6 +180,12 @@ fn eight_threads_four_resources_twenty_thousand_requests() {
         c(&counts.granted) > 0 && c(&counts.would_block) > 0,
         "the run did not exercise contention"
     );
+    // The timeouts are what races cancels against grants: some must have
+    // expired, or the run did not test that race at all.
+    assert!(
+        c(&counts.timed_out) > 0,
+        "no request timed out: cancels never raced grants"
+    );
     for r in 0..RESOURCES {
         for m in Mode::ALL {
             assert_eq!(held.0[r][m as usize].load(Ordering::SeqCst), 0);

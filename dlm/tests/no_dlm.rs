@@ -14,13 +14,17 @@ fn no_dlm_here() -> bool {
     true
 }
 
-fn assert_no_dlm_error<T: std::fmt::Debug>(what: &str, r: dlm::Result<T>) {
+/// Runs `call` and checks that it fails cleanly, and promptly: the clock
+/// starts before the call, so a call that hangs for a while fails here.
+fn assert_no_dlm_error<T: std::fmt::Debug>(what: &str, call: impl FnOnce() -> dlm::Result<T>) {
     let start = Instant::now();
+    let r = call();
+    let took = start.elapsed();
     match r {
         Err(Error::NotAvailable { .. }) | Err(Error::PermissionDenied { .. }) => {}
         other => panic!("{what}: expected NotAvailable or PermissionDenied, got {other:?}"),
     }
-    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(took < Duration::from_secs(30), "{what} took {took:?}");
 }
 
 #[test]
@@ -40,12 +44,11 @@ fn create_and_join_without_dlm_fail_cleanly() {
         return;
     }
     let t = Instant::now();
-    assert_no_dlm_error("create", Lockspace::create("nodlm", 0o600));
-    assert_no_dlm_error(
-        "create_exclusive",
-        Lockspace::create_exclusive("nodlm", 0o600),
-    );
-    assert_no_dlm_error("join", dlm::join("nodlm", 0o600));
+    assert_no_dlm_error("create", || Lockspace::create("nodlm", 0o600));
+    assert_no_dlm_error("create_exclusive", || {
+        Lockspace::create_exclusive("nodlm", 0o600)
+    });
+    assert_no_dlm_error("join", || dlm::join("nodlm", 0o600));
     assert!(
         t.elapsed() < Duration::from_secs(60),
         "took {:?}",
@@ -58,13 +61,12 @@ fn leave_and_with_lockspace_without_dlm_fail_cleanly() {
     if !no_dlm_here() {
         return;
     }
-    assert_no_dlm_error("leave", dlm::leave("nodlm", false));
-    assert_no_dlm_error("leave force", dlm::leave("nodlm", true));
+    assert_no_dlm_error("leave", || dlm::leave("nodlm", false));
+    assert_no_dlm_error("leave force", || dlm::leave("nodlm", true));
     let mut ran = false;
-    assert_no_dlm_error(
-        "with_lockspace",
-        dlm::with_lockspace("nodlm", |_| ran = true),
-    );
+    assert_no_dlm_error("with_lockspace", || {
+        dlm::with_lockspace("nodlm", |_| ran = true)
+    });
     assert!(!ran);
 }
 
