@@ -50,15 +50,32 @@
 //! lock's cell and handed to the waiting thread by one compare-and-swap
 //! and one unpark; a blocking notification goes over a `crossbeam-channel`
 //! to the guard's [`blocking`](LockGuard::blocking) receiver. No user code
-//! ever runs on libdlm's thread, and no panic can cross into C.
+//! runs on libdlm's thread, with one exception: waking a future calls the
+//! executor's `Waker::wake` there (every common executor only schedules
+//! the task). No panic can cross into C. Every state and transition of
+//! that hand-over is in one file, `cell.rs`, with its table, and is
+//! model-checked with loom on every interleaving of its small cases.
+//!
+//! A cancel names the kernel's lock id, and the kernel frees a lock id the
+//! moment it hands out the answer that ends the lock (a try refused, a
+//! cancel done) and gives it to the next new request of the node, any
+//! process's. So the crate writes a cancel only where no answer can have
+//! ended the lock without the cancel itself: conversions, and new requests
+//! sent without `NOQUEUE`, while unanswered. A try
+//! ([`try_lock`](Lockspace::try_lock), [`LockOptions::no_wait`]) is never
+//! cancelled: its timeout and a dropped try future just stop waiting, and
+//! a late grant is released in the background.
 //!
 //! So every call here blocks the calling thread until the kernel has
 //! answered, and any number of threads can lock through one
 //! [`Lockspace`] (it is `Send + Sync`, and cheap to clone) at the same
 //! time. A [`LockGuard`] is `Send`: it can be unlocked on another thread
-//! than the one that locked it. Two process-wide helper threads exist: a
-//! watchdog (untimed waits check once a second that their lockspace still
-//! exists) and a *reaper*, which releases locks nobody owns any more.
+//! than the one that locked it. Helper threads: one process-wide watchdog
+//! (untimed waits check once a second that their lockspace still exists;
+//! it watches the device directory with inotify, so a lockspace released
+//! by another process, even by force, is known within milliseconds), and
+//! per handle, from the first lock that needs it, a *reaper*, which
+//! releases locks nobody owns any more.
 //!
 //! Each lock's status block and value-block buffer live at a fixed heap
 //! address until the lock's last callback. A waiter that gives up on an
@@ -66,11 +83,16 @@
 //! and a late answer meet in one atomic handshake: exactly one of them
 //! owns the answer. If the late answer leaves a lock held, the reaper
 //! converts it to NL and unlocks it, so no value block gets bytes nobody
-//! chose. The limits: an answer that never comes (a lockspace stopped for
-//! good) leaves the lock held until its handle closes; and if the reaper
-//! cannot take a lock (its queue of 1,024 is full), libdlm's thread
-//! unlocks it at once with `LKF_IVVALBLK` (the value block is then marked
-//! not valid), without retrying an `EBUSY`. [`stats`] counts give-ups and
+//! chose. The reaper writes each request and goes on (the answer comes
+//! back to it as a job): it never waits, so one handle's background
+//! releases never wait on another's, and a poll-mode handle that nobody
+//! dispatches holds up only its own. Writes the kernel refuses for a while
+//! (`EBUSY`, `ENOBUFS`, a stopped lockspace) are tried again with a
+//! back-off of up to a second. The limits: an answer that never comes (a
+//! lockspace stopped for good, a poll-mode handle never dispatched again)
+//! leaves the lock held until its handle closes, when the kernel unlocks
+//! it; so does a release the kernel refuses outright, counted in
+//! [`Stats::release_failures`]. [`stats`] counts give-ups, retries and
 //! reaped locks.
 //!
 //! **Futures.** Every waiting call has an async counterpart
@@ -87,9 +109,10 @@
 //! waiting futures once a second to check that their lockspace still
 //! exists. Many requests can
 //! be in flight from one thread (join the futures). Dropping a pending
-//! future cancels its request and gives its cell up exactly as a blocking
-//! call that gives up does: whatever the kernel answers later, no lock is
-//! left held. A guard from an `_async` call releases its lock in the
+//! future cancels its request (where a cancel may be written, see above)
+//! and gives its cell up exactly as a blocking call that gives up does:
+//! whatever the kernel answers later, no lock is left held. In a fork's
+//! child, dropping a copy of a future does nothing. A guard from an `_async` call releases its lock in the
 //! background when dropped ([`LockGuard::set_background_drop`]), so that a
 //! drop never blocks an executor; a later request of the same resource may
 //! then still meet it for a moment (await
