@@ -335,7 +335,6 @@ impl Drop for Handle {
             return;
         }
         count_open(&self.name, -1);
-        let (kept, jobs) = self.handoff.close();
         if self.is_stalled() || self.forked() {
             // Stalled: closing would block uninterruptibly in the kernel
             // (and cancelling the AST thread is useless: it sleeps in
@@ -351,16 +350,19 @@ impl Drop for Handle {
                 // parent's.
                 unsafe { libc::close(sys::dlm_ls_get_fd(self.handle.as_ptr())) };
             }
+            let (kept, jobs) = self.handoff.close();
             std::mem::forget(kept);
             std::mem::forget(jobs);
             return;
         }
         // libdlm cancels and joins the AST thread (not this thread: no
         // Rust code on it holds a handle), closes the device and frees the
-        // handle. The kept cells are dropped after: no callback can name
-        // them any more.
+        // handle. Only then are the kept cells and the queued jobs dropped:
+        // until the thread is stopped a callback can still name a kept
+        // cell, or queue one.
         // SAFETY: last owner of the open handle.
         unsafe { sys::dlm_close_lockspace(self.handle.as_ptr()) };
+        let (kept, jobs) = self.handoff.close();
         drop(jobs);
         drop(kept);
     }

@@ -1,0 +1,118 @@
+//! A lockspace released by force by another process, against the real
+//! DLM: the handle of this process sees it within the bound and grants
+//! nothing more, its guards say so, and its waits end.
+
+mod common;
+
+use dlm::{Error, LockOptions, Lockspace, Mode};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Set in the child process: the lockspace to release by force.
+const RELEASER: &str = "DLM_TEST_FORCE_RELEASE";
+
+/// The child: releases the lockspace by force with libdlm's own calls
+/// (this crate's `leave` would be refused while the parent has it open:
+/// the refusal is per process, so a second process is the way).
+fn releaser(name: &str) -> ! {
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(30));
+        std::process::exit(9);
+    });
+    let cname = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a valid C string; the handle is released once, not used after.
+    let code = unsafe {
+        let h = dlm_sys::dlm_open_lockspace(cname.as_ptr());
+        if h.is_null() {
+            2
+        } else if dlm_sys::dlm_release_lockspace(cname.as_ptr(), h, 1) != 0 {
+            3
+        } else {
+            0
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Waits until `f()` holds, for at most `limit`; how long it took.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+#[test]
+fn a_lockspace_released_by_force_elsewhere_grants_nothing_more() {
+    if let Ok(name) = std::env::var(RELEASER) {
+        releaser(&name);
+    }
+    require_cluster!();
+    for polled in [false, true] {
+        let name = common::ls_name(if polled { "forcedp" } else { "forced" });
+        let ls = Lockspace::builder(&name);
+        let ls = if polled { ls.poll_mode() } else { ls }
+            .create_exclusive()
+            .unwrap();
+        let mut g = ls
+            .lock_with("r", Mode::Ex, LockOptions::new().notify_blocking())
+            .unwrap();
+        assert!(g.is_held() && ls.is_alive());
+        let start = Instant::now();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_lockspace_released_by_force_elsewhere_grants_nothing_more",
+                "--test-threads=1",
+            ])
+            .env(RELEASER, &name)
+            .spawn()
+            .unwrap();
+        // The kernel removes the device first thing, tells dlm_controld to
+        // leave the lockspace, and then waits for every handle of it, this
+        // one included, to close: the other process's call returns only
+        // after this handle is dropped. Seen within the bound: inotify on
+        // the device directory wakes the watchdog (else its next tick,
+        // within a second).
+        let seen = within(Duration::from_secs(5), || !ls.is_alive());
+        println!("polled {polled}: the forced release seen {seen:?} after it began");
+        assert!(
+            seen.is_some_and(|t| t < Duration::from_millis(1500)),
+            "the forced release was not seen: {seen:?}"
+        );
+        // Nothing more is granted through the handle, and the guard says so.
+        assert!(!g.is_held(), "a guard of a released lockspace says held");
+        assert!(matches!(ls.lock("r2", Mode::Ex), Err(Error::LockspaceGone)));
+        assert!(matches!(
+            ls.try_lock("r", Mode::Ex),
+            Err(Error::LockspaceGone)
+        ));
+        assert!(matches!(g.convert(Mode::Pr), Err(Error::LockspaceGone)));
+        // A wait for a blocking notification ends instead of waiting on.
+        let t = Instant::now();
+        assert!(matches!(
+            g.wait_blocking(Some(Duration::from_secs(10))),
+            Err(Error::LockspaceGone)
+        ));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        // Dropping the guard and the handle neither hangs nor panics, and
+        // lets the other process's release finish.
+        drop(g);
+        drop(ls);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("the other process's forced release did not return after the handle closed");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(status.success(), "the forced release failed: {status}");
+    }
+}
