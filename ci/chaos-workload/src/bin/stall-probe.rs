@@ -3,9 +3,11 @@
 //! ticker task (a 1 ms sleep in a loop: the gap between two ticks beyond
 //! that is time the thread was blocked) and four workers that take and
 //! release RESOURCES (default 24) locks in turn with `lock_async`,
-//! `try_lock_async` and timed `lock_with_async`, and drop a quarter of
-//! their requests half-way (a `select!` timeout of a few milliseconds:
-//! the future's drop cancels and gives up). Once a second it prints
+//! `try_lock_async` and timed `lock_with_async`, and drop requests
+//! half-way (a `select!` timeout of 1-10 ms for a quarter of them, 500 ms
+//! for another quarter: the future's drop cancels and gives up); a fifth
+//! worker writes a new request every few milliseconds whatever the others
+//! wait for, dropping it after 5 ms. Once a second it prints
 //! `second UNIX_TIME max_stall_ms MS ops N errors E`; at the end
 //! `max_stall_ms MS` over the whole run and the error kinds seen.
 //! Used by ci/scenarios/10-executor-stall.sh around a node crash.
@@ -35,6 +37,52 @@ fn main() {
     println!("max_stall_ms {:.1}", worst.as_secs_f64() * 1000.0);
 }
 
+/// The longest single poll or drop of the crate's futures so far (ns).
+static LONGEST_POLL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn note_poll(t: Instant) {
+    let ns = t.elapsed().as_nanos() as u64;
+    LONGEST_POLL.fetch_max(ns, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A future of the crate, each of its polls and its drop timed.
+struct Timed<F>(Option<std::pin::Pin<Box<F>>>);
+
+impl<F: std::future::Future> std::future::Future for Timed<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let t = Instant::now();
+        let r = self
+            .0
+            .as_mut()
+            .expect("polled after ready")
+            .as_mut()
+            .poll(cx);
+        note_poll(t);
+        if r.is_ready() {
+            let t = Instant::now();
+            self.0 = None;
+            note_poll(t);
+        }
+        r
+    }
+}
+
+impl<F> Drop for Timed<F> {
+    fn drop(&mut self) {
+        let t = Instant::now();
+        self.0 = None;
+        note_poll(t);
+    }
+}
+
+fn timed<F: std::future::Future>(f: F) -> Timed<F> {
+    Timed(Some(Box::pin(f)))
+}
+
 #[derive(Default)]
 struct Counts {
     ops: Cell<u64>,
@@ -62,35 +110,44 @@ async fn run(ls: Lockspace, seconds: u64, resources: usize) -> Duration {
                 let outcome = match kind {
                     0 => {
                         // Dropped half-way: the drop cancels and gives up.
-                        let f = ls.lock_async(&r, mode);
+                        let f = timed(ls.lock_async(&r, mode));
                         let ms = 1 + next() % 10;
                         match tokio::time::timeout(Duration::from_millis(ms), f).await {
-                            Ok(Ok(g)) => g.unlock_async().await,
+                            Ok(Ok(g)) => timed(g.unlock_async()).await,
                             Ok(Err(e)) => Err(e),
                             Err(_) => Ok(()),
                         }
                     }
-                    1 => match ls.try_lock_async(&r, mode).await {
-                        Ok(g) => g.unlock_async().await,
+                    1 => match timed(ls.try_lock_async(&r, mode)).await {
+                        Ok(g) => timed(g.unlock_async()).await,
                         Err(Error::WouldBlock) => Ok(()),
                         Err(e) => Err(e),
                     },
                     2 => {
                         let o = LockOptions::new().timeout(Duration::from_millis(200));
-                        match ls.lock_with_async(&r, mode, o).await {
-                            Ok(g) => g.unlock_async().await,
+                        match timed(ls.lock_with_async(&r, mode, o)).await {
+                            Ok(g) => timed(g.unlock_async()).await,
                             Err(Error::TimedOut) => Ok(()),
                             Err(e) => Err(e),
                         }
                     }
-                    _ => match ls.lock_async(&r, mode).await {
-                        // Dropped: released in the background.
-                        Ok(g) => {
-                            drop(g);
-                            Ok(())
+                    _ => {
+                        // Dropped after half a second at most (so that the
+                        // workers keep writing through a recovery); a
+                        // granted guard is dropped: released in the
+                        // background.
+                        let f = timed(ls.lock_async(&r, mode));
+                        match tokio::time::timeout(Duration::from_millis(500), f).await {
+                            Ok(Ok(g)) => {
+                                let t = Instant::now();
+                                drop(g);
+                                note_poll(t);
+                                Ok(())
+                            }
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Ok(()),
                         }
-                        Err(e) => Err(e),
-                    },
+                    }
                 };
                 counts.ops.set(counts.ops.get() + 1);
                 if let Err(e) = outcome {
@@ -101,11 +158,44 @@ async fn run(ls: Lockspace, seconds: u64, resources: usize) -> Duration {
             }
         });
     }
+    // A fifth worker writes without pause, whatever the others wait for:
+    // a new request on one of 1,000 other resources, dropped after 5 ms
+    // (its cancel written), so that requests and cancels are written all
+    // through a recovery.
+    {
+        let ls = ls.clone();
+        let counts = counts.clone();
+        tokio::task::spawn_local(async move {
+            let mut i = 0u64;
+            while Instant::now() < end {
+                let f = timed(ls.lock_async(format!("fresh{}", i % 1000), Mode::Ex));
+                match tokio::time::timeout(Duration::from_millis(5), f).await {
+                    Ok(Ok(g)) => {
+                        let t = Instant::now();
+                        drop(g);
+                        note_poll(t);
+                    }
+                    Ok(Err(e)) => {
+                        *counts
+                            .errors
+                            .borrow_mut()
+                            .entry(format!("{e:?}"))
+                            .or_default() += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(_) => {}
+                }
+                counts.ops.set(counts.ops.get() + 1);
+                i += 1;
+            }
+        });
+    }
     // The ticker.
     let mut worst = Duration::ZERO;
     let mut second_worst = Duration::ZERO;
     let mut second_start = Instant::now();
     let mut last_ops = 0;
+    let mut worst_poll = 0u64;
     while Instant::now() < end {
         let t = Instant::now();
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -115,18 +205,23 @@ async fn run(ls: Lockspace, seconds: u64, resources: usize) -> Duration {
         if second_start.elapsed() >= Duration::from_secs(1) {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
             let errors: u64 = counts.errors.borrow().values().sum();
+            let poll_ns = LONGEST_POLL.swap(0, std::sync::atomic::Ordering::Relaxed);
+            worst_poll = worst_poll.max(poll_ns);
             println!(
-                "second {:.3} max_stall_ms {:.1} ops {} errors {}",
+                "second {:.3} max_stall_ms {:.1} ops {} errors {} max_poll_ms {:.1}",
                 now.as_secs_f64(),
                 second_worst.as_secs_f64() * 1000.0,
                 counts.ops.get() - last_ops,
-                errors
+                errors,
+                poll_ns as f64 / 1e6
             );
             last_ops = counts.ops.get();
             second_worst = Duration::ZERO;
             second_start = Instant::now();
         }
     }
+    let poll_ns = worst_poll.max(LONGEST_POLL.load(std::sync::atomic::Ordering::Relaxed));
+    println!("max_poll_ms {:.1}", poll_ns as f64 / 1e6);
     for (kind, n) in counts.errors.borrow().iter() {
         println!("error {kind} {n}");
     }
