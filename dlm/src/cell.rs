@@ -35,6 +35,18 @@
 //! | `WAITING` | `ABANDONED_*` | owner | [`abandon`](Handshake::abandon) | the owner gave up; the cell is already in the lockspace's keeping |
 //! | `DELIVERED` | `DELIVERED` | owner | [`abandon`](Handshake::abandon) fails | the answer came first: the owner gives the cell to the reaper with the answer still in it |
 //! | `ABANDONED_*` | `DELIVERED` | callback | [`deliver`](Handshake::deliver) | a late answer: the cell goes to the reaper, which takes the answer and releases a lock it leaves held |
+//! | `WAITING` | `FAILED` | worker | [`fail`](Handshake::fail) | the handle's worker, writing a future's request, was refused: the error is in the cell, nothing is in flight, the task is woken |
+//! | `FAILED` | `IDLE` | owner | [`take_failure`](Handshake::take_failure) | the future has the error; the cell is its own again |
+//! | `ABANDONED_*` | `IDLE` | worker | [`reclaim`](Handshake::reclaim) | a future gave up before the worker wrote its request: nothing was written, the worker owns the cell |
+//!
+//! A future's request and cancel are written by its handle's worker thread
+//! (the reaper's), never by `poll` or `drop`: the kernel blocks a write for
+//! as long as the DLM's recovery runs (1.5 s measured in the test cluster
+//! after a peer's crash), and an executor's thread must not wait for that.
+//! Between `begin` and the worker's write the cell is `WAITING` with
+//! nothing in flight yet; the worker writes only while it is still
+//! `WAITING`, and a future that gives up meanwhile leaves it `ABANDONED_*`,
+//! which the worker [reclaims](Handshake::reclaim) instead of writing.
 //!
 //! Exactly one compare-and-swap decides each race: `WAITING -> DELIVERED`
 //! (the callback) against `WAITING -> ABANDONED_*` (the owner). Whoever
@@ -150,6 +162,9 @@ const ABANDONED_REQUEST: u8 = 3;
 const ABANDONED_HELD: u8 = 4;
 /// Given up: an unlock (only a failed unlock leaves the lock held).
 const ABANDONED_UNLOCK: u8 = 5;
+/// The handle's worker could not write the request (a future's): the
+/// error is in the cell, nothing is in flight.
+const FAILED: u8 = 6;
 
 /// What an owner gives up on, which tells what a late answer leaves held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +305,68 @@ impl Handshake {
         Some(self.answer.with(|a| unsafe { *a }))
     }
 
+    /// `WAITING -> FAILED`: the worker could not write the request (libdlm
+    /// refused it with `code`); the task is woken. `false` if the owner gave
+    /// up first (`ABANDONED_*`): the worker then [reclaims](Self::reclaim)
+    /// the cell.
+    ///
+    /// # Safety
+    /// The caller is the handle's worker, which was to write this cell's
+    /// request and did not: nothing is in flight.
+    pub(crate) unsafe fn fail(&self, code: i32) -> bool {
+        // SAFETY: nothing is in flight and the owner reads the answer slot
+        // only after FAILED (Acquire), published below.
+        self.answer.with_mut(|a| unsafe {
+            *a = Delivered {
+                answer: Answer {
+                    status: code,
+                    sb_flags: 0,
+                },
+                lkid: 0,
+            }
+        });
+        match self
+            .state
+            .compare_exchange(WAITING, FAILED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                self.task.wake();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// `FAILED -> IDLE`: the error code of a request the worker could not
+    /// write; the cell is the owner's again. `None` unless `FAILED`.
+    pub(crate) fn take_failure(&self) -> Option<i32> {
+        if self.state.load(Ordering::Acquire) != FAILED {
+            return None;
+        }
+        self.state.store(IDLE, Ordering::Relaxed);
+        // SAFETY: FAILED (Acquire) publishes the code the worker wrote.
+        Some(self.answer.with(|a| unsafe { (*a).answer.status }))
+    }
+
+    /// `ABANDONED_* -> IDLE`: the worker takes a cell whose owner gave up
+    /// before the request was written; what the owner had asked for.
+    /// `None` if the cell is not abandoned (the worker writes as asked).
+    ///
+    /// # Safety
+    /// The caller is the handle's worker and has not written the request:
+    /// nothing is in flight, so no callback can race this.
+    pub(crate) unsafe fn reclaim(&self) -> Option<Abandon> {
+        let how = Abandon::from_state(self.state.load(Ordering::Acquire))?;
+        self.state.store(IDLE, Ordering::Release);
+        Some(how)
+    }
+
+    /// Whether the owner gave up on the request in flight and its answer
+    /// has not come (a cancel of it may still be written).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        Abandon::from_state(self.state.load(Ordering::Acquire)).is_some()
+    }
+
     /// Whether the request in flight has not been answered yet (a cheap
     /// check before a cancel; see [`may_cancel`] for why it is not what
     /// makes a cancel safe).
@@ -313,7 +390,7 @@ impl Handshake {
         {
             Ok(_) => Ok(()),
             Err(state) => {
-                debug_assert_eq!(state, DELIVERED);
+                debug_assert!(state == DELIVERED || state == FAILED);
                 Err(())
             }
         }
@@ -436,6 +513,9 @@ pub(crate) struct LockCell {
     bast_waiter: std::sync::Mutex<Option<std::thread::Thread>>,
     /// The lockspace's reaper queue and keeping.
     handoff: std::sync::Arc<Handoff>,
+    /// The lock id of the last new request the worker wrote for this cell
+    /// (written and read only by the worker thread).
+    pub(crate) written_lkid: AtomicU32,
 }
 
 // SAFETY: the cell is shared between its owner and libdlm's callback
@@ -482,6 +562,7 @@ impl CellRef {
             blocking: blocking.then(|| crossbeam_channel::bounded(1)),
             bast_waiter: std::sync::Mutex::new(None),
             handoff: handoff.clone(),
+            written_lkid: AtomicU32::new(0),
         });
         for slot in &cell.lksb {
             // SAFETY: nothing else can see the new cell yet.
@@ -616,9 +697,38 @@ impl LockCell {
     }
 }
 
+/// A request a future asks the worker to write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Request {
+    /// A new lock on `name[..len]`.
+    New {
+        name: [u8; sys::DLM_RESNAME_MAXLEN],
+        len: u8,
+    },
+    /// A conversion of the lock `lkid`.
+    Convert { lkid: u32 },
+    /// An unlock of the lock `lkid`.
+    Unlock { lkid: u32 },
+}
+
 /// What the reaper is asked to do with a cell (see [`crate::reaper`]).
 #[derive(Debug)]
 pub(crate) enum Job {
+    /// Write a future's request (the cell is `WAITING`, or `ABANDONED_*`
+    /// if the future gave up since); `flags` raw `LKF_*`.
+    Write {
+        cell: CellRef,
+        request: Request,
+        mode: crate::mode::Mode,
+        flags: u32,
+    },
+    /// Cancel a future's request, if the worker wrote it and it is still
+    /// unanswered, and [`may_cancel`] allows it.
+    Cancel {
+        cell: CellRef,
+        request: Request,
+        flags: u32,
+    },
     /// The reaper's own request was answered: take the answer, go on.
     Answer(CellRef),
     /// An abandoned request was answered (`DELIVERED`): take the answer;
@@ -648,6 +758,9 @@ pub(crate) struct Handoff {
     kept: parking_lot::Mutex<HashMap<usize, CellRef>>,
     /// Set when the handle closes: the reaper thread ends.
     closed: std::sync::atomic::AtomicBool,
+    /// The worker thread's kernel id (it writes futures' requests: the
+    /// kernel records it as their locks' owner); 0 before it runs.
+    worker_tid: AtomicU32,
 }
 
 impl Handoff {
@@ -680,6 +793,23 @@ impl Handoff {
                     jobs = self.ready.wait_timeout(jobs, t - now).ok()?.0;
                 }
             }
+        }
+    }
+
+    /// Records the worker thread's kernel id (the worker, at its start,
+    /// before it takes its first job).
+    pub(crate) fn set_worker_tid(&self, tid: u32) {
+        if let Ok(_jobs) = self.jobs.lock() {
+            self.worker_tid
+                .store(tid, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The worker thread's kernel id, once it has taken a job.
+    pub(crate) fn worker_tid(&self) -> u32 {
+        match self.jobs.lock() {
+            Ok(_jobs) => self.worker_tid.load(std::sync::atomic::Ordering::Relaxed),
+            Err(_) => 0,
         }
     }
 
@@ -941,6 +1071,79 @@ mod loom_tests {
             let d = loom::future::block_on(Answer(hs.clone()));
             assert_eq!(d, answer(0));
             callback.join().unwrap();
+        });
+    }
+
+    /// A future gives up while the worker, writing its request, is
+    /// refused: exactly one of them finishes the unwritten request (the
+    /// owner takes the refusal back, or the worker reclaims the cell), and
+    /// nothing is left in between.
+    #[test]
+    fn loom_refused_write_races_give_up() {
+        loom::model(|| {
+            let hs = Arc::new(Handshake::new());
+            // SAFETY: the future's poll: nothing in flight.
+            unsafe { hs.begin(Wake::Task) };
+            let worker = {
+                let hs = hs.clone();
+                thread::spawn(move || {
+                    // SAFETY: the worker did not write the request.
+                    if unsafe { hs.fail(libc::EINVAL) } {
+                        None
+                    } else {
+                        // SAFETY: as above.
+                        unsafe { hs.reclaim() }
+                    }
+                })
+            };
+            // SAFETY: the owner gives up.
+            let gave_up = unsafe { hs.abandon(Abandon::Request) };
+            let owner_finishes = gave_up.is_err() && hs.take_failure() == Some(libc::EINVAL);
+            let worker_reclaimed = worker.join().unwrap();
+            assert!(
+                owner_finishes != worker_reclaimed.is_some(),
+                "exactly one side finishes: owner {owner_finishes}, worker {worker_reclaimed:?}"
+            );
+            if let Some(how) = worker_reclaimed {
+                assert_eq!(how, Abandon::Request);
+            }
+            assert!(!hs.is_waiting() && !hs.is_abandoned());
+        });
+    }
+
+    /// A future that gives up before the worker takes its request: the
+    /// worker reclaims the cell instead of writing; if the worker took it
+    /// first, the answer of its write goes to the reaper as a late answer.
+    #[test]
+    fn loom_give_up_before_the_write() {
+        loom::model(|| {
+            let hs = Arc::new(Handshake::new());
+            // SAFETY: the future's poll: nothing in flight.
+            unsafe { hs.begin(Wake::Task) };
+            let worker = {
+                let hs = hs.clone();
+                thread::spawn(move || {
+                    // SAFETY: not written yet.
+                    match unsafe { hs.reclaim() } {
+                        Some(how) => Err(how),
+                        // Written: the kernel answers (played here).
+                        None => Ok(hs.deliver(answer(0))),
+                    }
+                })
+            };
+            // SAFETY: the owner gives up.
+            let gave_up = unsafe { hs.abandon(Abandon::Request) };
+            match (gave_up, worker.join().unwrap()) {
+                // Abandoned before the worker looked: reclaimed, unwritten.
+                (Ok(()), Err(Abandon::Request)) => assert!(!hs.is_abandoned()),
+                // Written, then abandoned before the answer: a late answer.
+                (Ok(()), Ok(Route::Late(Abandon::Request))) => {
+                    assert_eq!(hs.take(), Some(answer(0)))
+                }
+                // Answered before the give-up: the owner hands it on.
+                (Err(()), Ok(Route::Done)) => assert_eq!(hs.take(), Some(answer(0))),
+                other => panic!("unexpected: {other:?}"),
+            }
         });
     }
 

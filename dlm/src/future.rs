@@ -1,18 +1,23 @@
 //! The async front-end: futures over the same completion path.
 //!
-//! A future writes its request like a blocking call does, then, instead of
-//! parking a thread, registers its task's waker in the lock's cell: the AST
-//! that delivers the answer (on libdlm's thread in the default mode, on the
-//! thread that calls [`Lockspace::dispatch`] in poll mode) wakes the task.
-//! No runtime is needed; deadlines (timeouts, liveness checks) are kept by
-//! one process-wide timer thread. Every future is `Send`.
+//! A future hands its request to its handle's worker thread (the reaper's,
+//! see [`crate::reaper`]), which writes it, and registers its task's waker
+//! in the lock's cell: the callback that delivers the answer (on libdlm's
+//! thread in the default mode, on the thread that calls
+//! [`Lockspace::dispatch`] in poll mode) wakes the task. The kernel blocks
+//! a write for as long as the DLM's recovery runs (1.5 s measured after a
+//! peer's crash): no `poll` and no `drop` of a future makes a system call
+//! that can block. No runtime is needed; deadlines (timeouts, liveness
+//! checks) are kept by one process-wide timer thread. Every future is
+//! `Send`.
 //!
-//! Dropping a future whose request is in flight cancels the request and
-//! gives its cell up to the lockspace, exactly as a blocking call that gives
-//! up: whatever the kernel answers later, the reaper releases a lock it
-//! leaves held, and no memory the kernel writes into is freed.
+//! Dropping a future whose request is in flight asks the worker to cancel
+//! the request (where a cancel may be written) and gives its cell up to the
+//! lockspace, exactly as a blocking call that gives up: whatever the kernel
+//! answers later, the reaper releases a lock it leaves held, and no memory
+//! the kernel writes into is freed.
 
-use crate::cell::{Abandon, BlockingReceiver, CellRef, Wake};
+use crate::cell::{Abandon, BlockingReceiver, CellRef, Job, Request, Wake};
 use crate::error::{Error, Result};
 use crate::guard::{needs_probe, LockGuard, WithLockError};
 use crate::handle::Handle;
@@ -21,7 +26,7 @@ use crate::mode::Mode;
 use crate::name::MAX_RESOURCE_NAME;
 use crate::options::LockOptions;
 use crate::reaper;
-use crate::request::{self, Answered, Op, BUSY_PATIENCE, CANCEL_GRACE};
+use crate::request::{self, Answered, CANCEL_GRACE};
 use crate::state::{Granted, ReleasePlan};
 use crate::timer::Timer;
 use crate::wait::LIVENESS_PERIOD;
@@ -31,56 +36,27 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// What a request future does (owned: the future outlives the caller's
-/// borrows).
-#[derive(Debug, Clone, Copy)]
-enum OwnedOp {
-    New {
-        name: [u8; MAX_RESOURCE_NAME],
-        len: u8,
-    },
-    Convert {
-        lkid: u32,
-    },
-    Unlock {
-        lkid: u32,
-    },
-}
-
-impl OwnedOp {
-    fn op(&self) -> Op<'_> {
-        match self {
-            OwnedOp::New { name, len } => Op::New {
-                name: &name[..*len as usize],
-            },
-            OwnedOp::Convert { lkid } => Op::Convert { lkid: *lkid },
-            OwnedOp::Unlock { lkid } => Op::Unlock { lkid: *lkid },
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 enum Step {
-    /// Not written yet (or refused with `EBUSY` or `ENOBUFS` since
-    /// `busy_since`).
-    Unsent { busy_since: Option<Instant> },
-    /// In flight (lock id `lkid`, written by thread `writer_tid`): at
-    /// `deadline` cancelled (where it may be), and given up when it passes
-    /// again after that.
+    /// Not handed to the worker yet.
+    Unsent,
+    /// Handed to the handle's worker, which writes it: at `deadline`
+    /// cancelled (where it may be), and given up when it passes again
+    /// after that.
     Sent {
         deadline: Option<Instant>,
         timed_out: bool,
-        lkid: u32,
-        writer_tid: u32,
     },
 }
 
-/// One request, written at the first poll, its answer awaited.
+/// One request, handed to the handle's worker thread at the first poll
+/// (the kernel can block a write for as long as a recovery runs: never on
+/// the executor's thread), its answer awaited.
 struct RequestFuture {
     handle: Arc<Handle>,
     cell: Option<CellRef>,
     how: Abandon,
-    op: OwnedOp,
+    request: Request,
     mode: Mode,
     flags: u32,
     timeout: Option<Duration>,
@@ -100,7 +76,7 @@ impl RequestFuture {
         handle: Arc<Handle>,
         cell: CellRef,
         how: Abandon,
-        op: OwnedOp,
+        request: Request,
         mode: Mode,
         flags: u32,
         timeout: Option<Duration>,
@@ -109,11 +85,11 @@ impl RequestFuture {
             handle,
             cell: Some(cell),
             how,
-            op,
+            request,
             mode,
             flags,
             timeout,
-            step: Step::Unsent { busy_since: None },
+            step: Step::Unsent,
             timer: Timer::default(),
             last_check: None,
             ticking: None,
@@ -125,8 +101,34 @@ impl RequestFuture {
     /// lockspace is gone).
     fn give_up(&mut self) {
         if let Some(cell) = self.cell.take() {
-            reaper::give_up(&self.handle, cell, self.how);
+            if let Some(cell) = reaper::give_up(&self.handle, cell, self.how) {
+                self.unsent(cell);
+            }
         }
+    }
+
+    /// The cell of a request never written: a held lock's goes to the
+    /// reaper, which releases the lock; a new request's names no lock.
+    fn unsent(&self, cell: CellRef) {
+        match self.request {
+            Request::Convert { lkid } | Request::Unlock { lkid } => {
+                reaper::release(&self.handle, cell, lkid, None);
+            }
+            Request::New { .. } => drop(cell),
+        }
+    }
+
+    /// Asks the worker to cancel the request (it does where a cancel may
+    /// be written, and only if it wrote the request and it is unanswered).
+    fn cancel(&self, cell: &CellRef) {
+        if matches!(self.request, Request::Unlock { .. }) {
+            return;
+        }
+        self.handle.handoff().push(Job::Cancel {
+            cell: cell.clone(),
+            request: self.request,
+            flags: self.flags,
+        });
     }
 
     /// The liveness check of a request in flight: the error to end with
@@ -152,72 +154,51 @@ impl Future for RequestFuture {
         // Registered before every check, so an answer delivered after the
         // check wakes this task.
         cell.hs.task.register(cx.waker());
-        if let Step::Unsent { busy_since } = this.step {
+        if let Step::Unsent = this.step {
+            if let Err(e) = this.handle.check() {
+                return Poll::Ready((this.cell.take(), Err(e)));
+            }
             // The liveness checks of futures come from the watchdog's
             // ticks (a poll-mode handle does not start it at open).
             crate::wait::start_watchdog();
-            // SAFETY: the future owns the cell and has not written; from
-            // here on the cell is either returned after its answer or
-            // given up (poll or drop).
-            let written = unsafe {
-                request::write(
-                    &this.handle,
-                    cell,
-                    Wake::Task,
-                    this.op.op(),
-                    this.mode,
-                    this.flags,
-                )
+            reaper::start(&this.handle);
+            // SAFETY: the future owns the cell and nothing of it is in
+            // flight; from here on the cell is either returned after its
+            // answer (or the worker's refusal) or given up (poll or drop).
+            unsafe { cell.hs.begin(Wake::Task) };
+            this.handle.handoff().push(Job::Write {
+                cell: cell.clone(),
+                request: this.request,
+                mode: this.mode,
+                flags: this.flags,
+            });
+            this.step = Step::Sent {
+                deadline: this.timeout.and_then(|t| Instant::now().checked_add(t)),
+                timed_out: false,
             };
-            match written {
-                Ok(lkid) => {
-                    this.step = Step::Sent {
-                        deadline: this.timeout.and_then(|t| Instant::now().checked_add(t)),
-                        timed_out: false,
-                        lkid,
-                        writer_tid: request::thread_id(),
-                    };
-                }
-                Err(e @ (Error::InProgress | Error::Unreachable)) => {
-                    // An earlier operation still in progress, or the
-                    // master unreachable: try again in a few milliseconds,
-                    // for at most BUSY_PATIENCE.
-                    let now = Instant::now();
-                    let since = busy_since.unwrap_or(now);
-                    if now - since >= BUSY_PATIENCE {
-                        return Poll::Ready((this.cell.take(), Err(e)));
-                    }
-                    crate::stats::count_retry(&e);
-                    this.step = Step::Unsent {
-                        busy_since: Some(since),
-                    };
-                    // Backing off as the blocking path does: 2 ms at
-                    // first, up to 50 ms.
-                    let delay = ((now - since) / 4)
-                        .clamp(Duration::from_millis(2), Duration::from_millis(50));
-                    this.timer.set(now + delay, cx.waker());
-                    return Poll::Pending;
-                }
-                Err(e) => return Poll::Ready((this.cell.take(), Err(e))),
-            }
         }
         let Step::Sent {
             deadline,
             timed_out,
-            lkid,
-            writer_tid,
         } = this.step
         else {
-            unreachable!("written above")
+            unreachable!("handed over above")
         };
         if let Some(delivered) = cell.hs.take() {
             let cell = this.cell.take().expect("checked above");
             let answered = Answered {
                 delivered,
                 timed_out,
-                writer_tid,
+                writer_tid: this.handle.handoff().worker_tid(),
             };
             return Poll::Ready(request::settle(&this.handle, cell, answered));
+        }
+        if let Some(code) = cell.hs.take_failure() {
+            // Refused before it reached the kernel: nothing in flight, the
+            // cell is the future's again.
+            let unlock = matches!(this.request, Request::Unlock { .. });
+            let e = reaper::error_of_failure(&this.handle, unlock, code);
+            return Poll::Ready((this.cell.take(), Err(e)));
         }
         // Without a deadline: the watchdog wakes the task once a tick (the
         // task's waker sits in one shared list; no timer, no clock read),
@@ -257,14 +238,12 @@ impl Future for RequestFuture {
                 return Poll::Ready((None, Err(Error::TimedOut)));
             }
             if let Some(cell) = this.cell.as_ref() {
-                request::cancel(&this.handle, cell, this.op.op(), lkid, this.flags);
+                this.cancel(cell);
             }
             deadline = now + CANCEL_GRACE;
             this.step = Step::Sent {
                 deadline: Some(deadline),
                 timed_out: true,
-                lkid,
-                writer_tid,
             };
         }
         // Woken at the deadline, or in a second to check that the
@@ -295,26 +274,21 @@ impl Drop for RequestFuture {
             return;
         }
         match self.step {
-            Step::Sent {
-                timed_out, lkid, ..
-            } => {
-                // Cancelled only where no answer can have ended the lock
-                // (see `may_cancel`), and only while unanswered; then
-                // given up: the reaper takes whatever answer comes.
+            Step::Sent { timed_out, .. } => {
+                // Cancelled by the worker where no answer can have ended
+                // the lock (see `may_cancel`), and only while unanswered;
+                // given up: the reaper takes whatever answer comes (or the
+                // worker takes the cell back if it had not written it).
+                // Nothing here writes: a drop never blocks.
                 if !timed_out {
-                    request::cancel(&self.handle, &cell, self.op.op(), lkid, self.flags);
+                    self.cancel(&cell);
                 }
-                reaper::give_up(&self.handle, cell, self.how);
+                if let Some(cell) = reaper::give_up(&self.handle, cell, self.how) {
+                    self.unsent(cell);
+                }
             }
-            // Not written (an EBUSY or ENOBUFS retry pending): a held
-            // lock's cell goes to the reaper, which releases the lock; a
-            // new request's cell names no lock.
-            Step::Unsent { .. } => match self.op {
-                OwnedOp::Convert { lkid } | OwnedOp::Unlock { lkid } => {
-                    reaper::release(&self.handle, cell, lkid, None);
-                }
-                OwnedOp::New { .. } => drop(cell),
-            },
+            // Never handed over.
+            Step::Unsent => self.unsent(cell),
         }
     }
 }
@@ -376,7 +350,7 @@ impl Lockspace {
             self.inner.clone(),
             cell,
             Abandon::Request,
-            OwnedOp::New {
+            Request::New {
                 name: owned,
                 len: name.len() as u8,
             },
@@ -436,7 +410,7 @@ impl LockGuard {
             self.lockspace().inner.clone(),
             cell,
             Abandon::Held,
-            OwnedOp::Convert { lkid: self.lkid() },
+            Request::Convert { lkid: self.lkid() },
             mode,
             flags,
             timeout,
@@ -464,7 +438,7 @@ impl LockGuard {
             self.lockspace().inner.clone(),
             cell,
             Abandon::Unlock,
-            OwnedOp::Unlock { lkid: self.lkid() },
+            Request::Unlock { lkid: self.lkid() },
             Mode::Nl,
             flags,
             None,

@@ -87,8 +87,70 @@ pub(crate) enum How {
     Open,
 }
 
-/// One open libdlm handle.
+/// A user's view of an open libdlm handle: what [`Lockspace`](crate::Lockspace)
+/// and its guards and futures hold. Dropping the last one ends this
+/// process's use of the lockspace (the open-handle count; a later `leave`
+/// is no longer refused); the libdlm handle itself ([`Core`]) closes when
+/// the handle's worker thread, which may hold it a moment longer while it
+/// finishes a write, lets go too.
 pub(crate) struct Handle {
+    core: Arc<Core>,
+    /// This handle came from `dlm_new_lockspace`: one release is owed.
+    pub(crate) created: bool,
+    /// Released through `Lockspace::release`, which did the count itself.
+    released: bool,
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if !self.released {
+            count_open(&self.core.name, -1);
+        }
+    }
+}
+
+impl Handle {
+    /// The libdlm handle, for the worker thread (which holds it only while
+    /// it writes).
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Takes the handle apart for a release: the core, which the caller
+    /// must close (or give back); the open-handle count is the caller's to
+    /// decrement.
+    pub(crate) fn into_core(mut self) -> Arc<Core> {
+        self.released = true;
+        self.core.clone()
+    }
+
+    /// A handle over `core` (a release refused: the lockspace is still
+    /// there), counted again.
+    pub(crate) fn from_core(core: Arc<Core>, created: bool) -> Handle {
+        count_open(&core.name, 1);
+        Handle {
+            core,
+            created,
+            released: false,
+        }
+    }
+}
+
+/// One open libdlm handle.
+pub(crate) struct Core {
     handle: NonNull<c_void>,
     pub(crate) name: CString,
     /// Liveness, kept by the watchdog: released (the device is gone or
@@ -98,8 +160,6 @@ pub(crate) struct Handle {
     handoff: Arc<Handoff>,
     /// Set once libdlm has closed the handle (by a release).
     pub(crate) closed: bool,
-    /// This handle came from `dlm_new_lockspace`: one release is owed.
-    pub(crate) created: bool,
     /// The process generation (see `fork`) the handle was opened in.
     generation: u32,
     /// Poll mode: no AST thread; answers are read by `dispatch`.
@@ -115,13 +175,13 @@ pub(crate) struct Handle {
 // SAFETY: the libdlm handle may be used from any thread: dlm_ls_lock and
 // dlm_ls_unlock only write to its file descriptor, and the process-wide
 // state is initialised once under GLOBAL and only read after.
-unsafe impl Send for Handle {}
+unsafe impl Send for Core {}
 // SAFETY: as for Send.
-unsafe impl Sync for Handle {}
+unsafe impl Sync for Core {}
 
-impl fmt::Debug for Handle {
+impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle")
+        f.debug_struct("Core")
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -187,22 +247,26 @@ impl Handle {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
-        count_open(&cname, 1);
         let health = crate::health::watch(&cname);
-        Ok(Handle {
+        let core = Core {
             handle,
             name: cname,
             health,
             handoff: Arc::new(Handoff::default()),
             closed: false,
-            created: matches!(how, How::Create { .. }),
             generation: crate::fork::generation(),
             polled,
             reading: Mutex::new(()),
             reaper_started: crate::fork::StartedIn::new(),
-        })
+        };
+        Ok(Handle::from_core(
+            Arc::new(core),
+            matches!(how, How::Create { .. }),
+        ))
     }
+}
 
+impl Core {
     /// The lockspace's name.
     pub(crate) fn name(&self) -> &str {
         self.name.to_str().expect("checked to be UTF-8 when opened")
@@ -329,12 +393,11 @@ impl Handle {
     }
 }
 
-impl Drop for Handle {
+impl Drop for Core {
     fn drop(&mut self) {
         if self.closed {
             return;
         }
-        count_open(&self.name, -1);
         if self.is_stalled() || self.forked() {
             // Stalled: closing would block uninterruptibly in the kernel
             // (and cancelling the AST thread is useless: it sleeps in

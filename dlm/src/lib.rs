@@ -101,9 +101,12 @@
 //! [`LockGuard::convert_async`], [`convert_with_async`](LockGuard::convert_with_async),
 //! [`unlock_async`](LockGuard::unlock_async),
 //! [`blocking_async`](LockGuard::blocking_async), [`with_lock_async`]). They
-//! take the same completion path: the future writes its request, registers
-//! its task's waker in the lock's cell, and the AST wakes the task instead
-//! of a thread. No runtime is required (tokio, smol, `block_on` all work;
+//! take the same completion path: the future hands its request to its
+//! handle's worker thread, which writes it (the kernel blocks a write while
+//! the DLM recovers from a node's failure, for seconds: never an executor's
+//! thread), registers its task's waker in the lock's cell, and the callback
+//! wakes the task instead of a thread. No `poll` or `drop` of a future
+//! makes a system call that can block. No runtime is required (tokio, smol, `block_on` all work;
 //! the futures are `Send`); timeouts are kept by one process-wide timer
 //! thread, started by the first timed future, and the watchdog wakes
 //! waiting futures once a second to check that their lockspace still
@@ -124,9 +127,9 @@
 //! is readable, and the callbacks — the same ones — run on that thread
 //! (`dlm_dispatch`), waking the futures of the handle. Blocking calls on a
 //! poll-mode handle dispatch while they wait, so a single-threaded program
-//! needs no other thread at all (no watchdog; no reaper unless a lock is
-//! given up or released in the background; no timer unless a future has a
-//! deadline). Never both modes
+//! needs no other thread at all (no watchdog; no worker unless a future is
+//! used or a lock is given up or released in the background; no timer
+//! unless a future has a deadline). Never both modes
 //! on one handle: `dlm_dispatch` toggles the descriptor's flags under the
 //! AST thread's feet.
 //!

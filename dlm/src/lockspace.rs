@@ -325,24 +325,36 @@ impl Lockspace {
         if open_count(&self.inner.name) > 1 {
             return Err(refuse(self, Error::HandlesOpen));
         }
-        // Another owner: a clone, a guard, or the reaper at work on one of
-        // this lockspace's abandoned locks (for a moment).
-        let mut inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
+        // Another owner: a clone, a guard, a future.
+        let handle = match Arc::try_unwrap(self.inner) {
+            Ok(handle) => handle,
             Err(inner) => return Err(refuse(Lockspace { inner }, Error::HandlesOpen)),
         };
-        // SAFETY: sole owner of the handle; libdlm stops its AST thread,
-        // closes and frees it; `closed` keeps Drop from closing it again.
-        let result = unsafe { release_handle(&inner.name, inner.raw(), force) };
-        inner.closed = true;
-        count_open(&inner.name, -1);
+        let created = handle.created;
+        let mut core = handle.into_core();
+        // The handle's worker may hold the libdlm handle for the write at
+        // hand: wait for it to let go (a write the kernel blocks for a
+        // recovery makes this wait as long).
+        let mut core = loop {
+            match Arc::try_unwrap(core) {
+                Ok(core) => break core,
+                Err(shared) => {
+                    core = shared;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        };
+        // SAFETY: sole owner of the libdlm handle; libdlm stops its AST
+        // thread, closes and frees it; `closed` keeps Drop from closing it
+        // again.
+        let result = unsafe { release_handle(&core.name, core.raw(), force) };
+        core.closed = true;
+        count_open(&core.name, -1);
         // The kept cells go: the AST thread is gone with the handle.
-        drop(inner.handoff().close());
-        let created = inner.created;
-        let polled = inner.is_polled();
-        let name = inner.name.clone();
-        // Dropping `inner` frees the parked cells: the AST thread is gone.
-        drop(inner);
+        drop(core.handoff().close());
+        let polled = core.is_polled();
+        let name = core.name.clone();
+        drop(core);
         result.map_err(|error| {
             // The kernel refused: the lockspace is still there. Give the
             // caller a handle back, as the one it gave was closed.

@@ -29,11 +29,11 @@
 //! [`release_failures`](crate::Stats::release_failures): the lock stays
 //! held until the handle closes (the kernel then unlocks it).
 
-use crate::cell::{Abandon, CellRef, Handoff, Job, Wake};
+use crate::cell::{Abandon, CellRef, Handoff, Job, Request, Wake};
 use crate::error::Error;
-use crate::handle::Handle;
+use crate::handle::{Core, Handle};
 use crate::mode::Mode;
-use crate::request::{self, Op};
+use crate::request::{self, Op, BUSY_PATIENCE};
 use crate::state::ReleasePlan;
 use dlm_sys as sys;
 use std::collections::HashMap;
@@ -43,19 +43,30 @@ use std::time::{Duration, Instant};
 /// Gives up on the request in flight on `cell` (sent as `how`): the cell
 /// goes to the lockspace's keeping, and its answer, whenever it comes, to
 /// the reaper, which releases a lock the answer leaves held. The caller
-/// must not touch the cell again.
-pub(crate) fn give_up(handle: &Arc<Handle>, cell: CellRef, how: Abandon) {
-    crate::stats::count(&crate::stats::GIVEN_UP);
+/// must not touch the cell again, unless it is given back: a future's
+/// request that the worker could not write (`FAILED`) has nothing in
+/// flight, and is the caller's to finish as a request never sent.
+pub(crate) fn give_up(handle: &Arc<Handle>, cell: CellRef, how: Abandon) -> Option<CellRef> {
     start(handle);
     handle.keep(cell.clone());
-    // SAFETY: the caller owns the cell, a request of it is in flight, and
-    // it is in the keeping (above).
+    // SAFETY: the caller owns the cell, a request of it is in flight (or
+    // handed to the worker), and it is in the keeping (above).
     match unsafe { cell.hs.abandon(how) } {
-        // The callback queues the answer when it comes.
+        // The callback queues the answer when it comes (or the worker
+        // takes the cell back if it had not written the request).
         Ok(()) => {}
-        // The answer came first: the reaper takes it from the cell.
-        Err(()) => handle.handoff().push(Job::Late(cell, how)),
+        Err(()) => {
+            if cell.hs.take_failure().is_some() {
+                // Refused by the worker: nothing was written.
+                handle.handoff().free(&cell);
+                return Some(cell);
+            }
+            // The answer came first: the reaper takes it from the cell.
+            handle.handoff().push(Job::Late(cell, how));
+        }
     }
+    crate::stats::count(&crate::stats::GIVEN_UP);
+    None
 }
 
 /// Hands the held lock `lkid` to the reaper, which releases it: by `plan`
@@ -69,17 +80,20 @@ pub(crate) fn release(handle: &Arc<Handle>, cell: CellRef, lkid: u32, plan: Opti
     handle.handoff().push(Job::Release { cell, lkid, plan });
 }
 
-/// Starts the handle's reaper thread, once per handle and process
-/// generation.
-fn start(handle: &Arc<Handle>) {
+/// Starts the handle's reaper thread (which also writes the futures'
+/// requests), once per handle and process generation.
+pub(crate) fn start(handle: &Arc<Handle>) {
     if !handle.reaper_started.first() {
         return;
     }
-    let weak = Arc::downgrade(handle);
+    let weak = Arc::downgrade(handle.core());
     let handoff = handle.handoff().clone();
     let spawned = std::thread::Builder::new()
         .name("dlm-reaper".into())
-        .spawn(move || Reaper::default().run(&weak, &handoff));
+        .spawn(move || {
+            handoff.set_worker_tid(request::thread_id());
+            Reaper::default().run(&weak, &handoff)
+        });
     if spawned.is_err() {
         // No thread: the jobs stay queued and the locks held until the
         // handle closes (the kernel then unlocks them).
@@ -108,24 +122,42 @@ struct Work {
     refusals: u32,
 }
 
+/// A future's request to write, and since when the kernel refuses it.
+#[derive(Debug)]
+struct Write {
+    cell: CellRef,
+    request: Request,
+    mode: Mode,
+    flags: u32,
+    busy_since: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
 struct Reaper {
     /// Requests written, by cell address.
     waiting: HashMap<usize, Work>,
     /// Writes to try again, and when.
     retry: Vec<(Instant, Work)>,
+    /// Futures' writes to try again, and when.
+    retry_writes: Vec<(Instant, Write)>,
 }
 
 impl Reaper {
-    fn run(&mut self, weak: &Weak<Handle>, handoff: &Handoff) {
+    fn run(&mut self, weak: &Weak<Core>, handoff: &Handoff) {
         loop {
-            let due = self.retry.iter().map(|(t, _)| *t).min();
+            let due = self
+                .retry
+                .iter()
+                .map(|(t, _)| *t)
+                .chain(self.retry_writes.iter().map(|(t, _)| *t))
+                .min();
             let job = handoff.next(due);
             if handoff.is_closed() {
                 return;
             }
-            // Held only while working, never while waiting: the handle
-            // closes when its last user lets go.
+            // Held only while working, never while waiting: the libdlm
+            // handle closes when its last user lets go (or right after the
+            // write at hand).
             let Some(handle) = weak.upgrade() else {
                 return;
             };
@@ -140,11 +172,58 @@ impl Reaper {
             for (_, work) in ready {
                 self.write(&handle, work);
             }
+            let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry_writes)
+                .into_iter()
+                .partition(|(t, _)| *t <= now);
+            self.retry_writes = later;
+            for (_, write) in ready {
+                self.write_request(&handle, write);
+            }
         }
     }
 
-    fn job(&mut self, handle: &Arc<Handle>, job: Job) {
+    fn job(&mut self, handle: &Core, job: Job) {
         match job {
+            Job::Write {
+                cell,
+                request,
+                mode,
+                flags,
+            } => self.write_request(
+                handle,
+                Write {
+                    cell,
+                    request,
+                    mode,
+                    flags,
+                    busy_since: None,
+                },
+            ),
+            Job::Cancel {
+                cell,
+                request,
+                flags,
+            } => {
+                // Only a request this thread wrote (not one whose write is
+                // to be tried again), still unanswered (waiting, or given up
+                // and unanswered); the lock id is the one this thread's
+                // write gave (`may_cancel` decides the rest).
+                let queued = self
+                    .retry_writes
+                    .iter()
+                    .any(|(_, w)| w.cell.addr() == cell.addr());
+                if queued || !(cell.hs.is_waiting() || cell.hs.is_abandoned()) {
+                    return;
+                }
+                let op = Op::of(&request);
+                let lkid = match request {
+                    Request::New { .. } => {
+                        cell.written_lkid.load(std::sync::atomic::Ordering::Relaxed)
+                    }
+                    Request::Convert { lkid } | Request::Unlock { lkid } => lkid,
+                };
+                request::cancel_unanswered(handle, &cell, op, lkid, flags);
+            }
             Job::Release { cell, lkid, plan } => {
                 let step = match plan {
                     None => Step::Convert {
@@ -224,8 +303,85 @@ impl Reaper {
         }
     }
 
+    /// Writes a future's request (its cell `WAITING` since the future's
+    /// poll), or schedules it again after a refusal that passes, or hands
+    /// the future the error; a cell its future gave up before the write is
+    /// taken over instead (nothing was written).
+    fn write_request(&mut self, handle: &Core, mut w: Write) {
+        // SAFETY: this thread was to write the request and has not:
+        // nothing is in flight.
+        if let Some(how) = unsafe { w.cell.hs.reclaim() } {
+            self.unwritten(handle, w, how);
+            return;
+        }
+        let op = Op::of(&w.request);
+        let e = if handle.is_stalled() {
+            Error::LockspaceStopped
+        } else {
+            w.cell
+                .written_lkid
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            // SAFETY: the cell is WAITING for this request (the future's
+            // `begin`), nothing of it is in flight, and from now on it is
+            // owned by the future (until its answer) or by the reaper.
+            match unsafe { request::syscall(handle, &w.cell, op, w.mode, w.flags) } {
+                Ok(lkid) => {
+                    if op.is_new() {
+                        w.cell
+                            .written_lkid
+                            .store(lkid, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(code) => request::refusal(handle, op, code),
+            }
+        };
+        if matches!(e, Error::InProgress | Error::Unreachable) {
+            let now = Instant::now();
+            let since = *w.busy_since.get_or_insert(now);
+            if now - since < BUSY_PATIENCE {
+                crate::stats::count_retry(&e);
+                // Backing off as the blocking path does: 2 ms at first, up
+                // to 50 ms.
+                let delay =
+                    ((now - since) / 4).clamp(Duration::from_millis(2), Duration::from_millis(50));
+                self.retry_writes.push((now + delay, w));
+                return;
+            }
+        }
+        // SAFETY: this thread did not write the request.
+        if !unsafe { w.cell.hs.fail(failure_code(&e)) } {
+            // The future gave up meanwhile.
+            // SAFETY: as above.
+            if let Some(how) = unsafe { w.cell.hs.reclaim() } {
+                self.unwritten(handle, w, how);
+            }
+        }
+    }
+
+    /// A future's request that was never written, given up by its future:
+    /// the cell is this thread's (and in the keeping). A new request's
+    /// cell names no lock; a conversion's or unlock's lock is still held.
+    fn unwritten(&mut self, handle: &Core, w: Write, _how: Abandon) {
+        match w.request {
+            Request::New { .. } => handle.handoff().free(&w.cell),
+            Request::Convert { lkid } | Request::Unlock { lkid } => self.write(
+                handle,
+                Work {
+                    cell: w.cell,
+                    step: Step::Convert {
+                        lkid,
+                        flags: sys::LKF_CONVERT,
+                    },
+                    reaped: false,
+                    refusals: 0,
+                },
+            ),
+        }
+    }
+
     /// Writes the work's next request, or schedules it again.
-    fn write(&mut self, handle: &Arc<Handle>, mut work: Work) {
+    fn write(&mut self, handle: &Core, mut work: Work) {
         let (op, mode, flags) = match work.step {
             Step::Convert { lkid, flags } => (Op::Convert { lkid }, Mode::Nl, flags),
             Step::Unlock { lkid, flags } => (Op::Unlock { lkid }, Mode::Nl, flags),
@@ -251,6 +407,36 @@ impl Reaper {
                 // until the handle closes.
             }
             Err(_) => crate::stats::count(&crate::stats::RELEASE_FAILURES),
+        }
+    }
+}
+
+/// The code a refused future's write is handed over as (see
+/// [`error_of_failure`]): the `errno`, or a negative code for the crate's
+/// own refusals.
+fn failure_code(e: &Error) -> i32 {
+    match e {
+        Error::LockspaceStopped => -1,
+        Error::LockspaceGone => -2,
+        Error::InProgress => libc::EBUSY,
+        Error::Unreachable => libc::ENOBUFS,
+        e => e.raw_os_error().unwrap_or(libc::EIO),
+    }
+}
+
+/// The error of a future's write the worker could not make.
+pub(crate) fn error_of_failure(handle: &Core, unlock: bool, code: i32) -> Error {
+    match code {
+        -1 => Error::LockspaceStopped,
+        -2 => Error::LockspaceGone,
+        code => {
+            let op_name = if unlock {
+                "dlm_ls_unlock"
+            } else {
+                "dlm_ls_lock"
+            };
+            let _ = handle;
+            Error::from_errno(op_name, code)
         }
     }
 }

@@ -19,7 +19,7 @@
 
 use crate::cell::{may_cancel, Abandon, CellRef, Delivered, Wake, CANCEL, MAIN};
 use crate::error::{errno, set_errno, Error};
-use crate::handle::Handle;
+use crate::handle::{Core, Handle};
 use crate::mode::Mode;
 use crate::reaper;
 use crate::wait::{Limit, NoAnswer, Waiter};
@@ -61,12 +61,25 @@ pub(crate) enum Op<'a> {
 }
 
 impl Op<'_> {
-    fn is_new(&self) -> bool {
+    pub(crate) fn is_new(&self) -> bool {
         matches!(self, Op::New { .. })
     }
 
-    fn is_unlock(&self) -> bool {
+    pub(crate) fn is_unlock(&self) -> bool {
         matches!(self, Op::Unlock { .. })
+    }
+}
+
+impl<'a> Op<'a> {
+    /// The operation of a future's owned request.
+    pub(crate) fn of(request: &'a crate::cell::Request) -> Op<'a> {
+        match request {
+            crate::cell::Request::New { name, len } => Op::New {
+                name: &name[..*len as usize],
+            },
+            crate::cell::Request::Convert { lkid } => Op::Convert { lkid: *lkid },
+            crate::cell::Request::Unlock { lkid } => Op::Unlock { lkid: *lkid },
+        }
     }
 }
 
@@ -113,20 +126,104 @@ pub(crate) fn thread_id() -> u32 {
     })
 }
 
+/// The libdlm call of one request: `Ok` with the lock id it names (for a
+/// new request, the id libdlm stored on this thread after the write), or
+/// the `errno` of a refusal.
+///
+/// # Safety
+/// The cell's handshake is `WAITING` for this request (or it is answered
+/// in the write: an adoption), its owner is the caller, and the cell stays
+/// owned until the request's answer is seen.
+pub(crate) unsafe fn syscall(
+    handle: &Core,
+    cell: &CellRef,
+    op: Op<'_>,
+    mode: Mode,
+    flags: u32,
+) -> Result<u32, i32> {
+    set_errno(0);
+    // SAFETY: the caller's contract keeps the status block and value block
+    // buffer alive and fixed until the answer; libdlm copies the name
+    // during the call.
+    let rc = unsafe {
+        match op {
+            Op::New { name } => sys::dlm_ls_lock(
+                handle.raw(),
+                mode.as_raw(),
+                cell.lksb_ptr(MAIN),
+                flags,
+                name.as_ptr().cast(),
+                name.len() as u32,
+                0,
+                Some(crate::cell::completion_ast),
+                cell.arg(MAIN),
+                cell.bast_fn(),
+                std::ptr::null_mut(),
+            ),
+            // libdlm takes the lock id from the status block, where it has
+            // been since the lock's first answer.
+            Op::Convert { .. } => sys::dlm_ls_lock(
+                handle.raw(),
+                mode.as_raw(),
+                cell.lksb_ptr(MAIN),
+                flags,
+                std::ptr::null(),
+                0,
+                0,
+                Some(crate::cell::completion_ast),
+                cell.arg(MAIN),
+                cell.bast_fn(),
+                std::ptr::null_mut(),
+            ),
+            Op::Unlock { lkid } => sys::dlm_ls_unlock(
+                handle.raw(),
+                lkid,
+                flags,
+                cell.lksb_ptr(MAIN),
+                cell.arg(MAIN),
+            ),
+        }
+    };
+    if rc == 0 {
+        return Ok(match op {
+            Op::New { .. } => cell.lkid_after_request(),
+            Op::Convert { lkid } | Op::Unlock { lkid } => lkid,
+        });
+    }
+    Err(errno())
+}
+
+/// The error of a refused write.
+pub(crate) fn refusal(handle: &Core, op: Op<'_>, code: i32) -> Error {
+    let op_name = if op.is_unlock() {
+        "dlm_ls_unlock"
+    } else {
+        "dlm_ls_lock"
+    };
+    match code {
+        // EBUSY: an earlier operation on the lock still in progress.
+        // ENOBUFS: no message could be made for the resource's master (it
+        // is leaving the cluster; recovery has not started).
+        libc::EBUSY | libc::ENOBUFS => Error::from_errno(op_name, code),
+        _ if !handle.is_alive() => handle.gone_error(),
+        code => Error::from_errno(op_name, code),
+    }
+}
+
 /// Writes the request once; on success, the lock id it names (for a new
 /// request, the id libdlm stored on this thread after the write).
 ///
 /// `EBUSY` and `ENOBUFS` are slept on and sent again for up to
-/// [`BUSY_PATIENCE`] when `wake` is a thread; for a task or the reaper they
-/// are returned at once ([`Error::InProgress`], [`Error::Unreachable`]),
-/// to be tried again on their timers.
+/// [`BUSY_PATIENCE`] when `wake` is a thread; for the reaper they are
+/// returned at once ([`Error::InProgress`], [`Error::Unreachable`]), to be
+/// tried again on its timer.
 ///
 /// # Safety
 /// The caller owns `cell` and no request of it is in flight; the cell
 /// stays owned (by the caller, or given up to the reaper) until the
 /// request's answer is seen.
 pub(crate) unsafe fn write(
-    handle: &Handle,
+    handle: &Core,
     cell: &CellRef,
     wake: Wake,
     op: Op<'_>,
@@ -143,85 +240,25 @@ pub(crate) unsafe fn write(
         }
         // SAFETY: the caller owns the cell and nothing is in flight.
         unsafe { cell.hs.begin(wake.clone()) };
-        set_errno(0);
-        // SAFETY: the caller's contract keeps the status block and value
-        // block buffer alive and fixed until the answer; libdlm copies the
-        // name during the call.
-        let rc = unsafe {
-            match op {
-                Op::New { name } => sys::dlm_ls_lock(
-                    handle.raw(),
-                    mode.as_raw(),
-                    cell.lksb_ptr(MAIN),
-                    flags,
-                    name.as_ptr().cast(),
-                    name.len() as u32,
-                    0,
-                    Some(crate::cell::completion_ast),
-                    cell.arg(MAIN),
-                    cell.bast_fn(),
-                    std::ptr::null_mut(),
-                ),
-                // libdlm takes the lock id from the status block, where it
-                // has been since the lock's first answer.
-                Op::Convert { .. } => sys::dlm_ls_lock(
-                    handle.raw(),
-                    mode.as_raw(),
-                    cell.lksb_ptr(MAIN),
-                    flags,
-                    std::ptr::null(),
-                    0,
-                    0,
-                    Some(crate::cell::completion_ast),
-                    cell.arg(MAIN),
-                    cell.bast_fn(),
-                    std::ptr::null_mut(),
-                ),
-                Op::Unlock { lkid } => sys::dlm_ls_unlock(
-                    handle.raw(),
-                    lkid,
-                    flags,
-                    cell.lksb_ptr(MAIN),
-                    cell.arg(MAIN),
-                ),
-            }
+        // SAFETY: WAITING for this request (just above); the caller's
+        // contract.
+        let code = match unsafe { syscall(handle, cell, op, mode, flags) } {
+            Ok(lkid) => return Ok(lkid),
+            Err(code) => code,
         };
-        if rc == 0 {
-            return Ok(match op {
-                Op::New { .. } => cell.lkid_after_request(),
-                Op::Convert { lkid } | Op::Unlock { lkid } => lkid,
-            });
-        }
-        let code = errno();
         // SAFETY: refused: no answer will come for this request.
         unsafe { cell.hs.refused() };
-        // EBUSY: an earlier operation on the lock still in progress.
-        // ENOBUFS: no message could be made for the resource's master (it
-        // is leaving the cluster; recovery has not started). Both pass:
-        // sent again, for at most BUSY_PATIENCE.
-        if matches!(code, libc::EBUSY | libc::ENOBUFS) {
-            let retry = Error::from_errno("dlm_ls_lock", code);
-            if !sleeps {
-                return Err(retry);
-            }
+        let error = refusal(handle, op, code);
+        if matches!(error, Error::InProgress | Error::Unreachable) && sleeps {
             let since = *busy_since.get_or_insert_with(Instant::now);
             if since.elapsed() < BUSY_PATIENCE {
-                crate::stats::count_retry(&retry);
+                crate::stats::count_retry(&error);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_millis(50));
                 continue;
             }
-            return Err(retry);
         }
-        let op_name = if op.is_unlock() {
-            "dlm_ls_unlock"
-        } else {
-            "dlm_ls_lock"
-        };
-        return Err(match code {
-            _ if !handle.is_alive() => handle.gone_error(),
-            code => Error::from_errno(op_name, code),
-        });
+        return Err(error);
     }
 }
 
@@ -237,7 +274,9 @@ struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(cell) = self.cell.take() {
-            reaper::give_up(self.handle, cell, self.how);
+            // A blocking request is written by this thread: never refused
+            // by the worker, so nothing is given back.
+            drop(reaper::give_up(self.handle, cell, self.how));
         }
     }
 }
@@ -245,7 +284,7 @@ impl Drop for InFlight<'_> {
 /// The answer as the caller sees it: a lockspace known to be released by
 /// now grants nothing (the lock went with it).
 pub(crate) fn settle(
-    handle: &Handle,
+    handle: &Core,
     cell: CellRef,
     answered: Answered,
 ) -> (Option<CellRef>, Result<Answered, Error>) {
@@ -304,7 +343,7 @@ pub(crate) fn run(
 
 /// Waits for the answer to the request in flight on `cell`.
 fn await_answer(
-    handle: &Handle,
+    handle: &Core,
     cell: &CellRef,
     w: &Waiter,
     op: Op<'_>,
@@ -352,8 +391,24 @@ fn await_answer(
 ///
 /// The caller owns the cell and its request (lock id `lkid`, sent with
 /// `flags`) is in flight.
-pub(crate) fn cancel(handle: &Handle, cell: &CellRef, op: Op<'_>, lkid: u32, flags: u32) -> bool {
-    if !may_cancel(op.is_new(), op.is_unlock(), flags) || !cell.hs.is_waiting() {
+pub(crate) fn cancel(handle: &Core, cell: &CellRef, op: Op<'_>, lkid: u32, flags: u32) -> bool {
+    if !cell.hs.is_waiting() {
+        return false;
+    }
+    cancel_unanswered(handle, cell, op, lkid, flags)
+}
+
+/// [`cancel`] for a request whose answer the caller knows has not been
+/// taken (waiting, or given up and unanswered): the [`may_cancel`] rule
+/// alone decides.
+pub(crate) fn cancel_unanswered(
+    handle: &Core,
+    cell: &CellRef,
+    op: Op<'_>,
+    lkid: u32,
+    flags: u32,
+) -> bool {
+    if !may_cancel(op.is_new(), op.is_unlock(), flags) || lkid == 0 {
         return false;
     }
     if handle.is_stalled() || handle.forked() {
@@ -377,7 +432,7 @@ pub(crate) fn cancel(handle: &Handle, cell: &CellRef, op: Op<'_>, lkid: u32, fla
 /// Writes a request that the kernel answers in the `write` itself (the
 /// adoption of an orphan): no answer comes for it. Returns the lock id.
 pub(crate) fn write_only(
-    handle: &Handle,
+    handle: &Core,
     cell: &CellRef,
     op: Op<'_>,
     mode: Mode,
