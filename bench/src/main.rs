@@ -92,6 +92,7 @@ impl Config {
                 "rust_blocking".into(),
                 "c_dispatch".into(),
                 "rust_tokio".into(),
+                "rust_inpoll".into(),
             ],
             lockspace: "dlmbench".into(),
             n_pipe: 0,
@@ -641,6 +642,13 @@ fn run(cfg: &Config) -> Result<(), String> {
         let c_pls = CHandle::open_polled(&cname)?;
         if cfg.cases.contains(&7) {
             let names = pipe_names(cfg.n_pipe);
+            // The futures writing their requests in `poll` (the faster way
+            // that can block an executor while the DLM recovers).
+            let ils = Lockspace::builder(name)
+                .async_writes(dlm::AsyncWrites::InPoll)
+                .open()
+                .map_err(dlm_err("opening the lockspace with writes in poll"))?;
+            let ils = &ils;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .build()
@@ -661,6 +669,10 @@ fn run(cfg: &Config) -> Result<(), String> {
                     Contender {
                         id: "rust_poll",
                         run: Box::new(move |n| rust_pipelined(pls, &names[..n as usize], true)),
+                    },
+                    Contender {
+                        id: "rust_inpoll",
+                        run: Box::new(move |n| rust_pipelined(ils, &names[..n as usize], false)),
                     },
                     Contender {
                         id: "rust_blocking",

@@ -159,7 +159,7 @@ impl CaseResult {
 
 /// The ratios reported: each Rust contender over its C counterpart of the
 /// same architecture, and the ways of cases 7-8 over each other.
-const EXTRA_RATIOS: [(&str, &str); 9] = [
+const EXTRA_RATIOS: [(&str, &str); 10] = [
     ("rust", "c_ast"),
     ("rust", "c_wait"),
     ("rust_poll", "c_dispatch"),
@@ -169,6 +169,7 @@ const EXTRA_RATIOS: [(&str, &str); 9] = [
     ("rust_poll", "rust"),
     ("rust_tokio", "rust"),
     ("rust_tokio", "c_dispatch"),
+    ("rust_inpoll", "c_ast"),
 ];
 
 /// Case 6.
@@ -310,6 +311,13 @@ impl Run {
                     format!("case {label} Rust no slower than C _wait calls"),
                     r,
                     1.0,
+                ));
+            }
+            if let Some(r) = c.ratio_of("rust_inpoll", "c_ast") {
+                t.push(Target::ratio(
+                    format!("case {label} Rust, writes in poll (AsyncWrites::InPoll), within 1.05x of C (AST thread)"),
+                    r,
+                    1.05,
                 ));
             }
             if let Some(r) = c.ratio_of("rust_poll", "c_dispatch") {

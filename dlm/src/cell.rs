@@ -513,8 +513,9 @@ pub(crate) struct LockCell {
     bast_waiter: std::sync::Mutex<Option<std::thread::Thread>>,
     /// The lockspace's reaper queue and keeping.
     handoff: std::sync::Arc<Handoff>,
-    /// The lock id of the last new request the worker wrote for this cell
-    /// (written and read only by the worker thread).
+    /// The lock id of the last new request written for this cell (by the
+    /// worker, or by a future's poll with `AsyncWrites::InPoll`, before it
+    /// queues a cancel), for the worker's cancel of it.
     pub(crate) written_lkid: AtomicU32,
 }
 
@@ -744,13 +745,21 @@ pub(crate) enum Job {
     },
 }
 
+/// The reaper's queue, and whether its thread sleeps on it (only then does
+/// a push wake it: a futex call per job would cost more than the job).
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    jobs: VecDeque<Job>,
+    sleeping: bool,
+}
+
 /// A lockspace handle's reaper queue and the cells it keeps. The callbacks
 /// reach it through the cell; the handle owns it; the reaper thread takes
 /// its jobs.
 #[derive(Debug, Default)]
 pub(crate) struct Handoff {
     /// Jobs for the reaper (std's mutex: the callback never spins on it).
-    jobs: std::sync::Mutex<VecDeque<Job>>,
+    jobs: std::sync::Mutex<Queue>,
     ready: std::sync::Condvar,
     /// Cells a request in flight, a late answer or a blocking notification
     /// may still name, with no owner but the lockspace: kept until the
@@ -766,33 +775,66 @@ pub(crate) struct Handoff {
 impl Handoff {
     /// Queues `job` for the reaper and wakes it.
     pub(crate) fn push(&self, job: Job) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.push_back(job);
+        let wake = match self.jobs.lock() {
+            Ok(mut q) => {
+                q.jobs.push_back(job);
+                std::mem::take(&mut q.sleeping)
+            }
+            Err(_) => false,
+        };
+        if wake {
+            self.ready.notify_one();
         }
-        self.ready.notify_one();
     }
 
-    /// The next job, waiting until `until` at most (`None`: until one
-    /// comes or the handle closes); `None` when none came in time.
-    pub(crate) fn next(&self, until: Option<std::time::Instant>) -> Option<Job> {
-        let mut jobs = self.jobs.lock().ok()?;
+    /// Every queued job, waiting until `until` at most for the first
+    /// (`None`: until one comes or the handle closes); empty when none came
+    /// in time.
+    pub(crate) fn next(&self, until: Option<std::time::Instant>) -> VecDeque<Job> {
+        let Ok(mut q) = self.jobs.lock() else {
+            return VecDeque::new();
+        };
+        let mut yields = 0;
         loop {
-            if let Some(job) = jobs.pop_front() {
-                return Some(job);
+            if !q.jobs.is_empty() {
+                return std::mem::take(&mut q.jobs);
             }
             if self.is_closed() {
-                return None;
+                return VecDeque::new();
             }
-            match until {
-                None => jobs = self.ready.wait(jobs).ok()?,
+            if yields < 2 {
+                // A task that just handed over one request is often about
+                // to hand over more (a join of many): let it run before
+                // going to sleep, so that it need not wake this thread for
+                // each.
+                yields += 1;
+                drop(q);
+                std::thread::yield_now();
+                q = match self.jobs.lock() {
+                    Ok(q) => q,
+                    Err(_) => return VecDeque::new(),
+                };
+                continue;
+            }
+            q.sleeping = true;
+            q = match until {
+                None => match self.ready.wait(q) {
+                    Ok(q) => q,
+                    Err(_) => return VecDeque::new(),
+                },
                 Some(t) => {
                     let now = std::time::Instant::now();
                     if now >= t {
-                        return None;
+                        q.sleeping = false;
+                        return VecDeque::new();
                     }
-                    jobs = self.ready.wait_timeout(jobs, t - now).ok()?.0;
+                    match self.ready.wait_timeout(q, t - now) {
+                        Ok((q, _)) => q,
+                        Err(_) => return VecDeque::new(),
+                    }
                 }
-            }
+            };
+            q.sleeping = false;
         }
     }
 
@@ -835,7 +877,7 @@ impl Handoff {
             .into_values()
             .collect();
         let jobs = match self.jobs.lock() {
-            Ok(mut jobs) => std::mem::take(&mut *jobs).into(),
+            Ok(mut q) => std::mem::take(&mut q.jobs).into(),
             Err(_) => Vec::new(),
         };
         self.ready.notify_all();

@@ -26,12 +26,13 @@ use crate::mode::Mode;
 use crate::name::MAX_RESOURCE_NAME;
 use crate::options::LockOptions;
 use crate::reaper;
-use crate::request::{self, Answered, CANCEL_GRACE};
+use crate::request::{self, Answered, Op, CANCEL_GRACE};
 use crate::state::{Granted, ReleasePlan};
 use crate::timer::Timer;
 use crate::wait::LIVENESS_PERIOD;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -46,6 +47,8 @@ enum Step {
     Sent {
         deadline: Option<Instant>,
         timed_out: bool,
+        /// The thread that wrote it (0: the handle's worker).
+        writer_tid: u32,
     },
 }
 
@@ -166,20 +169,48 @@ impl Future for RequestFuture {
             // flight; from here on the cell is either returned after its
             // answer (or the worker's refusal) or given up (poll or drop).
             unsafe { cell.hs.begin(Wake::Task) };
-            this.handle.handoff().push(Job::Write {
-                cell: cell.clone(),
-                request: this.request,
-                mode: this.mode,
-                flags: this.flags,
-            });
+            let mut writer_tid = 0;
+            let mut queue = true;
+            if this.handle.writes_in_poll() {
+                let op = Op::of(&this.request);
+                // SAFETY: WAITING for this request (above); the future owns
+                // the cell until the answer or gives it up.
+                match unsafe { request::syscall(&this.handle, cell, op, this.mode, this.flags) } {
+                    Ok(lkid) => {
+                        if op.is_new() {
+                            cell.written_lkid.store(lkid, Ordering::Release);
+                        }
+                        writer_tid = request::thread_id();
+                        queue = false;
+                    }
+                    // Refused for a while: the worker tries again.
+                    Err(libc::EBUSY | libc::ENOBUFS) => {}
+                    Err(code) => {
+                        // SAFETY: refused: no answer will come.
+                        unsafe { cell.hs.refused() };
+                        let e = request::refusal(&this.handle, op, code);
+                        return Poll::Ready((this.cell.take(), Err(e)));
+                    }
+                }
+            }
+            if queue {
+                this.handle.handoff().push(Job::Write {
+                    cell: cell.clone(),
+                    request: this.request,
+                    mode: this.mode,
+                    flags: this.flags,
+                });
+            }
             this.step = Step::Sent {
                 deadline: this.timeout.and_then(|t| Instant::now().checked_add(t)),
                 timed_out: false,
+                writer_tid,
             };
         }
         let Step::Sent {
             deadline,
             timed_out,
+            writer_tid,
         } = this.step
         else {
             unreachable!("handed over above")
@@ -189,7 +220,9 @@ impl Future for RequestFuture {
             let answered = Answered {
                 delivered,
                 timed_out,
-                writer_tid: this.handle.handoff().worker_tid(),
+                // 0: the handle's worker wrote it; its id is looked up when
+                // asked for (`LockGuard::owner_tid`).
+                writer_tid,
             };
             return Poll::Ready(request::settle(&this.handle, cell, answered));
         }
@@ -244,6 +277,7 @@ impl Future for RequestFuture {
             this.step = Step::Sent {
                 deadline: Some(deadline),
                 timed_out: true,
+                writer_tid,
             };
         }
         // Woken at the deadline, or in a second to check that the

@@ -231,7 +231,11 @@ impl LockGuard {
     /// adopted orphan, the adopting thread (the kernel records it at the
     /// adoption).
     pub fn owner_tid(&self) -> u32 {
-        self.owner_tid
+        match self.owner_tid {
+            // Written by the handle's worker thread (an async call).
+            0 => self.ls.inner.handoff().worker_tid(),
+            tid => tid,
+        }
     }
 
     /// Blocking notifications (BASTs): a value arrives when another request

@@ -164,6 +164,8 @@ pub(crate) struct Core {
     generation: u32,
     /// Poll mode: no AST thread; answers are read by `dispatch`.
     polled: bool,
+    /// Futures write their requests in `poll` (`AsyncWrites::InPoll`).
+    writes_in_poll: bool,
     /// Held while a thread reads answers in poll mode (`dlm_dispatch`
     /// toggles the descriptor's flags: one reader at a time). Never held
     /// across a wait for readability.
@@ -191,7 +193,12 @@ impl Handle {
     /// Creates or opens the lockspace `name` (`dlm_new_lockspace` or
     /// `dlm_open_lockspace`), and starts its AST thread unless `polled`
     /// (`dlm_ls_pthread_init`).
-    pub(crate) fn open(cname: CString, how: How, polled: bool) -> Result<Handle> {
+    pub(crate) fn open(
+        cname: CString,
+        how: How,
+        polled: bool,
+        writes_in_poll: bool,
+    ) -> Result<Handle> {
         crate::fork::install();
         // Poll mode: the program may want no thread but its own; its waits
         // check liveness themselves. Futures start the watchdog when used.
@@ -256,6 +263,7 @@ impl Handle {
             closed: false,
             generation: crate::fork::generation(),
             polled,
+            writes_in_poll,
             reading: Mutex::new(()),
             reaper_started: crate::fork::StartedIn::new(),
         };
@@ -286,6 +294,11 @@ impl Core {
     /// Whether the handle is in poll mode.
     pub(crate) fn is_polled(&self) -> bool {
         self.polled
+    }
+
+    /// Whether futures write their requests in `poll`.
+    pub(crate) fn writes_in_poll(&self) -> bool {
+        self.writes_in_poll
     }
 
     /// Stopped with no dlm_controld: a write would block for ever.

@@ -272,7 +272,9 @@ pub use error::{Error, Result};
 pub use flags::LockFlags;
 pub use future::with_lock_async;
 pub use guard::{with_lock, with_lock_opts, LockGuard, WithLockError};
-pub use lockspace::{join, leave, with_lockspace, Lockspace, LockspaceBuilder, ReleaseError};
+pub use lockspace::{
+    join, leave, with_lockspace, AsyncWrites, Lockspace, LockspaceBuilder, ReleaseError,
+};
 pub use lvb::{Lvb, LVB_LEN};
 pub use mode::Mode;
 pub use name::{MAX_LOCKSPACE_NAME, MAX_RESOURCE_NAME};

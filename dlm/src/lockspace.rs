@@ -100,6 +100,7 @@ impl Lockspace {
             name: name.to_owned(),
             permissions: 0o600,
             poll: false,
+            writes: AsyncWrites::default(),
         }
     }
 
@@ -128,9 +129,14 @@ impl Lockspace {
     }
 
     fn get(name: &str, how: How, polled: bool) -> Result<Lockspace> {
+        Lockspace::get_with(name, how, polled, AsyncWrites::default())
+    }
+
+    fn get_with(name: &str, how: How, polled: bool, writes: AsyncWrites) -> Result<Lockspace> {
         let cname = name::lockspace_name(name)?;
+        let in_poll = writes == AsyncWrites::InPoll;
         Ok(Lockspace {
-            inner: Arc::new(Handle::open(cname, how, polled)?),
+            inner: Arc::new(Handle::open(cname, how, polled, in_poll)?),
         })
     }
 
@@ -416,6 +422,37 @@ pub struct LockspaceBuilder {
     name: String,
     permissions: u32,
     poll: bool,
+    writes: AsyncWrites,
+}
+
+/// Which thread writes the requests of a handle's futures
+/// ([`LockspaceBuilder::async_writes`]). Blocking calls always write on
+/// their own thread.
+///
+/// The kernel blocks the write of a request for as long as the DLM's
+/// recovery runs after a node's failure (1.5 s measured in the test
+/// cluster after a peer's crash and fencing; longer with more locks to
+/// recover). A future's `poll` that writes blocks its executor's thread
+/// for that long. Measured in the test cluster (scenario
+/// `10-executor-stall`, BENCHMARKS.md case 7): with [`Worker`](Self::Worker)
+/// the longest single poll or drop through a crash, fencing and recovery
+/// was 18.8 ms (the guest's CPU contention), against 1,489.6 ms with the
+/// writes in `poll`; and many requests in flight cost about 1.5x of C's
+/// per request in the user-mode Linux guests (the hand-over to the worker
+/// thread), against 1.03x with the writes in `poll`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AsyncWrites {
+    /// The handle's worker thread writes every request and cancel of its
+    /// futures: no `poll` and no `drop` of a future makes a system call
+    /// that can block. The default.
+    #[default]
+    Worker,
+    /// A future writes its request in its first `poll`, on the executor's
+    /// thread (faster with many requests in flight; blocks that thread
+    /// while a recovery runs). Cancels and refused writes (`EBUSY`) still
+    /// go to the worker; a drop never writes.
+    InPoll,
 }
 
 impl LockspaceBuilder {
@@ -442,6 +479,14 @@ impl LockspaceBuilder {
         self
     }
 
+    /// Which thread writes the requests of the handle's futures (default
+    /// [`AsyncWrites::Worker`]: never the executor's); see [`AsyncWrites`]
+    /// for what each costs.
+    pub fn async_writes(mut self, writes: AsyncWrites) -> LockspaceBuilder {
+        self.writes = writes;
+        self
+    }
+
     /// [`Lockspace::create`] with these settings.
     ///
     /// # Errors
@@ -451,7 +496,7 @@ impl LockspaceBuilder {
             mode: self.permissions,
             flags: 0,
         };
-        Lockspace::get(&self.name, how, self.poll)
+        Lockspace::get_with(&self.name, how, self.poll, self.writes)
     }
 
     /// [`Lockspace::create_exclusive`] with these settings.
@@ -463,7 +508,7 @@ impl LockspaceBuilder {
             mode: self.permissions,
             flags: sys::DLM_LSFL_NEWEXCL,
         };
-        Lockspace::get(&self.name, how, self.poll)
+        Lockspace::get_with(&self.name, how, self.poll, self.writes)
     }
 
     /// [`Lockspace::open`] with these settings.
@@ -471,7 +516,7 @@ impl LockspaceBuilder {
     /// # Errors
     /// As [`Lockspace::open`].
     pub fn open(self) -> Result<Lockspace> {
-        Lockspace::get(&self.name, How::Open, self.poll)
+        Lockspace::get_with(&self.name, How::Open, self.poll, self.writes)
     }
 
     /// [`Lockspace::join`] with these settings.
@@ -479,7 +524,7 @@ impl LockspaceBuilder {
     /// # Errors
     /// As [`Lockspace::join`].
     pub fn join(self) -> Result<Lockspace> {
-        match Lockspace::get(&self.name, How::Open, self.poll) {
+        match Lockspace::get_with(&self.name, How::Open, self.poll, self.writes) {
             Err(Error::LockspaceNotFound) => self.create(),
             other => other,
         }

@@ -151,17 +151,17 @@ impl Reaper {
                 .map(|(t, _)| *t)
                 .chain(self.retry_writes.iter().map(|(t, _)| *t))
                 .min();
-            let job = handoff.next(due);
+            let jobs = handoff.next(due);
             if handoff.is_closed() {
                 return;
             }
             // Held only while working, never while waiting: the libdlm
             // handle closes when its last user lets go (or right after the
-            // write at hand).
+            // writes at hand).
             let Some(handle) = weak.upgrade() else {
                 return;
             };
-            if let Some(job) = job {
+            for job in jobs {
                 self.job(&handle, job);
             }
             let now = Instant::now();

@@ -102,7 +102,7 @@ pub(crate) struct Answered {
     /// could be).
     pub(crate) timed_out: bool,
     /// The thread that wrote the request: the kernel records it as the
-    /// lock's owner.
+    /// lock's owner (0: the handle's worker thread).
     pub(crate) writer_tid: u32,
 }
 
