@@ -271,7 +271,7 @@ fn async_soak_with_dropped_futures_and_an_observer() {
             } else {
                 ls.clone()
             };
-            let s = seed ^ ((k as u64 + 1) * 0x9e37_79b9_7f4a_7c15);
+            let s = seed ^ (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             tasks.push(tokio::spawn(task(handle, sh.clone(), s | 1)));
         }
         for t in tasks {
