@@ -7,7 +7,7 @@
 //!
 //! Run it in the test cluster with `ci/vm cargo run --example async-quickstart`.
 
-use dlm::{LockOptions, Lockspace, Mode};
+use dlm::{LockOptions, Lockspace, Mode, Release};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), dlm::Error> {
@@ -49,7 +49,7 @@ async fn main() -> Result<(), dlm::Error> {
     keeper.unlock_async().await?;
     let created = ls.created();
     if created {
-        ls.release(false)?;
+        ls.release(Release::IfUnused)?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! Run it in the test cluster with `ci/vm cargo run --example quickstart`,
 //! or as root on a node of a real cluster.
 
-use dlm::{Lockspace, Mode};
+use dlm::{Lockspace, Mode, Release};
 
 fn main() -> Result<(), dlm::Error> {
     let kernel = dlm::kernel_version()?;
@@ -38,7 +38,7 @@ fn main() -> Result<(), dlm::Error> {
     println!("unlocked mylock1");
 
     drop(ls);
-    dlm::leave("myapp", false)?;
+    dlm::leave("myapp", Release::IfUnused)?;
     println!("left lockspace myapp");
     Ok(())
 }

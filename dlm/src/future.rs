@@ -17,9 +17,9 @@
 //! answers later, the reaper releases a lock it leaves held, and no memory
 //! the kernel writes into is freed.
 
-use crate::cell::{Abandon, BlockingReceiver, CellRef, Job, Request, Wake};
+use crate::cell::{Abandon, Blocking, BlockingReceiver, CellRef, Job, Request, Wake};
 use crate::error::{Error, Result};
-use crate::guard::{needs_probe, LockGuard, WithLockError};
+use crate::guard::{needs_probe, DropBehavior, LockGuard, WithLockError};
 use crate::handle::Handle;
 use crate::lockspace::Lockspace;
 use crate::mode::Mode;
@@ -334,7 +334,7 @@ impl Lockspace {
     /// that comes anyway is released in the background).
     ///
     /// The guard it gives releases its lock in the background when dropped
-    /// ([`LockGuard::set_background_drop`]); await
+    /// ([`DropBehavior::Background`]); await
     /// [`LockGuard::unlock_async`] for a release complete on return.
     ///
     /// # Errors
@@ -367,7 +367,7 @@ impl Lockspace {
         let future = self.request_future(name.as_ref(), mode, options)?;
         let (cell, result) = future.await;
         let mut guard = LockGuard::from_answer(self, cell, mode, options, result?)?;
-        guard.set_background_drop(true);
+        guard.set_drop_behavior(DropBehavior::Background);
         Ok(guard)
     }
 
@@ -481,12 +481,15 @@ impl LockGuard {
         self.release_end(cell, result)
     }
 
-    /// [`wait_blocking`](LockGuard::wait_blocking) as a future: ready with
-    /// the next blocking notification (or at once with a pending one).
+    /// [`wait_blocking`](LockGuard::wait_blocking) without a timeout, as a
+    /// future: ready with the next blocking notification (or at once with
+    /// a pending one), which it takes. For a bound, race it against the
+    /// runtime's timer: a future dropped before it is ready takes no
+    /// notification.
     ///
     /// # Errors
     /// As [`wait_blocking`](LockGuard::wait_blocking).
-    pub async fn blocking_async(&mut self) -> Result<()> {
+    pub async fn blocking_async(&mut self) -> Result<Blocking> {
         self.lockspace().inner.check()?;
         crate::wait::start_watchdog();
         let (inner, cell) = self.blocking_parts()?;
@@ -511,13 +514,13 @@ impl BlockingFuture {
 }
 
 impl Future for BlockingFuture {
-    type Output = Result<()>;
+    type Output = Result<Blocking>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Blocking>> {
         let this = &mut *self;
         this.cell.bast_task.register(cx.waker());
-        if this.rx().try_recv().is_ok() {
-            return Poll::Ready(Ok(()));
+        if let Ok(notification) = this.rx().try_recv() {
+            return Poll::Ready(Ok(notification));
         }
         crate::wait::wake_at_next_tick(cx.waker());
         if !this.handle.is_alive() {
@@ -527,14 +530,42 @@ impl Future for BlockingFuture {
     }
 }
 
-/// [`with_lock`](crate::with_lock) for async code: takes the lock, awaits
-/// `f` with the guard, then awaits the unlock. If the returned future is
-/// dropped half-way, the lock is released in the background.
+/// [`with_lock`](crate::with_lock) for async code: takes the lock `name`
+/// in `mode` ([`Lockspace::lock_async`]), awaits `f` with the guard, then
+/// awaits the unlock ([`LockGuard::unlock_async`]). If the returned future
+/// is dropped half-way, the lock is released in the background.
+///
+/// ```no_run
+/// # async fn example(ls: &dlm::Lockspace) -> Result<(), dlm::Error> {
+/// use dlm::Mode;
+/// dlm::with_lock_async(ls, "config", Mode::Ex, async |_guard| {
+///     // ... only this holder, on any node, is here ...
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// As [`with_lock`](crate::with_lock).
+pub async fn with_lock_async<T>(
+    ls: &Lockspace,
+    name: impl AsRef<[u8]>,
+    mode: Mode,
+    f: impl AsyncFnOnce(&mut LockGuard) -> T,
+) -> std::result::Result<T, WithLockError<T>> {
+    with_lock_with_async(ls, name, mode, LockOptions::new(), f).await
+}
+
+/// [`with_lock_with`](crate::with_lock_with) for async code: takes the
+/// lock `name` in `mode` with `options` ([`Lockspace::lock_with_async`]),
+/// awaits `f` with the guard, then awaits the unlock
+/// ([`LockGuard::unlock_async`]). If the returned future is dropped
+/// half-way, the lock is released in the background.
 ///
 /// ```no_run
 /// # async fn example(ls: &dlm::Lockspace) -> Result<(), dlm::Error> {
 /// use dlm::{LockOptions, Mode};
-/// let n = dlm::with_lock_async(ls, "counter", Mode::Ex, LockOptions::new().lvb(), async |g| {
+/// let n = dlm::with_lock_with_async(ls, "counter", Mode::Ex, LockOptions::new().lvb(), async |g| {
 ///     let n = g.lvb().map_or(0, |v| v.bytes[0]);
 ///     g.set_lvb(&[n + 1]).map(|()| n + 1)
 /// })
@@ -543,8 +574,8 @@ impl Future for BlockingFuture {
 /// ```
 ///
 /// # Errors
-/// As [`with_lock`](crate::with_lock).
-pub async fn with_lock_async<T>(
+/// As [`with_lock_with`](crate::with_lock_with).
+pub async fn with_lock_with_async<T>(
     ls: &Lockspace,
     name: impl AsRef<[u8]>,
     mode: Mode,

@@ -5,7 +5,7 @@
 //! Every request goes through [`request::run`](crate::request), which owns
 //! the lock's cell while the kernel may write into it.
 
-use crate::cell::{Abandon, BlockingReceiver, CellRef};
+use crate::cell::{Abandon, Blocking, BlockingReceiver, CellRef};
 use crate::error::{Error, Result};
 use crate::flags::{self, LockFlags, Request};
 use crate::lockspace::Lockspace;
@@ -27,9 +27,12 @@ use std::time::{Duration, Instant};
 /// received ([`blocking`](Self::blocking)), and it is unlocked by
 /// [`unlock`](Self::unlock) or on drop. It keeps its lockspace open.
 ///
-/// Dropping the guard unlocks the lock (`dlm_ls_unlock`) and waits for the
-/// unlock to complete, so a later request of the same resource by this
-/// process cannot find its own lock still there. The drop never panics;
+/// Dropping the guard unlocks the lock (`dlm_ls_unlock`) and, by default
+/// ([`DropBehavior::Wait`]), waits for the unlock to complete, so a later
+/// request of the same resource by this process cannot find its own lock
+/// still there; guards from the `_async` calls release it in the
+/// background instead ([`DropBehavior::Background`]; see
+/// [`set_drop_behavior`](Self::set_drop_behavior)). The drop never panics;
 /// use [`unlock`](Self::unlock) to see errors.
 #[must_use = "dropping the guard unlocks the lock at once"]
 pub struct LockGuard {
@@ -48,8 +51,9 @@ pub struct LockGuard {
     /// the kernel overwrite at every answer of a lock that ever used the
     /// value block, whatever the request asked.
     value: [u8; LVB_LEN],
-    /// Drop hands the release to the reaper thread instead of waiting.
-    background_drop: bool,
+    /// What a drop does: wait for the unlock, or hand the release to the
+    /// reaper thread.
+    drop_behavior: DropBehavior,
 }
 
 impl fmt::Debug for LockGuard {
@@ -133,7 +137,7 @@ impl LockGuard {
             granted,
             owner_tid: answered.writer_tid,
             value,
-            background_drop: false,
+            drop_behavior: DropBehavior::Wait,
         })
     }
 
@@ -184,7 +188,7 @@ impl LockGuard {
             },
             owner_tid: thread_id(),
             value: [0; LVB_LEN],
-            background_drop: false,
+            drop_behavior: DropBehavior::Wait,
         })
     }
 
@@ -226,10 +230,10 @@ impl LockGuard {
 
     /// The id of the thread the kernel records as the lock's owner: the one
     /// that made the lock's last request or conversion (`gettid`; the
-    /// process id for a main thread). It is the `pid` to give
-    /// [`Lockspace::purge_orphans`] for this lock once orphaned. For an
-    /// adopted orphan, the adopting thread (the kernel records it at the
-    /// adoption).
+    /// process id for a main thread). It is the owner to give
+    /// [`Lockspace::purge_orphans`] ([`Owner::Thread`](crate::Owner::Thread))
+    /// for this lock once orphaned. For an adopted orphan, the adopting
+    /// thread (the kernel records it at the adoption).
     pub fn owner_tid(&self) -> u32 {
         match self.owner_tid {
             // Written by the handle's worker thread (an async call).
@@ -253,14 +257,16 @@ impl LockGuard {
     }
 
     /// Waits for a blocking notification (see [`blocking`](Self::blocking))
-    /// for at most `timeout`, or as long as the lockspace exists. Returns
-    /// whether one came (and takes it).
+    /// for at most `timeout` (with no timeout, for as long as the lockspace
+    /// exists). Returns the notification when one came (and takes it),
+    /// `None` when `timeout` passed first. [`blocking_async`](Self::blocking_async) is
+    /// the same wait as a future.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] unless the lock was requested with
     /// [`LockOptions::notify_blocking`]; [`Error::LockspaceGone`];
     /// [`Error::Forked`].
-    pub fn wait_blocking(&mut self, timeout: Option<Duration>) -> Result<bool> {
+    pub fn wait_blocking(&mut self, timeout: Option<Duration>) -> Result<Option<Blocking>> {
         self.ls.inner.check()?;
         let Some(cell) = self.cell.as_ref() else {
             return Err(Error::InvalidArgument("the lock is no longer held"));
@@ -270,21 +276,21 @@ impl LockGuard {
                 "the lock was not requested with notify_blocking",
             ));
         };
-        if rx.try_recv().is_ok() {
-            return Ok(true);
+        if let Ok(notification) = rx.try_recv() {
+            return Ok(Some(notification));
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         cell.set_bast_waiter(Some(std::thread::current()));
         let result = loop {
             // A notification sent after this check also unparks us.
-            if rx.try_recv().is_ok() {
-                break Ok(true);
+            if let Ok(notification) = rx.try_recv() {
+                break Ok(Some(notification));
             }
             let check_alive = match deadline {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        break Ok(false);
+                        break Ok(None);
                     }
                     let left = (d - now).min(Duration::from_secs(1));
                     if self.ls.inner.is_polled() {
@@ -710,21 +716,23 @@ impl LockGuard {
         }
     }
 
-    /// Whether dropping the guard releases the lock in the background
-    /// (the crate's reaper thread converts and unlocks it) instead of
-    /// waiting for the unlock to complete. Guards from the `_async` calls
-    /// do, so that a drop never blocks an executor's thread; others do not
-    /// unless asked. A later request of the same resource by this process
-    /// may then still find the lock held for a moment: it waits behind it
-    /// (a try says [`Error::WouldBlock`]); await
-    /// [`unlock_async`](Self::unlock_async) for a release that is complete
-    /// when it returns.
-    pub fn set_background_drop(&mut self, background: bool) {
-        self.background_drop = background;
+    /// Sets what dropping the guard does (see [`DropBehavior`]): wait for
+    /// the unlock to complete, or release the lock in the background (the
+    /// crate's reaper thread converts and unlocks it). Guards from the
+    /// `_async` calls start with [`DropBehavior::Background`], so that a
+    /// drop never blocks an executor's thread; others with
+    /// [`DropBehavior::Wait`].
+    pub fn set_drop_behavior(&mut self, behavior: DropBehavior) {
+        self.drop_behavior = behavior;
     }
 
-    /// Hands the release to the reaper (see [`set_background_drop`]
-    /// (Self::set_background_drop)).
+    /// What dropping the guard does (see
+    /// [`set_drop_behavior`](Self::set_drop_behavior)).
+    pub fn drop_behavior(&self) -> DropBehavior {
+        self.drop_behavior
+    }
+
+    /// Hands the release to the reaper (see [`DropBehavior::Background`]).
     fn release_in_background(&mut self) {
         let Ok(plan) = self.release_start() else {
             return;
@@ -745,13 +753,39 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if self.cell.is_some() {
-            if self.background_drop {
-                self.release_in_background();
-            } else {
-                let _ = self.release();
+            match self.drop_behavior {
+                DropBehavior::Background => self.release_in_background(),
+                DropBehavior::Wait => {
+                    let _ = self.release();
+                }
             }
         }
     }
+}
+
+/// What dropping a [`LockGuard`] that still holds its lock does
+/// ([`LockGuard::set_drop_behavior`]). Either way the lock is released and
+/// a pending [`set_lvb`](LockGuard::set_lvb) is published first; the drop
+/// never panics and reports no error (use
+/// [`unlock`](LockGuard::unlock) or [`unlock_async`](LockGuard::unlock_async)
+/// to see them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropBehavior {
+    /// The drop unlocks the lock (`dlm_ls_unlock`) and waits for the
+    /// unlock to complete, as [`unlock`](LockGuard::unlock) does: a later
+    /// request of the same resource by this process cannot find the lock
+    /// still held. The default of guards from the blocking calls.
+    Wait,
+    /// The drop hands the release to the crate's reaper thread (one per
+    /// lockspace handle), which converts and unlocks the lock, and returns
+    /// at once: it never blocks, which suits an executor's thread. A later
+    /// request of the same resource by this process may then still find
+    /// the lock held for a moment: it waits behind it (a try says
+    /// [`Error::WouldBlock`]; await [`unlock_async`](LockGuard::unlock_async)
+    /// for a release that is complete when it returns). The default of
+    /// guards from the `_async` calls.
+    Background,
 }
 
 /// Whether a failed conversion sent with `flags` may hide a demotion.
@@ -766,8 +800,11 @@ pub(crate) fn needs_probe(flags: u32, e: &Error) -> bool {
         && !matches!(e, Error::InProgress | Error::Unreachable)
 }
 
-/// The error of [`with_lock`]: the lock could not be taken, or the closure
-/// ran and the unlock after it failed (its value is kept).
+/// The error of [`with_lock`] and its variants ([`with_lock_with`],
+/// [`with_lock_async`](crate::with_lock_async),
+/// [`with_lock_with_async`](crate::with_lock_with_async)): the lock could
+/// not be taken, or the closure ran and the unlock after it failed (its
+/// value is kept).
 #[derive(Debug)]
 pub enum WithLockError<T> {
     /// Taking the lock failed; the closure did not run.
@@ -816,7 +853,11 @@ impl<T> From<WithLockError<T>> for Error {
 }
 
 /// Takes the lock `name` in `mode`, runs `f` with the guard, then unlocks
-/// it (ocaml-dlm's `with_lock`). The lock is released even if `f` panics.
+/// it (`dlm_ls_lock`, then `dlm_ls_unlock`; ocaml-dlm's `with_lock`). The
+/// lock is released even if `f` panics. [`with_lock_with`] takes
+/// [`LockOptions`]; [`with_lock_async`](crate::with_lock_async) and
+/// [`with_lock_with_async`](crate::with_lock_with_async) are the async
+/// counterparts.
 ///
 /// # Errors
 /// [`WithLockError::Lock`] with the errors of [`Lockspace::lock`];
@@ -828,14 +869,28 @@ pub fn with_lock<T>(
     mode: Mode,
     f: impl FnOnce(&mut LockGuard) -> T,
 ) -> std::result::Result<T, WithLockError<T>> {
-    with_lock_opts(ls, name, mode, LockOptions::new(), f)
+    with_lock_with(ls, name, mode, LockOptions::new(), f)
 }
 
-/// [`with_lock`] with request options (try, timeout, flags).
+/// [`with_lock`] with request options (try, timeout, flags), as
+/// [`Lockspace::lock_with`] takes them: takes the lock `name` in `mode`
+/// with `options`, runs `f` with the guard, then unlocks it.
+///
+/// ```no_run
+/// use dlm::{LockOptions, Lockspace, Mode};
+/// use std::time::Duration;
+/// let ls = Lockspace::join("myapp", 0o600)?;
+/// let options = LockOptions::new().timeout(Duration::from_secs(5));
+/// dlm::with_lock_with(&ls, "config", Mode::Ex, options, |_guard| {
+///     // ... only this holder, on any node, is here ...
+/// })?;
+/// # Ok::<(), dlm::Error>(())
+/// ```
 ///
 /// # Errors
-/// As [`with_lock`], and those of [`Lockspace::lock_with`].
-pub fn with_lock_opts<T>(
+/// As [`with_lock`], with those of [`Lockspace::lock_with`] in
+/// [`WithLockError::Lock`].
+pub fn with_lock_with<T>(
     ls: &Lockspace,
     name: impl AsRef<[u8]>,
     mode: Mode,

@@ -27,7 +27,8 @@
 //!
 //! # What is here
 //! - [`Lockspace`]: create, open, [`join`] (open or create), close on drop,
-//!   [`release`](Lockspace::release) / [`leave`] with or without force,
+//!   [`release`](Lockspace::release) / [`leave`] with or without force
+//!   ([`Release`]),
 //!   [`with_lockspace`].
 //! - Futures of every waiting call (`*_async`), and libdlm's poll mode
 //!   ([`LockspaceBuilder::poll_mode`], [`Lockspace::dispatch`]): see the
@@ -36,7 +37,9 @@
 //!   [`Lockspace::try_lock`] does not; [`Lockspace::lock_with`] takes
 //!   [`LockOptions`]: a timeout, every request flag. Conversions up and
 //!   down, lock value blocks ([`Lvb`]), blocking notifications,
-//!   persistent locks and orphans, unlock on drop, [`with_lock`].
+//!   persistent locks and orphans ([`Lockspace::purge_orphans`] by
+//!   [`Node`] and [`Owner`]), unlock on drop ([`DropBehavior`]),
+//!   [`with_lock`] / [`with_lock_with`].
 //! - [`Mode`] with the DLM's compatibility table; [`Error`], one enum that
 //!   keeps the operating system's error code.
 //! - Every flag combination the kernel rejects is rejected here first with
@@ -100,7 +103,8 @@
 //! [`lock_with_async`](Lockspace::lock_with_async),
 //! [`LockGuard::convert_async`], [`convert_with_async`](LockGuard::convert_with_async),
 //! [`unlock_async`](LockGuard::unlock_async),
-//! [`blocking_async`](LockGuard::blocking_async), [`with_lock_async`]). They
+//! [`blocking_async`](LockGuard::blocking_async), [`with_lock_async`],
+//! [`with_lock_with_async`]). They
 //! take the same completion path: the future hands its request to its
 //! handle's worker thread, which writes it (the kernel blocks a write while
 //! the DLM recovers from a node's failure, for seconds: never an executor's
@@ -116,7 +120,7 @@
 //! and gives its cell up exactly as a blocking call that gives up does:
 //! whatever the kernel answers later, no lock is left held. In a fork's
 //! child, dropping a copy of a future does nothing. A guard from an `_async` call releases its lock in the
-//! background when dropped ([`LockGuard::set_background_drop`]), so that a
+//! background when dropped ([`DropBehavior::Background`]), so that a
 //! drop never blocks an executor; a later request of the same resource may
 //! then still meet it for a moment (await
 //! [`unlock_async`](LockGuard::unlock_async) to be sure it is gone).
@@ -270,10 +274,11 @@ pub use cell::{Blocking, BlockingReceiver};
 pub use crossbeam_channel;
 pub use error::{Error, Result};
 pub use flags::LockFlags;
-pub use future::with_lock_async;
-pub use guard::{with_lock, with_lock_opts, LockGuard, WithLockError};
+pub use future::{with_lock_async, with_lock_with_async};
+pub use guard::{with_lock, with_lock_with, DropBehavior, LockGuard, WithLockError};
 pub use lockspace::{
-    join, leave, with_lockspace, AsyncWrites, Lockspace, LockspaceBuilder, ReleaseError,
+    join, leave, with_lockspace, AsyncWrites, Lockspace, LockspaceBuilder, Node, Owner, Release,
+    ReleaseError,
 };
 pub use lvb::{Lvb, LVB_LEN};
 pub use mode::Mode;

@@ -262,28 +262,38 @@ impl Lockspace {
         LockGuard::adopt(self, name.as_ref(), mode, options)
     }
 
-    /// Removes orphan locks (`dlm_ls_purge`): those of owner `pid` on
-    /// node `nodeid`. `pid` 0 means every owner; `nodeid` 0 means this
-    /// node.
+    /// Removes orphan locks (`dlm_ls_purge`): those of `owner` on `node`.
+    /// `purge_orphans(Node::This, Owner::Any)` removes every orphan this
+    /// node holds in the lockspace.
     ///
     /// The kernel records as a lock's owner the id of the *thread* that
     /// made its last request or conversion (the process id only for a
     /// process's main thread); [`LockGuard::owner_tid`] tells it, so a
-    /// program that orphans locks can note it for a later purge.
+    /// program that orphans locks can note it for a later purge with
+    /// [`Owner::Thread`].
     ///
-    /// Call it from another thread than the owner's: when `pid` is the
+    /// Call it from another thread than the owner's: when the owner is the
     /// calling thread's own id, the kernel purges *this handle's* locks
     /// instead of orphans; that call is refused here.
     ///
+    /// ```no_run
+    /// use dlm::{Lockspace, Node, Owner};
+    /// let ls = Lockspace::open("myapp")?;
+    /// ls.purge_orphans(Node::This, Owner::Any)?;
+    /// # Ok::<(), dlm::Error>(())
+    /// ```
+    ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `pid` is the calling thread's id;
+    /// [`Error::InvalidArgument`] when `owner` is the calling thread's id;
     /// [`Error::Forked`]; errors of `dlm_ls_purge`.
-    pub fn purge_orphans(&self, nodeid: u32, pid: u32) -> Result<()> {
+    pub fn purge_orphans(&self, node: Node, owner: Owner) -> Result<()> {
         self.inner.check()?;
+        let nodeid = node.raw();
+        let pid = owner.raw();
         // SAFETY: gettid has no preconditions.
         if pid != 0 && pid == unsafe { libc::gettid() } as u32 {
             return Err(Error::InvalidArgument(
-                "pid is the calling thread's id: the kernel would purge this handle's own locks, not orphans; purge from another thread",
+                "the owner is the calling thread's id: the kernel would purge this handle's own locks, not orphans; purge from another thread",
             ));
         }
         set_errno(0);
@@ -298,10 +308,10 @@ impl Lockspace {
     /// Releases the lockspace (`dlm_release_lockspace`): undoes one
     /// create; the kernel removes the lockspace when the last is undone.
     ///
-    /// Without `force`, the kernel refuses while locks exist in it
-    /// (orphans included, and other nodes' locks):
-    /// [`Error::LockspaceBusy`]. With `force`, the lockspace goes with its
-    /// locks, and every other process's waits on it end with
+    /// With [`Release::IfUnused`], the kernel refuses while locks exist in
+    /// it (orphans included, and other nodes' locks):
+    /// [`Error::LockspaceBusy`]. With [`Release::Force`], the lockspace
+    /// goes with its locks, and every other process's waits on it end with
     /// [`Error::LockspaceGone`].
     ///
     /// The kernel finishes removing a lockspace only when every handle of
@@ -320,7 +330,15 @@ impl Lockspace {
     /// there (refused before the call, or by the kernel), a handle to it
     /// ([`ReleaseError::into_lockspace`]): the refused handle itself, or
     /// one opened anew after the kernel's refusal.
-    pub fn release(self, force: bool) -> std::result::Result<(), ReleaseError> {
+    ///
+    /// ```no_run
+    /// use dlm::{Lockspace, Release};
+    /// let ls = Lockspace::create("myapp", 0o600)?;
+    /// // ...
+    /// ls.release(Release::IfUnused)?;
+    /// # Ok::<(), dlm::Error>(())
+    /// ```
+    pub fn release(self, how: Release) -> std::result::Result<(), ReleaseError> {
         let refuse = |ls: Lockspace, error: Error| ReleaseError {
             error,
             lockspace: Some(ls),
@@ -353,7 +371,7 @@ impl Lockspace {
         // SAFETY: sole owner of the libdlm handle; libdlm stops its AST
         // thread, closes and frees it; `closed` keeps Drop from closing it
         // again.
-        let result = unsafe { release_handle(&core.name, core.raw(), force) };
+        let result = unsafe { release_handle(&core.name, core.raw(), how.force()) };
         core.closed = true;
         count_open(&core.name, -1);
         // The kept cells go: the AST thread is gone with the handle.
@@ -393,6 +411,75 @@ impl Lockspace {
                 }
             }
             Err(inner) => Lockspace { inner },
+        }
+    }
+}
+
+/// How [`Lockspace::release`] and [`leave`] treat the locks left in the
+/// lockspace (the `force` argument of `dlm_release_lockspace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Release {
+    /// Only a lockspace without locks: the kernel refuses while locks
+    /// exist in it (orphans included, and other nodes' locks), with
+    /// [`Error::LockspaceBusy`].
+    IfUnused,
+    /// The lockspace goes with its locks: every other process's waits on
+    /// it end with [`Error::LockspaceGone`].
+    Force,
+}
+
+impl Release {
+    /// libdlm's `force` argument.
+    pub(crate) fn force(self) -> bool {
+        match self {
+            Release::IfUnused => false,
+            Release::Force => true,
+        }
+    }
+}
+
+/// The node whose orphans [`Lockspace::purge_orphans`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// The node this process runs on (`nodeid` 0 for `dlm_ls_purge`).
+    This,
+    /// The node with this cluster node id (corosync's `nodeid`, as
+    /// `dlm_tool status` shows it). `Id(0)` is the same as
+    /// [`Node::This`].
+    Id(u32),
+}
+
+impl Node {
+    /// The `nodeid` of `dlm_ls_purge`: 0 for this node.
+    fn raw(self) -> u32 {
+        match self {
+            Node::This => 0,
+            Node::Id(id) => id,
+        }
+    }
+}
+
+/// Whose orphans [`Lockspace::purge_orphans`] removes: the kernel records
+/// as a lock's owner the thread that made its last request or conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// Every owner's (`pid` 0 for `dlm_ls_purge`).
+    Any,
+    /// Those of the thread with this id (`gettid`; the process id for a
+    /// process's main thread), as [`LockGuard::owner_tid`] tells it. Never
+    /// the calling thread's own id: the kernel would purge the calling
+    /// handle's locks instead, so that call is refused. `Thread(0)` is the
+    /// same as [`Owner::Any`].
+    Thread(u32),
+}
+
+impl Owner {
+    /// The `pid` of `dlm_ls_purge`: 0 for every owner.
+    fn raw(self) -> u32 {
+        match self {
+            Owner::Any => 0,
+            Owner::Thread(tid) => tid,
         }
     }
 }
@@ -591,22 +678,24 @@ pub fn join(name: &str, mode: u32) -> Result<Lockspace> {
 
 /// Releases the lockspace `name` (ocaml-dlm's `leave`), through a handle
 /// opened for the purpose: `dlm_open_lockspace` then
-/// `dlm_release_lockspace`. See [`Lockspace::release`] for `force` and for
-/// why it is refused while this process has the lockspace open.
+/// `dlm_release_lockspace`. See [`Release`] for `how`, and
+/// [`Lockspace::release`] for why it is refused while this process has the
+/// lockspace open.
 ///
 /// # Errors
 /// [`Error::InvalidName`]; [`Error::LockspaceNotFound`];
-/// [`Error::LockspaceBusy`] (locks remain and `force` is false);
+/// [`Error::LockspaceBusy`] (locks remain and `how` is
+/// [`Release::IfUnused`]);
 /// [`Error::HandlesOpen`] (this process has the lockspace open);
 /// [`Error::PermissionDenied`]; [`Error::NotAvailable`].
-pub fn leave(name: &str, force: bool) -> Result<()> {
+pub fn leave(name: &str, how: Release) -> Result<()> {
     let cname = name::lockspace_name(name)?;
-    release_by_name(&cname, force)
+    release_by_name(&cname, how.force())
 }
 
 /// Joins the lockspace `name` (creating it with mode `0o600` if needed),
 /// runs `f` with it, then closes it; if the join created it, releases it
-/// too (without force): ocaml-dlm's `with_lockspace`.
+/// too ([`Release::IfUnused`]): ocaml-dlm's `with_lockspace`.
 ///
 /// # Errors
 /// The errors of [`join`]; those of [`Lockspace::release`] after `f` (for
@@ -615,7 +704,7 @@ pub fn with_lockspace<T>(name: &str, f: impl FnOnce(&Lockspace) -> T) -> Result<
     let ls = Lockspace::join(name, 0o600)?;
     let value = f(&ls);
     if ls.created() {
-        ls.release(false)?;
+        ls.release(Release::IfUnused)?;
     }
     Ok(value)
 }

@@ -7,7 +7,7 @@ mod common;
 
 use common::can_take;
 
-use dlm::{Error, LockOptions, Lockspace, Mode, LVB_LEN};
+use dlm::{Error, LockOptions, Lockspace, Mode, Node, Owner, Release, LVB_LEN};
 use std::time::{Duration, Instant};
 
 /// Three handles of one fresh lockspace: two actors and an observer.
@@ -31,7 +31,7 @@ impl Fixture {
     fn finish(self) {
         let name = self.a.name().to_string();
         drop((self.a, self.b, self.obs));
-        if let Err(e) = dlm::leave(&name, false) {
+        if let Err(e) = dlm::leave(&name, Release::IfUnused) {
             panic!("locks left behind in {name}: {e}");
         }
     }
@@ -300,12 +300,15 @@ fn orphan_publishes_a_pending_value() {
     // From the owner thread itself the kernel would purge the caller's own
     // locks: refused.
     assert!(matches!(
-        f.obs.purge_orphans(0, tid),
+        f.obs.purge_orphans(Node::This, Owner::Thread(tid)),
         Err(Error::InvalidArgument(_))
     ));
-    std::thread::scope(|s| s.spawn(|| f.obs.purge_orphans(0, tid)).join())
-        .unwrap()
-        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| f.obs.purge_orphans(Node::This, Owner::Thread(tid)))
+            .join()
+    })
+    .unwrap()
+    .unwrap();
     assert!(
         can_take(&f.obs, "w", Mode::Ex),
         "purge by owner_tid freed it"
@@ -336,7 +339,10 @@ fn a_granted_conversion_drops_stale_blocking_notifications() {
     assert!(g.blocking().unwrap().len() == 1, "notified");
     g.convert(Mode::Pr).unwrap();
     let t = Instant::now();
-    assert!(!g.wait_blocking(Some(Duration::from_millis(300))).unwrap());
+    assert!(g
+        .wait_blocking(Some(Duration::from_millis(300)))
+        .unwrap()
+        .is_none());
     assert!(t.elapsed() >= Duration::from_millis(250));
     // A fresh conflict notifies again: a new waiter for EX, which PR
     // blocks, makes a new notification come (within a bound).
@@ -350,7 +356,9 @@ fn a_granted_conversion_drops_stale_blocking_notifications() {
         });
         let t = Instant::now();
         assert!(
-            g.wait_blocking(Some(Duration::from_secs(10))).unwrap(),
+            g.wait_blocking(Some(Duration::from_secs(10)))
+                .unwrap()
+                .is_some(),
             "no blocking notification for a fresh conflict after {:?}",
             t.elapsed()
         );
@@ -527,7 +535,10 @@ fn unusable_lockspace_names_are_refused_at_once() {
         );
         assert!(matches!(Lockspace::open(bad), Err(Error::InvalidName(_))));
         assert!(matches!(dlm::join(bad, 0o600), Err(Error::InvalidName(_))));
-        assert!(matches!(dlm::leave(bad, true), Err(Error::InvalidName(_))));
+        assert!(matches!(
+            dlm::leave(bad, Release::Force),
+            Err(Error::InvalidName(_))
+        ));
     }
     assert!(t.elapsed() < Duration::from_secs(2));
     // The process is not stuck: a real lockspace still works.

@@ -9,7 +9,7 @@ mod common;
 
 use common::can_take;
 
-use dlm::{Error, LockOptions, Lockspace, Mode};
+use dlm::{Error, LockOptions, Lockspace, Mode, Release};
 use futures::future::join_all;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ fn fixture(test: &str) -> (Lockspace, Lockspace, String) {
 
 /// Checks from a fresh handle that no lock is left, and removes it.
 fn finish(name: &str) {
-    if let Err(e) = dlm::leave(name, false) {
+    if let Err(e) = dlm::leave(name, Release::IfUnused) {
         panic!("locks left behind in {name}: {e}");
     }
 }
@@ -69,7 +69,7 @@ async fn walk(a: &Lockspace, b: &Lockspace) {
     assert_send(g.unlock_async()).await.unwrap();
     assert!(can_take(b, "r", Mode::Ex));
     // with_lock_async.
-    let n = dlm::with_lock_async(a, "w", Mode::Ex, LockOptions::new(), async |g| {
+    let n = dlm::with_lock_async(a, "w", Mode::Ex, async |g| {
         assert_eq!(g.mode(), Mode::Ex);
         7
     })
@@ -112,7 +112,7 @@ fn async_calls_under_tokio() {
     // The waiter's guard was dropped in the task: released in the
     // background; give it a moment.
     let t = Instant::now();
-    while dlm::leave(&name, false).is_err() {
+    while dlm::leave(&name, Release::IfUnused).is_err() {
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "background unlock never happened"
@@ -293,7 +293,7 @@ fn dropped_futures_leave_nothing() {
     drop(rt);
     drop((a, b));
     let t = Instant::now();
-    while let Err(e) = dlm::leave(&name, false) {
+    while let Err(e) = dlm::leave(&name, Release::IfUnused) {
         assert!(
             t.elapsed() < Duration::from_secs(15),
             "locks left behind: {e}"

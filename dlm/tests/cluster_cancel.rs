@@ -24,7 +24,7 @@ mod common;
 
 use common::can_take;
 
-use dlm::{Error, Lockspace, Mode};
+use dlm::{Error, Lockspace, Mode, Release};
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
@@ -69,7 +69,7 @@ fn drive_for<F: Future + ?Sized>(mut f: Pin<&mut F>, limit: Duration) -> Option<
 /// Checks from a fresh handle that no lock is left, and removes the
 /// lockspace.
 fn finish(name: &str) {
-    if let Err(e) = dlm::leave(name, false) {
+    if let Err(e) = dlm::leave(name, Release::IfUnused) {
         panic!("locks left behind in {name}: {e}");
     }
 }

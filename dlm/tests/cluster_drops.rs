@@ -15,7 +15,7 @@
 
 mod common;
 
-use dlm::{Error, LockOptions, Lockspace, Mode};
+use dlm::{Error, LockOptions, Lockspace, Mode, Release};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -162,7 +162,7 @@ fn round(ls: Lockspace, obs: &Lockspace, res: &str, call: Call, point: Point) ->
                 })
             }
             Call::WithLock => Box::pin(async {
-                let _ = dlm::with_lock_async(&ls, res, Mode::Ex, LockOptions::new(), async |_| {
+                let _ = dlm::with_lock_async(&ls, res, Mode::Ex, async |_| {
                     std::future::ready(()).await
                 })
                 .await;
@@ -325,7 +325,7 @@ fn futures_dropped_at_every_await_point_leave_nothing_behind() {
             seen.len()
         );
     }
-    if let Err(e) = obs.release(false) {
+    if let Err(e) = obs.release(Release::IfUnused) {
         panic!("locks left behind in {name}: {} (seed {seed})", e.error());
     }
 }

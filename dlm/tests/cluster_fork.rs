@@ -7,7 +7,7 @@
 
 mod common;
 
-use dlm::{Error, Lockspace, Mode};
+use dlm::{Error, Lockspace, Mode, Node, Owner, Release};
 
 #[test]
 fn a_fork_child_cannot_touch_the_parents_locks() {
@@ -24,7 +24,10 @@ fn a_fork_child_cannot_touch_the_parents_locks() {
             if !matches!(ls.try_lock("g", Mode::Ex), Err(Error::Forked)) {
                 return 10;
             }
-            if !matches!(obs.purge_orphans(0, 0), Err(Error::Forked)) {
+            if !matches!(
+                obs.purge_orphans(Node::This, Owner::Any),
+                Err(Error::Forked)
+            ) {
                 return 11;
             }
             // Dropping the inherited guard must not unlock the parent's
@@ -60,5 +63,5 @@ fn a_fork_child_cannot_touch_the_parents_locks() {
     guard.unlock().unwrap();
     obs.try_lock("f", Mode::Ex).unwrap().unlock().unwrap();
     drop((ls, obs));
-    dlm::leave(&name, false).unwrap();
+    dlm::leave(&name, Release::IfUnused).unwrap();
 }

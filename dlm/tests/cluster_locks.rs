@@ -6,7 +6,7 @@ mod common;
 
 use common::can_take;
 
-use dlm::{Error, LockFlags, LockOptions, Lockspace, Mode};
+use dlm::{Error, LockFlags, LockOptions, Lockspace, Mode, Node, Owner, Release};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ impl Fixture {
         let name = self.a.name().to_string();
         drop(self.a);
         drop(self.b);
-        match dlm::leave(&name, false) {
+        match dlm::leave(&name, Release::IfUnused) {
             Ok(()) => {}
             Err(e) => panic!("locks left behind in {name}: {e}"),
         }
@@ -260,7 +260,7 @@ fn blocking_notification_and_downconvert() {
         let waiter = s.spawn(|| f.b.lock("b", Mode::Pr).unwrap());
         // Sleeps until the BAST comes (no spinning).
         assert!(
-            holder.wait_blocking(None).unwrap(),
+            holder.wait_blocking(None).unwrap().is_some(),
             "no blocking notification"
         );
         holder.convert(Mode::Pr).unwrap();
@@ -299,9 +299,10 @@ fn no_notification_without_asking_and_noqueuebast() {
         Err(Error::InvalidArgument(_))
     ));
     assert!(
-        !holder
+        holder
             .wait_blocking(Some(Duration::from_millis(200)))
-            .unwrap(),
+            .unwrap()
+            .is_none(),
         "notified with nobody waiting"
     );
     drop((holder, plain));
@@ -471,7 +472,7 @@ fn orphans_adopted_and_purged_within_a_process() {
     assert!(!can_take(&b, "p1", Mode::Ex) && !can_take(&b, "p2", Mode::Ex));
     // The kernel records the requesting *thread*'s id as the owner pid;
     // pid 0 purges every orphan of this node.
-    b.purge_orphans(0, 0).unwrap();
+    b.purge_orphans(Node::This, Owner::Any).unwrap();
     assert!(
         can_take(&b, "p1", Mode::Ex) && can_take(&b, "p2", Mode::Ex),
         "purge left orphans"
@@ -654,7 +655,7 @@ fn with_lock_runs_the_closure_under_the_lock() {
     .unwrap();
     assert!(seen);
     assert!(can_take(&f.b, "w", Mode::Ex), "with_lock did not unlock");
-    let r = dlm::with_lock_opts(&f.a, "w", Mode::Ex, LockOptions::new().no_wait(), |_| 5).unwrap();
+    let r = dlm::with_lock_with(&f.a, "w", Mode::Ex, LockOptions::new().no_wait(), |_| 5).unwrap();
     assert_eq!(r, 5);
     // The lock is released even when the closure panics.
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use dlm::{Error, LockOptions, Lockspace, Mode};
+use dlm::{Error, LockOptions, Lockspace, Mode, Release};
 use std::time::{Duration, Instant};
 
 /// Whether another, fresh handle can open the lockspace.
@@ -30,7 +30,7 @@ fn create_exclusive_open_and_release() {
         Err(Error::LockspaceExists)
     ));
     assert!(exists(&name));
-    ls.release(false).unwrap();
+    ls.release(Release::IfUnused).unwrap();
     assert!(!exists(&name), "released lockspace can still be opened");
 }
 
@@ -48,7 +48,7 @@ fn join_and_leave_one_and_ten_lockspaces() {
             assert!(exists(n), "{n} not there after join");
         }
         for n in &names {
-            dlm::leave(n, false).unwrap();
+            dlm::leave(n, Release::IfUnused).unwrap();
         }
         for n in &names {
             assert!(!exists(n), "{n} still there after leave");
@@ -72,10 +72,13 @@ fn join_leave_with_open_and_close() {
     let ls = dlm::join(&name, 0o600).unwrap();
     // Leaving while this process has it open would wait for ever in the
     // kernel: refused.
-    assert!(matches!(dlm::leave(&name, false), Err(Error::HandlesOpen)));
+    assert!(matches!(
+        dlm::leave(&name, Release::IfUnused),
+        Err(Error::HandlesOpen)
+    ));
     assert!(!ls.created(), "a join of an existing lockspace opens it");
     drop(ls);
-    dlm::leave(&name, false).unwrap();
+    dlm::leave(&name, Release::IfUnused).unwrap();
     assert!(!exists(&name));
 }
 
@@ -108,11 +111,11 @@ fn release_without_force_fails_while_orphans_exist_and_force_removes() {
         again
     };
     // Release one create: the count drops, nothing is removed.
-    ls.release(false).unwrap();
+    ls.release(Release::IfUnused).unwrap();
     assert!(exists(&name));
     // The last create, without force: the orphan keeps it busy.
     let ls = Lockspace::open(&name).unwrap();
-    let refused = ls.release(false).unwrap_err();
+    let refused = ls.release(Release::IfUnused).unwrap_err();
     assert!(matches!(refused.error(), Error::LockspaceBusy), "{refused}");
     assert!(exists(&name));
     // The refusal gives a working handle back.
@@ -121,7 +124,7 @@ fn release_without_force_fails_while_orphans_exist_and_force_removes() {
         .expect("the lockspace is still there");
     assert!(ls.try_lock("other", Mode::Ex).is_ok());
     // With force it goes, orphan and all.
-    ls.release(true).unwrap();
+    ls.release(Release::Force).unwrap();
     assert!(!exists(&name));
 }
 
@@ -133,13 +136,16 @@ fn release_refuses_while_guards_or_handles_live_and_never_hangs() {
     let guard = ls.lock("r", Mode::Ex).unwrap();
     let t = Instant::now();
     // The guard keeps the lockspace open: releasing would wait for it.
-    let refused = ls.clone().release(true).unwrap_err();
+    let refused = ls.clone().release(Release::Force).unwrap_err();
     assert!(matches!(refused.error(), Error::HandlesOpen), "{refused}");
     // Given back unharmed: the refused clone still locks.
     let back = refused.into_lockspace().expect("refused before the call");
     assert!(back.try_lock("r2", Mode::Ex).is_ok());
     drop(back);
-    assert!(matches!(dlm::leave(&name, true), Err(Error::HandlesOpen)));
+    assert!(matches!(
+        dlm::leave(&name, Release::Force),
+        Err(Error::HandlesOpen)
+    ));
     assert!(t.elapsed() < Duration::from_secs(5));
     // Dropping the handle leaves the guard working: it holds its own.
     drop(ls);
@@ -151,7 +157,7 @@ fn release_refuses_while_guards_or_handles_live_and_never_hangs() {
     ));
     guard.unlock().unwrap();
     other.try_lock("r", Mode::Ex).unwrap().unlock().unwrap();
-    other.release(false).unwrap();
+    other.release(Release::IfUnused).unwrap();
     assert!(!exists(&name));
 }
 
@@ -171,7 +177,10 @@ fn lockspace_names_are_checked_before_libdlm() {
         Err(Error::InvalidName(_))
     ));
     assert!(matches!(Lockspace::open("a/b"), Err(Error::InvalidName(_))));
-    assert!(matches!(dlm::leave("", false), Err(Error::InvalidName(_))));
+    assert!(matches!(
+        dlm::leave("", Release::IfUnused),
+        Err(Error::InvalidName(_))
+    ));
     // 64 bytes is the longest name the kernel takes.
     let mut long = common::ls_name("long");
     while long.len() < 64 {
@@ -179,7 +188,7 @@ fn lockspace_names_are_checked_before_libdlm() {
     }
     let ls = Lockspace::create_exclusive(&long, 0o600).unwrap();
     ls.lock("r", Mode::Ex).unwrap().unlock().unwrap();
-    ls.release(false).unwrap();
+    ls.release(Release::IfUnused).unwrap();
 }
 
 #[test]
@@ -206,5 +215,5 @@ fn handles_are_shared_across_threads() {
             });
         }
     });
-    ls.release(false).unwrap();
+    ls.release(Release::IfUnused).unwrap();
 }

@@ -11,7 +11,7 @@
 
 mod common;
 
-use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode, LVB_LEN};
+use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode, Node, Owner, Release, LVB_LEN};
 use std::time::{Duration, Instant};
 
 /// xorshift64*: deterministic from the seed, no dependency.
@@ -423,7 +423,7 @@ impl World {
 
     fn op_purge(&mut self) {
         let obs = self.obs.clone();
-        std::thread::scope(|s| s.spawn(|| obs.purge_orphans(0, 0)).join())
+        std::thread::scope(|s| s.spawn(|| obs.purge_orphans(Node::This, Owner::Any)).join())
             .unwrap()
             .unwrap();
         // The kernel force-unlocks the orphans; a PW/EX one leaves the
@@ -659,11 +659,11 @@ fn random_steps_agree_with_the_model() {
         ..
     } = w;
     drop((handles, keepers));
-    std::thread::scope(|s| s.spawn(|| obs.purge_orphans(0, 0)).join())
+    std::thread::scope(|s| s.spawn(|| obs.purge_orphans(Node::This, Owner::Any)).join())
         .unwrap()
         .unwrap();
     drop((obs, creator));
-    if let Err(e) = dlm::leave(&name, false) {
+    if let Err(e) = dlm::leave(&name, Release::IfUnused) {
         panic!("locks left behind: {e}");
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use dlm::{Error, LockOptions, Lockspace, Mode};
+use dlm::{Error, LockOptions, Lockspace, Mode, Release};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -73,7 +73,7 @@ fn orphan_survives_process_exit_and_is_adopted() {
         .unlock()
         .unwrap();
     drop((ls, other));
-    dlm::leave(&name, false).expect("locks left behind");
+    dlm::leave(&name, Release::IfUnused).expect("locks left behind");
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn forced_release_by_another_process_ends_waits() {
     if let Ok(name) = std::env::var(RELEASER) {
         // The other process: release the lockspace by force. The kernel
         // finishes only once the test process has closed its handles.
-        dlm::leave(&name, true).unwrap();
+        dlm::leave(&name, Release::Force).unwrap();
         println!("released");
         std::process::exit(0);
     }

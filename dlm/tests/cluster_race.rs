@@ -9,7 +9,7 @@
 
 mod common;
 
-use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode};
+use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode, Release};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -204,5 +204,5 @@ fn eight_threads_four_resources_twenty_thousand_requests() {
     drop(ls);
     // ... and the kernel has no lock at all left in the lockspace (NL
     // included): a release without force fails while any exists.
-    dlm::leave(&name, false).expect("locks left in the lockspace after the race");
+    dlm::leave(&name, Release::IfUnused).expect("locks left in the lockspace after the race");
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::can_take;
-use dlm::{Error, Lockspace, Mode};
+use dlm::{DropBehavior, Error, Lockspace, Mode, Release};
 use std::time::{Duration, Instant};
 
 /// Waits until `f()` holds, for at most `limit`; how long it took.
@@ -33,7 +33,7 @@ fn a_poll_mode_handle_nobody_dispatches_holds_up_no_other_release() {
         // The poll-mode handle's blocking call dispatches its own answer;
         // after that nobody dispatches it.
         let mut stuck = polled.lock("stuck", Mode::Ex).unwrap();
-        stuck.set_background_drop(true);
+        stuck.set_drop_behavior(DropBehavior::Background);
         drop(stuck);
         // Its unlock is written (the kernel unlocks a lock mastered here at
         // once), its answer unread: the reaper waits for it without
@@ -41,7 +41,7 @@ fn a_poll_mode_handle_nobody_dispatches_holds_up_no_other_release() {
         std::thread::sleep(Duration::from_millis(50));
         // Another handle's background release is not held up behind it.
         let mut g = threaded.lock("free", Mode::Ex).unwrap();
-        g.set_background_drop(true);
+        g.set_drop_behavior(DropBehavior::Background);
         drop(g);
         let took = within(Duration::from_secs(5), || can_take(&obs, "free", Mode::Ex));
         println!("round {round}: another handle's background release done after {took:?}");
@@ -63,7 +63,7 @@ fn a_poll_mode_handle_nobody_dispatches_holds_up_no_other_release() {
     // at once when dropped: no reaper keeps it open (the kernel unlocks
     // its locks at close), so the lockspace can be released right after.
     let mut g = polled.lock("unread", Mode::Ex).unwrap();
-    g.set_background_drop(true);
+    g.set_drop_behavior(DropBehavior::Background);
     drop(g);
     std::thread::sleep(Duration::from_millis(50));
     drop(polled);
@@ -71,7 +71,7 @@ fn a_poll_mode_handle_nobody_dispatches_holds_up_no_other_release() {
     let start = Instant::now();
     let mut obs = obs;
     loop {
-        match obs.release(false) {
+        match obs.release(Release::IfUnused) {
             Ok(()) => break,
             Err(e)
                 if matches!(e.error(), Error::HandlesOpen)

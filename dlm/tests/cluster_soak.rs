@@ -12,7 +12,7 @@
 
 mod common;
 
-use dlm::{Error, LockOptions, Lockspace, Mode};
+use dlm::{Error, LockOptions, Lockspace, Mode, Release};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -188,5 +188,5 @@ fn soak_counters_stay_exact() {
     );
     drop(keepers);
     drop(ls);
-    dlm::leave(&name, false).unwrap();
+    dlm::leave(&name, Release::IfUnused).unwrap();
 }

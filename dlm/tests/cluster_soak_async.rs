@@ -331,7 +331,7 @@ fn async_soak_with_dropped_futures_and_an_observer() {
     );
     drop(keepers);
     drop((ls, polled));
-    if let Err(e) = obs.release(false) {
+    if let Err(e) = obs.release(dlm::Release::IfUnused) {
         panic!("locks left behind in {name}: {} (seed {seed})", e.error());
     }
 }

@@ -2,7 +2,7 @@
 //! entry point gives a clean, typed error: no panic, no hang. Runs on the
 //! host, where the kernel has no DLM; inside the test cluster it skips.
 
-use dlm::{Error, Lockspace};
+use dlm::{Error, Lockspace, Release};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -61,8 +61,8 @@ fn leave_and_with_lockspace_without_dlm_fail_cleanly() {
     if !no_dlm_here() {
         return;
     }
-    assert_no_dlm_error("leave", || dlm::leave("nodlm", false));
-    assert_no_dlm_error("leave force", || dlm::leave("nodlm", true));
+    assert_no_dlm_error("leave", || dlm::leave("nodlm", Release::IfUnused));
+    assert_no_dlm_error("leave force", || dlm::leave("nodlm", Release::Force));
     let mut ran = false;
     assert_no_dlm_error("with_lockspace", || {
         dlm::with_lockspace("nodlm", |_| ran = true)
@@ -91,7 +91,7 @@ fn bad_names_are_refused_before_looking_for_a_dlm() {
         Err(Error::InvalidName(_))
     ));
     assert!(matches!(
-        dlm::leave(&"x".repeat(65), false),
+        dlm::leave(&"x".repeat(65), Release::IfUnused),
         Err(Error::InvalidName(_))
     ));
 }

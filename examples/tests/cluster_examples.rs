@@ -1,6 +1,7 @@
 //! The example programs, run for real in the test cluster: their output
 //! and exit statuses are what a user would see.
 
+use dlm::Release;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -104,7 +105,7 @@ fn lvb_counter_counts_across_processes() {
     );
     drop(keeper);
     drop(space);
-    dlm::leave(ls, false).unwrap();
+    dlm::leave(ls, Release::IfUnused).unwrap();
 }
 
 #[test]
@@ -148,7 +149,7 @@ fn poll_loop_works_from_one_thread_with_another_process_contending() {
     );
     assert!(contended > 0);
     drop(space);
-    dlm::leave(ls, false).unwrap();
+    dlm::leave(ls, Release::IfUnused).unwrap();
 }
 
 #[test]

@@ -489,7 +489,9 @@ fn flock_killed_while_waiting_leaves_no_request() {
         let r = Running::spawn(flock_ls().args(["f6", "-c", &touch]));
         // The DLM tells the holder that dlm-flock's request waits.
         assert!(
-            held.wait_blocking(Some(Duration::from_secs(10))).unwrap(),
+            held.wait_blocking(Some(Duration::from_secs(10)))
+                .unwrap()
+                .is_some(),
             "no waiter"
         );
         r.kill(sig);
@@ -685,7 +687,10 @@ fn lock_killed_while_waiting_leaves_no_request() {
             .unwrap();
         let mut r = Running::spawn(lock().args(["--until-signal", "k4"]));
         r.wait_line("requesting EX");
-        assert!(held.wait_blocking(Some(Duration::from_secs(10))).unwrap());
+        assert!(held
+            .wait_blocking(Some(Duration::from_secs(10)))
+            .unwrap()
+            .is_some());
         r.kill(sig);
         assert_eq!(r.finish().0.signal(), Some(sig));
         held.unlock().unwrap();

@@ -11,7 +11,7 @@
 //! `dlm-lock --help` (or `man dlm-lock`) lists the events, the options
 //! and the exit statuses.
 
-use dlm::{Error, LockGuard, LockOptions, Lockspace, Lvb, Mode};
+use dlm::{Error, LockGuard, LockOptions, Lockspace, Lvb, Mode, Node, Owner};
 use dlm_tools::events::{Event, Printer};
 use dlm_tools::lock_cli::{self, status, LockArgs, LockCommand, OnBlocking, Step};
 use dlm_tools::lockspace::open_or_create;
@@ -239,7 +239,7 @@ impl Holder<'_> {
             }
             let notified = if self.args.notifies() {
                 match self.guard.wait_blocking(Some(tick)) {
-                    Ok(n) => n,
+                    Ok(notification) => notification.is_some(),
                     Err(e) => return Err(self.out.failed("blocking notifications", &e)),
                 }
             } else {
@@ -355,7 +355,18 @@ fn run(args: &LockArgs, steps: &[Step], out: &Out) -> u8 {
         Err(code) => return code,
     };
     if let Some((node, pid)) = args.purge_target() {
-        return match out.guarded("purge", || ls.purge_orphans(node, pid)) {
+        // The command line's zeros: this node, every owner.
+        let target = if node == 0 {
+            Node::This
+        } else {
+            Node::Id(node)
+        };
+        let owner = if pid == 0 {
+            Owner::Any
+        } else {
+            Owner::Thread(pid)
+        };
+        return match out.guarded("purge", || ls.purge_orphans(target, owner)) {
             Ok(()) => {
                 out.say(Event::Purged { node, pid });
                 status::OK

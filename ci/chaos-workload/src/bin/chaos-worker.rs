@@ -22,7 +22,7 @@
 //! `wait RES` (ask for RES in EX, hold it briefly once granted); the
 //! worker answers in DIR/ack/NAME.STATE (`waiting`, `held`, `granted`,
 //! `failed`).
-use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode};
+use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode, Node, Owner, Release};
 use dlm_chaos::{now_ns, Counter, Recorder, Rng};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -296,7 +296,7 @@ fn op_reader(ctx: &Ctx, h: &mut Hist, rng: &mut Rng, res: &str) {
     let sid = h.enter(res, mode, &text);
     if notify {
         let wait = Duration::from_millis(rng.below(30));
-        if let Ok(true) = g.wait_blocking(Some(wait)) {
+        if let Ok(Some(_)) = g.wait_blocking(Some(wait)) {
             // Someone waits: leave, and convert down to NL for them.
             h.leave(sid, None);
             let _ = convert(
@@ -380,7 +380,7 @@ fn op_orphan(ctx: &Ctx, h: &mut Hist, rng: &mut Rng) {
         }
         Err(Error::WouldBlock) => {
             let rid = h.start(&res, "purge", Mode::Nl, UNTIMED_BOUND_MS);
-            let r = ctx.ls.purge_orphans(0, 0);
+            let r = ctx.ls.purge_orphans(Node::This, Owner::Any);
             h.end(rid, &r);
             return;
         }
@@ -534,7 +534,8 @@ fn end_of_run(what: &str, dir: &Path, node: &str) -> i32 {
     let result = (|| -> Result<String, String> {
         if what == "purge" {
             let ls = Lockspace::open("chaos").map_err(|e| format!("open: {e}"))?;
-            ls.purge_orphans(0, 0).map_err(|e| format!("purge: {e}"))?;
+            ls.purge_orphans(Node::This, Owner::Any)
+                .map_err(|e| format!("purge: {e}"))?;
             return Ok("ok purged".into());
         }
         for n in 1..=1000 {
@@ -545,7 +546,7 @@ fn end_of_run(what: &str, dir: &Path, node: &str) -> i32 {
                 }
                 Err(e) => return Err(format!("open: {e}")),
             };
-            if let Err(e) = ls.release(false) {
+            if let Err(e) = ls.release(Release::IfUnused) {
                 return Err(format!(
                     "release {n} refused: {}; {}",
                     e.error(),

@@ -1,4 +1,4 @@
-//! stall-probe LOCKSPACE SECONDS [RESOURCES]: how long the crate's futures
+//! stall-probe LOCKSPACE SECONDS \[RESOURCES\]: how long the crate's futures
 //! block an executor's thread. One current-thread tokio runtime runs a
 //! ticker task (a 1 ms sleep in a loop: the gap between two ticks beyond
 //! that is time the thread was blocked) and four workers that take and
