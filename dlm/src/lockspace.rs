@@ -517,16 +517,13 @@ pub struct LockspaceBuilder {
 /// their own thread.
 ///
 /// The kernel blocks the write of a request for as long as the DLM's
-/// recovery runs after a node's failure (1.5 s measured in the test
-/// cluster after a peer's crash and fencing; longer with more locks to
-/// recover). A future's `poll` that writes blocks its executor's thread
-/// for that long. Measured in the test cluster (scenario
-/// `10-executor-stall`, BENCHMARKS.md case 7): with [`Worker`](Self::Worker)
-/// the longest single poll or drop through a crash, fencing and recovery
-/// was 18.8 ms (the guest's CPU contention), against 1,489.6 ms with the
-/// writes in `poll`; and many requests in flight cost about 1.5x of C's
-/// per request in the user-mode Linux guests (the hand-over to the worker
-/// thread), against 1.03x with the writes in `poll`.
+/// recovery runs after a node's failure (seconds, growing with the locks to
+/// recover). A future whose `poll` writes blocks its executor's thread for
+/// that long; handing the write to another thread costs a hand-over per
+/// batch of requests. BENCHMARKS.md ("Futures written by the handle's
+/// worker") gives both as measured in the test cluster: the longest poll
+/// through a peer's crash and recovery (scenario `10-executor-stall`), and
+/// many requests in flight against C (case 7, `rust` and `rust_inpoll`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AsyncWrites {
