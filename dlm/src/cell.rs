@@ -74,7 +74,10 @@
 //! owner while the lock is held (they are sequential: the owner writes the
 //! next only after the answer to the last), and cancels only where no
 //! answer can end the lock without the cancel itself
-//! ([`may_cancel`]). This is the rule the review of 2026-11 found broken:
+//! ([`may_cancel`]); and a future whose timeout queued a cancel for the
+//! worker takes no answer until the worker has written or skipped that
+//! cancel ([`LockCell::cancel_pending`]), so the request it names is still
+//! in flight. This is the rule the review of 2026-11 found broken:
 //! a future dropped after a try-lock's `EAGAIN` cancelled a lock id the
 //! kernel had already given to another process's request.
 //!
@@ -517,6 +520,13 @@ pub(crate) struct LockCell {
     /// worker, or by a future's poll with `AsyncWrites::InPoll`, before it
     /// queues a cancel), for the worker's cancel of it.
     pub(crate) written_lkid: AtomicU32,
+    /// Set by a future before it queues a cancel of its request; cleared by
+    /// the worker once it has written or skipped that cancel (then the task
+    /// is woken). While it is set the future does not take its answer: a
+    /// cancel written after the answer was taken could name the cell's next
+    /// request, or a lock id that an unlock has freed and the kernel has
+    /// given to another request.
+    pub(crate) cancel_pending: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the cell is shared between its owner and libdlm's callback
@@ -564,6 +574,7 @@ impl CellRef {
             bast_waiter: std::sync::Mutex::new(None),
             handoff: handoff.clone(),
             written_lkid: AtomicU32::new(0),
+            cancel_pending: std::sync::atomic::AtomicBool::new(false),
         });
         for slot in &cell.lksb {
             // SAFETY: nothing else can see the new cell yet.
@@ -919,10 +930,25 @@ impl Drop for NoCancel {
     }
 }
 
-/// Runs `f`, aborting the process if it panics: no panic may unwind into
-/// libdlm's C frames.
+thread_local! {
+    /// Set while a callback runs on this thread.
+    static IN_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is running one of the callbacks (libdlm's
+/// thread, or a poll-mode program's dispatching thread): closing a handle
+/// there must be left to another thread.
+pub(crate) fn on_callback_thread() -> bool {
+    IN_CALLBACK.with(std::cell::Cell::get)
+}
+
+/// Runs `f` as a callback, aborting the process if it panics: no panic may
+/// unwind into libdlm's C frames.
 fn no_unwind(f: impl FnOnce()) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+    IN_CALLBACK.with(|c| c.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_CALLBACK.with(|c| c.set(false));
+    if result.is_err() {
         std::process::abort();
     }
 }

@@ -127,6 +127,8 @@ impl RequestFuture {
         if matches!(self.request, Request::Unlock { .. }) {
             return;
         }
+        // Before the job: the worker clears it once done with the cancel.
+        cell.cancel_pending.store(true, Ordering::Release);
         self.handle.handoff().push(Job::Cancel {
             cell: cell.clone(),
             request: self.request,
@@ -215,23 +217,27 @@ impl Future for RequestFuture {
         else {
             unreachable!("handed over above")
         };
-        if let Some(delivered) = cell.hs.take() {
-            let cell = this.cell.take().expect("checked above");
-            let answered = Answered {
-                delivered,
-                timed_out,
-                // 0: the handle's worker wrote it; its id is looked up when
-                // asked for (`LockGuard::owner_tid`).
-                writer_tid,
-            };
-            return Poll::Ready(request::settle(&this.handle, cell, answered));
-        }
-        if let Some(code) = cell.hs.take_failure() {
-            // Refused before it reached the kernel: nothing in flight, the
-            // cell is the future's again.
-            let unlock = matches!(this.request, Request::Unlock { .. });
-            let e = reaper::error_of_failure(&this.handle, unlock, code);
-            return Poll::Ready((this.cell.take(), Err(e)));
+        // Not while a cancel it queued is pending: the worker wakes the task
+        // once it has written or skipped it.
+        if !cell.cancel_pending.load(Ordering::Acquire) {
+            if let Some(delivered) = cell.hs.take() {
+                let cell = this.cell.take().expect("checked above");
+                let answered = Answered {
+                    delivered,
+                    timed_out,
+                    // 0: the handle's worker wrote it; its id is looked up
+                    // when asked for (`LockGuard::owner_tid`).
+                    writer_tid,
+                };
+                return Poll::Ready(request::settle(&this.handle, cell, answered));
+            }
+            if let Some(code) = cell.hs.take_failure() {
+                // Refused before it reached the kernel: nothing in flight,
+                // the cell is the future's again.
+                let unlock = matches!(this.request, Request::Unlock { .. });
+                let e = reaper::error_of_failure(&this.handle, unlock, code);
+                return Poll::Ready((this.cell.take(), Err(e)));
+            }
         }
         // Without a deadline: the watchdog wakes the task once a tick (the
         // task's waker sits in one shared list; no timer, no clock read),

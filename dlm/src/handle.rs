@@ -254,7 +254,14 @@ impl Handle {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
-        let health = crate::health::watch(&cname);
+        // SAFETY: `handle` is open; dlm_ls_get_fd only reads it; fstat
+        // fills a zeroed struct for a descriptor we own.
+        let minor = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            (libc::fstat(sys::dlm_ls_get_fd(handle.as_ptr()), &mut st) == 0)
+                .then(|| libc::minor(st.st_rdev))
+        };
+        let health = crate::health::watch(&cname, minor);
         let core = Core {
             handle,
             name: cname,
@@ -411,32 +418,66 @@ impl Drop for Core {
         if self.closed {
             return;
         }
-        if self.is_stalled() || self.forked() {
-            // Stalled: closing would block uninterruptibly in the kernel
-            // (and cancelling the AST thread is useless: it sleeps in
-            // read); leave the handle, its thread and its cells: the
-            // descriptor closes when the process exits. A fork's child:
-            // the AST thread is the parent's and libdlm's close would
-            // cancel a thread that is not here; close only the child's
-            // copy of the descriptor; the cells are the parent's memory
-            // image: leave them.
-            if self.forked() {
-                // SAFETY: the handle's memory is this process's copy;
-                // closing our copy of the descriptor does not touch the
-                // parent's.
-                unsafe { libc::close(sys::dlm_ls_get_fd(self.handle.as_ptr())) };
-            }
+        if self.forked() {
+            // A fork's child: the AST thread is the parent's and libdlm's
+            // close would cancel a thread that is not here; close only the
+            // child's copy of the descriptor. The cells are the parent's
+            // memory image: leave them, without taking the queue's locks
+            // (a parent thread may have held them at the fork).
+            // SAFETY: the handle's memory is this process's copy; closing
+            // our copy of the descriptor does not touch the parent's.
+            unsafe { libc::close(sys::dlm_ls_get_fd(self.handle.as_ptr())) };
+            std::mem::forget(self.handoff.clone());
+            return;
+        }
+        if self.is_stalled() {
+            // Closing would block uninterruptibly in the kernel (and
+            // cancelling the AST thread is useless: it sleeps in read);
+            // leave the handle, its thread and its cells: the descriptor
+            // closes when the process exits.
             let (kept, jobs) = self.handoff.close();
             std::mem::forget(kept);
             std::mem::forget(jobs);
             return;
         }
-        // libdlm cancels and joins the AST thread (not this thread: no
-        // Rust code on it holds a handle), closes the device and frees the
-        // handle. Only then are the kept cells and the queued jobs dropped:
-        // until the thread is stopped a callback can still name a kept
-        // cell, or queue one.
-        // SAFETY: last owner of the open handle.
+        let close = Closing {
+            handle: self.handle,
+            handoff: self.handoff.clone(),
+        };
+        if crate::cell::on_callback_thread() {
+            // The last reference went on libdlm's own thread (a waker the
+            // callback dropped held it): libdlm's close would join this very
+            // thread. Another thread closes.
+            let spawned = std::thread::Builder::new()
+                .name("dlm-close".into())
+                .spawn(move || close.run());
+            if let Err(e) = spawned {
+                // No thread: leave the handle open, as a stalled one.
+                drop(e);
+            }
+            return;
+        }
+        close.run();
+    }
+}
+
+/// A libdlm handle to close, and its queue and keeping to drop after.
+struct Closing {
+    handle: NonNull<c_void>,
+    handoff: Arc<Handoff>,
+}
+
+// SAFETY: the handle is closed once, by whichever thread runs `run`; libdlm
+// handles may be used from any thread.
+unsafe impl Send for Closing {}
+
+impl Closing {
+    fn run(self) {
+        // libdlm cancels and joins the AST thread (never this thread),
+        // closes the device and frees the handle. Only then are the kept
+        // cells and the queued jobs dropped: until the thread is stopped a
+        // callback can still name a kept cell, or queue one.
+        // SAFETY: the last owner of the open handle gave it here.
         unsafe { sys::dlm_close_lockspace(self.handle.as_ptr()) };
         let (kept, jobs) = self.handoff.close();
         drop(jobs);

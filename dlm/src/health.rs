@@ -67,6 +67,19 @@ fn device_inode(name: &CStr) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
+/// Whether `/proc/misc` still lists the lockspace's device with `minor`:
+/// the kernel deregisters it at the release that removes the lockspace,
+/// whatever happens to the device node (a non-final release by an old
+/// libdlm unlinks the node too). `None` when it cannot be read.
+fn misc_lists(minor: u32, name: &CStr) -> Option<bool> {
+    let misc = std::fs::read_to_string("/proc/misc").ok()?;
+    let want = format!("dlm_{}", name.to_str().ok()?);
+    Some(misc.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        f.next().and_then(|m| m.parse::<u32>().ok()) == Some(minor) && f.next() == Some(&want)
+    }))
+}
+
 /// One open handle's view of its lockspace's health.
 #[derive(Debug)]
 pub(crate) struct Health {
@@ -75,6 +88,8 @@ pub(crate) struct Health {
     /// The device's inode when the handle was opened (`None`: not seen,
     /// then release cannot be told and the lockspace counts as alive).
     inode: Option<u64>,
+    /// The minor number of the handle's descriptor.
+    minor: Option<u32>,
 }
 
 impl Health {
@@ -92,7 +107,10 @@ impl Health {
         let stalled = daemon == Some(false) && recovery_stopped(name) == Some(true);
         self.stalled.store(stalled, Ordering::Relaxed);
         if let Some(inode) = self.inode {
-            if device_inode(name) != Some(inode) {
+            // The node changed or went; the kernel has the last word.
+            if device_inode(name) != Some(inode)
+                && self.minor.and_then(|m| misc_lists(m, name)) != Some(true)
+            {
                 self.gone.store(true, Ordering::Relaxed);
             }
         }
@@ -112,11 +130,12 @@ static WATCHED: parking_lot::Mutex<Vec<(CString, Weak<Health>)>> =
 
 /// Starts watching the lockspace `name` for a handle just opened; the
 /// entry goes when the handle drops its `Health`.
-pub(crate) fn watch(name: &CStr) -> Arc<Health> {
+pub(crate) fn watch(name: &CStr, minor: Option<u32>) -> Arc<Health> {
     let health = Arc::new(Health {
         stalled: AtomicBool::new(stalled(name)),
         gone: AtomicBool::new(false),
         inode: device_inode(name),
+        minor,
     });
     let mut watched = WATCHED.lock();
     watched.retain(|(_, h)| h.strong_count() > 0);

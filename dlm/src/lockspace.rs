@@ -377,6 +377,11 @@ impl Lockspace {
         // The kept cells go: the AST thread is gone with the handle.
         drop(core.handoff().close());
         let polled = core.is_polled();
+        let writes = if core.writes_in_poll() {
+            AsyncWrites::InPoll
+        } else {
+            AsyncWrites::Worker
+        };
         let name = core.name.clone();
         drop(core);
         result.map_err(|error| {
@@ -386,7 +391,7 @@ impl Lockspace {
                 Error::LockspaceBusy | Error::PermissionDenied { .. } => name
                     .to_str()
                     .ok()
-                    .and_then(|n| Lockspace::get(n, How::Open, polled).ok())
+                    .and_then(|n| Lockspace::get_with(n, How::Open, polled, writes).ok())
                     .map(|ls| {
                         // The create this release was to undo still counts.
                         if created {

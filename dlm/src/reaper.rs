@@ -204,25 +204,11 @@ impl Reaper {
                 request,
                 flags,
             } => {
-                // Only a request this thread wrote (not one whose write is
-                // to be tried again), still unanswered (waiting, or given up
-                // and unanswered); the lock id is the one this thread's
-                // write gave (`may_cancel` decides the rest).
-                let queued = self
-                    .retry_writes
-                    .iter()
-                    .any(|(_, w)| w.cell.addr() == cell.addr());
-                if queued || !(cell.hs.is_waiting() || cell.hs.is_abandoned()) {
-                    return;
-                }
-                let op = Op::of(&request);
-                let lkid = match request {
-                    Request::New { .. } => {
-                        cell.written_lkid.load(std::sync::atomic::Ordering::Relaxed)
-                    }
-                    Request::Convert { lkid } | Request::Unlock { lkid } => lkid,
-                };
-                request::cancel_unanswered(handle, &cell, op, lkid, flags);
+                self.cancel(handle, &cell, request, flags);
+                // Done with it: the future may take its answer now.
+                cell.cancel_pending
+                    .store(false, std::sync::atomic::Ordering::Release);
+                cell.hs.task.wake();
             }
             Job::Release { cell, lkid, plan } => {
                 let step = match plan {
@@ -301,6 +287,39 @@ impl Reaper {
                 }
             }
         }
+    }
+
+    /// A future's cancel: written only for a request this thread wrote,
+    /// still unanswered (waiting, or given up and unanswered), with the lock
+    /// id this thread's write gave (`may_cancel` decides the rest; the
+    /// future takes no answer while the cancel is pending, so the cell's
+    /// request is still the one cancelled). A request whose write is still
+    /// to be tried again is not written at all: it fails as timed out.
+    fn cancel(&mut self, handle: &Core, cell: &CellRef, request: Request, flags: u32) {
+        if let Some(i) = self
+            .retry_writes
+            .iter()
+            .position(|(_, w)| w.cell.addr() == cell.addr())
+        {
+            let (_, w) = self.retry_writes.swap_remove(i);
+            // SAFETY: this thread did not write the request.
+            if !unsafe { w.cell.hs.fail(TIMED_OUT) } {
+                // SAFETY: as above; the future gave up meanwhile.
+                if let Some(how) = unsafe { w.cell.hs.reclaim() } {
+                    self.unwritten(handle, w, how);
+                }
+            }
+            return;
+        }
+        if !(cell.hs.is_waiting() || cell.hs.is_abandoned()) {
+            return;
+        }
+        let op = Op::of(&request);
+        let lkid = match request {
+            Request::New { .. } => cell.written_lkid.load(std::sync::atomic::Ordering::Acquire),
+            Request::Convert { lkid } | Request::Unlock { lkid } => lkid,
+        };
+        request::cancel_unanswered(handle, cell, op, lkid, flags);
     }
 
     /// Writes a future's request (its cell `WAITING` since the future's
@@ -414,6 +433,10 @@ impl Reaper {
 /// The code a refused future's write is handed over as (see
 /// [`error_of_failure`]): the `errno`, or a negative code for the crate's
 /// own refusals.
+/// The failure code of a write never made because its future's timeout
+/// cancelled it first.
+const TIMED_OUT: i32 = -3;
+
 fn failure_code(e: &Error) -> i32 {
     match e {
         Error::LockspaceStopped => -1,
@@ -429,6 +452,7 @@ pub(crate) fn error_of_failure(handle: &Core, unlock: bool, code: i32) -> Error 
     match code {
         -1 => Error::LockspaceStopped,
         -2 => Error::LockspaceGone,
+        TIMED_OUT => Error::TimedOut,
         code => {
             let op_name = if unlock {
                 "dlm_ls_unlock"
