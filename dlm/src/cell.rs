@@ -762,6 +762,8 @@ pub(crate) enum Job {
 pub(crate) struct Queue {
     jobs: VecDeque<Job>,
     sleeping: bool,
+    /// Something other than a job asks the worker to look (a linger).
+    nudged: bool,
 }
 
 /// A lockspace handle's reaper queue and the cells it keeps. The callbacks
@@ -781,6 +783,12 @@ pub(crate) struct Handoff {
     /// The worker thread's kernel id (it writes futures' requests: the
     /// kernel records it as their locks' owner); 0 before it runs.
     worker_tid: AtomicU32,
+    /// Requests the worker has written or will write again, whose answers
+    /// it awaits (set by the worker after each round of jobs).
+    busy: std::sync::atomic::AtomicUsize,
+    /// The handle's libdlm handle, kept open by the worker after its last
+    /// user let go while releases were still under way, and since when.
+    linger: parking_lot::Mutex<Option<(Box<dyn std::any::Any + Send>, std::time::Instant)>>,
 }
 
 impl Handoff {
@@ -808,9 +816,10 @@ impl Handoff {
         let mut yields = 0;
         loop {
             if !q.jobs.is_empty() {
+                q.nudged = false;
                 return std::mem::take(&mut q.jobs);
             }
-            if self.is_closed() {
+            if self.is_closed() || std::mem::take(&mut q.nudged) {
                 return VecDeque::new();
             }
             if yields < 2 {
@@ -864,6 +873,41 @@ impl Handoff {
             Ok(_jobs) => self.worker_tid.load(std::sync::atomic::Ordering::Relaxed),
             Err(_) => 0,
         }
+    }
+
+    /// Whether the worker has work: queued jobs, or requests whose answers
+    /// it awaits.
+    pub(crate) fn has_work(&self) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::Acquire) > 0
+            || self.jobs.lock().is_ok_and(|q| !q.jobs.is_empty())
+    }
+
+    /// The worker's count of requests whose answers it awaits.
+    pub(crate) fn set_busy(&self, n: usize) {
+        self.busy.store(n, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Gives the worker `keep` (the libdlm handle) to hold until its work
+    /// is done (the last user let go with releases under way), and wakes
+    /// it.
+    pub(crate) fn linger(&self, keep: Box<dyn std::any::Any + Send>) {
+        *self.linger.lock() = Some((keep, std::time::Instant::now()));
+        if let Ok(mut q) = self.jobs.lock() {
+            q.sleeping = false;
+            q.nudged = true;
+        }
+        self.ready.notify_one();
+    }
+
+    /// Since when the worker holds the handle after its last user.
+    pub(crate) fn lingering_since(&self) -> Option<std::time::Instant> {
+        self.linger.lock().as_ref().map(|(_, t)| *t)
+    }
+
+    /// Ends the lingering: the handle is dropped (closed, if it was the
+    /// last reference) by the caller, the worker.
+    pub(crate) fn end_linger(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.linger.lock().take().map(|(k, _)| k)
     }
 
     /// Keeps `cell` in the lockspace's keeping.

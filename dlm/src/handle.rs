@@ -118,9 +118,67 @@ impl Drop for Handle {
     fn drop(&mut self) {
         if !self.released {
             count_open(&self.core.name, -1);
+            // Releases still under way (guards dropped in the background,
+            // given-up requests): the worker keeps the libdlm handle open
+            // until they are done (a value block published, a persistent
+            // lock unlocked rather than orphaned), for at most
+            // `LINGER` (crate docs).
+            if self.core.reaper_started.started() && self.core.handoff.has_work() {
+                count_lingering(&self.core.name, 1);
+                let keep = Lingering(Some(self.core.clone()));
+                self.core.handoff.linger(Box::new(keep));
+            }
         }
     }
 }
+
+/// A libdlm handle its worker keeps open after its last user let go;
+/// counted in [`LINGERING`] until it is dropped.
+struct Lingering(Option<Arc<Core>>);
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        if let Some(core) = self.0.take() {
+            let name = core.name.clone();
+            drop(core);
+            count_lingering(&name, -1);
+        }
+    }
+}
+
+/// How many handles of each lockspace their workers keep open after
+/// their last user let go (see [`LINGER`]).
+static LINGERING: Mutex<Vec<(CString, usize)>> = parking_lot::const_mutex(Vec::new());
+
+fn count_lingering(name: &CString, delta: isize) {
+    let mut l = LINGERING.lock();
+    match l.iter().position(|(n, _)| n == name) {
+        Some(i) => {
+            let c = (l[i].1 as isize + delta).max(0) as usize;
+            if c == 0 {
+                l.swap_remove(i);
+            } else {
+                l[i].1 = c;
+            }
+        }
+        None if delta > 0 => l.push((name.clone(), delta as usize)),
+        None => {}
+    }
+}
+
+/// Waits (at most [`LINGER`]) until no worker of this process keeps a
+/// handle of `name` open for its releases: a release of the lockspace
+/// would otherwise find their locks.
+pub(crate) fn wait_lingering(name: &CString) {
+    let deadline = std::time::Instant::now() + LINGER;
+    while LINGERING.lock().iter().any(|(n, _)| n == name) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// How long a handle's worker keeps the libdlm handle open after its last
+/// user let go, for the releases still under way.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Handle {
     /// The libdlm handle, for the worker thread (which holds it only while
@@ -514,6 +572,7 @@ pub(crate) unsafe fn release_handle(
 
 /// Releases a lockspace through a handle of its own.
 pub(crate) fn release_by_name(name: &CString, force: bool) -> Result<()> {
+    wait_lingering(name);
     if open_count(name) > 0 {
         return Err(Error::HandlesOpen);
     }

@@ -2,7 +2,9 @@
 
 use crate::error::{set_errno, Error, Result};
 use crate::guard::LockGuard;
-use crate::handle::{count_open, open_count, release_by_name, release_handle, Handle, How};
+use crate::handle::{
+    count_open, open_count, release_by_name, release_handle, wait_lingering, Handle, How,
+};
 use crate::mode::Mode;
 use crate::name;
 use crate::options::LockOptions;
@@ -346,8 +348,21 @@ impl Lockspace {
         if let Err(e) = self.inner.check() {
             return Err(refuse(self, e));
         }
+        wait_lingering(&self.inner.name);
         if open_count(&self.inner.name) > 1 {
             return Err(refuse(self, Error::HandlesOpen));
+        }
+        // Releases still under way in the background (guards dropped, given
+        // up requests) finish first, for a moment at most: unfinished, they
+        // would leave locks (persistent ones as orphans) and the kernel
+        // would refuse the release.
+        let deadline = std::time::Instant::now() + crate::handle::LINGER;
+        while self.inner.handoff().has_work() && std::time::Instant::now() < deadline {
+            if self.inner.is_polled() {
+                self.inner.drive(10);
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
         // Another owner: a clone, a guard, a future.
         let handle = match Arc::try_unwrap(self.inner) {

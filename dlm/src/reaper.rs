@@ -145,19 +145,22 @@ struct Reaper {
 impl Reaper {
     fn run(&mut self, weak: &Weak<Core>, handoff: &Handoff) {
         loop {
+            let lingering = handoff.lingering_since();
             let due = self
                 .retry
                 .iter()
                 .map(|(t, _)| *t)
                 .chain(self.retry_writes.iter().map(|(t, _)| *t))
+                // Lingering: answers may have to be read by this thread.
+                .chain(lingering.map(|_| Instant::now() + Duration::from_millis(10)))
                 .min();
             let jobs = handoff.next(due);
             if handoff.is_closed() {
                 return;
             }
-            // Held only while working, never while waiting: the libdlm
-            // handle closes when its last user lets go (or right after the
-            // writes at hand).
+            // Held only while working, never while waiting (unless it
+            // lingers): the libdlm handle closes when its last user lets
+            // go (or right after the writes at hand).
             let Some(handle) = weak.upgrade() else {
                 return;
             };
@@ -178,6 +181,22 @@ impl Reaper {
             self.retry_writes = later;
             for (_, write) in ready {
                 self.write_request(&handle, write);
+            }
+            let busy = self.waiting.len() + self.retry.len() + self.retry_writes.len();
+            handoff.set_busy(busy);
+            if let Some(since) = lingering {
+                // Nobody uses the handle any more: in poll mode its answers
+                // are read here.
+                if busy > 0 && handle.is_polled() {
+                    handle.drive(0);
+                }
+                if (busy == 0 && !handoff.has_work()) || since.elapsed() >= crate::handle::LINGER {
+                    let keep = handoff.end_linger();
+                    drop(handle);
+                    // The last reference, most likely: the handle closes
+                    // here (never on libdlm's thread).
+                    drop(keep);
+                }
             }
         }
     }

@@ -92,3 +92,48 @@ fn a_poll_mode_handle_nobody_dispatches_holds_up_no_other_release() {
         start.elapsed()
     );
 }
+
+/// A guard dropped in the background right before its handle: the release
+/// still happens (the handle's worker keeps the libdlm handle open until it
+/// is done), so a persistent lock is unlocked, not orphaned, and a value
+/// set under EX is published. Threaded and poll mode.
+#[test]
+fn a_background_release_outlives_its_handle() {
+    require_cluster!();
+    let name = common::ls_name("linger");
+    let obs = Lockspace::create_exclusive(&name, 0o600).unwrap();
+    // Keeps the resources' value blocks alive.
+    let keepers: Vec<_> = (0..2)
+        .map(|i| obs.lock(format!("m{i}"), Mode::Nl).unwrap())
+        .collect();
+    for (i, polled) in [false, true].into_iter().enumerate() {
+        let res = format!("m{i}");
+        let b = Lockspace::builder(&name);
+        let h = if polled { b.poll_mode() } else { b }.open().unwrap();
+        let mut g = h
+            .lock_with(&res, Mode::Ex, dlm::LockOptions::new().persistent().lvb())
+            .unwrap();
+        g.set_lvb(format!("published {i}").as_bytes()).unwrap();
+        g.set_drop_behavior(dlm::DropBehavior::Background);
+        drop(g);
+        drop(h);
+        let freed = within(Duration::from_secs(5), || can_take(&obs, &res, Mode::Ex));
+        assert!(
+            freed.is_some(),
+            "polled {polled}: the lock stayed held (orphaned?) after its handle was dropped"
+        );
+        let r = obs
+            .lock_with(&res, Mode::Pr, dlm::LockOptions::new().lvb())
+            .unwrap();
+        let v = r.lvb().expect("read");
+        assert!(
+            v.valid && v.bytes.starts_with(format!("published {i}").as_bytes()),
+            "polled {polled}: the value set before the drop was not published: {v:?}"
+        );
+        r.unlock().unwrap();
+    }
+    drop(keepers);
+    if let Err(e) = obs.release(dlm::Release::IfUnused) {
+        panic!("locks left behind in {name}: {}", e.error());
+    }
+}
