@@ -95,7 +95,13 @@
 //! lockspace stopped for good, a poll-mode handle never dispatched again)
 //! leaves the lock held until its handle closes, when the kernel unlocks
 //! it; so does a release the kernel refuses outright, counted in
-//! [`Stats::release_failures`]. [`stats`] counts give-ups, retries and
+//! [`Stats::release_failures`]. When the last handle of a lockspace is
+//! dropped while such releases are under way, the worker keeps the libdlm
+//! handle open until they are done, for five seconds at most (reading a
+//! poll-mode handle's answers itself: nobody else can any more), so that a
+//! persistent lock is unlocked rather than orphaned and a value set under
+//! EX is published; a [`release`](Lockspace::release) or [`leave`] of the
+//! lockspace waits for them first. [`stats`] counts give-ups, retries and
 //! reaped locks.
 //!
 //! **Futures.** Every waiting call has an async counterpart
