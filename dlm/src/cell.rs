@@ -405,11 +405,15 @@ impl Handshake {
         let state = self.state.load(Ordering::Acquire);
         match state {
             WAITING => {
-                // SAFETY: WAITING: the owner reads the answer only after
-                // DELIVERED, which the compare-and-swap below publishes;
-                // after an abandon (the swap fails) nobody reads it but
-                // the reaper, after the store below.
-                self.answer.with_mut(|a| unsafe { *a = delivered });
+                // WAITING: the owner reads the answer only after DELIVERED,
+                // which the compare-and-swap below publishes; after an
+                // abandon (the swap fails) nobody reads it but the reaper,
+                // after the store below.
+                self.answer.with_mut(|a| {
+                    // SAFETY: no other side reads or writes the answer now
+                    // (see above).
+                    unsafe { *a = delivered }
+                });
                 // Read before the swap: once the owner sees DELIVERED it may
                 // begin its next request, which writes `wake`.
                 // SAFETY: `wake` is not written while a request is in

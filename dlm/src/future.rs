@@ -235,7 +235,7 @@ impl Future for RequestFuture {
                 // Refused before it reached the kernel: nothing in flight,
                 // the cell is the future's again.
                 let unlock = matches!(this.request, Request::Unlock { .. });
-                let e = reaper::error_of_failure(&this.handle, unlock, code);
+                let e = reaper::error_of_failure(unlock, code);
                 return Poll::Ready((this.cell.take(), Err(e)));
             }
         }

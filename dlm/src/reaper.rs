@@ -324,8 +324,8 @@ impl Reaper {
             // SAFETY: this thread did not write the request.
             if !unsafe { w.cell.hs.fail(TIMED_OUT) } {
                 // SAFETY: as above; the future gave up meanwhile.
-                if let Some(how) = unsafe { w.cell.hs.reclaim() } {
-                    self.unwritten(handle, w, how);
+                if unsafe { w.cell.hs.reclaim() }.is_some() {
+                    self.unwritten(handle, w);
                 }
             }
             return;
@@ -348,8 +348,8 @@ impl Reaper {
     fn write_request(&mut self, handle: &Core, mut w: Write) {
         // SAFETY: this thread was to write the request and has not:
         // nothing is in flight.
-        if let Some(how) = unsafe { w.cell.hs.reclaim() } {
-            self.unwritten(handle, w, how);
+        if unsafe { w.cell.hs.reclaim() }.is_some() {
+            self.unwritten(handle, w);
             return;
         }
         let op = Op::of(&w.request);
@@ -391,8 +391,8 @@ impl Reaper {
         if !unsafe { w.cell.hs.fail(failure_code(&e)) } {
             // The future gave up meanwhile.
             // SAFETY: as above.
-            if let Some(how) = unsafe { w.cell.hs.reclaim() } {
-                self.unwritten(handle, w, how);
+            if unsafe { w.cell.hs.reclaim() }.is_some() {
+                self.unwritten(handle, w);
             }
         }
     }
@@ -400,7 +400,7 @@ impl Reaper {
     /// A future's request that was never written, given up by its future:
     /// the cell is this thread's (and in the keeping). A new request's
     /// cell names no lock; a conversion's or unlock's lock is still held.
-    fn unwritten(&mut self, handle: &Core, w: Write, _how: Abandon) {
+    fn unwritten(&mut self, handle: &Core, w: Write) {
         match w.request {
             Request::New { .. } => handle.handoff().free(&w.cell),
             Request::Convert { lkid } | Request::Unlock { lkid } => self.write(
@@ -467,7 +467,7 @@ fn failure_code(e: &Error) -> i32 {
 }
 
 /// The error of a future's write the worker could not make.
-pub(crate) fn error_of_failure(handle: &Core, unlock: bool, code: i32) -> Error {
+pub(crate) fn error_of_failure(unlock: bool, code: i32) -> Error {
     match code {
         -1 => Error::LockspaceStopped,
         -2 => Error::LockspaceGone,
@@ -478,7 +478,6 @@ pub(crate) fn error_of_failure(handle: &Core, unlock: bool, code: i32) -> Error 
             } else {
                 "dlm_ls_lock"
             };
-            let _ = handle;
             Error::from_errno(op_name, code)
         }
     }
