@@ -262,7 +262,12 @@ fn usage_errors_are_one_line_and_exit_64() {
 #[test]
 fn generate_prints_man_pages_and_completions() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for (cmd, name) in [(flock as fn() -> Command, "dlm-flock"), (lock, "dlm-lock")] {
+    // The bare programs: --generate takes no other argument.
+    let bare_lock = || Command::new(env!("CARGO_BIN_EXE_dlm-lock"));
+    for (cmd, name) in [
+        (flock as fn() -> Command, "dlm-flock"),
+        (bare_lock as fn() -> Command, "dlm-lock"),
+    ] {
         for (kind, file) in [
             ("man", format!("man/{name}.1")),
             ("complete-bash", format!("completions/{name}.bash")),
@@ -279,7 +284,7 @@ fn generate_prints_man_pages_and_completions() {
         }
     }
     // The completion of --on-blocking offers its values, not file names.
-    let out = lock()
+    let out = bare_lock()
         .args(["--generate", "complete-bash"])
         .output()
         .unwrap();
