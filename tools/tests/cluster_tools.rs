@@ -524,7 +524,7 @@ fn flock_forwards_end_signals_and_releases() {
 }
 
 #[test]
-fn flock_passes_a_signal_to_its_process_group_on_once() {
+fn flock_passes_a_signal_to_its_process_group_once() {
     if !cluster() {
         return;
     }
