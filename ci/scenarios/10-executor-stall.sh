@@ -8,7 +8,10 @@
 # (quorum: 2 of 3). The probe prints the longest stall of
 # its thread each second; this scenario measures it before the crash and
 # through the recovery, and checks that the futures went on working after
-# it. The bound it checks is the one the crate documents for a recovery.
+# it. The bound it checks is the one the crate documents for a recovery:
+# no poll or drop blocks its thread (sleeps in it of its own accord) for
+# 10 ms or more. STALL_PROBE_WRITES=in-poll runs the probe with
+# AsyncWrites::InPoll instead, for the contrast (that check then fails).
 . "$(dirname "$0")/../lib/scenario.sh"
 scenario "executor stall: futures on one thread while a peer crashes and the DLM recovers"
 PROBE=$BINS/stall-probe
@@ -21,7 +24,7 @@ h=$(spawn 3 "$DLM_LOCK" -t --mode EX --hold-until-file "$WORK/never" probe1)
 wait_for_line "$h" '^granted EX$' 30
 
 step "the probe runs on node 1 for 40 s"
-p=$(spawn 1 "$PROBE" dlm-lock 40 24)
+p=$(spawn 1 "$PROBE" dlm-lock 40 24 ${STALL_PROBE_WRITES:-worker})
 wait_for_line "$p" '^second ' 30
 sleep 7
 
@@ -30,7 +33,7 @@ crash 3
 wait_job "$p" 120
 expect "the probe exits 0" 0 "$JOB_RC"
 crash_t=$CRASHED_AT
-job_out "$p" | awk -v c="$crash_t" '$1 == "second" { printf "   %+6.1f s: longest stall %s ms, longest poll or drop %s ms, %s operations, %s errors\n", $2 - c, $4, $10, $6, $8; next } { print "   " $0 }'
+job_out "$p" | awk -v c="$crash_t" '$1 == "second" { printf "   %+6.1f s: longest stall %s ms, longest poll or drop %s ms (that blocked: %s ms, %s of them), %s operations, %s errors\n", $2 - c, $4, $10, $12, $14, $6, $8; next } { print "   " $0 }'
 [ -s "$DIR/fence/log" ] && sed 's/^/   fence log: /' "$DIR/fence/log"
 stalls() {
 	job_out "$p" | awk -v c="$crash_t" -v from="$1" -v to="$2" -v col="$3" '
@@ -39,6 +42,9 @@ stalls() {
 }
 measure "executor stall (longest gap of a 1 ms ticker on the runtime's thread): before the crash $(stalls -100 0 4); crash to +25 s $(stalls 0 25 4); after $(stalls 25 100 4)"
 measure "longest single poll or drop of a future or guard: before the crash $(stalls -100 0 10); crash to +25 s $(stalls 0 25 10); after $(stalls 25 100 10)"
+measure "longest poll or drop that blocked (a voluntary context switch inside it): before the crash $(stalls -100 0 12); crash to +25 s $(stalls 0 25 12); after $(stalls 25 100 12)"
+blocked_max=$(job_out "$p" | awk '$1 == "max_blocked_poll_ms" { print $2 }')
+check "no poll or drop blocked its thread for 10 ms or more (longest: $blocked_max ms)" awk -v m="$blocked_max" 'BEGIN { exit !(m != "" && m < 10) }'
 ops_after=$(job_out "$p" | awk -v c="$crash_t" '$1 == "second" && $2 - c >= 25 { s += $6 } END { print s + 0 }')
 check "the futures went on after the recovery ($ops_after operations)" test "$ops_after" -gt 0
 no_panics

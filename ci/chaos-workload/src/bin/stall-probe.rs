@@ -1,4 +1,4 @@
-//! stall-probe LOCKSPACE SECONDS \[RESOURCES\]: how long the crate's futures
+//! stall-probe LOCKSPACE SECONDS \[RESOURCES \[in-poll\]\]: how long the crate's futures
 //! block an executor's thread. One current-thread tokio runtime runs a
 //! ticker task (a 1 ms sleep in a loop: the gap between two ticks beyond
 //! that is time the thread was blocked) and four workers that take and
@@ -8,8 +8,14 @@
 //! for another quarter: the future's drop cancels and gives up); a fifth
 //! worker writes a new request every few milliseconds whatever the others
 //! wait for, dropping it after 5 ms. Once a second it prints
-//! `second UNIX_TIME max_stall_ms MS ops N errors E`; at the end
-//! `max_stall_ms MS` over the whole run and the error kinds seen.
+//! `second UNIX_TIME max_stall_ms MS ops N errors E max_poll_ms MS
+//! max_blocked_poll_ms MS blocked_polls N`: the ticker's longest gap, the
+//! longest single poll or drop of a future or guard (wall time), and the
+//! longest of those during which the thread blocked of its own accord (a
+//! voluntary context switch inside it, `getrusage(RUSAGE_THREAD)`: a
+//! system call that slept, a lock waited for) with how many did; a poll
+//! that was only preempted is long but did not block. At the end the same
+//! maxima over the whole run and the error kinds seen.
 //! Used by ci/scenarios/10-executor-stall.sh around a node crash.
 
 use dlm::{Error, LockOptions, Lockspace, Mode};
@@ -21,13 +27,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: stall-probe LOCKSPACE SECONDS [RESOURCES]");
+        eprintln!("usage: stall-probe LOCKSPACE SECONDS [RESOURCES [in-poll]]");
         std::process::exit(64);
     }
     let name = args[1].clone();
     let seconds: u64 = args[2].parse().expect("SECONDS");
     let resources: usize = args.get(3).map_or(24, |r| r.parse().expect("RESOURCES"));
-    let ls = Lockspace::join(&name, 0o600).expect("join");
+    // `in-poll`: the futures write their requests in poll
+    // (AsyncWrites::InPoll) instead of the handle's worker: the contrast.
+    let writes = if args.get(4).is_some_and(|a| a == "in-poll") {
+        dlm::AsyncWrites::InPoll
+    } else {
+        dlm::AsyncWrites::Worker
+    };
+    let ls = Lockspace::builder(&name)
+        .async_writes(writes)
+        .join()
+        .expect("join");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -39,10 +55,44 @@ fn main() {
 
 /// The longest single poll or drop of the crate's futures so far (ns).
 static LONGEST_POLL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The longest poll or drop during which the thread went to sleep of its
+/// own accord (a voluntary context switch: it blocked in a system call or
+/// waited for a lock), wall time (ns). A poll that took long only because
+/// the thread was preempted (the guest's one CPU given to another thread
+/// or guest) is not counted here.
+static LONGEST_BLOCKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Polls and drops that blocked so (voluntary switches inside them).
+static BLOCKED_POLLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-fn note_poll(t: Instant) {
-    let ns = t.elapsed().as_nanos() as u64;
+/// When a poll started, and the thread's context switches then.
+struct Start {
+    t: Instant,
+    voluntary: i64,
+}
+
+fn voluntary_switches() -> i64 {
+    // SAFETY: getrusage fills a zeroed struct for this thread.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+        ru.ru_nvcsw
+    }
+}
+
+fn start() -> Start {
+    Start {
+        voluntary: voluntary_switches(),
+        t: Instant::now(),
+    }
+}
+
+fn note_poll(s: Start) {
+    let ns = s.t.elapsed().as_nanos() as u64;
     LONGEST_POLL.fetch_max(ns, std::sync::atomic::Ordering::Relaxed);
+    if voluntary_switches() > s.voluntary {
+        LONGEST_BLOCKED.fetch_max(ns, std::sync::atomic::Ordering::Relaxed);
+        BLOCKED_POLLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A future of the crate, each of its polls and its drop timed.
@@ -54,7 +104,7 @@ impl<F: std::future::Future> std::future::Future for Timed<F> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        let t = Instant::now();
+        let t = start();
         let r = self
             .0
             .as_mut()
@@ -63,7 +113,7 @@ impl<F: std::future::Future> std::future::Future for Timed<F> {
             .poll(cx);
         note_poll(t);
         if r.is_ready() {
-            let t = Instant::now();
+            let t = start();
             self.0 = None;
             note_poll(t);
         }
@@ -73,7 +123,7 @@ impl<F: std::future::Future> std::future::Future for Timed<F> {
 
 impl<F> Drop for Timed<F> {
     fn drop(&mut self) {
-        let t = Instant::now();
+        let t = start();
         self.0 = None;
         note_poll(t);
     }
@@ -139,7 +189,7 @@ async fn run(ls: Lockspace, seconds: u64, resources: usize) -> Duration {
                         let f = timed(ls.lock_async(&r, mode));
                         match tokio::time::timeout(Duration::from_millis(500), f).await {
                             Ok(Ok(g)) => {
-                                let t = Instant::now();
+                                let t = start();
                                 drop(g);
                                 note_poll(t);
                                 Ok(())
@@ -171,7 +221,7 @@ async fn run(ls: Lockspace, seconds: u64, resources: usize) -> Duration {
                 let f = timed(ls.lock_async(format!("fresh{}", i % 1000), Mode::Ex));
                 match tokio::time::timeout(Duration::from_millis(5), f).await {
                     Ok(Ok(g)) => {
-                        let t = Instant::now();
+                        let t = start();
                         drop(g);
                         note_poll(t);
                     }
@@ -196,6 +246,7 @@ async fn run(ls: Lockspace, seconds: u64, resources: usize) -> Duration {
     let mut second_start = Instant::now();
     let mut last_ops = 0;
     let mut worst_poll = 0u64;
+    let mut worst_blocked = 0u64;
     while Instant::now() < end {
         let t = Instant::now();
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -206,14 +257,19 @@ async fn run(ls: Lockspace, seconds: u64, resources: usize) -> Duration {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
             let errors: u64 = counts.errors.borrow().values().sum();
             let poll_ns = LONGEST_POLL.swap(0, std::sync::atomic::Ordering::Relaxed);
+            let blocked_ns = LONGEST_BLOCKED.swap(0, std::sync::atomic::Ordering::Relaxed);
+            let blocked = BLOCKED_POLLS.swap(0, std::sync::atomic::Ordering::Relaxed);
             worst_poll = worst_poll.max(poll_ns);
+            worst_blocked = worst_blocked.max(blocked_ns);
             println!(
-                "second {:.3} max_stall_ms {:.1} ops {} errors {} max_poll_ms {:.1}",
+                "second {:.3} max_stall_ms {:.1} ops {} errors {} max_poll_ms {:.1} max_blocked_poll_ms {:.1} blocked_polls {}",
                 now.as_secs_f64(),
                 second_worst.as_secs_f64() * 1000.0,
                 counts.ops.get() - last_ops,
                 errors,
-                poll_ns as f64 / 1e6
+                poll_ns as f64 / 1e6,
+                blocked_ns as f64 / 1e6,
+                blocked
             );
             last_ops = counts.ops.get();
             second_worst = Duration::ZERO;
@@ -222,6 +278,8 @@ async fn run(ls: Lockspace, seconds: u64, resources: usize) -> Duration {
     }
     let poll_ns = worst_poll.max(LONGEST_POLL.load(std::sync::atomic::Ordering::Relaxed));
     println!("max_poll_ms {:.1}", poll_ns as f64 / 1e6);
+    let blocked_ns = worst_blocked.max(LONGEST_BLOCKED.load(std::sync::atomic::Ordering::Relaxed));
+    println!("max_blocked_poll_ms {:.1}", blocked_ns as f64 / 1e6);
     for (kind, n) in counts.errors.borrow().iter() {
         println!("error {kind} {n}");
     }
