@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::lockspace::{lockspaces, Lockspace};
-use crate::node::{nodes, MemberState, Node, NodeSet};
+use crate::node::{node, MemberState, Node};
 use crate::status::{status, ClusterStatus, NodeState};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,14 +17,16 @@ use std::time::{Duration, Instant};
 pub struct Snapshot {
     /// The node's view of the cluster ([`status`]).
     pub status: ClusterStatus,
-    /// Each lockspace by name, with every node the daemon knows in it
-    /// ([`NodeSet::All`]).
+    /// Each lockspace by name, with every node of the cluster status that
+    /// the daemon knows in it ([`node`]).
     pub lockspaces: BTreeMap<String, (Lockspace, Vec<Node>)>,
 }
 
 impl Snapshot {
-    /// Takes a snapshot: [`status`], [`lockspaces`], and [`nodes`] of each
-    /// (`dlmc_print_status`, `dlmc_lockspaces`, `dlmc_lockspace_nodes`).
+    /// Takes a snapshot: [`status`], [`lockspaces`], and for each
+    /// lockspace, [`node`] of every node the status lists
+    /// (`dlmc_print_status`, `dlmc_lockspaces`, `dlmc_node_info`; not
+    /// `dlmc_lockspace_nodes`, which leaks, see [`nodes`](crate::nodes)).
     /// A lockspace that goes away between the calls is left out.
     ///
     /// # Errors
@@ -32,14 +34,17 @@ impl Snapshot {
     pub fn take() -> Result<Snapshot> {
         let status = status()?;
         let mut map = BTreeMap::new();
-        for ls in lockspaces()? {
-            match nodes(&ls.name, NodeSet::All) {
-                Ok(n) => {
-                    map.insert(ls.name.clone(), (ls, n));
+        'ls: for ls in lockspaces()? {
+            let mut members = Vec::new();
+            for n in &status.nodes {
+                match node(&ls.name, n.nodeid) {
+                    Ok(m) => members.push(m),
+                    Err(Error::NodeNotFound) => {}
+                    Err(Error::LockspaceNotFound) => continue 'ls,
+                    Err(e) => return Err(e),
                 }
-                Err(Error::LockspaceNotFound) => {}
-                Err(e) => return Err(e),
             }
+            map.insert(ls.name.clone(), (ls, members));
         }
         Ok(Snapshot {
             status,
@@ -178,7 +183,7 @@ pub struct Watcher {
 impl Watcher {
     /// Starts watching: takes the first [`Snapshot`]. `interval` is the
     /// time between polls (each poll runs [`Snapshot::take`]: a short
-    /// child process and 2 + one per lockspace queries to the daemon).
+    /// child process, and 1 + lockspaces x nodes queries to the daemon).
     ///
     /// # Errors
     /// As [`Snapshot::take`].
