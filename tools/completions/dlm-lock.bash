@@ -19,11 +19,23 @@ _dlm__lock() {
             dlm__lock,help)
                 cmd="dlm__lock__subcmd__help"
                 ;;
+            dlm__lock,ls)
+                cmd="dlm__lock__subcmd__ls"
+                ;;
+            dlm__lock,status)
+                cmd="dlm__lock__subcmd__status"
+                ;;
             dlm__lock,versions)
                 cmd="dlm__lock__subcmd__versions"
                 ;;
             dlm__lock__subcmd__help,help)
                 cmd="dlm__lock__subcmd__help__subcmd__help"
+                ;;
+            dlm__lock__subcmd__help,ls)
+                cmd="dlm__lock__subcmd__help__subcmd__ls"
+                ;;
+            dlm__lock__subcmd__help,status)
+                cmd="dlm__lock__subcmd__help__subcmd__status"
                 ;;
             dlm__lock__subcmd__help,versions)
                 cmd="dlm__lock__subcmd__help__subcmd__versions"
@@ -35,7 +47,7 @@ _dlm__lock() {
 
     case "${cmd}" in
         dlm__lock)
-            opts="-l -m -n -w -p -t -h -V --lockspace --mode --try --timeout --persistent --expedite --lvb --lvb-read --lvb-write --notify --on-blocking --adopt --convert --wait-file --hold --until-signal --hold-until-file --orphan --purge --timestamps --json --help --version NL CR CW PR PW EX versions help"
+            opts="-l -m -n -w -p -t -h -V --lockspace --mode --try --timeout --persistent --expedite --lvb --lvb-read --lvb-write --notify --on-blocking --adopt --convert --wait-file --hold --until-signal --hold-until-file --orphan --purge --timestamps --json --help --version NL CR CW PR PW EX versions ls status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -101,7 +113,7 @@ _dlm__lock() {
             return 0
             ;;
         dlm__subcmd__lock__subcmd__help)
-            opts="versions help"
+            opts="versions ls status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -128,9 +140,65 @@ _dlm__lock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dlm__subcmd__lock__subcmd__help__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dlm__subcmd__lock__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dlm__subcmd__lock__subcmd__help__subcmd__versions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dlm__subcmd__lock__subcmd__ls)
+            opts="-n -h --json --nodes --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dlm__subcmd__lock__subcmd__status)
+            opts="-h --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

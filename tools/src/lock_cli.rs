@@ -75,6 +75,24 @@ pub enum LockCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List this node's lockspaces, their members and each node's state, as dlm_controld reports them (like dlm_tool ls)
+    Ls {
+        /// One JSON array on one line instead of text
+        #[arg(long)]
+        json: bool,
+        /// Also list every node the daemon knows in each lockspace, former members included (like dlm_tool ls -n)
+        #[arg(short = 'n', long)]
+        nodes: bool,
+        /// Only this lockspace
+        #[arg(value_name = "LOCKSPACE")]
+        name: Option<String>,
+    },
+    /// Show this node's view of the cluster: quorum, each node, failures and fencing (like dlm_tool status)
+    Status {
+        /// One JSON object on one line instead of dlm_tool's text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// dlm-lock's arguments.
@@ -114,7 +132,7 @@ With --json each event is instead one JSON object on a line: {\"event\": \"grant
 \"mode\": \"EX\", \"time\": 1712345678.123456} (fields: event, time, and mode, lvb, \
 valid, node, pid, signal or message as the event has them).",
     after_help = "See --help for the events, notes, exit statuses and examples.",
-    override_usage = "dlm-lock [OPTIONS] RESOURCE [MODE]\n       dlm-lock [--lockspace NAME] --purge NODEID [PID]\n       dlm-lock versions [--json]",
+    override_usage = "dlm-lock [OPTIONS] RESOURCE [MODE]\n       dlm-lock [--lockspace NAME] --purge NODEID [PID]\n       dlm-lock versions [--json]\n       dlm-lock ls [-n] [--json] [LOCKSPACE]\n       dlm-lock status [--json]",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]

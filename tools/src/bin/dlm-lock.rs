@@ -6,12 +6,15 @@
 //! dlm-lock [OPTIONS] RESOURCE [MODE]
 //! dlm-lock [--lockspace NAME] --purge NODEID [PID]
 //! dlm-lock versions [--json]
+//! dlm-lock ls [-n] [--json] [LOCKSPACE]
+//! dlm-lock status [--json]
 //! ```
 //!
 //! `dlm-lock --help` (or `man dlm-lock`) lists the events, the options
 //! and the exit statuses.
 
 use dlm::{Error, LockGuard, LockOptions, Lockspace, Lvb, Mode, Node, Owner};
+use dlm_tools::control_cli;
 use dlm_tools::events::{Event, Printer};
 use dlm_tools::lock_cli::{self, status, LockArgs, LockCommand, OnBlocking, Step};
 use dlm_tools::lockspace::open_or_create;
@@ -432,6 +435,21 @@ fn run(args: &LockArgs, steps: &[Step], out: &Out) -> u8 {
     .run()
 }
 
+/// Prints the text of `dlm-lock ls`/`status`, or the error; the exit
+/// status.
+fn control(text: dlm_control::Result<String>) -> u8 {
+    match text {
+        Ok(t) => {
+            print!("{t}");
+            status::OK
+        }
+        Err(e) => {
+            eprintln!("{NAME}: error: {e}");
+            status::OTHER
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let matches = usage::parse_env(lock_cli::command());
     let parsed = match lock_cli::from_matches(&matches) {
@@ -439,8 +457,21 @@ fn main() -> ExitCode {
         Err(line) => return ExitCode::from(usage::report(NAME, &line)),
     };
     let args = &parsed.args;
-    if let Some(LockCommand::Versions { json }) = args.command {
-        return ExitCode::from(versions(json));
+    match &args.command {
+        Some(LockCommand::Versions { json }) => return ExitCode::from(versions(*json)),
+        Some(LockCommand::Ls { json, nodes, name }) => {
+            return ExitCode::from(control(control_cli::gather(name.as_deref()).map(|e| {
+                if *json {
+                    control_cli::ls_json(&e) + "\n"
+                } else {
+                    control_cli::ls_text(&e, *nodes)
+                }
+            })))
+        }
+        Some(LockCommand::Status { json }) => {
+            return ExitCode::from(control(control_cli::status(*json)))
+        }
+        None => {}
     }
     let printer = Printer {
         timestamps: args.timestamps,
