@@ -252,6 +252,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod cell;
+mod deadlock;
 mod error;
 mod flags;
 mod fork;
