@@ -253,6 +253,7 @@
 
 mod cell;
 mod deadlock;
+mod default;
 mod error;
 mod flags;
 mod fork;
@@ -279,6 +280,7 @@ pub use cell::{Blocking, BlockingReceiver};
 /// The channel crate of [`LockGuard::blocking`]'s receiver, for
 /// [`select!`](crossbeam_channel::select) over it and other channels.
 pub use crossbeam_channel;
+pub use default::DEFAULT_LOCKSPACE;
 pub use error::{Error, Result};
 pub use flags::LockFlags;
 pub use future::{with_lock_async, with_lock_with_async};
