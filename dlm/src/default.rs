@@ -33,6 +33,7 @@
 //! default handle is another holder to this crate, as it would be in
 //! another process.
 
+#[cfg(not(feature = "lt"))]
 use crate::error::Result;
 use crate::lockspace::{Lockspace, LockspaceBuilder};
 
@@ -56,6 +57,7 @@ impl Lockspace {
     ///
     /// # Errors
     /// As [`Lockspace::join`] (creating it needs `CAP_SYS_ADMIN`).
+    #[cfg(not(feature = "lt"))]
     pub fn default_lockspace() -> Result<Lockspace> {
         Lockspace::join(DEFAULT_LOCKSPACE, 0o600)
     }

@@ -262,6 +262,7 @@ mod guard;
 mod handle;
 mod health;
 mod lockspace;
+mod lt;
 mod lvb;
 mod mode;
 mod name;
@@ -285,10 +286,13 @@ pub use error::{Error, Result};
 pub use flags::LockFlags;
 pub use future::{with_lock_async, with_lock_with_async};
 pub use guard::{with_lock, with_lock_with, DropBehavior, LockGuard, WithLockError};
+#[cfg(not(feature = "lt"))]
+pub use lockspace::{join, with_lockspace};
 pub use lockspace::{
-    join, leave, with_lockspace, AsyncWrites, Lockspace, LockspaceBuilder, Node, Owner, Release,
-    ReleaseError,
+    leave, AsyncWrites, Lockspace, LockspaceBuilder, Node, Owner, Release, ReleaseError,
 };
+#[cfg(feature = "lt")]
+pub use lt::{join, with_lockspace, NeedsLibdlmThread};
 pub use lvb::{Lvb, LVB_LEN};
 pub use mode::Mode;
 pub use name::{MAX_LOCKSPACE_NAME, MAX_RESOURCE_NAME};

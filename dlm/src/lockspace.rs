@@ -59,6 +59,7 @@ impl Lockspace {
     /// # Errors
     /// [`Error::InvalidName`]; [`Error::PermissionDenied`];
     /// [`Error::NotAvailable`] with no DLM (module or `dlm_controld`).
+    #[cfg(not(feature = "lt"))]
     pub fn create(name: &str, mode: u32) -> Result<Lockspace> {
         Lockspace::get(name, How::Create { mode, flags: 0 }, false)
     }
@@ -69,6 +70,7 @@ impl Lockspace {
     ///
     /// # Errors
     /// As [`create`](Lockspace::create), and [`Error::LockspaceExists`].
+    #[cfg(not(feature = "lt"))]
     pub fn create_exclusive(name: &str, mode: u32) -> Result<Lockspace> {
         Lockspace::get(
             name,
@@ -86,6 +88,7 @@ impl Lockspace {
     /// # Errors
     /// [`Error::LockspaceNotFound`]; [`Error::PermissionDenied`];
     /// [`Error::NotAvailable`]; [`Error::InvalidName`].
+    #[cfg(not(feature = "lt"))]
     pub fn open(name: &str) -> Result<Lockspace> {
         Lockspace::get(name, How::Open, false)
     }
@@ -101,7 +104,8 @@ impl Lockspace {
         LockspaceBuilder {
             name: name.to_owned(),
             permissions: 0o600,
-            poll: false,
+            // libdlm_lt (feature `lt`) has no thread: poll mode only.
+            poll: cfg!(feature = "lt"),
             writes: AsyncWrites::default(),
         }
     }
@@ -113,6 +117,7 @@ impl Lockspace {
     /// # Errors
     /// As [`open`](Lockspace::open) and [`create`](Lockspace::create).
     /// [`created`](Lockspace::created) tells which of the two it did.
+    #[cfg(not(feature = "lt"))]
     pub fn join(name: &str, mode: u32) -> Result<Lockspace> {
         match Lockspace::open(name) {
             Err(Error::LockspaceNotFound) => Lockspace::create(name, mode),
@@ -130,6 +135,7 @@ impl Lockspace {
         self.inner.created
     }
 
+    #[cfg(not(feature = "lt"))]
     fn get(name: &str, how: How, polled: bool) -> Result<Lockspace> {
         Lockspace::get_with(name, how, polled, AsyncWrites::default())
     }
@@ -689,6 +695,7 @@ impl From<ReleaseError> for Error {
 ///
 /// # Errors
 /// As [`Lockspace::join`].
+#[cfg(not(feature = "lt"))]
 pub fn join(name: &str, mode: u32) -> Result<Lockspace> {
     Lockspace::join(name, mode)
 }
@@ -717,6 +724,7 @@ pub fn leave(name: &str, how: Release) -> Result<()> {
 /// # Errors
 /// The errors of [`join`]; those of [`Lockspace::release`] after `f` (for
 /// instance [`Error::LockspaceBusy`] if `f` left orphans behind in it).
+#[cfg(not(feature = "lt"))]
 pub fn with_lockspace<T>(name: &str, f: impl FnOnce(&Lockspace) -> T) -> Result<T> {
     let ls = Lockspace::join(name, 0o600)?;
     let value = f(&ls);

@@ -8,7 +8,7 @@ use dlm_control::{
     Change, ClusterStatus, Lockspace, Node, NodeSet, NodeStatus, Result, StatusFormat,
 };
 
-/// One lockspace and its nodes, as [`ls`] reports it.
+/// One lockspace and its nodes, as `dlm-lock ls` reports it.
 #[derive(Debug)]
 pub struct LsEntry {
     /// The lockspace.
