@@ -248,6 +248,7 @@
 //! running on every node; creating or releasing a lockspace needs
 //! `CAP_SYS_ADMIN`. The repository's `ci/vm` runs any command in a
 //! one-node cluster of user-mode Linux.
+#![doc = include_str!("calls.md")]
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
