@@ -4,7 +4,8 @@
 # and dlm_tool status on the same node, on 3 nodes with fencing enabled:
 # all members; node 3 crashes and is fenced by the harness's agent; the
 # survivors' view shows it failed and fenced; node 3 reboots and rejoins
-# the lockspace, and every view has it back.
+# the lockspace, and every view has it back. dlm-lock watch on node 1
+# (polling every 200 ms) reports each change as it happens.
 . "$(dirname "$0")/../lib/scenario.sh"
 scenario "dlm-lock ls/status agree with dlm_tool through a crash, a fence and a rejoin"
 export DLM_CLUSTER_FENCING=1
@@ -63,12 +64,16 @@ on 1 "$DLM_LOCK" status --json
 check "JSON: node 1, quorate, members 1 2 3" json_has '{"our_nodeid": 1, "quorate": true,'
 check "JSON: members 1 2 3" json_has '"members": [1, 2, 3]'
 
+step "node 1 watches (dlm-lock watch, 200 ms polls)"
+w=$(spawn 1 "$DLM_LOCK" watch --interval 200 --for 240)
+wait_for_line "$w" '^watching$' 30
+
 step "node 3 crashes; the survivors fence it (the harness's agent)"
 crash 3
 until_out 1 120 '^members +1 2 *$' dlm_tool ls ctl
 ok "node 1's lockspace members are 1 2 after $(elapsed "$CRASHED_AT") s"
 until_out 1 60 '"nodeid": 3, "state": "fenced"' "$DLM_LOCK" status --json
-ok "dlm-lock status --json: node 3 fenced, $(elapsed "$CRASHED_AT") s after the crash"
+measure "crash to fenced in dlm-lock status --json on node 1: $(elapsed "$CRASHED_AT") s (polled once a second)"
 [ -s "$DIR/fence/log" ] && sed 's/^/   fence log: /' "$DIR/fence/log"
 check "the fence log names node 3" grep -q '^fenced 3 ' "$DIR/fence/log"
 status_json=$OUT
@@ -90,6 +95,18 @@ on 1 "$DLM_LOCK" ls --json ctl
 check "JSON: members 1 2" json_has '"members": [1, 2]'
 check "JSON: node 3 failed (node down)" json_has '{"nodeid": 3, "state": "failed", "member": false, "failed": 3,'
 
+wait_for_line "$w" '^member ctl 3 [a-z-]+ -> failed$' 60
+wait_for_line "$w" '^node 3 [a-z-]+ -> fenced$' 60
+# The fence takes seconds here (the agent asks the host, which kills the
+# node): far more than one 200 ms poll, so the state before it is seen.
+check "watch: node 3 needed fencing first (cluster view)" has_line "$w" '^node 3 member -> needs-fencing$'
+check "watch: ... then was fenced" has_line "$w" '^node 3 needs-fencing -> fenced$'
+check "watch: in ctl, joined -> needs-fencing" has_line "$w" '^member ctl 3 joined -> needs-fencing$'
+check "watch: ... -> failed once fenced" has_line "$w" '^member ctl 3 needs-fencing -> failed$'
+check "watch: ctl's membership change started" has_line "$w" '^lockspace ctl changing$'
+check "watch: ... and ended" has_line "$w" '^lockspace ctl settled$'
+no_line "$w" '^quorum no$' "quorum kept (2 of 3)"
+
 step "node 3 reboots and joins ctl again"
 t=$(now)
 "$CLUSTER" reboot "$DIR" 3 >/dev/null || fail "ci/cluster reboot 3"
@@ -105,6 +122,10 @@ for k in 1 3; do
 	check "node $k: status members 1 2 3" json_has '"members": [1, 2, 3]'
 	check "node $k: node 3 a member" json_has '{"nodeid": 3, "state": "member", "member": true'
 done
+wait_for_line "$w" '^node 3 [a-z-]+ -> member$' 60
+wait_for_line "$w" '^member ctl 3 failed -> joined$' 60
+ok "watch: node 3 back in the cluster and in ctl"
+job_out "$w" | sed 's/^/   [watch] /'
 on 3 dlm_tool status
 tool_st=$(grep -v '^daemon now' <<<"$OUT")
 on 3 "$DLM_LOCK" status

@@ -125,6 +125,7 @@ fn diff<V: Copy + PartialEq>(
 
 /// One change between two [`Snapshot`]s.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The cluster gained or lost quorum.
     Quorum {

@@ -28,6 +28,9 @@ _dlm__lock() {
             dlm__lock,versions)
                 cmd="dlm__lock__subcmd__versions"
                 ;;
+            dlm__lock,watch)
+                cmd="dlm__lock__subcmd__watch"
+                ;;
             dlm__lock__subcmd__help,help)
                 cmd="dlm__lock__subcmd__help__subcmd__help"
                 ;;
@@ -40,6 +43,9 @@ _dlm__lock() {
             dlm__lock__subcmd__help,versions)
                 cmd="dlm__lock__subcmd__help__subcmd__versions"
                 ;;
+            dlm__lock__subcmd__help,watch)
+                cmd="dlm__lock__subcmd__help__subcmd__watch"
+                ;;
             *)
                 ;;
         esac
@@ -47,7 +53,7 @@ _dlm__lock() {
 
     case "${cmd}" in
         dlm__lock)
-            opts="-l -m -n -w -p -t -h -V --lockspace --mode --try --timeout --persistent --expedite --lvb --lvb-read --lvb-write --notify --on-blocking --adopt --convert --wait-file --hold --until-signal --hold-until-file --orphan --purge --timestamps --json --help --version NL CR CW PR PW EX versions ls status help"
+            opts="-l -m -n -w -p -t -h -V --lockspace --mode --try --timeout --persistent --expedite --lvb --lvb-read --lvb-write --notify --on-blocking --adopt --convert --wait-file --hold --until-signal --hold-until-file --orphan --purge --timestamps --json --help --version NL CR CW PR PW EX versions ls watch status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -113,7 +119,7 @@ _dlm__lock() {
             return 0
             ;;
         dlm__subcmd__lock__subcmd__help)
-            opts="versions ls status help"
+            opts="versions ls watch status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -182,6 +188,20 @@ _dlm__lock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dlm__subcmd__lock__subcmd__help__subcmd__watch)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dlm__subcmd__lock__subcmd__ls)
             opts="-n -h --json --nodes --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -217,6 +237,28 @@ _dlm__lock() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dlm__subcmd__lock__subcmd__watch)
+            opts="-h --json --interval --for --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -5,7 +5,8 @@
 
 use crate::events::json_string;
 use dlm_control::{
-    Change, ClusterStatus, Lockspace, Node, NodeSet, NodeStatus, Result, StatusFormat,
+    Change, ClusterStatus, Event, Lockspace, MemberState, Node, NodeSet, NodeState, NodeStatus,
+    Result, StatusFormat,
 };
 
 /// One lockspace and its nodes, as `dlm-lock ls` reports it.
@@ -192,6 +193,76 @@ pub fn status(json: bool) -> Result<String> {
     }
 }
 
+fn or_none<T>(v: Option<T>, name: impl Fn(T) -> &'static str) -> &'static str {
+    v.map_or("none", name)
+}
+
+/// One line of `dlm-lock watch` for a change.
+pub fn event_text(e: &Event) -> String {
+    match e {
+        Event::Quorum { quorate } => format!("quorum {}", if *quorate { "yes" } else { "no" }),
+        Event::Node { nodeid, from, to } => format!(
+            "node {nodeid} {} -> {}",
+            or_none(*from, NodeState::name),
+            or_none(*to, NodeState::name)
+        ),
+        Event::LockspaceAdded { name } => format!("lockspace-added {name}"),
+        Event::LockspaceRemoved { name } => format!("lockspace-removed {name}"),
+        Event::LockspaceChanging { name, changing } => format!(
+            "lockspace {name} {}",
+            if *changing { "changing" } else { "settled" }
+        ),
+        Event::Member {
+            lockspace,
+            nodeid,
+            from,
+            to,
+        } => format!(
+            "member {lockspace} {nodeid} {} -> {}",
+            or_none(*from, MemberState::name),
+            or_none(*to, MemberState::name)
+        ),
+        _ => format!("{e:?}"),
+    }
+}
+
+/// One JSON object of `dlm-lock watch --json` for a change, at `time`
+/// (seconds since the epoch).
+pub fn event_json(e: &Event, time: f64) -> String {
+    let s = |v: &str| json_string(v);
+    let body = match e {
+        Event::Quorum { quorate } => format!("\"event\": \"quorum\", \"quorate\": {quorate}"),
+        Event::Node { nodeid, from, to } => format!(
+            "\"event\": \"node\", \"nodeid\": {nodeid}, \"from\": {}, \"to\": {}",
+            s(or_none(*from, NodeState::name)),
+            s(or_none(*to, NodeState::name))
+        ),
+        Event::LockspaceAdded { name } => {
+            format!("\"event\": \"lockspace-added\", \"lockspace\": {}", s(name))
+        }
+        Event::LockspaceRemoved { name } => {
+            format!("\"event\": \"lockspace-removed\", \"lockspace\": {}", s(name))
+        }
+        Event::LockspaceChanging { name, changing } => format!(
+            "\"event\": \"lockspace-changing\", \"lockspace\": {}, \"changing\": {changing}",
+            s(name)
+        ),
+        Event::Member {
+            lockspace,
+            nodeid,
+            from,
+            to,
+        } => format!(
+            "\"event\": \"member\", \"lockspace\": {}, \"nodeid\": {nodeid}, \"from\": {}, \"to\": {}",
+            s(lockspace),
+            s(or_none(*from, MemberState::name)),
+            s(or_none(*to, MemberState::name))
+        ),
+        _ => format!("\"event\": \"other\", \"message\": {}", s(&format!("{e:?}"))),
+    };
+    format!("{{{body}, \"time\": {time:.6}}}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +318,35 @@ mod tests {
                 r#""members": [1], "nodes": [{"nodeid": 1, "state": "joined", "member": true,"#
             ),
             "{j}"
+        );
+    }
+
+    #[test]
+    fn watch_lines() {
+        let e = Event::Member {
+            lockspace: "ctl".into(),
+            nodeid: 3,
+            from: Some(MemberState::Joined),
+            to: Some(MemberState::Failed(dlm_control::FailReason::NodeDown)),
+        };
+        assert_eq!(event_text(&e), "member ctl 3 joined -> failed");
+        assert_eq!(
+            event_json(&e, 1.5),
+            r#"{"event": "member", "lockspace": "ctl", "nodeid": 3, "from": "joined", "to": "failed", "time": 1.500000}"#
+        );
+        let n = Event::Node {
+            nodeid: 3,
+            from: None,
+            to: Some(NodeState::Member),
+        };
+        assert_eq!(event_text(&n), "node 3 none -> member");
+        assert_eq!(event_text(&Event::Quorum { quorate: false }), "quorum no");
+        assert_eq!(
+            event_text(&Event::LockspaceChanging {
+                name: "a".into(),
+                changing: true
+            }),
+            "lockspace a changing"
         );
     }
 

@@ -8,6 +8,7 @@
 //! dlm-lock versions [--json]
 //! dlm-lock ls [-n] [--json] [LOCKSPACE]
 //! dlm-lock status [--json]
+//! dlm-lock watch [--json] [--interval MS] [--for SECONDS]
 //! ```
 //!
 //! `dlm-lock --help` (or `man dlm-lock`) lists the events, the options
@@ -450,6 +451,48 @@ fn control(text: dlm_control::Result<String>) -> u8 {
     }
 }
 
+/// `dlm-lock watch`: prints dlm_controld's changes until `duration` has
+/// passed (or for ever); the exit status.
+fn watch(json: bool, interval_ms: u64, duration: Option<f64>) -> u8 {
+    use std::io::Write;
+    let say = |line: String| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let fail = |e: dlm_control::Error| {
+        eprintln!("{NAME}: error: {e}");
+        status::OTHER
+    };
+    let mut w = match dlm_control::Watcher::new(Duration::from_millis(interval_ms.max(10))) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    say("watching".into());
+    let end = duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    loop {
+        let left = end.map(|e| e.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return status::OK;
+        }
+        let events = match w.next(left) {
+            Ok(ev) => ev,
+            Err(e) => return fail(e),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        for e in &events {
+            say(if json {
+                control_cli::event_json(e, now)
+            } else {
+                control_cli::event_text(e)
+            });
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let matches = usage::parse_env(lock_cli::command());
     let parsed = match lock_cli::from_matches(&matches) {
@@ -468,6 +511,11 @@ fn main() -> ExitCode {
                 }
             })))
         }
+        Some(LockCommand::Watch {
+            json,
+            interval,
+            duration,
+        }) => return ExitCode::from(watch(*json, *interval, *duration)),
         Some(LockCommand::Status { json }) => {
             return ExitCode::from(control(control_cli::status(*json)))
         }
