@@ -18,6 +18,9 @@
 //!   serialise them process-wide; `buf` must hold [`DLMC_DUMP_SIZE`] bytes.
 //! - [`dlmc_print_status`] writes to the C `stdout` and returns nothing
 //!   else.
+//! - [`dlmc_lockspace_nodes`] never frees the reply buffer it allocates
+//!   (about 100 + 40 x `max` bytes a call, 4.2.0); [`dlmc_node_info`]
+//!   leaks nothing.
 //! - Every query opens a new connection to `dlm_controld`'s abstract Unix
 //!   socket (`dlmc_query_sock`, root only) and returns a negative value
 //!   when it cannot.
