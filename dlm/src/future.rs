@@ -26,7 +26,7 @@ use crate::mode::Mode;
 use crate::name::MAX_RESOURCE_NAME;
 use crate::options::LockOptions;
 use crate::reaper;
-use crate::request::{self, Answered, Op, CANCEL_GRACE};
+use crate::request::{self, Answered, Op};
 use crate::state::{Granted, ReleasePlan};
 use crate::timer::Timer;
 use crate::wait::LIVENESS_PERIOD;
@@ -279,7 +279,7 @@ impl Future for RequestFuture {
             if let Some(cell) = this.cell.as_ref() {
                 this.cancel(cell);
             }
-            deadline = now + CANCEL_GRACE;
+            deadline = now + this.handle.patience().cancel_grace;
             this.step = Step::Sent {
                 deadline: Some(deadline),
                 timed_out: true,

@@ -14,7 +14,7 @@ use crate::mode::Mode;
 use crate::name;
 use crate::options::LockOptions;
 use crate::reaper;
-use crate::request::{self, thread_id, Op, Wait, UNLOCK_PATIENCE};
+use crate::request::{self, thread_id, Op, Wait};
 use crate::state::{Granted, LockState, LvbState, ReleasePlan, Sent};
 use dlm_sys as sys;
 use std::fmt;
@@ -645,7 +645,7 @@ impl LockGuard {
             Op::Unlock { lkid: self.lkid },
             Mode::Nl,
             flags,
-            Wait::Patience(UNLOCK_PATIENCE),
+            Wait::Patience(self.ls.inner.patience().unlock),
         );
         self.release_end(cell, result)
     }

@@ -6,6 +6,7 @@
 use crate::cell::{CellRef, Handoff};
 use crate::error::{errno, set_errno, Error, Result};
 use crate::health::Health;
+use crate::request::Patience;
 use dlm_sys as sys;
 use parking_lot::Mutex;
 use std::ffi::{c_void, CString};
@@ -230,6 +231,8 @@ pub(crate) struct Core {
     reading: Mutex<()>,
     /// The handle's reaper thread was started (per process generation).
     pub(crate) reaper_started: crate::fork::StartedIn,
+    /// How long its waits are patient.
+    patience: Patience,
 }
 
 // SAFETY: the libdlm handle may be used from any thread: dlm_ls_lock and
@@ -256,6 +259,7 @@ impl Handle {
         how: How,
         polled: bool,
         writes_in_poll: bool,
+        patience: Patience,
     ) -> Result<Handle> {
         crate::fork::install();
         // libdlm_lt (feature `lt`) has no thread: poll mode only.
@@ -331,6 +335,7 @@ impl Handle {
             writes_in_poll,
             reading: Mutex::new(()),
             reaper_started: crate::fork::StartedIn::new(),
+            patience,
         };
         Ok(Handle::from_core(
             Arc::new(core),
@@ -364,6 +369,11 @@ impl Core {
     /// Whether futures write their requests in `poll`.
     pub(crate) fn writes_in_poll(&self) -> bool {
         self.writes_in_poll
+    }
+
+    /// How long the handle's waits are patient.
+    pub(crate) fn patience(&self) -> Patience {
+        self.patience
     }
 
     /// Stopped with no dlm_controld: a write would block for ever.

@@ -1,7 +1,8 @@
-//! Safe, blocking Rust bindings to **libdlm**, the userspace library of the
-//! Linux kernel's Distributed Lock Manager: cluster-wide locks shared by
-//! every node of a corosync/dlm_controld cluster (the lock manager of GFS2,
-//! OCFS2, lvmlockd and pacemaker stacks).
+//! Safe Rust bindings to **libdlm**, the userspace library of the Linux
+//! kernel's Distributed Lock Manager: cluster-wide locks shared by every
+//! node of a corosync/dlm_controld cluster (the lock manager of GFS2,
+//! OCFS2, lvmlockd and pacemaker stacks). Blocking calls, futures on any
+//! runtime, and libdlm's poll mode, over one completion path.
 //!
 //! ```no_run
 //! use dlm::{LockOptions, Lockspace, Mode};
@@ -248,7 +249,46 @@
 //! running on every node; creating or releasing a lockspace needs
 //! `CAP_SYS_ADMIN`. The repository's `ci/vm` runs any command in a
 //! one-node cluster of user-mode Linux.
+//!
+//! # Cargo features
+//! - `tokio` (off by default): `dlm::tokio::drive`, which reads
+//!   a poll-mode handle's answers on a tokio runtime through its reactor
+//!   (`AsyncFd`). Nothing else needs a runtime: the futures run on any
+//!   executor without a feature.
+//! - `lt` (off by default): build on `libdlm_lt`, the library without
+//!   threads (dlm-sys's feature `lt`): poll mode only; the calls that need
+//!   libdlm's thread (`Lockspace::open`, `create`, `join`, ...) do not
+//!   compile, with a message that says so.
+//!
+//! The library itself comes from [`dlm-sys`](https://docs.rs/dlm-sys),
+//! which links the system's `libdlm.so` (Debian: `libdlm-dev`; Fedora:
+//! `dlm-devel`), found with pkg-config or `DLM_LIB_DIR`. On a machine
+//! without libdlm, `DLM_NO_LINK=1 cargo check` (or `cargo doc`) checks a
+//! program that uses this crate without linking it.
+//!
+//! # Examples
+//! Runnable programs in the package's `examples/` directory; each runs
+//! with no arguments (`cargo run --example NAME` from the crate's
+//! directory, as root on a node of a DLM cluster) and prints its usage
+//! with `--help`:
+//! - [`quickstart`](https://github.com/dlm-rs/dlm-rs/blob/main/dlm/examples/quickstart.rs):
+//!   join a lockspace, lock in EX, then PR, release the lockspace;
+//! - [`lvb-counter`](https://github.com/dlm-rs/dlm-rs/blob/main/dlm/examples/lvb-counter.rs):
+//!   a counter kept in a lock value block, one NL lock converted up and
+//!   down;
+//! - [`async-quickstart`](https://github.com/dlm-rs/dlm-rs/blob/main/dlm/examples/async-quickstart.rs):
+//!   tokio tasks sharing a counter through `lock_with_async`;
+//! - [`poll-loop`](https://github.com/dlm-rs/dlm-rs/blob/main/dlm/examples/poll-loop.rs):
+//!   poll mode from one thread, with `poll(2)` and [`Lockspace::dispatch`];
+//! - [`timeout-race`](https://github.com/dlm-rs/dlm-rs/blob/main/dlm/examples/timeout-race.rs):
+//!   timed requests racing a holder (grants crossing cancels);
+//! - [`many-in-flight`](https://github.com/dlm-rs/dlm-rs/blob/main/dlm/examples/many-in-flight.rs):
+//!   a hundred requests in flight from one thread.
 #![doc = include_str!("calls.md")]
+// docs.rs builds with `--cfg docsrs` on nightly: items behind a feature
+// (`dlm::tokio`) are badged with it. (`doc_auto_cfg` was merged into
+// `doc_cfg` in Rust 1.92.)
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

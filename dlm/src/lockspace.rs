@@ -8,9 +8,11 @@ use crate::handle::{
 use crate::mode::Mode;
 use crate::name;
 use crate::options::LockOptions;
+use crate::request::Patience;
 use dlm_sys as sys;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// An open lockspace: the namespace that lock names live in.
 ///
@@ -107,6 +109,7 @@ impl Lockspace {
             // libdlm_lt (feature `lt`) has no thread: poll mode only.
             poll: cfg!(feature = "lt"),
             writes: AsyncWrites::default(),
+            patience: Patience::default(),
         }
     }
 
@@ -137,14 +140,26 @@ impl Lockspace {
 
     #[cfg(not(feature = "lt"))]
     fn get(name: &str, how: How, polled: bool) -> Result<Lockspace> {
-        Lockspace::get_with(name, how, polled, AsyncWrites::default())
+        Lockspace::get_with(
+            name,
+            how,
+            polled,
+            AsyncWrites::default(),
+            Patience::default(),
+        )
     }
 
-    fn get_with(name: &str, how: How, polled: bool, writes: AsyncWrites) -> Result<Lockspace> {
+    fn get_with(
+        name: &str,
+        how: How,
+        polled: bool,
+        writes: AsyncWrites,
+        patience: Patience,
+    ) -> Result<Lockspace> {
         let cname = name::lockspace_name(name)?;
         let in_poll = writes == AsyncWrites::InPoll;
         Ok(Lockspace {
-            inner: Arc::new(Handle::open(cname, how, polled, in_poll)?),
+            inner: Arc::new(Handle::open(cname, how, polled, in_poll, patience)?),
         })
     }
 
@@ -404,6 +419,7 @@ impl Lockspace {
             AsyncWrites::Worker
         };
         let name = core.name.clone();
+        let patience = core.patience();
         drop(core);
         result.map_err(|error| {
             // The kernel refused: the lockspace is still there. Give the
@@ -412,7 +428,7 @@ impl Lockspace {
                 Error::LockspaceBusy | Error::PermissionDenied { .. } => name
                     .to_str()
                     .ok()
-                    .and_then(|n| Lockspace::get_with(n, How::Open, polled, writes).ok())
+                    .and_then(|n| Lockspace::get_with(n, How::Open, polled, writes, patience).ok())
                     .map(|ls| {
                         // The create this release was to undo still counts.
                         if created {
@@ -536,6 +552,7 @@ pub struct LockspaceBuilder {
     permissions: u32,
     poll: bool,
     writes: AsyncWrites,
+    patience: Patience,
 }
 
 /// Which thread writes the requests of a handle's futures
@@ -597,6 +614,37 @@ impl LockspaceBuilder {
         self
     }
 
+    /// How long a cancelled request of this handle may take to answer
+    /// before its waiter gives up on it (default [`CANCEL_GRACE`](crate::CANCEL_GRACE),
+    /// 10 s): the waiter then returns and the handle's worker releases
+    /// the lock if the kernel grants it later. Shorter makes a timed call
+    /// return sooner when the DLM is slow to answer a cancel (a remote
+    /// master busy or a recovery under way), at the price of more
+    /// requests given up (counted in [`Stats::given_up`](crate::Stats));
+    /// tests use it to reach the give-up path.
+    pub fn cancel_grace(mut self, grace: Duration) -> LockspaceBuilder {
+        self.patience.cancel_grace = grace;
+        self
+    }
+
+    /// How long an unlock of this handle may take to answer before
+    /// [`LockGuard::unlock`](crate::LockGuard::unlock) returns
+    /// [`Error::TimedOut`] (default [`UNLOCK_PATIENCE`](crate::UNLOCK_PATIENCE), 60 s; counted in
+    /// whole seconds, at least one). The kernel still carries the unlock
+    /// out.
+    pub fn unlock_patience(mut self, patience: Duration) -> LockspaceBuilder {
+        self.patience.unlock = patience;
+        self
+    }
+
+    /// How long this handle sends a request again while the kernel answers
+    /// `EBUSY` or `ENOBUFS` (default [`BUSY_PATIENCE`](crate::BUSY_PATIENCE), 10 s) before
+    /// [`Error::InProgress`] or [`Error::Unreachable`].
+    pub fn busy_patience(mut self, patience: Duration) -> LockspaceBuilder {
+        self.patience.busy = patience;
+        self
+    }
+
     /// [`Lockspace::create`] with these settings.
     ///
     /// # Errors
@@ -606,7 +654,7 @@ impl LockspaceBuilder {
             mode: self.permissions,
             flags: 0,
         };
-        Lockspace::get_with(&self.name, how, self.poll, self.writes)
+        Lockspace::get_with(&self.name, how, self.poll, self.writes, self.patience)
     }
 
     /// [`Lockspace::create_exclusive`] with these settings.
@@ -618,7 +666,7 @@ impl LockspaceBuilder {
             mode: self.permissions,
             flags: sys::DLM_LSFL_NEWEXCL,
         };
-        Lockspace::get_with(&self.name, how, self.poll, self.writes)
+        Lockspace::get_with(&self.name, how, self.poll, self.writes, self.patience)
     }
 
     /// [`Lockspace::open`] with these settings.
@@ -626,7 +674,7 @@ impl LockspaceBuilder {
     /// # Errors
     /// As [`Lockspace::open`].
     pub fn open(self) -> Result<Lockspace> {
-        Lockspace::get_with(&self.name, How::Open, self.poll, self.writes)
+        Lockspace::get_with(&self.name, How::Open, self.poll, self.writes, self.patience)
     }
 
     /// [`Lockspace::join`] with these settings.
@@ -634,7 +682,7 @@ impl LockspaceBuilder {
     /// # Errors
     /// As [`Lockspace::join`].
     pub fn join(self) -> Result<Lockspace> {
-        match Lockspace::get_with(&self.name, How::Open, self.poll, self.writes) {
+        match Lockspace::get_with(&self.name, How::Open, self.poll, self.writes, self.patience) {
             Err(Error::LockspaceNotFound) => self.create(),
             other => other,
         }

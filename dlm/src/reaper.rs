@@ -33,7 +33,7 @@ use crate::cell::{Abandon, CellRef, Handoff, Job, Request, Wake};
 use crate::error::Error;
 use crate::handle::{Core, Handle};
 use crate::mode::Mode;
-use crate::request::{self, Op, BUSY_PATIENCE};
+use crate::request::{self, Op};
 use crate::state::ReleasePlan;
 use dlm_sys as sys;
 use std::collections::HashMap;
@@ -377,7 +377,7 @@ impl Reaper {
         if matches!(e, Error::InProgress | Error::Unreachable) {
             let now = Instant::now();
             let since = *w.busy_since.get_or_insert(now);
-            if now - since < BUSY_PATIENCE {
+            if now - since < handle.patience().busy {
                 crate::stats::count_retry(&e);
                 // Backing off as the blocking path does: 2 ms at first, up
                 // to 50 ms.

@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 /// up on it (the lock is then released by the reaper if it is granted
 /// later; if no answer ever comes, the kernel holds the request until the
 /// lockspace handle closes). A timed-out try (`NOQUEUE`), which is never
-/// cancelled (see the crate docs), gets the same grace.
+/// cancelled (see the crate docs), gets the same grace. The default of a
+/// handle; [`LockspaceBuilder::cancel_grace`](crate::LockspaceBuilder::cancel_grace)
+/// sets another.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 /// How long an unlock may take to complete before
@@ -40,14 +42,39 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
 /// can). This bounds the wait for the *answer*; it cannot bound the write
 /// of the request itself, which the kernel blocks uninterruptibly while
 /// the lockspace is stopped for a recovery that does not run (see the
-/// crate docs, "When the cluster fails").
+/// crate docs, "When the cluster fails"). The default of a handle;
+/// [`LockspaceBuilder::unlock_patience`](crate::LockspaceBuilder::unlock_patience)
+/// sets another.
 pub const UNLOCK_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How long a request is retried while the kernel answers `EBUSY` (an
 /// operation on the lock still in progress) or `ENOBUFS` (the resource's
 /// master unreachable while the membership changes) before
-/// [`Error::InProgress`] or [`Error::Unreachable`].
+/// [`Error::InProgress`] or [`Error::Unreachable`]. The default of a
+/// handle; [`LockspaceBuilder::busy_patience`](crate::LockspaceBuilder::busy_patience)
+/// sets another.
 pub const BUSY_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A handle's patiences: [`CANCEL_GRACE`], [`UNLOCK_PATIENCE`] and
+/// [`BUSY_PATIENCE`] unless its builder set others
+/// ([`LockspaceBuilder::cancel_grace`](crate::LockspaceBuilder::cancel_grace)
+/// and the two beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Patience {
+    pub(crate) cancel_grace: Duration,
+    pub(crate) unlock: Duration,
+    pub(crate) busy: Duration,
+}
+
+impl Default for Patience {
+    fn default() -> Patience {
+        Patience {
+            cancel_grace: CANCEL_GRACE,
+            unlock: UNLOCK_PATIENCE,
+            busy: BUSY_PATIENCE,
+        }
+    }
+}
 
 /// What a request does.
 #[derive(Debug, Clone, Copy)]
@@ -270,7 +297,7 @@ pub(crate) unsafe fn write(
         let error = refusal(handle, op, code);
         if matches!(error, Error::InProgress | Error::Unreachable) && sleeps {
             let since = *busy_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < BUSY_PATIENCE {
+            if since.elapsed() < handle.patience().busy {
                 crate::stats::count_retry(&error);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_millis(50));
@@ -392,7 +419,8 @@ fn await_answer(
         return Err(Error::LockspaceStopped);
     }
     cancel(handle, cell, op, lkid, flags);
-    match w.wait(&cell.hs, Limit::after(Some(CANCEL_GRACE)), &alive, drive) {
+    let grace = handle.patience().cancel_grace;
+    match w.wait(&cell.hs, Limit::after(Some(grace)), &alive, drive) {
         Ok(delivered) => Ok((delivered, true)),
         Err(NoAnswer::Gone) => Err(handle.gone_error()),
         Err(NoAnswer::Expired) => Err(Error::TimedOut),

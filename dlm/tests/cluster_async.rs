@@ -502,3 +502,65 @@ fn tokio_driver_runs_a_poll_mode_handle() {
     drop((a, b, p));
     finish(&name);
 }
+
+/// Feature `tokio`: the driver and blocking calls on one poll-mode handle
+/// at once (issue 15, defect 7). A dispatch that finds another thread
+/// dispatching waits for it and then reads, so the driver never clears a
+/// readiness whose answer nobody read: every future completes even when
+/// the blocking thread stops right after an answer arrived. Before, the
+/// driver's dispatch returned without reading and an answer sat unread
+/// until the next one came: here, for ever.
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_driver_and_blocking_calls_share_a_poll_mode_handle() {
+    require_cluster!();
+    let (a, b, name) = fixture("atokmix");
+    let p = Lockspace::builder(&name).poll_mode().open().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let driver = rt.spawn(dlm::tokio::drive(p.clone()));
+    let mut async_ops = 0u64;
+    for round in 0..200 {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let blocking = {
+            let (p, stop) = (p.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for _ in 0..(1 + round % 4) {
+                    let g = p.lock("b", Mode::Ex).unwrap();
+                    g.unlock().unwrap();
+                }
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let p2 = p.clone();
+        let n = rt.block_on(async move {
+            let mut n = 0u64;
+            loop {
+                let done = stop.load(std::sync::atomic::Ordering::SeqCst);
+                let op = async {
+                    let g = p2.lock_async("a", Mode::Ex).await?;
+                    g.unlock_async().await
+                };
+                match tokio::time::timeout(Duration::from_secs(5), op).await {
+                    Ok(r) => r.unwrap(),
+                    Err(_) => panic!("round {round}: a future's answer was never read"),
+                }
+                n += 1;
+                if done {
+                    return n;
+                }
+            }
+        });
+        async_ops += n;
+        blocking.join().unwrap();
+    }
+    println!("200 rounds, {async_ops} async lock+unlock pairs beside blocking calls");
+    assert!(can_take(&b, "a", Mode::Ex) && can_take(&b, "b", Mode::Ex));
+    driver.abort();
+    drop(rt);
+    drop((a, b, p));
+    finish(&name);
+}

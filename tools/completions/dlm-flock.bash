@@ -23,7 +23,7 @@ _dlm__flock() {
 
     case "${cmd}" in
         dlm__flock)
-            opts="-s -e -x -n -w -E -o -c -h -V --shared --exclusive --mode --nb --nonblock --wait --timeout --conflict-exit-code --close --command --verbose --lockspace --help --version"
+            opts="-s -e -x -n -w -E -o -c -u -F -h -V --shared --exclusive --mode --nb --nonblock --wait --timeout --conflict-exit-code --close --command --verbose --unlock --no-fork --lockspace --generate --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -62,7 +62,14 @@ _dlm__flock() {
                     return 0
                     ;;
                 --lockspace)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --generate)
+                    COMPREPLY=($(compgen -W "man complete-bash complete-zsh complete-fish" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_dlm_lock_global_optspecs
-    string join \n l/lockspace= m/mode= n/try w/timeout= p/persistent expedite lvb-read lvb-write= notify on-blocking= adopt convert= wait-file= hold= until-signal hold-until-file= orphan purge= t/timestamps json h/help V/version
+    string join \n l/lockspace= m/mode= n/try w/timeout= p/persistent expedite lvb-read lvb-write= notify on-blocking= adopt convert= wait-file= hold= until-signal hold-until-file= orphan purge= t/timestamps json generate= h/help V/version
 end
 
 function __fish_dlm_lock_needs_command
@@ -24,7 +24,7 @@ function __fish_dlm_lock_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -s l -l lockspace -d 'The lockspace; created (device mode 0600) if it does not exist, which needs CAP_SYS_ADMIN' -r
+complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -s l -l lockspace -d 'The lockspace; created (device mode 0600) if it does not exist, which needs CAP_SYS_ADMIN' -r -f
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -s m -l mode -d 'The mode, as an option (the same as MODE)' -r -f -a "NL\t'Null: no access; keeps the resource (and its lock value block) alive'
 CR\t'Concurrent read'
 CW\t'Concurrent write'
@@ -33,7 +33,14 @@ PW\t'Protected write: one writer, concurrent readers'
 EX\t'Exclusive'"
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -s w -l timeout -d 'Give up on the request, and on each conversion, if not granted within SECONDS (it is cancelled). Also arms a watchdog: a DLM call still running SECONDS + 15 s after it began (the kernel can block a cancel for ever while the lockspace is stopped) prints `error: stuck: ...` and ends the program (status 8)' -r
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l lvb-write -d 'Write VALUE into the lock value block once the lock is held in PW or EX, published by the next conversion down or the release: text, or bytes in hex after 0x; at most 32 bytes (implies --lvb-read)' -r
-complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l on-blocking -d 'On a blocking notification while holding: ignore (only print it, the default), release (unlock and end), downconvert:MODE (convert down to MODE). Implies --notify' -r
+complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l on-blocking -d 'On a blocking notification while holding: ignore (only print it, the default), release (unlock and end), downconvert:MODE (convert down to MODE). Implies --notify' -r -f -a "ignore\t''
+release\t''
+downconvert:NL\t''
+downconvert:CR\t''
+downconvert:CW\t''
+downconvert:PR\t''
+downconvert:PW\t''
+downconvert:EX\t''"
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l convert -d 'After the grant, convert to MODE (a step; steps run in the order given)' -r -f -a "NL\t'Null: no access; keeps the resource (and its lock value block) alive'
 CR\t'Concurrent read'
 CW\t'Concurrent write'
@@ -43,7 +50,11 @@ EX\t'Exclusive'"
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l wait-file -d 'After the grant, wait until PATH exists, answering blocking notifications (a step)' -r -F
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l hold -d 'Hold the lock SECONDS before releasing it' -r
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l hold-until-file -d 'Hold the lock until PATH exists (with --hold or --until-signal: whichever comes first)' -r -F
-complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l purge -d 'Purge the orphans of node NODEID (0: this node) and owner PID (0 or none: every owner), then exit. The kernel records the requesting thread\'s id as owner; dlm-lock\'s requests come from its main thread, so its pid' -r
+complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l purge -d 'Purge the orphans of node NODEID (0: this node) and owner PID (0 or none: every owner), then exit. The owner the kernel records is the thread that made the request; dlm-lock makes its requests from its main thread, so the owner of its orphans is the pid it printed (`orphaned PID`)' -r
+complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l generate -d 'Print the man page (man) or a shell completion script (complete-bash, complete-zsh, complete-fish) to standard output, and exit' -r -f -a "man\t'The man page (roff): `man -l` shows it'
+complete-bash\t'The bash completion script'
+complete-zsh\t'The zsh completion script (a `_NAME` file for `$fpath`)'
+complete-fish\t'The fish completion script'"
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -s n -l try -d 'Fail at once instead of waiting (LKF_NOQUEUE), for the request and each conversion'
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -s p -l persistent -d 'A persistent lock (LKF_PERSISTENT): it survives this process as an orphan if not released'
 complete -c dlm-lock -n "__fish_dlm_lock_needs_command" -l expedite -d 'Grant a new NL request at once (LKF_EXPEDITE)'

@@ -4,9 +4,10 @@
 //!   close-on-exec first): the lock belongs to the tool alone and goes
 //!   when the tool unlocks it or ends, never later because of a process
 //!   the command left behind. (flock(1)'s `-o` has nothing left to do.)
-//! - The end signals given to the tool are sent on to the command (see
-//!   [`crate::signals`]), and the tool waits for the command to end,
-//!   whatever ends it.
+//! - The end signals given to the tool are sent on to the command, and a
+//!   signal sent to the whole process group reaches it once (see
+//!   [`crate::signals`]); the tool waits for the command to end, whatever
+//!   ends it.
 //! - Should the tool itself be killed (SIGKILL) while the command runs,
 //!   the kernel drops the lock with the tool's descriptor and the command
 //!   gets SIGTERM (`PR_SET_PDEATHSIG`): it would otherwise run on without
@@ -105,7 +106,11 @@ pub fn run(program: &OsStr, args: &[OsString]) -> Outcome {
             Ok(())
         })
     };
-    signals::spawning();
+    let group = signals::Group::choose();
+    if group == signals::Group::Command {
+        cmd.process_group(0);
+    }
+    signals::spawning(group);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -113,6 +118,15 @@ pub fn run(program: &OsStr, args: &[OsString]) -> Outcome {
             return Outcome::NotStarted(e);
         }
     };
+    if group == signals::Group::ToolLeaves {
+        // From here on a signal to the group the tool was started in
+        // reaches the command, not the tool. (One sent between the fork
+        // and this call reaches both, and the command gets it twice: a
+        // window of the length of a fork and exec.)
+        // SAFETY: setpgid on this process; it is not a group leader, so it
+        // may make a group of its own.
+        unsafe { libc::setpgid(0, 0) };
+    }
     signals::started(child.id());
     wait_unreaped(child.id());
     signals::ended();

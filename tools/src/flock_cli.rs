@@ -34,8 +34,8 @@ ends, whatever ends it, and exits with the command's exit status. The end \
 signals SIGINT, SIGTERM and SIGHUP sent to dlm-flock are sent on to the \
 command. A dlm-flock still waiting for the lock when such a signal (or \
 SIGKILL) ends it leaves no request behind.",
-    after_help = "See --help for notes, exit statuses and examples.",
-    override_usage = "dlm-flock [OPTIONS] RESOURCE COMMAND [ARGUMENTS...]\n       dlm-flock [OPTIONS] RESOURCE -c STRING"
+    after_help = "Unlike flock(1): no `flock FD` form, no -u, no -F (a DLM lock belongs to a process, not to a descriptor). See --help for why, notes, exit statuses and examples.",
+    override_usage = "dlm-flock [OPTIONS] RESOURCE COMMAND [ARGUMENTS...]\n       dlm-flock [OPTIONS] RESOURCE -c STRING\n       dlm-flock --generate KIND"
 )]
 pub struct FlockArgs {
     /// Take a shared lock (mode PR): other shared holders may hold it at the same time
@@ -79,16 +79,24 @@ pub struct FlockArgs {
     #[arg(long)]
     pub verbose: bool,
 
+    /// flock(1)'s -u (unlock a descriptor): refused with the reason
+    #[arg(short = 'u', long = "unlock", hide = true)]
+    pub unlock: bool,
+
+    /// flock(1)'s -F (no fork): refused with the reason
+    #[arg(short = 'F', long = "no-fork", hide = true)]
+    pub no_fork: bool,
+
     /// The lockspace of the lock; created (device mode 0600) if it does not exist, which needs CAP_SYS_ADMIN
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_LOCKSPACE, value_parser = values::lockspace)]
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_LOCKSPACE, value_parser = values::lockspace, value_hint = clap::ValueHint::Other)]
     pub lockspace: String,
 
     /// The lock's name (1 to 64 bytes), shared by every node of the cluster
-    #[arg(value_name = "RESOURCE", value_parser = values::resource)]
+    #[arg(value_name = "RESOURCE", value_parser = values::resource, value_hint = clap::ValueHint::Other)]
     pub resource: String,
 
     /// The command to run with the lock held, and its arguments
-    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., value_hint = clap::ValueHint::CommandWithArguments)]
     pub argv: Vec<OsString>,
 }
 
@@ -102,6 +110,35 @@ impl FlockArgs {
         }
     }
 
+    /// What flock(1) would take but dlm-flock cannot do: `-u`, `-F`, the
+    /// `flock FD` form (a number and no command), and no command at all.
+    ///
+    /// # Errors
+    /// The usage error to print (one line): what was asked, and why
+    /// dlm-flock does not do it.
+    pub fn check(&self) -> Result<(), String> {
+        if self.unlock {
+            return Err(format!("-u (unlock): {NO_FD_FORM} (see dlm-flock --help)"));
+        }
+        if self.no_fork {
+            return Err(format!(
+                "-F (no fork): the lock cannot pass to the command: {NO_FD_FORM} (see dlm-flock --help)"
+            ));
+        }
+        if self.program().is_none() {
+            if !self.resource.is_empty() && self.resource.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "no `flock FD` form: {NO_FD_FORM}; give a command: dlm-flock {} COMMAND (see dlm-flock --help)",
+                    self.resource
+                ));
+            }
+            return Err(
+                "no command given: dlm-flock RESOURCE COMMAND [ARGUMENTS...] or dlm-flock RESOURCE -c STRING (see dlm-flock --help)".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// The program to run and its arguments; `None` when none was given.
     pub fn program(&self) -> Option<(OsString, Vec<OsString>)> {
         if let Some(s) = &self.shell_command {
@@ -112,13 +149,19 @@ impl FlockArgs {
     }
 }
 
+/// Why flock(1)'s descriptor forms have no counterpart, in a usage error.
+const NO_FD_FORM: &str = "a DLM lock belongs to the process that took it (its lockspace descriptor), not to a file descriptor, and goes when dlm-flock ends";
+
 /// Notes, exit statuses and examples of dlm-flock.
 pub const EXTRA: Extra = Extra {
+    other_forms: &["[OPTIONS] RESOURCE -c STRING"],
+    events: &[],
     notes: &[
         "The lock is the DLM's, not a file's: every node of the cluster that runs dlm-flock (or any DLM program) on the same RESOURCE in the same lockspace is excluded, and nothing is written to any file system. Modes other than EX and PR follow the DLM's compatibility table (NL is compatible with every mode; CR with all but EX; CW with NL, CR and CW; PR with NL, CR and PR; PW with NL and CR).",
         "The default lockspace is dlm-flock. dlm-flock creates a lockspace that does not exist yet, which needs CAP_SYS_ADMIN (root), and leaves it in place afterwards for the next user: remove it with `dlm_tool leave NAME`. Without that privilege, use a lockspace root has created (for instance with `dlm_tool join NAME`) and whose device (/dev/misc/dlm_NAME) you may open.",
-        "The command runs in dlm-flock's process group. SIGINT, SIGTERM and SIGHUP sent to dlm-flock are sent on to the command (not a second time when they came from the terminal, which signals the whole group), and dlm-flock releases the lock and exits when the command ends. If dlm-flock is killed with SIGKILL, the kernel releases the lock and the command gets SIGTERM. If the lock is not had yet when such a signal ends dlm-flock, its request goes with it.",
+        "SIGINT, SIGTERM and SIGHUP sent to dlm-flock are sent on to the command, and dlm-flock releases the lock and exits when the command ends. A signal sent to a whole process group (by the terminal, or `kill -TERM -- -PGID` as supervisors do) reaches the command once: in a terminal's foreground the command runs in dlm-flock's process group, and what the terminal sent to both is not sent again; otherwise, once the command runs, dlm-flock leaves the group it was started in to the command (or, when it leads that group, starts the command in a group of its own and passes the group's signals on to it). If dlm-flock is killed with SIGKILL, the kernel releases the lock and the command gets SIGTERM. If the lock is not had yet when such a signal ends dlm-flock, its request goes with it.",
         "As with flock(1), options go before RESOURCE, or between RESOURCE and the command; everything from the command's name on is the command's. Unlike flock(1), -c runs /bin/sh, not $SHELL.",
+        "Differences from flock(1): flock(1) locks a file, and its lock belongs to an open file description that a shell can hold (the `flock FD` form: `exec 9>FILE; flock 9` locks for the rest of the script, or of a subshell), hand to the command (-F, no fork), or unlock early (-u). A DLM lock belongs to the process that took it, through its lockspace descriptor, which the command does not inherit (it is close-on-exec, so that a process the command leaves behind can never keep the lock). So dlm-flock has no FD form, no -u and no -F, and says so (exit 64) when given them: to hold a lock for a whole script or subshell, run it under dlm-flock (`dlm-flock RESOURCE sh script.sh`, or `dlm-flock RESOURCE -c '...'`); the lock goes when the command ends. flock(1)'s --fcntl has no counterpart either.",
     ],
     exit_statuses: &[
         ExitStatus {
@@ -185,7 +228,9 @@ pub const EXTRA: Extra = Extra {
 
 /// dlm-flock's full clap definition, help text included.
 pub fn command() -> clap::Command {
-    FlockArgs::command().after_long_help(EXTRA.help_text())
+    FlockArgs::command()
+        .arg(crate::generate::arg())
+        .after_long_help(EXTRA.help_text())
 }
 
 /// The arguments from a successful parse of [`command`].
@@ -274,6 +319,9 @@ mod tests {
             &["--mode", "XX", "r", "true"],
             &["--bogus", "r", "true"],
             &["--lockspace", "..", "r", "true"],
+            &["--lockspace", "a b", "r", "true"],
+            &["--lockspace", "plock", "r", "true"],
+            &["--lockspace", "a\u{7}b", "r", "true"],
             &[],
         ] {
             let l = usage(bad);
@@ -284,9 +332,31 @@ mod tests {
     }
 
     #[test]
+    fn flock_forms_without_a_counterpart_are_usage_errors() {
+        let why = |v: &[&str]| args(v).check().unwrap_err();
+        assert!(why(&["-u", "r", "true"]).starts_with("-u (unlock)"));
+        assert!(why(&["-F", "r", "true"]).starts_with("-F (no fork)"));
+        assert!(why(&["9"]).starts_with("no `flock FD` form"));
+        assert!(why(&["r"]).starts_with("no command given"));
+        for e in [why(&["-u", "r", "true"]), why(&["9"]), why(&["r"])] {
+            assert!(
+                !e.contains('\n') && e.ends_with("(see dlm-flock --help)"),
+                "{e}"
+            );
+        }
+        assert!(
+            args(&["9", "true"]).check().is_ok(),
+            "a number is a name with a command"
+        );
+        assert!(args(&["r", "-c", "x"]).check().is_ok());
+    }
+
+    #[test]
     fn help_describes_every_option() {
         let mut cmd = command();
+        // Words as they are, whatever the wrapping.
         let help = cmd.render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         for needle in [
             "--shared",
             "--exclusive",
@@ -304,6 +374,8 @@ mod tests {
             "Exit status:",
             "CAP_SYS_ADMIN",
             "does nothing",
+            "Differences from flock(1)",
+            "dlm-flock has no FD form, no -u and no -F",
         ] {
             assert!(help.contains(needle), "{needle} missing from --help");
         }

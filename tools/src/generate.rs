@@ -1,16 +1,77 @@
 //! Man pages (clap_mangen) and shell completions (clap_complete), made
 //! from the same clap definitions as the programs' parsing and `--help`.
-//! They are committed under `tools/man/` and `tools/completions/`;
+//! The installed programs print them (`dlm-lock --generate man`, see
+//! [`Kind`]), so no source checkout is needed to install them; copies are
+//! committed under `tools/man/` and `tools/completions/` for packagers,
 //! `cargo run -p dlm-tools --example dlm-tools-gen` writes them anew, and a
 //! unit test fails when the committed files differ from a fresh run.
 
 use crate::help::Extra;
+use clap::{ArgAction, ArgMatches};
 use clap_complete::Shell;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// The shells completions are made for.
-pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
+/// What `--generate KIND` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// The man page (roff): `man -l` shows it.
+    Man,
+    /// The bash completion script.
+    CompleteBash,
+    /// The zsh completion script (a `_NAME` file for `$fpath`).
+    CompleteZsh,
+    /// The fish completion script.
+    CompleteFish,
+}
+
+/// The `--generate KIND` option of both tools (clap's id `generate`).
+pub fn arg() -> clap::Arg {
+    clap::Arg::new("generate")
+        .long("generate")
+        .value_name("KIND")
+        .value_parser(clap::value_parser!(Kind))
+        .exclusive(true)
+        .help("Print the man page (man) or a shell completion script (complete-bash, complete-zsh, complete-fish) to standard output, and exit")
+}
+
+/// `cmd`'s man page or completion script, as `kind` asks.
+///
+/// # Errors
+/// I/O errors of the man page's rendering.
+pub fn generate(kind: Kind, cmd: clap::Command, extra: &Extra) -> io::Result<Vec<u8>> {
+    let shell = match kind {
+        Kind::Man => return man_page(cmd, extra),
+        Kind::CompleteBash => Shell::Bash,
+        Kind::CompleteZsh => Shell::Zsh,
+        Kind::CompleteFish => Shell::Fish,
+    };
+    let mut buf = Vec::new();
+    let mut cmd = cmd;
+    let name = cmd.get_name().to_string();
+    clap_complete::generate(shell, &mut cmd, name, &mut buf);
+    Ok(buf)
+}
+
+/// Answers `--generate KIND` if `m` (matches of `cmd`) has it: prints the
+/// page or script to standard output and returns the exit status (0, or 74,
+/// `EX_IOERR`, when it cannot be written). `None` without `--generate`.
+pub fn answer(m: &ArgMatches, cmd: clap::Command, extra: &Extra) -> Option<u8> {
+    let kind = *m.try_get_one::<Kind>("generate").ok().flatten()?;
+    let name = cmd.get_name().to_string();
+    let written = generate(kind, cmd, extra).and_then(|bytes| {
+        let mut out = io::stdout().lock();
+        out.write_all(&bytes)?;
+        out.flush()
+    });
+    Some(match written {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{name}: --generate: {e}");
+            74
+        }
+    })
+}
 
 /// The tools: name, clap definition, extra documentation.
 fn tools() -> Vec<(clap::Command, Extra)> {
@@ -31,6 +92,129 @@ fn roff_text(s: &str) -> String {
     }
 }
 
+/// Styles a word of a synopsis: options in bold, placeholders (upper case)
+/// in italics, other words (subcommands) in bold; brackets, bars and `...`
+/// as they are.
+fn synopsis_word(word: &str) -> String {
+    let core_start = word.find(|c: char| c != '[').unwrap_or(word.len());
+    let core_end = word
+        .rfind(|c: char| c != ']' && c != '.')
+        .map_or(core_start, |i| i + 1)
+        .max(core_start);
+    let (open, core, close) = (
+        &word[..core_start],
+        &word[core_start..core_end],
+        &word[core_end..],
+    );
+    let styled = core
+        .split('|')
+        .map(|part| {
+            if part.is_empty() {
+                String::new()
+            } else if !part.starts_with('-')
+                && part.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            {
+                format!("\\fI{}\\fR", roff_text(part))
+            } else {
+                format!("\\fB{}\\fR", roff_text(part))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("|");
+    format!("{open}{styled}{}", roff_text(close))
+}
+
+/// The synopsis of `cmd`'s options and arguments, each with its
+/// arguments (`[-w|--timeout SECONDS]`), as plain words.
+fn synopsis_words(cmd: &clap::Command) -> Vec<String> {
+    let mut words = Vec::new();
+    let skip = ["help", "version", "generate"];
+    let args: Vec<&clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !skip.contains(&a.get_id().as_str()))
+        .collect();
+    for a in args.iter().filter(|a| !a.is_positional()) {
+        let mut flag = Vec::new();
+        if let Some(s) = a.get_short() {
+            flag.push(format!("-{s}"));
+        }
+        if let Some(l) = a.get_long() {
+            flag.push(format!("--{l}"));
+        }
+        let mut w = vec![format!("[{}", flag.join("|"))];
+        let takes_value = !matches!(
+            a.get_action(),
+            ArgAction::SetTrue | ArgAction::SetFalse | ArgAction::Count
+        );
+        let names: Vec<&str> = if takes_value {
+            a.get_value_names()
+                .map(|n| n.iter().map(|s| s.as_str()).collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let min = a.get_num_args().map_or(1, |r| r.min_values()).max(1);
+        for (i, n) in names.iter().enumerate() {
+            if i < min {
+                w.push(n.to_string());
+            } else {
+                w.push(format!("[{n}]"));
+            }
+        }
+        if let Some(last) = w.last_mut() {
+            last.push(']');
+            // Given more than once (steps): one value each time.
+            if matches!(a.get_action(), ArgAction::Append) && names.len() == 1 {
+                last.push_str("...");
+            }
+        }
+        words.extend(w);
+    }
+    for a in args.iter().filter(|a| a.is_positional()) {
+        let name = a
+            .get_value_names()
+            .and_then(|n| n.first())
+            .map_or_else(|| a.get_id().to_string(), |n| n.to_string());
+        if a.is_trailing_var_arg_set() {
+            words.push(format!("[{name}"));
+            words.push("[ARGUMENTS...]]".to_string());
+        } else if a.is_required_set() || a.get_index() == Some(1) {
+            // The first argument (RESOURCE) is what this form is about: it
+            // is only optional in the other forms.
+            words.push(name);
+        } else {
+            words.push(format!("[{name}]"));
+        }
+    }
+    words
+}
+
+/// The man page's SYNOPSIS: the form made from the options and arguments
+/// (each option with its arguments), the other forms of `extra`, and
+/// `--generate`.
+fn synopsis(cmd: &clap::Command, extra: &Extra) -> String {
+    let name = cmd.get_name();
+    let bold_name = format!("\\fB{}\\fR", roff_text(name));
+    let mut forms = vec![synopsis_words(cmd)];
+    for form in extra.other_forms {
+        forms.push(form.split_whitespace().map(str::to_string).collect());
+    }
+    if cmd.get_arguments().any(|a| a.get_id() == "generate") {
+        forms.push(vec!["--generate".into(), "KIND".into()]);
+    }
+    // No hyphenation, ragged right: option names stay whole.
+    let mut s = String::from(".SH SYNOPSIS\n.nh\n.ad l\n");
+    for (i, words) in forms.iter().enumerate() {
+        if i > 0 {
+            s.push_str(".br\n");
+        }
+        let styled: Vec<String> = words.iter().map(|w| synopsis_word(w)).collect();
+        s.push_str(&format!("{bold_name} {}\n", styled.join(" ")));
+    }
+    s.push_str(".ad\n.hy\n");
+    s
+}
+
 /// The man page of `cmd`, with the sections of `extra`.
 pub fn man_page(cmd: clap::Command, extra: &Extra) -> io::Result<Vec<u8>> {
     let version = cmd.get_version().unwrap_or("").to_string();
@@ -38,19 +222,31 @@ pub fn man_page(cmd: clap::Command, extra: &Extra) -> io::Result<Vec<u8>> {
     // The long help's after-text is the same as the sections below: keep
     // it out of clap_mangen's "EXTRA" section.
     let cmd = cmd.after_long_help(None::<&str>).after_help(None::<&str>);
+    let mut cmd_for_synopsis = cmd.clone();
+    cmd_for_synopsis.build();
     let man = clap_mangen::Man::new(cmd)
         .source(format!("dlm-tools {version}"))
         .manual("User Commands");
     let mut out = Vec::new();
     man.render_title(&mut out)?;
     man.render_name_section(&mut out)?;
-    man.render_synopsis_section(&mut out)?;
+    out.extend_from_slice(synopsis(&cmd_for_synopsis, extra).as_bytes());
     man.render_description_section(&mut out)?;
     man.render_options_section(&mut out)?;
     if name == "dlm-lock" {
         man.render_subcommands_section(&mut out)?;
     }
     let mut s = String::new();
+    if !extra.events.is_empty() {
+        s.push_str(".SH EVENTS\n");
+        for t in extra.events {
+            s.push_str(&format!(
+                ".TP\n\\fB{}\\fR\n{}\n",
+                roff_text(t.term),
+                roff_text(t.meaning)
+            ));
+        }
+    }
     if !extra.notes.is_empty() {
         s.push_str(".SH NOTES\n");
         for (i, n) in extra.notes.iter().enumerate() {
@@ -100,21 +296,19 @@ pub fn files() -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
     let mut out = Vec::new();
     for (cmd, extra) in tools() {
         let name = cmd.get_name().to_string();
-        out.push((
-            PathBuf::from("man").join(format!("{name}.1")),
-            man_page(cmd.clone(), &extra)?,
-        ));
-        for shell in SHELLS {
-            let mut buf = Vec::new();
-            let mut c = cmd.clone();
-            clap_complete::generate(shell, &mut c, name.clone(), &mut buf);
-            let file = match shell {
-                Shell::Bash => format!("{name}.bash"),
-                Shell::Zsh => format!("_{name}"),
-                Shell::Fish => format!("{name}.fish"),
-                _ => format!("{name}.{shell}"),
+        for kind in [
+            Kind::Man,
+            Kind::CompleteBash,
+            Kind::CompleteZsh,
+            Kind::CompleteFish,
+        ] {
+            let file = match kind {
+                Kind::Man => PathBuf::from("man").join(format!("{name}.1")),
+                Kind::CompleteBash => PathBuf::from("completions").join(format!("{name}.bash")),
+                Kind::CompleteZsh => PathBuf::from("completions").join(format!("_{name}")),
+                Kind::CompleteFish => PathBuf::from("completions").join(format!("{name}.fish")),
             };
-            out.push((PathBuf::from("completions").join(file), buf));
+            out.push((file, generate(kind, cmd.clone(), &extra)?));
         }
     }
     Ok(out)

@@ -21,9 +21,26 @@ pub struct Example {
     pub command: &'static str,
 }
 
+/// One entry of a table of terms: a term (an event line, say) and what it
+/// means.
+#[derive(Debug, Clone, Copy)]
+pub struct Term {
+    /// The term, as the program prints or takes it.
+    pub term: &'static str,
+    /// What it means.
+    pub meaning: &'static str,
+}
+
 /// Everything a tool's documentation adds to its clap definition.
 #[derive(Debug, Clone, Copy)]
 pub struct Extra {
+    /// The forms of the command line other than the one of its options and
+    /// arguments (which is made from the clap definition), without the
+    /// program's name: `versions [--json]`.
+    pub other_forms: &'static [&'static str],
+    /// The lines the program prints, and what each means (dlm-lock's
+    /// events); empty when there is no such table.
+    pub events: &'static [Term],
     /// Paragraphs of notes (the man page's NOTES section).
     pub notes: &'static [&'static str],
     /// The exit statuses.
@@ -38,6 +55,11 @@ impl Extra {
     /// The text shown after the options by `--help`.
     pub fn help_text(&self) -> String {
         let mut s = String::new();
+        if !self.events.is_empty() {
+            s.push_str("Events:\n");
+            s.push_str(&table(self.events.iter().map(|t| (t.term, t.meaning)), 24));
+            s.push('\n');
+        }
         if !self.notes.is_empty() {
             s.push_str("Notes:\n");
             for n in self.notes {
@@ -46,24 +68,10 @@ impl Extra {
             }
         }
         s.push_str("Exit status:\n");
-        let width = self
-            .exit_statuses
-            .iter()
-            .map(|e| e.code.len())
-            .max()
-            .unwrap_or(0);
-        for e in self.exit_statuses {
-            let lines = wrap(e.meaning, 72 - width);
-            let mut it = lines.lines();
-            s.push_str(&format!(
-                "  {:width$}  {}\n",
-                e.code,
-                it.next().unwrap_or("")
-            ));
-            for l in it {
-                s.push_str(&format!("  {:width$}  {l}\n", ""));
-            }
-        }
+        s.push_str(&table(
+            self.exit_statuses.iter().map(|e| (e.code, e.meaning)),
+            8,
+        ));
         s.push_str("\nExamples:\n");
         for ex in self.examples {
             s.push_str(&indent(&wrap(ex.what, 74), 2));
@@ -74,6 +82,33 @@ impl Extra {
         s.truncate(s.trim_end().len());
         s
     }
+}
+
+/// A two-column table, two spaces in: each term, then its meaning wrapped
+/// at 78 columns in a second column as wide as the widest term (at most
+/// `max_term` columns; a longer term has its meaning on the lines below).
+fn table<'a>(rows: impl Iterator<Item = (&'a str, &'a str)> + Clone, max_term: usize) -> String {
+    let width = rows
+        .clone()
+        .map(|(t, _)| t.len())
+        .filter(|&w| w <= max_term)
+        .max()
+        .unwrap_or(0);
+    let column = 2 + width + 2;
+    let mut s = String::new();
+    for (term, meaning) in rows {
+        let lines = wrap(meaning, 78 - column);
+        let mut it = lines.lines();
+        if term.len() <= width {
+            s.push_str(&format!("  {term:width$}  {}\n", it.next().unwrap_or("")));
+        } else {
+            s.push_str(&format!("  {term}\n"));
+        }
+        for l in it {
+            s.push_str(&format!("{:column$}{l}\n", ""));
+        }
+    }
+    s
 }
 
 /// Wraps `text` at `width` columns, on spaces.
@@ -115,6 +150,17 @@ mod tests {
     #[test]
     fn help_text_has_every_part() {
         let extra = Extra {
+            other_forms: &[],
+            events: &[
+                Term {
+                    term: "granted MODE",
+                    meaning: "the request was granted",
+                },
+                Term {
+                    term: "a-very-long-event-name NAME",
+                    meaning: "a meaning on the next line",
+                },
+            ],
             notes: &["A note."],
             exit_statuses: &[ExitStatus {
                 code: "0",
@@ -128,6 +174,16 @@ mod tests {
         };
         let t = extra.help_text();
         assert!(t.contains("Notes:\n  A note."), "{t}");
+        assert!(
+            t.contains("Events:\n  granted MODE  the request was granted\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "  a-very-long-event-name NAME\n                a meaning on the next line\n"
+            ),
+            "{t}"
+        );
         assert!(t.contains("Exit status:\n  0  fine"), "{t}");
         assert!(t.contains("Examples:\n  Do it.\n    tool it"), "{t}");
     }

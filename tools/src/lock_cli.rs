@@ -1,7 +1,7 @@
 //! dlm-lock's command line: take, hold, convert and release one lock and
 //! report each event; purge orphans; show versions.
 
-use crate::help::{Example, ExitStatus, Extra};
+use crate::help::{Example, ExitStatus, Extra, Term};
 use crate::values::{self, ModeArg};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
@@ -54,6 +54,60 @@ fn on_blocking(s: &str) -> Result<OnBlocking, String> {
                 .map_err(|_| format!("unknown mode {m} (NL, CR, CW, PR, PW or EX)")),
             None => Err("expected ignore, release or downconvert:MODE".into()),
         },
+    }
+}
+
+/// Every value `--on-blocking` takes, as completions offer them.
+pub const ON_BLOCKING_VALUES: [&str; 8] = [
+    "ignore",
+    "release",
+    "downconvert:NL",
+    "downconvert:CR",
+    "downconvert:CW",
+    "downconvert:PR",
+    "downconvert:PW",
+    "downconvert:EX",
+];
+
+/// `--on-blocking`'s value parser: [`on_blocking`]'s answers, and its
+/// values listed for the shell completions.
+#[derive(Debug, Clone, Copy)]
+struct OnBlockingParser;
+
+impl clap::builder::TypedValueParser for OnBlockingParser {
+    type Value = OnBlocking;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<OnBlocking, clap::Error> {
+        let s = value.to_str().ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidUtf8,
+                "--on-blocking takes ASCII",
+            )
+            .with_cmd(cmd)
+        })?;
+        on_blocking(s).map_err(|why| {
+            let name = arg.map_or("--on-blocking".to_string(), |a| a.to_string());
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value '{s}' for '{name}': {why}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            ON_BLOCKING_VALUES
+                .iter()
+                .map(|v| clap::builder::PossibleValue::new(*v)),
+        ))
     }
 }
 
@@ -118,33 +172,13 @@ Takes the lock RESOURCE in MODE in the Linux Distributed Lock Manager (or adopts
 an orphan, --adopt), carries out the steps given (--convert, --wait-file) in \
 their order, holds it (--hold, --hold-until-file, --until-signal) answering \
 blocking notifications (--on-blocking), then releases it (or leaves it as an \
-orphan, --orphan). Each event is one line on standard output, flushed at once:\n\n\
-  requesting MODE        a new request is about to be sent\n\
-  granted MODE           the request was granted\n\
-  adopted MODE           an orphan was adopted (--adopt)\n\
-  lvb valid|not-valid HEX\n\
-                         the lock value block read (--lvb-read), 64 hex digits\n\
-  set-lvb HEX            the value of --lvb-write, published by the next\n\
-                         conversion down or the release\n\
-  converting MODE        a conversion is about to be sent\n\
-  converted MODE         the conversion was granted\n\
-  blocking               another request waits for this lock (--notify)\n\
-  signal NAME            --until-signal: the signal that ends the hold\n\
-  unlocking              the unlock is about to be sent\n\
-  released               the lock is unlocked\n\
-  orphaned PID           left as an orphan of owner PID (--orphan)\n\
-  purged NODEID PID      orphans were purged (--purge)\n\
-  would-block            a --try request or conversion was refused\n\
-  timed-out              not granted within --timeout\n\
-  deadlock | cancelled   the request failed so\n\
-  no-orphan | orphan-mode-mismatch\n\
-                         --adopt found no orphan, or one in another mode\n\
-  error: MESSAGE         anything else that failed\n\n\
-With --json each event is instead one JSON object on a line: {\"event\": \"granted\", \
-\"mode\": \"EX\", \"time\": 1712345678.123456} (fields: event, time, and mode, lvb, \
-valid, node, pid, signal or message as the event has them).",
+orphan, --orphan). Each event is one line on standard output, flushed at \
+once; the events are listed below. With --json each event is instead one JSON \
+object on a line: {\"event\": \"granted\", \"mode\": \"EX\", \"time\": \
+1712345678.123456} (fields: event, time, and mode, lvb, valid, node, pid, \
+signal or message as the event has them).",
     after_help = "See --help for the events, notes, exit statuses and examples.",
-    override_usage = "dlm-lock [OPTIONS] RESOURCE [MODE]\n       dlm-lock [--lockspace NAME] --purge NODEID [PID]\n       dlm-lock versions [--json]\n       dlm-lock ls [-n] [--json] [LOCKSPACE]\n       dlm-lock status [--json]\n       dlm-lock watch [--json] [--interval MS] [--for SECONDS]",
+    override_usage = "dlm-lock [OPTIONS] RESOURCE [MODE]\n       dlm-lock [--lockspace NAME] --purge NODEID [PID]\n       dlm-lock versions [--json]\n       dlm-lock ls [-n] [--json] [LOCKSPACE]\n       dlm-lock status [--json]\n       dlm-lock watch [--json] [--interval MS] [--for SECONDS]\n       dlm-lock --generate KIND",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -154,11 +188,11 @@ pub struct LockArgs {
     pub command: Option<LockCommand>,
 
     /// The lockspace; created (device mode 0600) if it does not exist, which needs CAP_SYS_ADMIN
-    #[arg(short = 'l', long, value_name = "NAME", default_value = DEFAULT_LOCKSPACE, value_parser = values::lockspace)]
+    #[arg(short = 'l', long, value_name = "NAME", default_value = DEFAULT_LOCKSPACE, value_parser = values::lockspace, value_hint = clap::ValueHint::Other)]
     pub lockspace: String,
 
     /// The lock's name (1 to 64 bytes)
-    #[arg(value_name = "RESOURCE", value_parser = values::resource, required_unless_present = "purge")]
+    #[arg(value_name = "RESOURCE", value_parser = values::resource, required_unless_present = "purge", value_hint = clap::ValueHint::Other)]
     pub resource: Option<String>,
 
     /// The mode to request or adopt: NL, CR, CW, PR, PW or EX (any case; default EX)
@@ -198,7 +232,7 @@ pub struct LockArgs {
     pub notify: bool,
 
     /// On a blocking notification while holding: ignore (only print it, the default), release (unlock and end), downconvert:MODE (convert down to MODE). Implies --notify
-    #[arg(long, value_name = "ACTION", value_parser = on_blocking)]
+    #[arg(long, value_name = "ACTION", value_parser = OnBlockingParser, hide_possible_values = true)]
     pub on_blocking: Option<OnBlocking>,
 
     /// Adopt an orphan held in MODE (LKF_ORPHAN) instead of requesting the lock
@@ -210,7 +244,7 @@ pub struct LockArgs {
     pub convert: Vec<ModeArg>,
 
     /// After the grant, wait until PATH exists, answering blocking notifications (a step)
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub wait_file: Vec<PathBuf>,
 
     /// Hold the lock SECONDS before releasing it
@@ -222,14 +256,14 @@ pub struct LockArgs {
     pub until_signal: bool,
 
     /// Hold the lock until PATH exists (with --hold or --until-signal: whichever comes first)
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub hold_until_file: Option<PathBuf>,
 
     /// At the end leave the lock as an orphan instead of releasing it (needs --persistent or --adopt)
     #[arg(long)]
     pub orphan: bool,
 
-    /// Purge the orphans of node NODEID (0: this node) and owner PID (0 or none: every owner), then exit. The kernel records the requesting thread's id as owner; dlm-lock's requests come from its main thread, so its pid
+    /// Purge the orphans of node NODEID (0: this node) and owner PID (0 or none: every owner), then exit. The owner the kernel records is the thread that made the request; dlm-lock makes its requests from its main thread, so the owner of its orphans is the pid it printed (`orphaned PID`)
     #[arg(long, value_names = ["NODEID", "PID"], num_args = 1..=2,
           conflicts_with_all = ["resource", "mode", "mode_arg", "adopt", "orphan", "persistent", "convert", "wait_file", "hold", "until_signal", "hold_until_file", "lvb_read", "lvb_write", "try_lock", "notify", "on_blocking", "expedite"])]
     pub purge: Option<Vec<u32>>,
@@ -268,8 +302,94 @@ impl LockArgs {
     }
 }
 
+/// dlm-lock's event lines and what each means.
+pub const EVENTS: &[Term] = &[
+    Term {
+        term: "requesting MODE",
+        meaning: "a new request is about to be sent",
+    },
+    Term {
+        term: "granted MODE",
+        meaning: "the request was granted",
+    },
+    Term {
+        term: "adopted MODE",
+        meaning: "an orphan was adopted (--adopt)",
+    },
+    Term {
+        term: "lvb valid|not-valid HEX",
+        meaning: "the lock value block read (--lvb-read), 64 hex digits",
+    },
+    Term {
+        term: "set-lvb HEX",
+        meaning: "the value of --lvb-write, published by the next conversion down or the release",
+    },
+    Term {
+        term: "converting MODE",
+        meaning: "a conversion is about to be sent",
+    },
+    Term {
+        term: "converted MODE",
+        meaning: "the conversion was granted",
+    },
+    Term {
+        term: "blocking",
+        meaning: "another request waits for this lock (--notify)",
+    },
+    Term {
+        term: "signal NAME",
+        meaning: "--until-signal: the signal that ends the hold",
+    },
+    Term {
+        term: "unlocking",
+        meaning: "the unlock is about to be sent",
+    },
+    Term {
+        term: "released",
+        meaning: "the lock is unlocked",
+    },
+    Term {
+        term: "orphaned PID",
+        meaning: "left as an orphan of owner PID (--orphan)",
+    },
+    Term {
+        term: "purged NODEID PID",
+        meaning: "orphans were purged (--purge)",
+    },
+    Term {
+        term: "would-block",
+        meaning: "a --try request or conversion was refused",
+    },
+    Term {
+        term: "timed-out",
+        meaning: "not granted within --timeout",
+    },
+    Term {
+        term: "deadlock",
+        meaning: "the request failed in a deadlock",
+    },
+    Term {
+        term: "cancelled",
+        meaning: "the request was cancelled by someone else",
+    },
+    Term {
+        term: "no-orphan",
+        meaning: "--adopt found no orphan of that name",
+    },
+    Term {
+        term: "orphan-mode-mismatch",
+        meaning: "--adopt found an orphan in another mode",
+    },
+    Term {
+        term: "error: MESSAGE",
+        meaning: "anything else that failed",
+    },
+];
+
 /// Notes, exit statuses and examples of dlm-lock.
 pub const EXTRA: Extra = Extra {
+    other_forms: &["[--lockspace NAME] --purge NODEID [PID]", "versions [--json]"],
+    events: EVENTS,
     notes: &[
         "The default lockspace is dlm-lock. dlm-lock creates a lockspace that does not exist, which needs CAP_SYS_ADMIN (root), and leaves it in place (remove it with `dlm_tool leave NAME`).",
         "A resource named `versions` is written after `--`: dlm-lock -- versions EX.",
@@ -345,7 +465,9 @@ pub const EXTRA: Extra = Extra {
 
 /// dlm-lock's full clap definition, help text included.
 pub fn command() -> clap::Command {
-    LockArgs::command().after_long_help(EXTRA.help_text())
+    LockArgs::command()
+        .arg(crate::generate::arg())
+        .after_long_help(EXTRA.help_text())
 }
 
 /// What to run, from a successful parse of [`command`].
@@ -499,6 +621,10 @@ mod tests {
             &["--hold", "1e30", "r"],
             &["--timeout", "NaN", "r"],
             &["--on-blocking", "explode", "r"],
+            &["--on-blocking", "downconvert:XX", "r"],
+            &["--lockspace", "a b", "r"],
+            &["--lockspace", "plock", "r"],
+            &["--lockspace", "a\u{1}b", "r"],
             &["--bogus", "r"],
             &[],
         ] {
@@ -508,6 +634,9 @@ mod tests {
         assert!(run(&["--lvb-write", "x", "r", "PR", "--convert", "EX"]).is_ok());
         assert!(run(&["--persistent", "--orphan", "r"]).is_ok());
         assert!(run(&["--on-blocking", "downconvert:pr", "r"]).is_ok());
+        for v in ON_BLOCKING_VALUES {
+            assert!(run(&["--on-blocking", v, "r"]).is_ok(), "{v}");
+        }
     }
 
     #[test]

@@ -5,15 +5,18 @@
 //!   removes the tool's waiting request with its lockspace descriptor);
 //!   while the command runs, each signal sent to the tool (by `kill`) is
 //!   sent on to the command, and the tool waits for the command to end.
-//!   A signal the terminal sent to its foreground process group is not
-//!   sent again: the command, in that group too, had it already.
+//!   A signal sent to a whole process group reaches the command once (see
+//!   [`Group`]): a signal the terminal sent to its foreground process
+//!   group is not sent again (the command, in that group too, had it
+//!   already); otherwise the tool and the command are never in the same
+//!   group while the command runs.
 //! - [`catch`] (dlm-lock `--until-signal`): a signal is recorded, for the
 //!   holder to see ([`caught`]) and release.
 //!
 //! The handlers only read and write atomics and call `kill`, `raise` and
 //! `sigaction`, which are async-signal-safe.
 
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
 /// The signals handled.
 pub const END_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -29,6 +32,9 @@ const CATCH: u8 = 2;
 static HOW: AtomicU8 = AtomicU8::new(0);
 /// The command's pid, or one of the states above.
 static COMMAND: AtomicI32 = AtomicI32::new(NO_COMMAND);
+/// Whether the command leads a process group of its own, which forwarded
+/// signals go to (see [`Group`]).
+static OWN_GROUP: AtomicBool = AtomicBool::new(false);
 /// A signal that came while the command was being started.
 static PENDING: AtomicI32 = AtomicI32::new(0);
 /// The last signal [`catch`] caught.
@@ -48,12 +54,24 @@ fn die_by(sig: libc::c_int) {
     }
 }
 
+/// Sends `sig` to the command `pid`: to its process group when it leads
+/// one of its own (as a signal to the tool's group would have reached
+/// every process of it), else to it alone.
+fn send(pid: i32, sig: libc::c_int) {
+    let target = if OWN_GROUP.load(Ordering::SeqCst) {
+        -pid
+    } else {
+        pid
+    };
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(target, sig) };
+}
+
 /// Sends a pending signal to the command `pid`, once.
 fn flush_pending(pid: i32) {
     let sig = PENDING.swap(0, Ordering::SeqCst);
     if sig != 0 {
-        // SAFETY: kill has no memory preconditions.
-        unsafe { libc::kill(pid, sig) };
+        send(pid, sig);
     }
 }
 
@@ -80,9 +98,9 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
         }
         pid => {
             if !from_terminal {
-                // SAFETY: pid is the command's, not yet reaped (COMMAND
-                // turns ENDED before the tool reaps it).
-                unsafe { libc::kill(pid, sig) };
+                // pid is the command's, not yet reaped (COMMAND turns
+                // ENDED before the tool reaps it).
+                send(pid, sig);
             }
         }
     }
@@ -118,9 +136,52 @@ pub fn forward_to_command() {
     install(FORWARD);
 }
 
-/// The command is about to be started: signals from now on are kept for
-/// it.
-pub fn spawning() {
+/// Where the command runs, so that a signal sent to a whole process group
+/// (`kill -TERM -- -PGID`, as supervisors do) reaches it once: either it
+/// gets it directly and the tool does not (so nothing is forwarded), or
+/// the tool gets it alone and forwards it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// The tool's own group, which is the terminal's foreground: job
+    /// control (Ctrl-C, Ctrl-Z) works as for any command; a signal from
+    /// the terminal reached both and is not forwarded.
+    Shared,
+    /// The group the tool was started in, which the tool leaves once the
+    /// command runs: a signal to that group reaches the command (and what
+    /// it started) and not the tool; a signal sent to the tool alone is
+    /// forwarded to the command alone.
+    ToolLeaves,
+    /// A group of the command's own: the tool leads its group (a shell job
+    /// in the background, a service), so it cannot leave it; a signal to
+    /// it reaches the tool alone, which forwards it to the command's group.
+    Command,
+}
+
+impl Group {
+    /// The arrangement for a tool in this process's situation: see the
+    /// variants.
+    pub fn choose() -> Group {
+        // SAFETY: getpgrp, getpid have no preconditions; tcgetpgrp reads a
+        // descriptor that is open (or fails with EBADF/ENOTTY).
+        let (pgrp, pid) = unsafe { (libc::getpgrp(), libc::getpid()) };
+        let foreground = [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO]
+            .into_iter()
+            // SAFETY: see above.
+            .any(|fd| unsafe { libc::tcgetpgrp(fd) } == pgrp);
+        if foreground {
+            Group::Shared
+        } else if pgrp != pid {
+            Group::ToolLeaves
+        } else {
+            Group::Command
+        }
+    }
+}
+
+/// The command is about to be started (in `group`): signals from now on
+/// are kept for it.
+pub fn spawning(group: Group) {
+    OWN_GROUP.store(group == Group::Command, Ordering::SeqCst);
     COMMAND.store(SPAWNING, Ordering::SeqCst);
 }
 

@@ -69,9 +69,16 @@ impl From<ModeArg> for dlm::Mode {
     }
 }
 
-/// Checks a lockspace name: 1 to 64 bytes, no `/`, no NUL, not `.` or
-/// `..` (dlm_controld builds paths from the name: those two make the
-/// kernel wait for ever).
+/// Lockspace names the library refuses although they look like names:
+/// `plock` is the kernel's POSIX-lock device, `.` and `..` become paths
+/// dlm_controld cannot serve (the kernel's create would wait for ever).
+const RESERVED_LOCKSPACES: [&str; 3] = ["plock", ".", ".."];
+
+/// Checks a lockspace name as the `dlm` crate does before it reaches
+/// libdlm, so that a name it would refuse is a usage error here: 1 to 64
+/// bytes of printable ASCII without spaces (`!` to `~`: the name becomes a
+/// device, sysfs and configfs paths and part of the kernel's log), no
+/// `/`, and none of `plock`, `.`, `..`.
 ///
 /// # Errors
 /// A message saying what is wrong with the name.
@@ -84,11 +91,18 @@ pub fn lockspace(s: &str) -> Result<String, String> {
             "a lockspace name is at most {MAX_LOCKSPACE_NAME} bytes"
         ));
     }
-    if s.contains('/') || s.contains('\0') {
-        return Err("a lockspace name cannot contain '/' or NUL".into());
+    if s.contains('/') {
+        return Err("a lockspace name cannot contain '/'".into());
     }
-    if s == "." || s == ".." {
-        return Err("a lockspace cannot be named '.' or '..'".into());
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "a lockspace name is printable ASCII without spaces or control characters".into(),
+        );
+    }
+    if RESERVED_LOCKSPACES.contains(&s) {
+        return Err(
+            "'plock', '.' and '..' cannot be lockspace names (the kernel's POSIX-lock device; paths dlm_controld cannot serve)".into(),
+        );
     }
     Ok(s.to_string())
 }
@@ -185,14 +199,32 @@ mod tests {
     fn names() {
         assert!(lockspace("a").is_ok());
         assert!(lockspace(&"x".repeat(64)).is_ok());
-        for bad in ["", ".", "..", "a/b", "a\0b"] {
+        for bad in [
+            "", ".", "..", "plock", "a/b", "a\0b", "a b", "a\tb", "a\nb", "\u{1}", "\u{7f}", "é",
+        ] {
             assert!(lockspace(bad).is_err(), "{bad:?}");
+        }
+        for good in ["...", "plock2", "PLOCK", "my-app_1.0", "a:b@c"] {
+            assert!(lockspace(good).is_ok(), "{good:?}");
         }
         assert!(lockspace(&"x".repeat(65)).is_err());
         assert!(resource("r").is_ok());
         assert!(resource(&"r".repeat(64)).is_ok());
         assert!(resource("").is_err());
         assert!(resource(&"r".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn lockspace_names_agree_with_the_library() {
+        // The library checks names before it opens anything: a name it
+        // refuses is InvalidName whether or not there is a DLM here.
+        for name in [
+            "a", "a b", "plock", ".", "..", "...", "a/b", "a\tb", "\u{1b}", "é", "x-y_z.1",
+        ] {
+            let library_refuses =
+                matches!(dlm::Lockspace::open(name), Err(dlm::Error::InvalidName(_)));
+            assert_eq!(lockspace(name).is_err(), library_refuses, "{name:?}");
+        }
     }
 
     #[test]

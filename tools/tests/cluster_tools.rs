@@ -198,6 +198,11 @@ fn usage_errors_are_one_line_and_exit_64() {
         &["-w", "-1", "res", "true"],
         &["-w", "NaN", "res", "true"],
         &["-w", "inf", "res", "true"],
+        &["--lockspace", "a b", "res", "true"],
+        &["--lockspace", "plock", "res", "true"],
+        &["--lockspace", "a\u{1}b", "res", "true"],
+        &["-u", "res", "true"],
+        &["9"],
         &["-w", "", "res", "true"],
         &["-E", "256", "res", "true"],
         &["-E", "-3", "res", "true"],
@@ -235,6 +240,8 @@ fn usage_errors_are_one_line_and_exit_64() {
         &["--purge", "1", "99999999999"],
         &["--purge", "1", "2", "r"],
         &["versions", "extra"],
+        &["--generate", "man", "r"],
+        &["--generate", "pdf"],
     ];
     for args in lock_cases {
         let out = run(lock().args(*args));
@@ -243,6 +250,49 @@ fn usage_errors_are_one_line_and_exit_64() {
         assert_eq!(err.lines().count(), 1, "dlm-lock {args:?}: {err}");
         assert!(err.starts_with("dlm-lock: ") && !err.contains("panicked"));
     }
+    // Lockspace names the library refuses are usage errors, not exit 6.
+    for name in ["a b", "plock", "a\u{1}b", "\u{7f}"] {
+        let out =
+            run(Command::new(env!("CARGO_BIN_EXE_dlm-lock")).args(["--lockspace", name, "r"]));
+        assert_eq!(out.status.code(), Some(64), "dlm-lock --lockspace {name:?}");
+        assert!(stderr(&out).contains("lockspace name"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn generate_prints_man_pages_and_completions() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The bare programs: --generate takes no other argument.
+    let bare_lock = || Command::new(env!("CARGO_BIN_EXE_dlm-lock"));
+    for (cmd, name) in [
+        (flock as fn() -> Command, "dlm-flock"),
+        (bare_lock as fn() -> Command, "dlm-lock"),
+    ] {
+        for (kind, file) in [
+            ("man", format!("man/{name}.1")),
+            ("complete-bash", format!("completions/{name}.bash")),
+            ("complete-zsh", format!("completions/_{name}")),
+            ("complete-fish", format!("completions/{name}.fish")),
+        ] {
+            let out = cmd().args(["--generate", kind]).output().unwrap();
+            assert!(out.status.success(), "{name} --generate {kind}");
+            let committed = std::fs::read(dir.join(&file)).unwrap();
+            assert!(
+                out.stdout == committed,
+                "{name} --generate {kind} differs from {file}"
+            );
+        }
+    }
+    // The completion of --on-blocking offers its values, not file names.
+    let out = bare_lock()
+        .args(["--generate", "complete-bash"])
+        .output()
+        .unwrap();
+    let bash = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        bash.contains("ignore release downconvert:NL"),
+        "--on-blocking's values missing from the bash completion"
+    );
 }
 
 #[test]
@@ -471,6 +521,48 @@ fn flock_forwards_end_signals_and_releases() {
     r.kill(libc::SIGTERM);
     assert_eq!(r.finish().0.code(), Some(128 + libc::SIGTERM));
     assert!(free(&ls, "f5"));
+}
+
+#[test]
+fn flock_passes_a_signal_to_its_process_group_once() {
+    if !cluster() {
+        return;
+    }
+    let ls = space();
+    let script = "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done";
+    // dlm-flock started by a shell, as a supervisor runs a script in a
+    // process group of its own and signals the group: the shell leads the
+    // group, dlm-flock is a member.
+    let outer = format!(
+        "trap 'echo outer got TERM' TERM; '{}' --lockspace {LS} f9 sh -c \"{script}\"; echo flock-exit $?",
+        env!("CARGO_BIN_EXE_dlm-flock")
+    );
+    let mut r = Running::spawn(Command::new("sh").args(["-c", &outer]).process_group(0));
+    r.wait_line("ready");
+    assert!(!free(&ls, "f9"));
+    let pgid = r.child.id() as i32;
+    // SAFETY: kill has no memory preconditions; the group's leader is not
+    // reaped yet.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGTERM) }, 0);
+    let (st, lines) = r.finish();
+    assert!(st.success(), "{lines:?}");
+    let got = lines.iter().filter(|l| *l == "got TERM").count();
+    assert_eq!(got, 1, "the command's trap ran {got} times: {lines:?}");
+    assert!(lines.contains(&"flock-exit 3".to_string()), "{lines:?}");
+    assert!(free(&ls, "f9"), "lock left held");
+
+    // dlm-flock leading its own group (a background job, a service): the
+    // signal reaches dlm-flock alone, which passes it on once.
+    let mut r = Running::spawn(flock_ls().args(["f9", "sh", "-c", script]).process_group(0));
+    r.wait_line("ready");
+    let pgid = r.child.id() as i32;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGTERM) }, 0);
+    let (st, lines) = r.finish();
+    assert_eq!(st.code(), Some(3), "{lines:?}");
+    let got = lines.iter().filter(|l| *l == "got TERM").count();
+    assert_eq!(got, 1, "the command's trap ran {got} times: {lines:?}");
+    assert!(free(&ls, "f9"), "lock left held");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use dlm::{Error, LockOptions};
 use dlm_tools::command::{self, Outcome};
 use dlm_tools::flock_cli::{self, EX_NOPERM, EX_OSERR, EX_UNAVAILABLE};
 use dlm_tools::lockspace::{open_or_create, Failure};
-use dlm_tools::{signals, usage};
+use dlm_tools::{generate, signals, usage};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -21,15 +21,19 @@ const NAME: &str = "dlm-flock";
 
 fn main() -> ExitCode {
     let matches = usage::parse_env(flock_cli::command());
+    if let Some(code) = generate::answer(&matches, flock_cli::command(), &flock_cli::EXTRA) {
+        return ExitCode::from(code);
+    }
     let args = match flock_cli::from_matches(&matches) {
         Ok(a) => a,
         Err(e) => return ExitCode::from(usage::report(NAME, &usage::one_line(NAME, &e))),
     };
-    let Some((program, program_args)) = args.program() else {
-        return ExitCode::from(usage::report(
-            NAME,
-            "no command given: dlm-flock RESOURCE COMMAND [ARGUMENTS...] or dlm-flock RESOURCE -c STRING (see dlm-flock --help)",
-        ));
+    let checked = args
+        .check()
+        .and_then(|()| args.program().ok_or_else(|| "no command given".to_string()));
+    let (program, program_args) = match checked {
+        Ok(p) => p,
+        Err(why) => return ExitCode::from(usage::report(NAME, &why)),
     };
 
     // From here on an end signal ends the tool (and with it any waiting

@@ -19,7 +19,7 @@ use dlm_tools::control_cli;
 use dlm_tools::events::{Event, Printer};
 use dlm_tools::lock_cli::{self, status, LockArgs, LockCommand, OnBlocking, Step};
 use dlm_tools::lockspace::open_or_create;
-use dlm_tools::{signals, usage};
+use dlm_tools::{generate, signals, usage};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex};
@@ -495,6 +495,9 @@ fn watch(json: bool, interval_ms: u64, duration: Option<f64>) -> u8 {
 
 fn main() -> ExitCode {
     let matches = usage::parse_env(lock_cli::command());
+    if let Some(code) = generate::answer(&matches, lock_cli::command(), &lock_cli::EXTRA) {
+        return ExitCode::from(code);
+    }
     let parsed = match lock_cli::from_matches(&matches) {
         Ok(p) => p,
         Err(line) => return ExitCode::from(usage::report(NAME, &line)),

@@ -169,3 +169,61 @@ fn async_quickstart_counts_to_200() {
         "async-quickstart left its lockspace behind"
     );
 }
+
+/// Every example, as `cargo run --example NAME` runs it: no arguments.
+const EXAMPLES: [&str; 6] = [
+    "quickstart",
+    "lvb-counter",
+    "poll-loop",
+    "async-quickstart",
+    "timeout-race",
+    "many-in-flight",
+];
+
+#[test]
+fn every_example_prints_its_usage_only_for_help() {
+    // No DLM needed: --help answers before anything is opened.
+    for name in EXAMPLES {
+        let out = run(example(name).arg("--help"));
+        assert!(out.status.success(), "{name} --help: {:?}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(text.starts_with("usage: "), "{name} --help: {text}");
+    }
+}
+
+#[test]
+fn every_example_runs_without_arguments() {
+    if !cluster() {
+        return;
+    }
+    // What each one prints when it did its work.
+    let expect: [(&str, &[&str]); 6] = [
+        ("quickstart", &["left lockspace myapp"]),
+        ("lvb-counter", &["counter "]),
+        (
+            "poll-loop",
+            &["round 3 done", "threads 1 after blocking calls"],
+        ),
+        ("async-quickstart", &["counter 200 valid"]),
+        (
+            "timeout-race",
+            &["holder: done granted=200", "racer: done granted="],
+        ),
+        (
+            "many-in-flight",
+            &["mastered 100", "in flight 100", "granted 100 in "],
+        ),
+    ];
+    for (name, lines) in expect {
+        let out = run(&mut example(name));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {:?}\n{text}", out.status);
+        assert!(!text.to_lowercase().contains("usage"), "{name}: {text}");
+        for l in lines {
+            assert!(text.contains(l), "{name}: {l:?} missing from:\n{text}");
+        }
+    }
+    for ls in ["lvb-counter", "poll-loop", "timeout-race", "many-in-flight"] {
+        let _ = dlm::leave(ls, Release::IfUnused);
+    }
+}

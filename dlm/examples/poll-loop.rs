@@ -3,8 +3,10 @@
 //! thread, the callbacks run on `main`.
 //!
 //! ```text
-//! poll-loop LOCKSPACE RESOURCE ROUNDS
+//! cargo run --example poll-loop [-- LOCKSPACE [RESOURCE [ROUNDS]]]
 //! ```
+//!
+//! Defaults: lockspace `poll-loop`, resource `poll`, 3 rounds.
 //!
 //! Each round: takes RESOURCE in EX (a blocking call: it dispatches while
 //! it waits), converts it to PR and back to EX, unlocks it; then puts eight
@@ -22,13 +24,21 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::task::{Context, Poll};
 
+const USAGE: &str = "usage: poll-loop [LOCKSPACE [RESOURCE [ROUNDS]]] (defaults: poll-loop poll 3)";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [ls_name, res, rounds] = &args[..] else {
-        eprintln!("usage: poll-loop LOCKSPACE RESOURCE ROUNDS");
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if args.len() > 3 || args.iter().any(|a| a.starts_with('-')) {
+        eprintln!("{USAGE}");
         return ExitCode::from(64);
-    };
-    let Ok(rounds) = rounds.parse::<u32>() else {
+    }
+    let ls_name = args.first().map_or("poll-loop", String::as_str);
+    let res = args.get(1).map_or("poll", String::as_str);
+    let Ok(rounds) = args.get(2).map_or("3", String::as_str).parse::<u32>() else {
         eprintln!("poll-loop: ROUNDS is a whole number");
         return ExitCode::from(64);
     };

@@ -11,6 +11,10 @@ use dlm::{LockOptions, Lockspace, Mode, Release};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), dlm::Error> {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("usage: async-quickstart (no arguments; needs root on a node of a DLM cluster)");
+        return Ok(());
+    }
     let ls = Lockspace::join("async-quickstart", 0o600)?;
     // An NL lock keeps the resource, and its value block, between holders.
     let keeper = ls.lock_async("counter", Mode::Nl).await?;

@@ -7,6 +7,10 @@
 use dlm::{Lockspace, Mode, Release};
 
 fn main() -> Result<(), dlm::Error> {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("usage: quickstart (no arguments; needs root on a node of a DLM cluster)");
+        return Ok(());
+    }
     let kernel = dlm::kernel_version()?;
     println!(
         "DLM kernel protocol {kernel}, libdlm protocol {}",

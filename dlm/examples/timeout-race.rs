@@ -5,6 +5,7 @@
 //! retries).
 //!
 //! ```text
+//! cargo run --example timeout-race                      # both roles, in this process
 //! timeout-race holder LOCKSPACE RESOURCE ROUNDS HOLD_MS
 //! timeout-race racer  LOCKSPACE RESOURCE ROUNDS TIMEOUT_MS
 //! ```
@@ -13,32 +14,73 @@
 //! racer asks for EX with a timeout of `TIMEOUT_MS` (some expire, some are
 //! granted as they expire), then unlocks or converts down at once,
 //! `ROUNDS` times. Both print `done granted=N timed-out=N` and exit 0, or
-//! print `error: ...` and exit 1 on any other answer.
+//! print `error: ...` and exit 1 on any other answer. Without arguments the
+//! two roles run on two threads of this process (lockspace `timeout-race`,
+//! resource `race`, 200 rounds of 5 ms); the multi-node scenario runs them
+//! on different nodes.
 
 use dlm::{Error, LockOptions, Lockspace, Mode};
 use std::process::ExitCode;
 use std::time::Duration;
 
+const USAGE: &str = "usage: timeout-race [holder|racer LOCKSPACE RESOURCE ROUNDS MS] (no arguments: both roles, 200 rounds of 5 ms)";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if args.is_empty() {
+        return both("timeout-race", "race", 200, Duration::from_millis(5));
+    }
     let [role, ls_name, res, rounds, ms] = &args[..] else {
-        eprintln!("usage: timeout-race holder|racer LOCKSPACE RESOURCE ROUNDS MS");
+        eprintln!("{USAGE}");
         return ExitCode::from(64);
     };
     let (Ok(rounds), Ok(ms)) = (rounds.parse::<u32>(), ms.parse::<u64>()) else {
         eprintln!("timeout-race: ROUNDS and MS are whole numbers");
         return ExitCode::from(64);
     };
-    match run(role, ls_name, res, rounds, Duration::from_millis(ms)) {
+    report(
+        "",
+        run(role, ls_name, res, rounds, Duration::from_millis(ms)),
+    )
+}
+
+/// Prints a role's result (`done ...` or `error: ...`), with `prefix`
+/// before it; returns the exit status.
+fn report(prefix: &str, result: Result<(u32, u32), String>) -> ExitCode {
+    match result {
         Ok((granted, timed_out)) => {
             let busy = dlm::stats().busy_retries;
-            println!("done granted={granted} timed-out={timed_out} busy-retries={busy}");
+            println!("{prefix}done granted={granted} timed-out={timed_out} busy-retries={busy}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("error: {e}");
+            println!("{prefix}error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Both roles at once, on two threads of this process.
+fn both(ls_name: &str, res: &str, rounds: u32, ms: Duration) -> ExitCode {
+    let (l, r) = (ls_name.to_string(), res.to_string());
+    let holder = std::thread::spawn(move || run("holder", &l, &r, rounds, ms));
+    // Let the holder take the lock first, so that the racer's first
+    // requests meet it.
+    std::thread::sleep(Duration::from_millis(50));
+    let racer = run("racer", ls_name, res, rounds, ms);
+    let holder = holder
+        .join()
+        .unwrap_or_else(|_| Err("the holder panicked".into()));
+    let h = report("holder: ", holder);
+    let r = report("racer: ", racer);
+    if h == ExitCode::SUCCESS {
+        r
+    } else {
+        h
     }
 }
 

@@ -1,1 +1,0 @@
-//! Example programs of the `libdlm` crate; see the files next to this one.
