@@ -1,8 +1,10 @@
-//! Finds libdlm (the threaded `libdlm.so`) and, with the `bindgen` feature,
-//! regenerates the bindings from the installed `libdlm.h`.
+//! Finds libdlm (the threaded `libdlm.so`, or with the `lt` feature
+//! `libdlm_lt.so`) and, with the `bindgen` feature, regenerates the
+//! bindings from the installed `libdlm.h`.
 //!
 //! Environment:
-//! - `DLM_LIB_DIR`: directory holding `libdlm.so`; skips pkg-config.
+//! - `DLM_LIB_DIR`: directory holding `libdlm.so` (`libdlm_lt.so`); skips
+//!   pkg-config.
 //! - `DLM_INCLUDE_DIR`: directory holding `libdlm.h` (default: pkg-config's,
 //!   else `/usr/include`).
 //! - `DOCS_RS`: set when building documentation only (docs.rs); nothing is
@@ -58,9 +60,11 @@ fn find_library() -> Vec<PathBuf> {
             "cargo:rustc-link-search=native={}",
             Path::new(&dir).display()
         );
-        println!("cargo:rustc-link-lib=dylib=dlm");
-        println!("cargo:rustc-link-lib=dylib=pthread");
+        link_libs();
         return includes;
+    }
+    if cfg!(feature = "lt") {
+        return find_lt(includes);
     }
     match pkg_config::Config::new().probe("libdlm") {
         Ok(lib) => {
@@ -76,8 +80,7 @@ fn find_library() -> Vec<PathBuf> {
             for dir in fallback_dirs() {
                 if dir.join("libdlm.so").exists() {
                     println!("cargo:rustc-link-search=native={}", dir.display());
-                    println!("cargo:rustc-link-lib=dylib=dlm");
-                    println!("cargo:rustc-link-lib=dylib=pthread");
+                    link_libs();
                     return includes;
                 }
             }
@@ -94,6 +97,51 @@ fn find_library() -> Vec<PathBuf> {
             std::process::exit(1);
         }
     }
+}
+
+/// The libraries to link: `-ldlm -lpthread`, or with `lt` `-ldlm_lt`.
+fn link_libs() {
+    if cfg!(feature = "lt") {
+        println!("cargo:rustc-link-lib=dylib=dlm_lt");
+    } else {
+        println!("cargo:rustc-link-lib=dylib=dlm");
+        println!("cargo:rustc-link-lib=dylib=pthread");
+    }
+}
+
+/// The `lt` feature: libdlm_lt. pkg-config's `libdlm_lt` gives the
+/// directories, but its libraries are not taken from it: Debian 12's
+/// `libdlm_lt.pc` (dlm 4.2.0) says `-ldlm -lpthread`, which would link the
+/// threaded library (fixed in 4.3.0). `-ldlm_lt` is linked instead.
+fn find_lt(mut includes: Vec<PathBuf>) -> Vec<PathBuf> {
+    match pkg_config::Config::new()
+        .cargo_metadata(false)
+        .probe("libdlm_lt")
+    {
+        Ok(lib) => {
+            for dir in lib.link_paths.iter().filter(|d| d.is_dir()) {
+                println!("cargo:rustc-link-search=native={}", dir.display());
+            }
+            includes.extend(lib.include_paths);
+        }
+        Err(_) => {
+            let dir = fallback_dirs()
+                .into_iter()
+                .find(|d| d.join("libdlm_lt.so").exists())
+                .unwrap_or_else(|| {
+                    for line in [
+                        "dlm-sys: libdlm_lt (feature `lt`) was not found. Install it (Debian/Ubuntu: `apt-get install libdlm-dev`; Fedora/RHEL: `dnf install dlm-devel`),",
+                        "or set DLM_LIB_DIR to the directory holding libdlm_lt.so.",
+                    ] {
+                        println!("cargo::error={line}");
+                    }
+                    std::process::exit(1);
+                });
+            println!("cargo:rustc-link-search=native={}", dir.display());
+        }
+    }
+    link_libs();
+    includes
 }
 
 /// Where libdlm.so usually is for the target being built.

@@ -12,7 +12,10 @@
 //! `dlm_lksb::sb_status`; the length constants are `usize`.
 //!
 //! The crate links the threaded `libdlm.so` (`-ldlm -lpthread`, found through
-//! pkg-config). Most programs want the safe crate, [`libdlm`] (imported as
+//! pkg-config). With the feature `lt` it links `libdlm_lt.so` (`-ldlm_lt`),
+//! the library without threads that lvmlockd uses; the five calls above
+//! that only the threaded library has are then private (a compile error
+//! to use). Most programs want the safe crate, [`libdlm`] (imported as
 //! `dlm`), instead: it handles the AST thread, the lifetime of the lock
 //! status blocks the kernel writes into, and the libdlm defects listed in
 //! its documentation.
@@ -25,14 +28,59 @@
 // carries no SAFETY comment.
 #[cfg(not(feature = "bindgen"))]
 #[allow(clippy::undocumented_unsafe_blocks)]
+#[cfg_attr(feature = "lt", allow(dead_code))]
 mod bindings;
 #[cfg(feature = "bindgen")]
 #[allow(clippy::undocumented_unsafe_blocks)]
+#[cfg_attr(feature = "lt", allow(dead_code))]
 mod bindings {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }
 
 pub use bindings::*;
+
+// The `lt` feature links libdlm_lt, which has none of the calls libdlm.h
+// declares only under `_REENTRANT`. These private items shadow the glob
+// re-export above, so that a program using one of them gets "function
+// is private" from the compiler rather than an undefined symbol from the
+// linker.
+#[cfg(feature = "lt")]
+mod not_in_libdlm_lt {
+    /// Not in libdlm_lt (feature `lt`): the threaded libdlm's.
+    pub(crate) fn unavailable() -> ! {
+        unreachable!("not in libdlm_lt")
+    }
+}
+/// Not in libdlm_lt (feature `lt`): needs the threaded libdlm.
+#[cfg(feature = "lt")]
+#[allow(dead_code, hidden_glob_reexports)]
+fn dlm_pthread_init() -> ! {
+    not_in_libdlm_lt::unavailable()
+}
+/// Not in libdlm_lt (feature `lt`): needs the threaded libdlm.
+#[cfg(feature = "lt")]
+#[allow(dead_code, hidden_glob_reexports)]
+fn dlm_ls_pthread_init() -> ! {
+    not_in_libdlm_lt::unavailable()
+}
+/// Not in libdlm_lt (feature `lt`): needs the threaded libdlm.
+#[cfg(feature = "lt")]
+#[allow(dead_code, hidden_glob_reexports)]
+fn dlm_pthread_cleanup() -> ! {
+    not_in_libdlm_lt::unavailable()
+}
+/// Not in libdlm_lt (feature `lt`): needs the threaded libdlm.
+#[cfg(feature = "lt")]
+#[allow(dead_code, hidden_glob_reexports)]
+fn lock_resource() -> ! {
+    not_in_libdlm_lt::unavailable()
+}
+/// Not in libdlm_lt (feature `lt`): needs the threaded libdlm.
+#[cfg(feature = "lt")]
+#[allow(dead_code, hidden_glob_reexports)]
+fn unlock_resource() -> ! {
+    not_in_libdlm_lt::unavailable()
+}
 
 #[cfg(all(test, feature = "bindgen"))]
 mod freshness {

@@ -4,6 +4,8 @@
 //!
 //! Runs inside the test cluster (`ci/vm`); elsewhere it skips with a message,
 //! unless `DLM_TEST_REQUIRE_CLUSTER=1` turns the skip into a failure.
+// Threaded libdlm only (dlm_ls_pthread_init).
+#![cfg(not(feature = "lt"))]
 
 use dlm_sys::*;
 use std::ffi::{c_void, CString};

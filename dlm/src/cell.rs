@@ -720,6 +720,8 @@ pub(crate) enum Request {
     New {
         name: [u8; sys::DLM_RESNAME_MAXLEN],
         len: u8,
+        /// The transaction id (`LockOptions::transaction_id`), 0 for none.
+        xid: u64,
     },
     /// A conversion of the lock `lkid`.
     Convert { lkid: u32 },

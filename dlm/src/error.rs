@@ -19,8 +19,10 @@ pub enum Error {
     #[error("the lock is held in an incompatible mode (would block)")]
     WouldBlock,
     /// The request was refused because it would deadlock (`EDEADLK`): a
-    /// conversion deadlock, or the DLM's deadlock detection chose this
-    /// request. A conversion leaves the lock in its old mode.
+    /// conversion deadlock, or this request was cancelled as a deadlock
+    /// victim by [`Lockspace::deadlock_cancel`](crate::Lockspace::deadlock_cancel)
+    /// (`dlm_ls_deadlock_cancel`, from any process of this node). A
+    /// conversion leaves the lock in its old mode.
     #[error("conversion deadlock (EDEADLK)")]
     Deadlock,
     /// The request was not granted before its timeout; it was cancelled.
@@ -28,7 +30,8 @@ pub enum Error {
     #[error("timed out waiting for the lock")]
     TimedOut,
     /// The request was cancelled (`ECANCEL`) by something other than this
-    /// request's own timeout, for instance `dlm_ls_deadlock_cancel`.
+    /// request's own timeout (a deadlock cancel reports
+    /// [`Error::Deadlock`] instead).
     #[error("the request was cancelled (ECANCEL)")]
     Cancelled,
     /// No DLM to talk to: no `dlm` kernel module, no `dlm_controld`

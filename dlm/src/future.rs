@@ -393,6 +393,7 @@ impl Lockspace {
             Request::New {
                 name: owned,
                 len: name.len() as u8,
+                xid: options.xid,
             },
             mode,
             options.flags.bits(),

@@ -81,7 +81,10 @@ impl LockGuard {
             &ls.inner,
             cell,
             Abandon::Request,
-            Op::New { name },
+            Op::New {
+                name,
+                xid: options.xid,
+            },
             mode,
             options.flags.bits(),
             Wait::Timeout(options.timeout),
@@ -157,6 +160,7 @@ impl LockGuard {
             .without(LockFlags::VALBLK | LockFlags::PERSISTENT)
             .is_empty()
             || options.timeout.is_some()
+            || options.xid != 0
         {
             return Err(Error::InvalidArgument(
                 "adopting an orphan takes only the lvb and notify_blocking options",
@@ -168,7 +172,7 @@ impl LockGuard {
             sys::LKF_PERSISTENT | sys::LKF_ORPHAN | if uses_lvb { sys::LKF_VALBLK } else { 0 };
         // The kernel answers in the write and names the cell as the lock's
         // AST argument from now on; no completion comes for the adoption.
-        let written = request::write_only(inner, &cell, Op::New { name }, mode, flags);
+        let written = request::write_only(inner, &cell, Op::New { name, xid: 0 }, mode, flags);
         let lkid = written.map_err(|e| match e {
             Error::WouldBlock => Error::OrphanModeMismatch,
             e if e.raw_os_error() == Some(libc::ENOENT) && inner.is_alive() => {

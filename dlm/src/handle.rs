@@ -262,6 +262,8 @@ impl Handle {
         patience: Patience,
     ) -> Result<Handle> {
         crate::fork::install();
+        // libdlm_lt (feature `lt`) has no thread: poll mode only.
+        let polled = polled || cfg!(feature = "lt");
         // Poll mode: the program may want no thread but its own; its waits
         // check liveness themselves. Futures start the watchdog when used.
         if !polled {
@@ -295,9 +297,7 @@ impl Handle {
         let rc = if polled {
             0
         } else {
-            // SAFETY: handle is the open handle just returned; one AST
-            // thread per handle.
-            unsafe { sys::dlm_ls_pthread_init(handle.as_ptr()) }
+            crate::lt::start_ast_thread(handle)
         };
         if rc != 0 {
             // dlm_ls_pthread_init returns pthread_create's error code.

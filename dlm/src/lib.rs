@@ -255,6 +255,10 @@
 //!   a poll-mode handle's answers on a tokio runtime through its reactor
 //!   (`AsyncFd`). Nothing else needs a runtime: the futures run on any
 //!   executor without a feature.
+//! - `lt` (off by default): build on `libdlm_lt`, the library without
+//!   threads (dlm-sys's feature `lt`): poll mode only; the calls that need
+//!   libdlm's thread (`Lockspace::open`, `create`, `join`, ...) do not
+//!   compile, with a message that says so.
 //!
 //! The library itself comes from [`dlm-sys`](https://docs.rs/dlm-sys),
 //! which links the system's `libdlm.so` (Debian: `libdlm-dev`; Fedora:
@@ -280,6 +284,7 @@
 //!   timed requests racing a holder (grants crossing cancels);
 //! - [`many-in-flight`](https://github.com/dlm-rs/dlm-rs/blob/main/dlm/examples/many-in-flight.rs):
 //!   a hundred requests in flight from one thread.
+#![doc = include_str!("calls.md")]
 // docs.rs builds with `--cfg docsrs` on nightly: items behind a feature
 // (`dlm::tokio`) are badged with it. (`doc_auto_cfg` was merged into
 // `doc_cfg` in Rust 1.92.)
@@ -288,6 +293,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod cell;
+mod deadlock;
+mod default;
 mod error;
 mod flags;
 mod fork;
@@ -296,6 +303,7 @@ mod guard;
 mod handle;
 mod health;
 mod lockspace;
+mod lt;
 mod lvb;
 mod mode;
 mod name;
@@ -314,14 +322,18 @@ pub use cell::{Blocking, BlockingReceiver};
 /// The channel crate of [`LockGuard::blocking`]'s receiver, for
 /// [`select!`](crossbeam_channel::select) over it and other channels.
 pub use crossbeam_channel;
+pub use default::DEFAULT_LOCKSPACE;
 pub use error::{Error, Result};
 pub use flags::LockFlags;
 pub use future::{with_lock_async, with_lock_with_async};
 pub use guard::{with_lock, with_lock_with, DropBehavior, LockGuard, WithLockError};
+#[cfg(not(feature = "lt"))]
+pub use lockspace::{join, with_lockspace};
 pub use lockspace::{
-    join, leave, with_lockspace, AsyncWrites, Lockspace, LockspaceBuilder, Node, Owner, Release,
-    ReleaseError,
+    leave, AsyncWrites, Lockspace, LockspaceBuilder, Node, Owner, Release, ReleaseError,
 };
+#[cfg(feature = "lt")]
+pub use lt::{join, with_lockspace, NeedsLibdlmThread};
 pub use lvb::{Lvb, LVB_LEN};
 pub use mode::Mode;
 pub use name::{MAX_LOCKSPACE_NAME, MAX_RESOURCE_NAME};

@@ -61,6 +61,7 @@ impl Lockspace {
     /// # Errors
     /// [`Error::InvalidName`]; [`Error::PermissionDenied`];
     /// [`Error::NotAvailable`] with no DLM (module or `dlm_controld`).
+    #[cfg(not(feature = "lt"))]
     pub fn create(name: &str, mode: u32) -> Result<Lockspace> {
         Lockspace::get(name, How::Create { mode, flags: 0 }, false)
     }
@@ -71,6 +72,7 @@ impl Lockspace {
     ///
     /// # Errors
     /// As [`create`](Lockspace::create), and [`Error::LockspaceExists`].
+    #[cfg(not(feature = "lt"))]
     pub fn create_exclusive(name: &str, mode: u32) -> Result<Lockspace> {
         Lockspace::get(
             name,
@@ -88,6 +90,7 @@ impl Lockspace {
     /// # Errors
     /// [`Error::LockspaceNotFound`]; [`Error::PermissionDenied`];
     /// [`Error::NotAvailable`]; [`Error::InvalidName`].
+    #[cfg(not(feature = "lt"))]
     pub fn open(name: &str) -> Result<Lockspace> {
         Lockspace::get(name, How::Open, false)
     }
@@ -103,7 +106,8 @@ impl Lockspace {
         LockspaceBuilder {
             name: name.to_owned(),
             permissions: 0o600,
-            poll: false,
+            // libdlm_lt (feature `lt`) has no thread: poll mode only.
+            poll: cfg!(feature = "lt"),
             writes: AsyncWrites::default(),
             patience: Patience::default(),
         }
@@ -116,6 +120,7 @@ impl Lockspace {
     /// # Errors
     /// As [`open`](Lockspace::open) and [`create`](Lockspace::create).
     /// [`created`](Lockspace::created) tells which of the two it did.
+    #[cfg(not(feature = "lt"))]
     pub fn join(name: &str, mode: u32) -> Result<Lockspace> {
         match Lockspace::open(name) {
             Err(Error::LockspaceNotFound) => Lockspace::create(name, mode),
@@ -133,6 +138,7 @@ impl Lockspace {
         self.inner.created
     }
 
+    #[cfg(not(feature = "lt"))]
     fn get(name: &str, how: How, polled: bool) -> Result<Lockspace> {
         Lockspace::get_with(
             name,
@@ -737,6 +743,7 @@ impl From<ReleaseError> for Error {
 ///
 /// # Errors
 /// As [`Lockspace::join`].
+#[cfg(not(feature = "lt"))]
 pub fn join(name: &str, mode: u32) -> Result<Lockspace> {
     Lockspace::join(name, mode)
 }
@@ -765,6 +772,7 @@ pub fn leave(name: &str, how: Release) -> Result<()> {
 /// # Errors
 /// The errors of [`join`]; those of [`Lockspace::release`] after `f` (for
 /// instance [`Error::LockspaceBusy`] if `f` left orphans behind in it).
+#[cfg(not(feature = "lt"))]
 pub fn with_lockspace<T>(name: &str, f: impl FnOnce(&Lockspace) -> T) -> Result<T> {
     let ls = Lockspace::join(name, 0o600)?;
     let value = f(&ls);

@@ -18,6 +18,9 @@ pub struct LockOptions {
     pub(crate) flags: LockFlags,
     pub(crate) timeout: Option<Duration>,
     pub(crate) notify_blocking: bool,
+    /// The transaction id of a new request (`dlm_ls_lockx`'s `xid`), 0
+    /// for none.
+    pub(crate) xid: u64,
 }
 
 impl LockOptions {
@@ -131,6 +134,32 @@ impl LockOptions {
     pub fn notify_blocking(mut self) -> LockOptions {
         self.notify_blocking = true;
         self
+    }
+
+    /// Tags a new lock request with a transaction id, `xid`
+    /// (`dlm_ls_lockx` instead of `dlm_ls_lock`; 0, the default, is no
+    /// transaction).
+    ///
+    /// What it does today (kernel `fs/dlm/user.c`, `device_user_lock`): the
+    /// kernel keeps the value with the lock (`ua->xid`) and shows it only in
+    /// its debugfs lock dumps (`dlm/NAME_locks`, read by `dlm_tool
+    /// lockdebug`). It was meant for a cluster-wide deadlock detector that
+    /// treats locks of one transaction as one waiter; no released
+    /// dlm_controld uses it, and nothing in the lock's behaviour changes.
+    /// Use it to find a program's locks in those dumps.
+    ///
+    /// Only new requests carry it (a conversion is sent without one, and
+    /// the kernel then records 0); `dlm_ls_lockx`'s `timeout` argument is
+    /// not used (libdlm 4.2 zeroes it; lock timeouts are gone from the
+    /// kernel, see [`timeout`](LockOptions::timeout) for this crate's own).
+    pub fn transaction_id(mut self, xid: u64) -> LockOptions {
+        self.xid = xid;
+        self
+    }
+
+    /// The transaction id set, 0 if none.
+    pub fn get_transaction_id(&self) -> u64 {
+        self.xid
     }
 
     /// The flags set so far.

@@ -79,8 +79,9 @@ impl Default for Patience {
 /// What a request does.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Op<'a> {
-    /// A new lock on the resource `name`.
-    New { name: &'a [u8] },
+    /// A new lock on the resource `name`, with the transaction id `xid`
+    /// (0: none, `dlm_ls_lock`; else `dlm_ls_lockx`).
+    New { name: &'a [u8], xid: u64 },
     /// A conversion of the lock `lkid` (flags include `LKF_CONVERT`).
     Convert { lkid: u32 },
     /// An unlock of the lock `lkid`.
@@ -101,8 +102,9 @@ impl<'a> Op<'a> {
     /// The operation of a future's owned request.
     pub(crate) fn of(request: &'a crate::cell::Request) -> Op<'a> {
         match request {
-            crate::cell::Request::New { name, len } => Op::New {
+            crate::cell::Request::New { name, len, xid } => Op::New {
                 name: &name[..*len as usize],
+                xid: *xid,
             },
             crate::cell::Request::Convert { lkid } => Op::Convert { lkid: *lkid },
             crate::cell::Request::Unlock { lkid } => Op::Unlock { lkid: *lkid },
@@ -170,11 +172,28 @@ pub(crate) unsafe fn syscall(
 ) -> Result<u32, i32> {
     set_errno(0);
     // SAFETY: the caller's contract keeps the status block and value block
-    // buffer alive and fixed until the answer; libdlm copies the name
-    // during the call.
+    // buffer alive and fixed until the answer; libdlm copies the name (and
+    // reads the transaction id from its local) during the call.
     let rc = unsafe {
         match op {
-            Op::New { name } => sys::dlm_ls_lock(
+            Op::New { name, xid } if xid != 0 => {
+                let mut xid = xid;
+                sys::dlm_ls_lockx(
+                    handle.raw(),
+                    mode.as_raw(),
+                    cell.lksb_ptr(MAIN),
+                    flags,
+                    name.as_ptr().cast(),
+                    name.len() as u32,
+                    0,
+                    Some(crate::cell::completion_ast),
+                    cell.arg(MAIN),
+                    cell.bast_fn(),
+                    &mut xid,
+                    std::ptr::null_mut(),
+                )
+            }
+            Op::New { name, .. } => sys::dlm_ls_lock(
                 handle.raw(),
                 mode.as_raw(),
                 cell.lksb_ptr(MAIN),

@@ -19,14 +19,32 @@ _dlm__lock() {
             dlm__lock,help)
                 cmd="dlm__lock__subcmd__help"
                 ;;
+            dlm__lock,ls)
+                cmd="dlm__lock__subcmd__ls"
+                ;;
+            dlm__lock,status)
+                cmd="dlm__lock__subcmd__status"
+                ;;
             dlm__lock,versions)
                 cmd="dlm__lock__subcmd__versions"
+                ;;
+            dlm__lock,watch)
+                cmd="dlm__lock__subcmd__watch"
                 ;;
             dlm__lock__subcmd__help,help)
                 cmd="dlm__lock__subcmd__help__subcmd__help"
                 ;;
+            dlm__lock__subcmd__help,ls)
+                cmd="dlm__lock__subcmd__help__subcmd__ls"
+                ;;
+            dlm__lock__subcmd__help,status)
+                cmd="dlm__lock__subcmd__help__subcmd__status"
+                ;;
             dlm__lock__subcmd__help,versions)
                 cmd="dlm__lock__subcmd__help__subcmd__versions"
+                ;;
+            dlm__lock__subcmd__help,watch)
+                cmd="dlm__lock__subcmd__help__subcmd__watch"
                 ;;
             *)
                 ;;
@@ -35,7 +53,7 @@ _dlm__lock() {
 
     case "${cmd}" in
         dlm__lock)
-            opts="-l -m -n -w -p -t -h -V --lockspace --mode --try --timeout --persistent --expedite --lvb --lvb-read --lvb-write --notify --on-blocking --adopt --convert --wait-file --hold --until-signal --hold-until-file --orphan --purge --timestamps --json --generate --help --version NL CR CW PR PW EX versions help"
+            opts="-l -m -n -w -p -t -h -V --lockspace --mode --try --timeout --persistent --expedite --lvb --lvb-read --lvb-write --notify --on-blocking --adopt --convert --wait-file --hold --until-signal --hold-until-file --orphan --purge --timestamps --json --generate --help --version NL CR CW PR PW EX versions ls watch status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -133,7 +151,7 @@ _dlm__lock() {
             return 0
             ;;
         dlm__subcmd__lock__subcmd__help)
-            opts="versions help"
+            opts="versions ls watch status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -147,6 +165,34 @@ _dlm__lock() {
             return 0
             ;;
         dlm__subcmd__lock__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dlm__subcmd__lock__subcmd__help__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dlm__subcmd__lock__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -174,6 +220,48 @@ _dlm__lock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dlm__subcmd__lock__subcmd__help__subcmd__watch)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dlm__subcmd__lock__subcmd__ls)
+            opts="-n -h --json --nodes --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dlm__subcmd__lock__subcmd__status)
+            opts="-h --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dlm__subcmd__lock__subcmd__versions)
             opts="-h --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -181,6 +269,28 @@ _dlm__lock() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dlm__subcmd__lock__subcmd__watch)
+            opts="-h --json --interval --for --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -10,6 +10,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, missing_debug_implementations)]
 
 pub mod command;
+pub mod control_cli;
 pub mod events;
 pub mod flock_cli;
 pub mod generate;

@@ -129,6 +129,36 @@ pub enum LockCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List this node's lockspaces, their members and each node's state, as dlm_controld reports them (like dlm_tool ls)
+    Ls {
+        /// One JSON array on one line instead of text
+        #[arg(long)]
+        json: bool,
+        /// Also list every node the daemon knows in each lockspace, former members included (like dlm_tool ls -n)
+        #[arg(short = 'n', long)]
+        nodes: bool,
+        /// Only this lockspace
+        #[arg(value_name = "LOCKSPACE")]
+        name: Option<String>,
+    },
+    /// Watch dlm_controld's view change (polling): one line per change of quorum, of a node's state in the cluster, of a lockspace, or of a member's state in a lockspace; first a line "watching"
+    Watch {
+        /// One JSON object per line instead of text
+        #[arg(long)]
+        json: bool,
+        /// Milliseconds between polls
+        #[arg(long, value_name = "MS", default_value_t = 500)]
+        interval: u64,
+        /// Stop after this many seconds (default: never)
+        #[arg(long = "for", value_name = "SECONDS")]
+        duration: Option<f64>,
+    },
+    /// Show this node's view of the cluster: quorum, each node, failures and fencing (like dlm_tool status)
+    Status {
+        /// One JSON object on one line instead of dlm_tool's text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// dlm-lock's arguments.
@@ -148,7 +178,7 @@ object on a line: {\"event\": \"granted\", \"mode\": \"EX\", \"time\": \
 1712345678.123456} (fields: event, time, and mode, lvb, valid, node, pid, \
 signal or message as the event has them).",
     after_help = "See --help for the events, notes, exit statuses and examples.",
-    override_usage = "dlm-lock [OPTIONS] RESOURCE [MODE]\n       dlm-lock [--lockspace NAME] --purge NODEID [PID]\n       dlm-lock versions [--json]\n       dlm-lock --generate KIND",
+    override_usage = "dlm-lock [OPTIONS] RESOURCE [MODE]\n       dlm-lock [--lockspace NAME] --purge NODEID [PID]\n       dlm-lock versions [--json]\n       dlm-lock ls [-n] [--json] [LOCKSPACE]\n       dlm-lock status [--json]\n       dlm-lock watch [--json] [--interval MS] [--for SECONDS]\n       dlm-lock --generate KIND",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]

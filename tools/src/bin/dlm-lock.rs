@@ -6,12 +6,16 @@
 //! dlm-lock [OPTIONS] RESOURCE [MODE]
 //! dlm-lock [--lockspace NAME] --purge NODEID [PID]
 //! dlm-lock versions [--json]
+//! dlm-lock ls [-n] [--json] [LOCKSPACE]
+//! dlm-lock status [--json]
+//! dlm-lock watch [--json] [--interval MS] [--for SECONDS]
 //! ```
 //!
 //! `dlm-lock --help` (or `man dlm-lock`) lists the events, the options
 //! and the exit statuses.
 
 use dlm::{Error, LockGuard, LockOptions, Lockspace, Lvb, Mode, Node, Owner};
+use dlm_tools::control_cli;
 use dlm_tools::events::{Event, Printer};
 use dlm_tools::lock_cli::{self, status, LockArgs, LockCommand, OnBlocking, Step};
 use dlm_tools::lockspace::open_or_create;
@@ -432,6 +436,63 @@ fn run(args: &LockArgs, steps: &[Step], out: &Out) -> u8 {
     .run()
 }
 
+/// Prints the text of `dlm-lock ls`/`status`, or the error; the exit
+/// status.
+fn control(text: dlm_control::Result<String>) -> u8 {
+    match text {
+        Ok(t) => {
+            print!("{t}");
+            status::OK
+        }
+        Err(e) => {
+            eprintln!("{NAME}: error: {e}");
+            status::OTHER
+        }
+    }
+}
+
+/// `dlm-lock watch`: prints dlm_controld's changes until `duration` has
+/// passed (or for ever); the exit status.
+fn watch(json: bool, interval_ms: u64, duration: Option<f64>) -> u8 {
+    use std::io::Write;
+    let say = |line: String| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let fail = |e: dlm_control::Error| {
+        eprintln!("{NAME}: error: {e}");
+        status::OTHER
+    };
+    let mut w = match dlm_control::Watcher::new(Duration::from_millis(interval_ms.max(10))) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    say("watching".into());
+    let end = duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    loop {
+        let left = end.map(|e| e.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return status::OK;
+        }
+        let events = match w.next(left) {
+            Ok(ev) => ev,
+            Err(e) => return fail(e),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        for e in &events {
+            say(if json {
+                control_cli::event_json(e, now)
+            } else {
+                control_cli::event_text(e)
+            });
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let matches = usage::parse_env(lock_cli::command());
     if let Some(code) = generate::answer(&matches, lock_cli::command(), &lock_cli::EXTRA) {
@@ -442,8 +503,26 @@ fn main() -> ExitCode {
         Err(line) => return ExitCode::from(usage::report(NAME, &line)),
     };
     let args = &parsed.args;
-    if let Some(LockCommand::Versions { json }) = args.command {
-        return ExitCode::from(versions(json));
+    match &args.command {
+        Some(LockCommand::Versions { json }) => return ExitCode::from(versions(*json)),
+        Some(LockCommand::Ls { json, nodes, name }) => {
+            return ExitCode::from(control(control_cli::gather(name.as_deref()).map(|e| {
+                if *json {
+                    control_cli::ls_json(&e) + "\n"
+                } else {
+                    control_cli::ls_text(&e, *nodes)
+                }
+            })))
+        }
+        Some(LockCommand::Watch {
+            json,
+            interval,
+            duration,
+        }) => return ExitCode::from(watch(*json, *interval, *duration)),
+        Some(LockCommand::Status { json }) => {
+            return ExitCode::from(control(control_cli::status(*json)))
+        }
+        None => {}
     }
     let printer = Printer {
         timestamps: args.timestamps,
