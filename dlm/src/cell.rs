@@ -470,8 +470,11 @@ impl Handshake {
 /// *new request*, the answers that end it are `EAGAIN` (only with
 /// `NOQUEUE`: the kernel refuses only such requests), `ECANCEL` (only
 /// after this cancel) and `EDEADLK` (a deadlock cancel by another process,
-/// `dlm_ls_deadlock_cancel`, which the crate never sends; a lock taken
-/// with `NODLCKWT` is exempt). So: conversions may be cancelled; new
+/// `dlm_ls_deadlock_cancel`, sent by another program, or by
+/// [`Lockspace::deadlock_cancel`](crate::Lockspace::deadlock_cancel),
+/// whose docs say to name only conversions: the proof assumes no deadlock
+/// cancel of a waiting *new* request, which would free its id while its
+/// owner may be about to cancel it). So: conversions may be cancelled; new
 /// requests only without `NOQUEUE` (a try is answered promptly anyway: its
 /// owner gives up without a cancel, and the reaper releases a late grant);
 /// unlocks never.

@@ -40,6 +40,17 @@ impl Lockspace {
     /// Lock ids are reused at once once freed: a lock id read earlier may
     /// name another lock now.
     ///
+    /// Name conversions only (what the DLM's own deadlock detection
+    /// cancelled), unless the victim's owner is known not to cancel the
+    /// request itself. A deadlock cancel of a waiting *new* request ends
+    /// the lock, and the kernel frees its id when the owner reads the
+    /// answer; if the owner is at that moment cancelling the same request
+    /// (a timed lock of this crate whose time ran out, or a C program's
+    /// `dlm_ls_unlock` with `LKF_CANCEL`), its cancel names a freed id,
+    /// which the kernel may already have given to another request of the
+    /// node. This crate's own cancels rely on that not happening (see
+    /// `may_cancel` in `cell.rs`).
+    ///
     /// ```no_run
     /// # let ls = dlm::Lockspace::open("myapp")?;
     /// // The victim's id, as its owner reported it.

@@ -590,7 +590,7 @@ impl LockGuard {
     /// # Errors
     /// [`Error::LockspaceGone`] if the lockspace was released by force
     /// (its locks went with it); [`Error::TimedOut`] if the unlock's answer
-    /// did not come within [`UNLOCK_PATIENCE`] (the kernel completes it
+    /// did not come within [`UNLOCK_PATIENCE`](crate::UNLOCK_PATIENCE) (or the handle's [`unlock_patience`](crate::LockspaceBuilder::unlock_patience)) (the kernel completes it
     /// later); [`Error::Forked`] in a fork's child (the lock is the
     /// parent's: nothing is done to it); other errors of `dlm_ls_unlock`
     /// (the lock is then released in the background).

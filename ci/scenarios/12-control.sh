@@ -1,5 +1,5 @@
 #!/bin/bash
-# 11-control: the cluster's own view through libdlmcontrol (dlm-lock ls and
+# 12-control: the cluster's own view through libdlmcontrol (dlm-lock ls and
 # dlm-lock status, over the crate dlm-control), checked against dlm_tool ls
 # and dlm_tool status on the same node, on 3 nodes with fencing enabled:
 # all members; node 3 crashes and is fenced by the harness's agent; the
