@@ -954,10 +954,12 @@ impl Handoff {
     }
 }
 
+#[cfg_attr(miri, allow(dead_code))]
 extern "C" {
     fn pthread_setcancelstate(state: c_int, oldstate: *mut c_int) -> c_int;
 }
 /// glibc's `PTHREAD_CANCEL_DISABLE`.
+#[cfg_attr(miri, allow(dead_code))]
 const PTHREAD_CANCEL_DISABLE: c_int = 1;
 
 /// Holds off `pthread_cancel` (used by `dlm_close_lockspace`) while a
@@ -966,11 +968,17 @@ const PTHREAD_CANCEL_DISABLE: c_int = 1;
 struct NoCancel(c_int);
 
 impl NoCancel {
+    #[cfg_attr(miri, allow(unused_mut))]
     fn new() -> NoCancel {
         let mut old = 0;
+        // Miri runs the callbacks of the host tests, with no libdlm thread
+        // to cancel (and no foreign calls).
+        #[cfg(not(miri))]
         // SAFETY: `old` is a valid out-pointer; the call only changes this
         // thread's cancel state.
-        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        unsafe {
+            pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old)
+        };
         NoCancel(old)
     }
 }
@@ -978,8 +986,13 @@ impl NoCancel {
 impl Drop for NoCancel {
     fn drop(&mut self) {
         let mut ignored = 0;
+        #[cfg(not(miri))]
         // SAFETY: as in `new`; restores the state saved there.
-        unsafe { pthread_setcancelstate(self.0, &mut ignored) };
+        unsafe {
+            pthread_setcancelstate(self.0, &mut ignored)
+        };
+        #[cfg(miri)]
+        let _ = (self.0, &mut ignored);
     }
 }
 
@@ -1316,6 +1329,132 @@ mod loom_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cell's callback argument and status block, as libdlm holds them.
+    #[derive(Clone, Copy)]
+    struct Given(*mut c_void, *mut sys::dlm_lksb);
+    // SAFETY: plain addresses, used by one thread at a time (see
+    // `play_libdlm`).
+    unsafe impl Send for Given {}
+
+    fn given(cell: &CellRef) -> Given {
+        Given(cell.arg(MAIN), cell.lksb_ptr(MAIN))
+    }
+
+    /// Plays libdlm's thread for the callback argument `arg` of a cell:
+    /// writes the status block at `lksb` and the value block as libdlm
+    /// does, then runs the blocking and completion callbacks.
+    ///
+    /// # Safety
+    /// `given` comes from a live cell ([`given`]), with a request in flight on it (nobody else writes that
+    /// status block), and the cell stays alive until this returns.
+    unsafe fn play_libdlm(given: Given, status: i32, lkid: u32, fill: u8, bast: bool) {
+        let Given(arg, lksb) = given;
+        // SAFETY: the caller's contract: the slot is this thread's to
+        // write, and its value-block pointer names the cell's buffer.
+        unsafe {
+            (*lksb).sb_status = status;
+            (*lksb).sb_lkid = lkid;
+            (*lksb).sb_flags = 0;
+            std::ptr::write_bytes((*lksb).sb_lvbptr, fill, sys::DLM_LVB_LEN);
+            if bast {
+                blocking_ast(arg);
+            }
+            completion_ast(arg);
+        }
+    }
+
+    /// The owner's side of a blocking wait: parks until the answer is in.
+    fn wait_for(cell: &CellRef) -> Delivered {
+        loop {
+            if let Some(d) = cell.hs.take() {
+                return d;
+            }
+            std::thread::park();
+        }
+    }
+
+    /// An answer crosses from the callback's thread to its parked owner,
+    /// with the status block, the value block and a blocking notification
+    /// (which the grant then makes stale). Run under Miri
+    /// (`cargo +nightly miri test -p libdlm --lib cell::`), it checks the
+    /// cell's raw pointers, its `Arc` counting through the callback
+    /// argument, and the data races between the two threads.
+    #[test]
+    fn an_answer_crosses_from_the_callback_thread_to_its_owner() {
+        let handoff = std::sync::Arc::new(Handoff::default());
+        for round in 0..3u32 {
+            let cell = CellRef::new(true, &handoff);
+            // SAFETY: a new cell: nothing in flight.
+            unsafe { cell.hs.begin(Wake::Thread(std::thread::current())) };
+            let g = given(&cell);
+            let fill = round as u8 + 1;
+            // SAFETY: the request is in flight on MAIN; `cell` outlives the
+            // thread (joined below).
+            let libdlm =
+                std::thread::spawn(move || unsafe { play_libdlm(g, 0, 100 + round, fill, true) });
+            let d = wait_for(&cell);
+            libdlm.join().unwrap();
+            assert_eq!((d.answer.status, d.lkid), (0, 100 + round));
+            // SAFETY: no request in flight: the answer was taken.
+            assert_eq!(unsafe { cell.lvb() }, [fill; sys::DLM_LVB_LEN]);
+            assert!(
+                cell.blocking_rx().unwrap().try_recv().is_err(),
+                "a grant makes earlier notifications stale"
+            );
+        }
+        let (kept, jobs) = handoff.close();
+        assert!(kept.is_empty() && jobs.is_empty());
+    }
+
+    /// The owner gives up while the answer arrives (each order, in turn
+    /// and racing): whichever comes second hands the cell to the worker's
+    /// queue, exactly once, and the worker frees it after taking the
+    /// answer; the cell is freed when the last reference goes (Miri
+    /// reports a leak or a use after free).
+    #[test]
+    fn a_given_up_cell_reaches_the_worker_once_and_is_freed() {
+        let handoff = std::sync::Arc::new(Handoff::default());
+        for round in 0..6u32 {
+            let cell = CellRef::new(false, &handoff);
+            // SAFETY: a new cell: nothing in flight.
+            unsafe { cell.hs.begin(Wake::Thread(std::thread::current())) };
+            let g = given(&cell);
+            // The give-up step (reaper::give_up): into the keeping first.
+            handoff.keep(cell.clone());
+            let answer_first = round % 3 == 0;
+            if answer_first {
+                // SAFETY: in flight on MAIN; the keeping holds the cell.
+                unsafe { play_libdlm(g, 0, round, 0, false) };
+            }
+            // SAFETY: in flight on MAIN; the cell is in the keeping.
+            let libdlm = (!answer_first)
+                .then(|| std::thread::spawn(move || unsafe { play_libdlm(g, 0, round, 0, false) }));
+            // SAFETY: the owner, a request in flight, the cell kept.
+            match unsafe { cell.hs.abandon(Abandon::Request) } {
+                Ok(()) => {}
+                // The answer came first: the owner queues it itself.
+                Err(()) => handoff.push(Job::Late(cell.clone(), Abandon::Request)),
+            }
+            drop(cell);
+            if let Some(t) = libdlm {
+                t.join().unwrap();
+            }
+            let jobs = handoff.next(Some(std::time::Instant::now()));
+            assert_eq!(jobs.len(), 1, "round {round}: one job, not {}", jobs.len());
+            for job in jobs {
+                let Job::Late(cell, how) = job else {
+                    panic!("round {round}: not a late answer");
+                };
+                let d = cell.hs.take().expect("the answer is in the cell");
+                assert!(how.leaves_held(d.answer.status));
+                assert_eq!(d.lkid, round);
+                handoff.free(&cell);
+            }
+        }
+        let (kept, jobs) = handoff.close();
+        assert!(kept.is_empty() && jobs.is_empty());
+    }
 
     #[test]
     fn cancels_name_only_the_cells_own_lock() {
