@@ -1326,7 +1326,7 @@ mod loom_tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(dlm_loom)))]
 mod tests {
     use super::*;
 
