@@ -1509,8 +1509,9 @@ mod loom_tests {
         fn new(held: Mode) -> Model {
             let mut m = Machine::new();
             if held != Mode::Nl {
-                m.take(held);
+                assert_eq!(m.take(held), Take::ConvertUp(held));
                 m.converted(held);
+                assert_eq!(m.take(held), Take::Hit);
                 m.release(held);
             }
             Model {
