@@ -86,8 +86,12 @@
 //! - **Conversion deadlock converting up** (two holders of PR both
 //!   converting to EX): the DLM refuses one conversion with `EDEADLK`; the
 //!   local take fails with [`Error::Deadlock`], the cache still holds its
-//!   old mode, and the other holder's notification makes the cache give the
-//!   lock up; the take can be tried again.
+//!   old mode and counts the refusal as a blocking notification (the other
+//!   holder's own may still be on its way): it gives the lock up as soon as
+//!   its local holders are done, and a take tried again waits for that,
+//!   then converts up behind the other holder. The cache avoids most such
+//!   deadlocks by itself: a take that needs a conversion while a
+//!   notification is pending waits for the give-up instead of converting.
 //! - **Lockspace gone or stopped**: takes fail with
 //!   [`Error::LockspaceGone`] or [`Error::LockspaceStopped`], hits
 //!   included (each take checks the handle's health: atomic loads, no
@@ -586,9 +590,16 @@ impl Shared {
 /// [module docs](crate::cache).
 ///
 /// `Send + Sync`: share it between threads by reference or in an `Arc`.
-/// Dropping it releases the DLM lock once the last local guard is gone.
+/// Dropping it unlocks the DLM lock (`dlm_ls_unlock`, after a conversion
+/// to NL that publishes a value set by a local holder) and waits for the
+/// unlock, as dropping a [`LockGuard`] does; while local guards live, the
+/// drop returns at once and the cache's helper thread unlocks the DLM lock
+/// when the last of them is released (until then the helper keeps the
+/// lockspace handle open: a [`Lockspace::release`] meanwhile is refused
+/// with [`Error::HandlesOpen`]).
 pub struct CachedLock {
     shared: Arc<Shared>,
+    helper: Option<std::thread::JoinHandle<()>>,
 }
 
 impl fmt::Debug for CachedLock {
@@ -643,14 +654,17 @@ impl Lockspace {
             counters: Counters::default(),
         });
         let helper = Arc::clone(&shared);
-        std::thread::Builder::new()
+        let helper = std::thread::Builder::new()
             .name("dlm-cache".into())
             .spawn(move || run_helper(&helper, &rx))
             .map_err(|source| Error::Os {
                 op: "std::thread::spawn",
                 source,
             })?;
-        Ok(CachedLock { shared })
+        Ok(CachedLock {
+            shared,
+            helper: Some(helper),
+        })
     }
 }
 
@@ -857,7 +871,12 @@ impl CachedLock {
             };
             let timed_out = shared.changed.wait_until(&mut core, until).timed_out();
             if timed_out && !shared.ls.inner.is_alive() {
-                break Err(shared.ls.inner.check().err().unwrap_or(Error::LockspaceGone));
+                break Err(shared
+                    .ls
+                    .inner
+                    .check()
+                    .err()
+                    .unwrap_or(Error::LockspaceGone));
             }
         };
         core.m.waiting -= 1;
@@ -870,8 +889,20 @@ impl Drop for CachedLock {
         if self.shared.ls.inner.forked() {
             return;
         }
-        self.shared.core.lock().m.close();
+        let guards_live = {
+            let mut core = self.shared.core.lock();
+            core.m.close();
+            core.m.holders() > 0
+        };
         self.shared.wake_helper();
+        // With no local guard left, the helper unlocks the DLM lock and
+        // stops now: wait for it, so that the lock is gone and the
+        // lockspace handle free (for a release) when the drop returns.
+        if !guards_live {
+            if let Some(h) = self.helper.take() {
+                let _ = h.join();
+            }
+        }
     }
 }
 
@@ -918,7 +949,7 @@ impl Actor {
                 .lock_with(&*self.shared.name, target, options.notify_blocking())
                 .map(|g| self.guard = Some(g)),
         };
-        self.finish(result.is_ok());
+        self.finish(&result);
         result
     }
 
@@ -935,13 +966,14 @@ impl Actor {
                     })
             }
         };
-        self.finish(result.is_ok());
+        self.finish(&result);
         result
     }
 
     /// Puts the DLM lock back and leaves `ConvertingUp`.
-    fn finish(&mut self, granted: bool) {
+    fn finish(&mut self, result: &Result<()>) {
         self.done = true;
+        let granted = result.is_ok();
         let shared = &self.shared;
         let mut core = shared.core.lock();
         let guard = self.guard.take().filter(LockGuard::is_held);
@@ -969,6 +1001,13 @@ impl Actor {
         }
         core.dlm = guard;
         core.m.converted(held);
+        // A conversion deadlock: another holder converts and waits for
+        // this lock. Its blocking notification may not have reached the
+        // helper yet; act as if it had, so a retry waits for the give-up
+        // instead of converting into the same deadlock.
+        if matches!(result, Err(Error::Deadlock)) {
+            core.m.notify(None);
+        }
         shared.changed(&mut core);
         drop(core);
         shared.wake_helper();
@@ -978,7 +1017,7 @@ impl Actor {
 impl Drop for Actor {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(false);
+            self.finish(&Err(Error::Cancelled));
         }
     }
 }
@@ -1219,7 +1258,10 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
         }
     };
     let mut core = shared.core.lock();
-    let held = guard.as_ref().filter(|g| g.is_held()).map_or(Mode::Nl, LockGuard::mode);
+    let held = guard
+        .as_ref()
+        .filter(|g| g.is_held())
+        .map_or(Mode::Nl, LockGuard::mode);
     if guard.is_none() {
         core.bast_rx = None;
         if shared.options.give_up == GiveUp::Unlock {
@@ -1232,7 +1274,10 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
     core.dlm = guard.filter(LockGuard::is_held);
     core.m.given_up(held);
     if idle {
-        shared.counters.idle_releases.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .idle_releases
+            .fetch_add(1, Ordering::Relaxed);
     } else {
         shared.counters.give_ups.fetch_add(1, Ordering::Relaxed);
     }
