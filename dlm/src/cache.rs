@@ -1248,13 +1248,11 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
                 GiveUp::Unlock if target == Mode::Nl => g.unlock().map(|()| None),
                 _ => g.convert(target).map(|_| Some(g)),
             };
-            match result {
-                Ok(g) => g,
-                // Not converted (a conversion keeps the old mode), or the
-                // unlock failed: the guard, if any, went with the error. A
-                // lockspace gone or stopped has nothing left to give up.
-                Err(_) => None,
-            }
+            // Not converted (a conversion keeps the old mode), or the
+            // unlock failed: the guard, if any, went with the error (its
+            // drop released the lock). A lockspace gone or stopped has
+            // nothing left to give up.
+            result.ok().flatten()
         }
     };
     let mut core = shared.core.lock();
