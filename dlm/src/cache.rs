@@ -41,22 +41,22 @@
 //! is dropped and its last local guard is gone.
 //!
 //! # The state machine
-//! Every transition is one function of [`Machine`], a plain value kept
+//! Every transition is one function of `Machine` (private), a plain value kept
 //! under the cache's mutex; the DLM calls are made outside it, by whoever
 //! the transition named (the *actor*). The phases:
 //!
 //! | from | to | by | function | when |
 //! |---|---|---|---|---|
-//! | `Serving` | `Serving` | local taker | [`take`](Machine::take) → `Hit` | the DLM mode covers the local mode, the local holders are compatible |
-//! | `Serving` | `ConvertingUp` | local taker | [`take`](Machine::take) → `ConvertUp` | the DLM mode does not cover the local mode and no notification is pending: the taker converts up |
-//! | `ConvertingUp` | `Serving` | the converting taker | [`converted`](Machine::converted) | the conversion's answer (granted or not: the DLM mode is what the kernel holds) |
-//! | `Serving`, `ConvertingUp` | same | helper thread | [`notify`](Machine::notify) | a blocking notification: remembered, new local holders are still served |
-//! | `Serving` | `Draining` | helper thread | [`start_drain`](Machine::start_drain) | a notification is pending and the minimum hold time has passed: no new local holders |
-//! | `Draining` | `GivingUp` | helper thread | [`begin_give_up`](Machine::begin_give_up) | the last local holder is gone |
-//! | `Serving` | `GivingUp` | helper thread | [`begin_idle_release`](Machine::begin_idle_release) | no local holder, and unused for the idle time |
-//! | `GivingUp` | `Serving` | helper thread | [`given_up`](Machine::given_up) | the conversion down (or unlock) answered |
-//! | any | any | local holder | [`release`](Machine::release) | a local guard dropped: says whether waiters or the helper must be woken |
-//! | `Serving`, `Draining` | `Closed` | helper thread | [`begin_close`](Machine::begin_close) | the [`CachedLock`] was dropped and the last local guard is gone: the helper unlocks |
+//! | `Serving` | `Serving` | local taker | `take` → `Hit` | the DLM mode covers the local mode, the local holders are compatible |
+//! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode and no notification is pending: the taker converts up |
+//! | `ConvertingUp` | `Serving` | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds) |
+//! | `Serving`, `ConvertingUp` | same | helper thread | `notify` | a blocking notification: remembered, new local holders are still served |
+//! | `Serving` | `Draining` | helper thread | `start_drain` | a notification is pending and the minimum hold time has passed: no new local holders |
+//! | `Draining` | `GivingUp` | helper thread | `begin_give_up` | the last local holder is gone |
+//! | `Serving` | `GivingUp` | helper thread | `begin_idle_release` | no local holder, and unused for the idle time |
+//! | `GivingUp` | `Serving` | helper thread | `given_up` | the conversion down (or unlock) answered |
+//! | any | any | local holder | `release` | a local guard dropped: says whether waiters or the helper must be woken |
+//! | `Serving`, `Draining` | `Closed` | helper thread | `begin_close` | the [`CachedLock`] was dropped and the last local guard is gone: the helper unlocks |
 //!
 //! The invariants, checked by the unit tests and by the loom model
 //! (`--cfg dlm_loom`, every interleaving of local takes, releases and
