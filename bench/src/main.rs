@@ -81,9 +81,10 @@ impl Config {
             svg: None,
             machine: String::new(),
             command: String::new(),
-            cases: vec![1, 2, 3, 4, 5, 7, 8],
+            cases: vec![1, 2, 3, 4, 5, 7, 8, 9],
             contenders: vec![
                 "rust".into(),
+                "rust_cached".into(),
                 "c_ast".into(),
                 "c_ast_locked".into(),
                 "c_wait".into(),
@@ -125,7 +126,7 @@ impl Config {
                     return Err("usage: dlm-bench [--short] [--rounds R] [--n N] \
                                 [--levels A,B,C] [--json PATH] [--markdown PATH] [--svg PATH] \
                                 [--machine TEXT] [--command TEXT] [--cases 1,2,3,4,5] \
-                                [--contenders rust,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_blocking,c_dispatch] \
+                                [--contenders rust,rust_cached,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_blocking,c_dispatch] \
                                 [--lockspace NAME] [--n-pipe N] [--section NAME] [--master-until FILE] [--nodes N]"
                         .into())
                 }
@@ -633,6 +634,42 @@ fn run(cfg: &Config) -> Result<(), String> {
                 c_contender("c_wait", &c_ls, ffi::cb_handoff_wait, res),
             ],
         )?);
+    }
+    if cfg.cases.contains(&9) {
+        // The cache holds its own resource: on the uncached contenders'
+        // resource it would be given up at each of their takes.
+        let cache = ls
+            .cached("bench-cached", dlm::CacheOptions::new().idle_release(None))
+            .map_err(dlm_err("cached"))?;
+        let res = "bench-uncached";
+        cases.push(measure(
+            "cached",
+            "9. cached lock: EX take + release, one thread, no contention",
+            "take+release pair",
+            cfg,
+            cfg.n,
+            u64::from,
+            vec![
+                Contender {
+                    id: "rust_cached",
+                    run: Box::new(|n| {
+                        let t = Instant::now();
+                        for _ in 0..n {
+                            let g = cache.lock(Mode::Ex).map_err(dlm_err("cached lock"))?;
+                            drop(std::hint::black_box(g));
+                        }
+                        Ok(t.elapsed())
+                    }),
+                },
+                rust_contender(&ls, res, rust_lock_unlock),
+                c_contender("c_ast", &c_ls, ffi::cb_lock_unlock_ast, res),
+            ],
+        )?);
+        let s = cache.stats();
+        eprintln!(
+            "dlm-bench: case 9's cache: {} hits, {} takes, {} give-ups",
+            s.hits, s.takes, s.give_ups
+        );
     }
     if cfg.cases.contains(&7) || cfg.cases.contains(&8) {
         let pls = Lockspace::builder(name)

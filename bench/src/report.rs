@@ -159,8 +159,10 @@ impl CaseResult {
 
 /// The ratios reported: each Rust contender over its C counterpart of the
 /// same architecture, and the ways of cases 7-8 over each other.
-const EXTRA_RATIOS: [(&str, &str); 10] = [
+const EXTRA_RATIOS: [(&str, &str); 12] = [
     ("rust", "c_ast"),
+    ("rust_cached", "c_ast"),
+    ("rust_cached", "rust"),
     ("rust", "c_wait"),
     ("rust_poll", "c_dispatch"),
     ("rust", "rust_blocking"),

@@ -41,6 +41,9 @@
 //!   persistent locks and orphans ([`Lockspace::purge_orphans`] by
 //!   [`Node`] and [`Owner`]), unlock on drop ([`DropBehavior`]),
 //!   [`with_lock`] / [`with_lock_with`].
+//! - [`CachedLock`] ([`Lockspace::cached`]): one DLM lock kept across
+//!   local uses (served with no system call) and given up when a blocking
+//!   notification says another holder waits; see [`cache`].
 //! - [`Mode`] with the DLM's compatibility table; [`Error`], one enum that
 //!   keeps the operating system's error code.
 //! - Every flag combination the kernel rejects is rejected here first with
@@ -292,6 +295,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod cache;
 mod cell;
 mod deadlock;
 mod default;
@@ -318,6 +322,7 @@ pub mod tokio;
 mod version;
 mod wait;
 
+pub use cache::{CacheOptions, CacheStats, CachedGuard, CachedLock, GiveUp};
 pub use cell::{Blocking, BlockingReceiver};
 /// The channel crate of [`LockGuard::blocking`]'s receiver, for
 /// [`select!`](crossbeam_channel::select) over it and other channels.

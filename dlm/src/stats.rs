@@ -10,6 +10,8 @@ pub(crate) static UNREACHABLE_RETRIES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static GIVEN_UP: AtomicU64 = AtomicU64::new(0);
 pub(crate) static REAPED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static RELEASE_FAILURES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static CACHE_TAKES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static CACHE_GIVE_UPS: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the counters ([`stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,6 +39,15 @@ pub struct Stats {
     /// refused the unlock in its answer): those locks stay held until
     /// their lockspace handle closes, when the kernel unlocks them.
     pub release_failures: u64,
+    /// Takes of a [`CachedLock`](crate::CachedLock)'s DLM lock (new
+    /// requests and conversions up granted), every cache of the process.
+    /// Cache hits are counted per cache only
+    /// ([`CachedLock::stats`](crate::CachedLock::stats)): the hit path
+    /// touches no process-wide counter.
+    pub cache_takes: u64,
+    /// Times a cached lock's DLM lock was given up (asked for by another
+    /// holder, or idle), every cache of the process.
+    pub cache_give_ups: u64,
 }
 
 /// The counters since the process started.
@@ -47,6 +58,8 @@ pub fn stats() -> Stats {
         given_up: GIVEN_UP.load(Ordering::Relaxed),
         reaped: REAPED.load(Ordering::Relaxed),
         release_failures: RELEASE_FAILURES.load(Ordering::Relaxed),
+        cache_takes: CACHE_TAKES.load(Ordering::Relaxed),
+        cache_give_ups: CACHE_GIVE_UPS.load(Ordering::Relaxed),
     }
 }
 

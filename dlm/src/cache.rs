@@ -1,0 +1,1694 @@
+//! Cached locks: one DLM lock kept across many local uses, given up only
+//! when another holder asks for it ([`Lockspace::cached`], [`CachedLock`]).
+//!
+//! A program that takes the same cluster lock thousands of times, while
+//! other nodes want it rarely, pays a kernel round trip (and, for a remote
+//! master, a network round trip) on every take and every release. A
+//! [`CachedLock`] keeps the DLM lock after the local user is done, as
+//! GFS2's glocks and OCFS2's dlmglue do: local holders are served from it
+//! while its mode covers theirs, with no system call, and the lock is
+//! given up when a blocking notification says another holder waits.
+//!
+//! # How it works
+//! The cache owns one [`LockGuard`] on its resource, requested with
+//! [`LockOptions::notify_blocking`] (and [`LockOptions::lvb`] when the
+//! cache keeps the value block). A local take ([`CachedLock::lock`] and
+//! its family) returns a [`CachedGuard`]:
+//! - a **hit**: the DLM lock's mode covers the local mode and the local
+//!   holders are compatible with it: the guard is handed out under one
+//!   uncontended mutex, with no system call and no allocation;
+//! - a **take**: the DLM lock is converted up (`dlm_ls_lock` with
+//!   `LKF_CONVERT`), or requested anew when the cache holds none, by the
+//!   local taker's own thread (or task); the value block is read then;
+//! - a **wait**: local holders in incompatible modes, a conversion by
+//!   another local taker, or a give-up under way.
+//!
+//! One helper thread per cache (`dlm-cache`) waits for the DLM lock's
+//! blocking notifications. When one comes, the cache goes on serving local
+//! holders for the rest of the [minimum hold time](CacheOptions::min_hold)
+//! (so that two nodes do not ping-pong the lock on every take), then stops
+//! serving new local holders (so a remote waiter is not starved), waits for
+//! the local ones to finish, and gives the lock up: converts it down to NL
+//! (publishing a value set by a local holder) or unlocks it, as
+//! [configured](GiveUp). libdlm's threaded library drops the mode the
+//! waiter asked for (see the crate's notes on libdlm), so the lock goes
+//! down to NL: the state machine knows how to go down only as far as a
+//! waiter needs, when a notification carries its mode. The next local take
+//! converts back up, queued behind the waiter that caused the give-up.
+//!
+//! The helper thread also gives the lock up after it was unused for
+//! [`CacheOptions::idle_release`], and unlocks it when the [`CachedLock`]
+//! is dropped and its last local guard is gone.
+//!
+//! # The state machine
+//! Every transition is one function of `Machine` (private), a plain value kept
+//! under the cache's mutex; the DLM calls are made outside it, by whoever
+//! the transition named (the *actor*). The phases:
+//!
+//! | from | to | by | function | when |
+//! |---|---|---|---|---|
+//! | `Serving` | `Serving` | local taker | `take` → `Hit` | the DLM mode covers the local mode, the local holders are compatible |
+//! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode and no notification is pending: the taker converts up |
+//! | `ConvertingUp` | `Serving` | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds) |
+//! | `Serving`, `ConvertingUp` | same | helper thread | `notify` | a blocking notification: remembered, new local holders are still served |
+//! | `Serving` | `Draining` | helper thread | `start_drain` | a notification is pending and the minimum hold time has passed: no new local holders |
+//! | `Draining` | `GivingUp` | helper thread | `begin_give_up` | the last local holder is gone |
+//! | `Serving` | `GivingUp` | helper thread | `begin_idle_release` | no local holder, and unused for the idle time |
+//! | `GivingUp` | `Serving` | helper thread | `given_up` | the conversion down (or unlock) answered |
+//! | any | any | local holder | `release` | a local guard dropped: says whether waiters or the helper must be woken |
+//! | `Serving`, `Draining` | `Closed` | helper thread | `begin_close` | the [`CachedLock`] was dropped and the last local guard is gone: the helper unlocks |
+//!
+//! The invariants, checked by the unit tests and by the loom model
+//! (`--cfg dlm_loom`, every interleaving of local takes, releases and
+//! notifications): local holders are pairwise compatible; each is covered
+//! by the DLM mode; no local holder exists while the lock is given up or
+//! closed; once `Draining`, no new local holder is served until the lock
+//! was given up; every waiter is woken by the transition that lets it go
+//! on.
+//!
+//! # Value blocks
+//! With [`CacheOptions::lvb`] the DLM lock is requested with `LKF_VALBLK`:
+//! the value block is read once per take of the DLM lock (a new request or
+//! an up-conversion) and served to local holders from memory
+//! ([`CachedGuard::lvb`]). A local PW or EX holder's
+//! [`set_lvb`](CachedGuard::set_lvb) is stored in the cache when the guard
+//! is released (not when it panics) and published to the DLM when the
+//! cache gives the lock up (the conversion down from PW/EX writes it),
+//! or when the cache closes. So a counter kept in the value block costs no
+//! kernel call per local update, and **a reader elsewhere sees the value
+//! as of the last give-up**: a reader that takes the lock in PR or
+//! stronger makes this cache give it up first (its request blocks on the
+//! cache's lock), so it always sees every update made before; a reader
+//! that holds NL or CR, which the cache's PW/EX lock does not block, sees
+//! an older value.
+//!
+//! # Failures
+//! - **Conversion deadlock converting up** (two holders of PR both
+//!   converting to EX): the DLM refuses one conversion with `EDEADLK`; the
+//!   local take fails with [`Error::Deadlock`], the cache still holds its
+//!   old mode and counts the refusal as a blocking notification (the other
+//!   holder's own may still be on its way): it gives the lock up as soon as
+//!   its local holders are done, and a take tried again waits for that,
+//!   then converts up behind the other holder. The cache avoids most such
+//!   deadlocks by itself: a take that needs a conversion while a
+//!   notification is pending waits for the give-up instead of converting.
+//! - **Lockspace gone or stopped**: takes fail with
+//!   [`Error::LockspaceGone`] or [`Error::LockspaceStopped`], hits
+//!   included (each take checks the handle's health: atomic loads, no
+//!   system call); local guards already handed out stay valid as values,
+//!   but the DLM lock behind them is gone with the lockspace.
+//! - **A panic in a local holder**: its guard is released by the unwinding
+//!   (no poisoning: the DLM lock is still consistent); a value it set with
+//!   [`set_lvb`](CachedGuard::set_lvb) is dropped, not published.
+//! - **The cache dropped while local guards live**: the guards keep the
+//!   cache's state alive; the DLM lock is unlocked (publishing a pending
+//!   value) when the last of them is released.
+//! - **Fork**: in a child, takes fail with [`Error::Forked`] (the DLM lock
+//!   is the parent's), and dropping the child's copies does nothing to the
+//!   parent's lock.
+//!
+//! # Costs and limits
+//! One helper thread per cache. Waiting local takers are woken through a
+//! condition variable (threads) or their wakers (tasks); a local wait, like
+//! every untimed wait of the crate, ends with [`Error::LockspaceGone`] when
+//! the lockspace goes. DLM locks are not re-entrant and neither is the
+//! cache: a thread that holds a local guard and asks for an incompatible
+//! mode waits for itself (use a timeout or [`CachedLock::try_lock`]). On a
+//! poll-mode handle blocking notifications arrive only while the program
+//! dispatches.
+
+use crate::error::{Error, Result};
+use crate::flags::LockFlags;
+use crate::guard::LockGuard;
+use crate::lockspace::Lockspace;
+use crate::lvb::{Lvb, LVB_LEN};
+use crate::mode::Mode;
+use crate::options::LockOptions;
+use crate::BlockingReceiver;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Default [`CacheOptions::min_hold`]: 10 ms (GFS2's minimum glock hold
+/// time).
+pub const DEFAULT_MIN_HOLD: Duration = Duration::from_millis(10);
+
+/// Default [`CacheOptions::idle_release`]: 5 s.
+pub const DEFAULT_IDLE_RELEASE: Duration = Duration::from_secs(5);
+
+/// How a cache gives its DLM lock up when another holder asks for it
+/// ([`CacheOptions::give_up`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GiveUp {
+    /// Convert the lock down (`dlm_ls_lock` with `LKF_CONVERT`), to NL
+    /// unless the waiter's mode is known: the lock (and the resource's
+    /// value block) stays, and the next take is a conversion up. The
+    /// default.
+    #[default]
+    ConvertDown,
+    /// Unlock it (first converted to NL when a value must be published,
+    /// then `dlm_ls_unlock`): the kernel forgets the lock; the next take is
+    /// a new request. When no other lock on the resource exists anywhere,
+    /// the DLM frees its value block.
+    Unlock,
+}
+
+/// The settings of a cached lock ([`Lockspace::cached`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheOptions {
+    lvb: bool,
+    min_hold: Duration,
+    idle_release: Option<Duration>,
+    give_up: GiveUp,
+}
+
+impl Default for CacheOptions {
+    fn default() -> CacheOptions {
+        CacheOptions::new()
+    }
+}
+
+impl CacheOptions {
+    /// The defaults: no value block, [`DEFAULT_MIN_HOLD`],
+    /// [`DEFAULT_IDLE_RELEASE`], [`GiveUp::ConvertDown`].
+    pub fn new() -> CacheOptions {
+        CacheOptions {
+            lvb: false,
+            min_hold: DEFAULT_MIN_HOLD,
+            idle_release: Some(DEFAULT_IDLE_RELEASE),
+            give_up: GiveUp::ConvertDown,
+        }
+    }
+
+    /// Keep the resource's value block (`LKF_VALBLK` on every request and
+    /// conversion of the DLM lock): see the module docs on value blocks.
+    pub fn lvb(mut self) -> CacheOptions {
+        self.lvb = true;
+        self
+    }
+
+    /// How long the DLM lock is kept, after it was taken, before a
+    /// blocking notification stops the cache from serving new local
+    /// holders. `Duration::ZERO` gives it up as soon as the local holders
+    /// are done.
+    pub fn min_hold(mut self, min_hold: Duration) -> CacheOptions {
+        self.min_hold = min_hold;
+        self
+    }
+
+    /// Give the DLM lock up (as [`give_up`](Self::give_up) says) after it
+    /// was unused for `idle`; `None` keeps it until another holder asks.
+    pub fn idle_release(mut self, idle: Option<Duration>) -> CacheOptions {
+        self.idle_release = idle;
+        self
+    }
+
+    /// How the lock is given up ([`GiveUp`]).
+    pub fn give_up(mut self, how: GiveUp) -> CacheOptions {
+        self.give_up = how;
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The state machine (no DLM call, no clock, no lock: loom checks it).
+
+/// Whether a DLM lock held in `held` lets this process serve a local
+/// holder in `local`: every mode another holder may have next to `held`
+/// is one it may have next to `local`.
+pub(crate) fn covers(held: Mode, local: Mode) -> bool {
+    Mode::ALL
+        .iter()
+        .all(|&x| !held.is_compatible(x) || local.is_compatible(x))
+}
+
+/// The weakest mode covering both `a` and `b`.
+pub(crate) fn join(a: Mode, b: Mode) -> Mode {
+    Mode::ALL
+        .iter()
+        .copied()
+        .find(|&m| covers(m, a) && covers(m, b))
+        .unwrap_or(Mode::Ex)
+}
+
+/// The strongest mode covered by `held` that a waiter in `waiter` can
+/// share (NL when the waiter's mode is unknown).
+pub(crate) fn give_up_target(held: Mode, waiter: Option<Mode>) -> Mode {
+    let Some(waiter) = waiter else {
+        return Mode::Nl;
+    };
+    Mode::ALL
+        .iter()
+        .rev()
+        .copied()
+        .find(|&m| covers(held, m) && m.is_compatible(waiter))
+        .unwrap_or(Mode::Nl)
+}
+
+/// The cache's phase (see the module's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Serving,
+    ConvertingUp,
+    Draining,
+    GivingUp,
+    Closed,
+}
+
+/// What a local take must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Served: the caller is a local holder.
+    Hit,
+    /// The caller converts the DLM lock up to this mode, then tries again.
+    ConvertUp(Mode),
+    /// The caller waits for a change and tries again.
+    Wait,
+    /// The cache is closed.
+    Closed,
+}
+
+/// Whom a release must wake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Wake {
+    /// Local takers wait.
+    pub(crate) waiters: bool,
+    /// The helper thread can now give the lock up or close.
+    pub(crate) helper: bool,
+}
+
+/// The cache's state: the DLM lock's mode, the phase, the local holders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Machine {
+    /// The mode the DLM lock is granted in (NL: none held, or NL).
+    held: Mode,
+    phase: Phase,
+    /// Local holders, by mode.
+    holders: [u32; 6],
+    /// A blocking notification not yet acted on, with the waiter's mode
+    /// when known.
+    notified: Option<Option<Mode>>,
+    /// The `CachedLock` was dropped.
+    closing: bool,
+    /// Local takers waiting (threads and tasks).
+    pub(crate) waiting: u32,
+}
+
+impl Default for Machine {
+    fn default() -> Machine {
+        Machine::new()
+    }
+}
+
+impl Machine {
+    /// No DLM lock, serving.
+    pub(crate) fn new() -> Machine {
+        Machine {
+            held: Mode::Nl,
+            phase: Phase::Serving,
+            holders: [0; 6],
+            notified: None,
+            closing: false,
+            waiting: 0,
+        }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub(crate) fn held(&self) -> Mode {
+        self.held
+    }
+
+    pub(crate) fn notified(&self) -> bool {
+        self.notified.is_some()
+    }
+
+    /// The number of local holders.
+    pub(crate) fn holders(&self) -> u32 {
+        self.holders.iter().sum()
+    }
+
+    fn locally_compatible(&self, mode: Mode) -> bool {
+        Mode::ALL
+            .iter()
+            .all(|&m| self.holders[m as usize] == 0 || m.is_compatible(mode))
+    }
+
+    /// A local take in `mode`.
+    pub(crate) fn take(&mut self, mode: Mode) -> Take {
+        if self.closing || self.phase == Phase::Closed {
+            return Take::Closed;
+        }
+        match self.phase {
+            Phase::Serving | Phase::ConvertingUp if covers(self.held, mode) => {
+                if self.locally_compatible(mode) {
+                    self.holders[mode as usize] += 1;
+                    Take::Hit
+                } else {
+                    Take::Wait
+                }
+            }
+            Phase::Serving if self.notified.is_none() => {
+                self.phase = Phase::ConvertingUp;
+                // Cover the local holders too: they keep their access.
+                let mut target = join(self.held, mode);
+                for m in Mode::ALL {
+                    if self.holders[m as usize] > 0 {
+                        target = join(target, m);
+                    }
+                }
+                Take::ConvertUp(target)
+            }
+            _ => Take::Wait,
+        }
+    }
+
+    /// The conversion up answered; the DLM lock is now held in `held`.
+    pub(crate) fn converted(&mut self, held: Mode) {
+        debug_assert_eq!(self.phase, Phase::ConvertingUp);
+        self.held = held;
+        self.phase = Phase::Serving;
+        if held == Mode::Nl {
+            self.notified = None;
+        }
+    }
+
+    /// A blocking notification (with the waiter's mode when known).
+    /// Returns whether it was taken into account.
+    pub(crate) fn notify(&mut self, waiter: Option<Mode>) -> bool {
+        if self.held == Mode::Nl || !matches!(self.phase, Phase::Serving | Phase::ConvertingUp) {
+            return false;
+        }
+        self.notified = Some(match (self.notified, waiter) {
+            (None, w) => w,
+            (Some(Some(a)), Some(b)) => Some(a.max(b)),
+            _ => None,
+        });
+        true
+    }
+
+    /// The minimum hold time has passed with a notification pending: stop
+    /// serving new local holders.
+    pub(crate) fn start_drain(&mut self) -> bool {
+        if self.phase == Phase::Serving && self.notified.is_some() {
+            self.phase = Phase::Draining;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Draining and no local holder left: the helper gives the lock up to
+    /// the mode returned.
+    pub(crate) fn begin_give_up(&mut self) -> Option<Mode> {
+        if self.phase == Phase::Draining && self.holders() == 0 {
+            self.phase = Phase::GivingUp;
+            Some(give_up_target(self.held, self.notified.flatten()))
+        } else {
+            None
+        }
+    }
+
+    /// Unused and serving: the helper gives the lock up (to NL).
+    pub(crate) fn begin_idle_release(&mut self) -> bool {
+        if self.phase == Phase::Serving && self.holders() == 0 && self.held != Mode::Nl {
+            self.phase = Phase::GivingUp;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The give-up answered; the DLM lock is now held in `held`.
+    pub(crate) fn given_up(&mut self, held: Mode) {
+        debug_assert_eq!(self.phase, Phase::GivingUp);
+        self.phase = Phase::Serving;
+        let satisfied = match self.notified {
+            Some(Some(w)) => held.is_compatible(w),
+            _ => held == Mode::Nl,
+        };
+        if satisfied {
+            self.notified = None;
+        }
+        self.held = held;
+    }
+
+    /// A local holder in `mode` released its guard.
+    pub(crate) fn release(&mut self, mode: Mode) -> Wake {
+        debug_assert!(self.holders[mode as usize] > 0);
+        self.holders[mode as usize] -= 1;
+        Wake {
+            waiters: self.waiting > 0,
+            helper: self.holders() == 0 && (self.phase == Phase::Draining || self.closing),
+        }
+    }
+
+    /// The `CachedLock` was dropped.
+    pub(crate) fn close(&mut self) {
+        self.closing = true;
+    }
+
+    /// Closing and no local holder (and no DLM call under way): the helper
+    /// releases the DLM lock and stops.
+    pub(crate) fn begin_close(&mut self) -> bool {
+        if self.closing
+            && self.holders() == 0
+            && matches!(self.phase, Phase::Serving | Phase::Draining)
+        {
+            self.phase = Phase::Closed;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The invariants (for tests).
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        for a in Mode::ALL {
+            if self.holders[a as usize] == 0 {
+                continue;
+            }
+            assert!(covers(self.held, a), "{a} not covered by {}", self.held);
+            assert!(
+                !matches!(self.phase, Phase::GivingUp | Phase::Closed),
+                "a local holder while {:?}",
+                self.phase
+            );
+            for b in Mode::ALL {
+                if self.holders[b as usize] > 0 && (a != b || self.holders[a as usize] > 1) {
+                    assert!(a.is_compatible(b), "local {a} and {b}");
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The cache.
+
+/// Counters of one cache ([`CachedLock::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Local takes served from the DLM lock the cache held: no system call.
+    pub hits: u64,
+    /// Takes of the DLM lock: new requests and conversions up that were
+    /// granted.
+    pub takes: u64,
+    /// Times the cache gave the lock up because another holder asked
+    /// (a blocking notification).
+    pub give_ups: u64,
+    /// Times the cache gave the lock up because it was unused for
+    /// [`CacheOptions::idle_release`].
+    pub idle_releases: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    takes: AtomicU64,
+    give_ups: AtomicU64,
+    idle_releases: AtomicU64,
+}
+
+/// What the mutex guards.
+struct Core {
+    m: Machine,
+    /// The DLM lock; `None` while an actor converts it, or when none is held.
+    dlm: Option<LockGuard>,
+    /// The DLM lock's blocking notifications, for the helper.
+    bast_rx: Option<BlockingReceiver>,
+    /// The value block as read at the last take, or set by a local holder.
+    value: [u8; LVB_LEN],
+    valid: bool,
+    /// Whether `value` was read (or set) since the DLM lock was taken.
+    value_known: bool,
+    /// Set by a local holder, not yet published.
+    dirty: bool,
+    /// When the DLM lock was last taken (min hold time).
+    taken_at: Option<Instant>,
+    /// Bumped by every change a waiting taker may be waiting for.
+    epoch: u64,
+    /// Tasks waiting for a change.
+    wakers: Vec<Waker>,
+}
+
+struct Shared {
+    ls: Lockspace,
+    name: Box<[u8]>,
+    options: CacheOptions,
+    core: Mutex<Core>,
+    changed: Condvar,
+    /// Wakes the helper thread.
+    helper: Sender<()>,
+    counters: Counters,
+}
+
+impl Shared {
+    /// Wakes every waiting taker after a change (the caller holds `core`).
+    fn changed(&self, core: &mut Core) {
+        core.epoch = core.epoch.wrapping_add(1);
+        if core.m.waiting > 0 {
+            self.changed.notify_all();
+        }
+        for w in core.wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn wake_helper(&self) {
+        let _ = self.helper.try_send(());
+    }
+
+    /// The options of a request or conversion of the DLM lock.
+    fn dlm_options(&self, take: LockOptions) -> LockOptions {
+        let mut o = LockOptions::new();
+        if take.flags.contains(LockFlags::NOQUEUE) {
+            o = o.no_wait();
+        }
+        if let Some(t) = take.timeout {
+            o = o.timeout(t);
+        }
+        if self.options.lvb {
+            o = o.lvb();
+        }
+        o
+    }
+}
+
+/// A DLM lock kept across local uses ([`Lockspace::cached`]): see the
+/// [module docs](crate::cache).
+///
+/// `Send + Sync`: share it between threads by reference or in an `Arc`.
+/// Dropping it unlocks the DLM lock (`dlm_ls_unlock`, after a conversion
+/// to NL that publishes a value set by a local holder) and waits for the
+/// unlock, as dropping a [`LockGuard`] does; while local guards live, the
+/// drop returns at once and the cache's helper thread unlocks the DLM lock
+/// when the last of them is released (until then the helper keeps the
+/// lockspace handle open: a [`Lockspace::release`] meanwhile is refused
+/// with [`Error::HandlesOpen`]).
+pub struct CachedLock {
+    shared: Arc<Shared>,
+    helper: Option<std::thread::JoinHandle<()>>,
+}
+
+impl fmt::Debug for CachedLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let core = self.shared.core.lock();
+        f.debug_struct("CachedLock")
+            .field("lockspace", &self.shared.ls.name())
+            .field("name", &String::from_utf8_lossy(&self.shared.name))
+            .field("held", &core.m.held())
+            .field("phase", &core.m.phase())
+            .field("holders", &core.m.holders())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lockspace {
+    /// A cached lock on the resource `name` (1 to 64 bytes): one DLM lock
+    /// kept across local uses and given up when another holder asks for it
+    /// (see [`crate::cache`]). Takes no DLM lock yet: the first local take
+    /// requests it (`dlm_ls_lock` with `LKF_NOQUEUE` off, blocking
+    /// notifications on). Starts the cache's helper thread.
+    ///
+    /// Two caches (or a cache and plain locks) on one resource in one
+    /// process are two DLM holders: they exclude each other like any two.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`]; [`Error::LockspaceGone`];
+    /// [`Error::LockspaceStopped`]; [`Error::Forked`]; [`Error::Os`] if
+    /// the helper thread cannot be started.
+    pub fn cached(&self, name: impl AsRef<[u8]>, options: CacheOptions) -> Result<CachedLock> {
+        self.inner.check()?;
+        let name = crate::name::resource_name(name.as_ref())?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared {
+            ls: self.clone(),
+            name: name.into(),
+            options,
+            core: Mutex::new(Core {
+                m: Machine::new(),
+                dlm: None,
+                bast_rx: None,
+                value: [0; LVB_LEN],
+                valid: false,
+                value_known: false,
+                dirty: false,
+                taken_at: None,
+                epoch: 0,
+                wakers: Vec::new(),
+            }),
+            changed: Condvar::new(),
+            helper: tx,
+            counters: Counters::default(),
+        });
+        let helper = Arc::clone(&shared);
+        let helper = std::thread::Builder::new()
+            .name("dlm-cache".into())
+            .spawn(move || run_helper(&helper, &rx))
+            .map_err(|source| Error::Os {
+                op: "std::thread::spawn",
+                source,
+            })?;
+        Ok(CachedLock {
+            shared,
+            helper: Some(helper),
+        })
+    }
+}
+
+/// One step of a take, decided under the mutex.
+enum Step {
+    Hit,
+    Convert(Actor, Mode),
+    Wait(u64),
+}
+
+impl CachedLock {
+    /// The resource's name.
+    pub fn name(&self) -> &[u8] {
+        &self.shared.name
+    }
+
+    /// The lockspace.
+    pub fn lockspace(&self) -> &Lockspace {
+        &self.shared.ls
+    }
+
+    /// The mode the DLM lock is held in now (NL when none is held).
+    pub fn held(&self) -> Mode {
+        self.shared.core.lock().m.held()
+    }
+
+    /// This cache's counters.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.shared.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            takes: c.takes.load(Ordering::Relaxed),
+            give_ups: c.give_ups.load(Ordering::Relaxed),
+            idle_releases: c.idle_releases.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes the lock locally in `mode`, waiting as long as needed: from
+    /// the cache (no system call) when the DLM lock covers it, else by
+    /// converting the DLM lock up (`dlm_ls_lock` with `LKF_CONVERT`) or
+    /// requesting it (`dlm_ls_lock`).
+    ///
+    /// # Errors
+    /// See [`lock_with`](Self::lock_with).
+    pub fn lock(&self, mode: Mode) -> Result<CachedGuard> {
+        self.lock_with(mode, LockOptions::new())
+    }
+
+    /// Takes the lock locally in `mode` if that can be done at once: from
+    /// the cache, or by a conversion or request with `LKF_NOQUEUE`.
+    ///
+    /// # Errors
+    /// [`Error::WouldBlock`] when a local holder, a give-up under way or
+    /// another holder of the DLM lock is in the way; see
+    /// [`lock_with`](Self::lock_with).
+    pub fn try_lock(&self, mode: Mode) -> Result<CachedGuard> {
+        self.lock_with(mode, LockOptions::new().no_wait())
+    }
+
+    /// Takes the lock locally in `mode` with `options`, of which a cached
+    /// take accepts [`no_wait`](LockOptions::no_wait) and
+    /// [`timeout`](LockOptions::timeout) (the timeout bounds the whole
+    /// take: local waits and the DLM's answer). The DLM calls are those of
+    /// [`lock`](Self::lock).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for any other option (nothing is sent);
+    /// [`Error::TimedOut`]; [`Error::WouldBlock`] (with `no_wait`);
+    /// [`Error::Deadlock`] (a conversion deadlock converting up: the cache
+    /// still holds its old mode, try again); [`Error::LockspaceGone`];
+    /// [`Error::LockspaceStopped`]; [`Error::Forked`]; and the errors of
+    /// [`Lockspace::lock_with`] and [`LockGuard::convert_with`].
+    pub fn lock_with(&self, mode: Mode, options: LockOptions) -> Result<CachedGuard> {
+        check_options(&options)?;
+        let no_wait = options.flags.contains(LockFlags::NOQUEUE);
+        let mut deadline = None;
+        let mut took = false;
+        loop {
+            match self.step(mode, no_wait, options, &mut deadline)? {
+                Step::Hit => return Ok(self.guard(mode, took)),
+                Step::Convert(actor, target) => {
+                    let o = self.shared.dlm_options(remaining(options, deadline)?);
+                    actor.convert_up(target, o)?;
+                    took = true;
+                }
+                Step::Wait(epoch) => self.wait(epoch, deadline)?,
+            }
+        }
+    }
+
+    /// [`lock`](Self::lock) as a future. Cancel-safe: dropping it while it
+    /// converts the DLM lock up cancels the conversion (as dropping
+    /// [`LockGuard::convert_async`]'s future does) and the cache goes on.
+    ///
+    /// # Errors
+    /// As [`lock_with`](Self::lock_with).
+    pub async fn lock_async(&self, mode: Mode) -> Result<CachedGuard> {
+        self.lock_with_async(mode, LockOptions::new()).await
+    }
+
+    /// [`try_lock`](Self::try_lock) as a future.
+    ///
+    /// # Errors
+    /// As [`try_lock`](Self::try_lock).
+    pub async fn try_lock_async(&self, mode: Mode) -> Result<CachedGuard> {
+        self.lock_with_async(mode, LockOptions::new().no_wait())
+            .await
+    }
+
+    /// [`lock_with`](Self::lock_with) as a future: local waits wake the
+    /// task; the DLM calls are [`Lockspace::lock_with_async`] and
+    /// [`LockGuard::convert_with_async`].
+    ///
+    /// # Errors
+    /// As [`lock_with`](Self::lock_with).
+    pub async fn lock_with_async(&self, mode: Mode, options: LockOptions) -> Result<CachedGuard> {
+        check_options(&options)?;
+        let no_wait = options.flags.contains(LockFlags::NOQUEUE);
+        let mut deadline = None;
+        let mut took = false;
+        loop {
+            match self.step(mode, no_wait, options, &mut deadline)? {
+                Step::Hit => return Ok(self.guard(mode, took)),
+                Step::Convert(actor, target) => {
+                    let o = self.shared.dlm_options(remaining(options, deadline)?);
+                    actor.convert_up_async(target, o).await?;
+                    took = true;
+                }
+                Step::Wait(epoch) => {
+                    LocalWait {
+                        shared: &self.shared,
+                        epoch,
+                        deadline,
+                        timer: crate::timer::Timer::default(),
+                    }
+                    .await?
+                }
+            }
+        }
+    }
+
+    fn guard(&self, mode: Mode, took: bool) -> CachedGuard {
+        if !took {
+            self.shared.counters.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        CachedGuard {
+            shared: Arc::clone(&self.shared),
+            mode,
+            pending: None,
+        }
+    }
+
+    /// One take decision under the mutex.
+    fn step(
+        &self,
+        mode: Mode,
+        no_wait: bool,
+        options: LockOptions,
+        deadline: &mut Option<Instant>,
+    ) -> Result<Step> {
+        let shared = &self.shared;
+        shared.ls.inner.check()?;
+        let mut core = shared.core.lock();
+        match core.m.take(mode) {
+            Take::Hit => Ok(Step::Hit),
+            Take::ConvertUp(target) => {
+                let guard = core.dlm.take();
+                drop(core);
+                Ok(Step::Convert(
+                    Actor {
+                        shared: Arc::clone(shared),
+                        guard,
+                        done: false,
+                    },
+                    target,
+                ))
+            }
+            Take::Wait if no_wait => Err(Error::WouldBlock),
+            Take::Wait => {
+                if deadline.is_none() {
+                    *deadline = options.timeout.and_then(|t| Instant::now().checked_add(t));
+                }
+                Ok(Step::Wait(core.epoch))
+            }
+            Take::Closed => Err(Error::InvalidArgument("the cache is closed")),
+        }
+    }
+
+    /// Waits (a thread) for a change after `epoch`.
+    fn wait(&self, epoch: u64, deadline: Option<Instant>) -> Result<()> {
+        let shared = &self.shared;
+        let mut core = shared.core.lock();
+        core.m.waiting += 1;
+        let result = loop {
+            if core.epoch != epoch {
+                break Ok(());
+            }
+            let now = Instant::now();
+            let limit = now + Duration::from_secs(1);
+            let until = match deadline {
+                Some(d) if d <= now => break Err(Error::TimedOut),
+                Some(d) => d.min(limit),
+                None => limit,
+            };
+            let timed_out = shared.changed.wait_until(&mut core, until).timed_out();
+            if timed_out && !shared.ls.inner.is_alive() {
+                break Err(shared
+                    .ls
+                    .inner
+                    .check()
+                    .err()
+                    .unwrap_or(Error::LockspaceGone));
+            }
+        };
+        core.m.waiting -= 1;
+        result
+    }
+}
+
+impl Drop for CachedLock {
+    fn drop(&mut self) {
+        if self.shared.ls.inner.forked() {
+            return;
+        }
+        let guards_live = {
+            let mut core = self.shared.core.lock();
+            core.m.close();
+            core.m.holders() > 0
+        };
+        self.shared.wake_helper();
+        // With no local guard left, the helper unlocks the DLM lock and
+        // stops now: wait for it, so that the lock is gone and the
+        // lockspace handle free (for a release) when the drop returns.
+        if !guards_live {
+            if let Some(h) = self.helper.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn check_options(options: &LockOptions) -> Result<()> {
+    if !options.flags.without(LockFlags::NOQUEUE).is_empty() || options.notify_blocking {
+        return Err(Error::InvalidArgument(
+            "a cached lock's take accepts only no_wait and timeout",
+        ));
+    }
+    Ok(())
+}
+
+/// `options` with the time left before `deadline` (set by a local wait).
+fn remaining(options: LockOptions, deadline: Option<Instant>) -> Result<LockOptions> {
+    match deadline {
+        None => Ok(options),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err(Error::TimedOut)
+            } else {
+                Ok(options.timeout(left))
+            }
+        }
+    }
+}
+
+/// The local taker converting the DLM lock up, holding it out of the
+/// mutex; dropping it unfinished (a panic, a dropped future) puts the lock
+/// back as the kernel holds it.
+struct Actor {
+    shared: Arc<Shared>,
+    guard: Option<LockGuard>,
+    done: bool,
+}
+
+impl Actor {
+    fn convert_up(mut self, target: Mode, options: LockOptions) -> Result<()> {
+        let result = match self.guard.as_mut() {
+            Some(g) => g.convert_with(target, options).map(|_| ()),
+            None => self
+                .shared
+                .ls
+                .lock_with(&*self.shared.name, target, options.notify_blocking())
+                .map(|g| self.guard = Some(g)),
+        };
+        self.finish(&result);
+        result
+    }
+
+    async fn convert_up_async(mut self, target: Mode, options: LockOptions) -> Result<()> {
+        let result = match self.guard.as_mut() {
+            Some(g) => g.convert_with_async(target, options).await.map(|_| ()),
+            None => {
+                let ls = self.shared.ls.clone();
+                ls.lock_with_async(&*self.shared.name, target, options.notify_blocking())
+                    .await
+                    .map(|mut g| {
+                        g.set_drop_behavior(crate::DropBehavior::Wait);
+                        self.guard = Some(g)
+                    })
+            }
+        };
+        self.finish(&result);
+        result
+    }
+
+    /// Puts the DLM lock back and leaves `ConvertingUp`.
+    fn finish(&mut self, result: &Result<()>) {
+        self.done = true;
+        let granted = result.is_ok();
+        let shared = &self.shared;
+        let mut core = shared.core.lock();
+        let guard = self.guard.take().filter(LockGuard::is_held);
+        let held = guard.as_ref().map_or(Mode::Nl, LockGuard::mode);
+        let new_rx = match (&guard, &core.bast_rx) {
+            (Some(g), Some(rx)) => !g.blocking().is_some_and(|b| b.same_channel(rx)),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if new_rx || guard.is_none() {
+            core.bast_rx = guard.as_ref().and_then(|g| g.blocking().cloned());
+        }
+        if granted {
+            shared.counters.takes.fetch_add(1, Ordering::Relaxed);
+            crate::stats::count(&crate::stats::CACHE_TAKES);
+            core.taken_at = Some(Instant::now());
+            if shared.options.lvb {
+                if let Some(v) = guard.as_ref().and_then(LockGuard::lvb) {
+                    core.value = v.bytes;
+                    core.valid = v.valid;
+                    core.value_known = true;
+                    core.dirty = false;
+                }
+            }
+        }
+        core.dlm = guard;
+        core.m.converted(held);
+        // A conversion deadlock: another holder converts and waits for
+        // this lock. Its blocking notification may not have reached the
+        // helper yet; act as if it had, so a retry waits for the give-up
+        // instead of converting into the same deadlock.
+        if matches!(result, Err(Error::Deadlock)) {
+            core.m.notify(None);
+        }
+        shared.changed(&mut core);
+        drop(core);
+        shared.wake_helper();
+    }
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(&Err(Error::Cancelled));
+        }
+    }
+}
+
+/// A task's local wait for a change after `epoch`.
+struct LocalWait<'a> {
+    shared: &'a Shared,
+    epoch: u64,
+    deadline: Option<Instant>,
+    timer: crate::timer::Timer,
+}
+
+impl Future for LocalWait<'_> {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if let Err(e) = self.shared.ls.inner.check() {
+            return Poll::Ready(Err(e));
+        }
+        let now = Instant::now();
+        {
+            let mut core = self.shared.core.lock();
+            if core.epoch != self.epoch {
+                return Poll::Ready(Ok(()));
+            }
+            if self.deadline.is_some_and(|d| d <= now) {
+                return Poll::Ready(Err(Error::TimedOut));
+            }
+            if !core.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                core.wakers.push(cx.waker().clone());
+            }
+        }
+        // Wake at the deadline, and once a second to check the lockspace.
+        let tick = now + Duration::from_secs(1);
+        let at = self.deadline.map_or(tick, |d| d.min(tick));
+        let waker = cx.waker().clone();
+        self.timer.set(at, &waker);
+        Poll::Pending
+    }
+}
+
+/// A local holder of a [`CachedLock`]: its mode is covered by the DLM lock
+/// the cache holds. Dropping it releases the local hold (no system call);
+/// the DLM lock stays with the cache.
+#[must_use = "dropping the guard releases the local hold at once"]
+pub struct CachedGuard {
+    shared: Arc<Shared>,
+    mode: Mode,
+    /// A value set by this holder, stored in the cache on release.
+    pending: Option<[u8; LVB_LEN]>,
+}
+
+impl fmt::Debug for CachedGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedGuard")
+            .field("lockspace", &self.shared.ls.name())
+            .field("name", &String::from_utf8_lossy(&self.shared.name))
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedGuard {
+    /// The local mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The value block: as set by this holder, else as the cache knows it
+    /// (read at the last take of the DLM lock, or set by an earlier local
+    /// holder). `None` unless the cache was made with
+    /// [`CacheOptions::lvb`] and the value was read.
+    pub fn lvb(&self) -> Option<Lvb> {
+        if let Some(bytes) = self.pending {
+            return Some(Lvb { bytes, valid: true });
+        }
+        let core = self.shared.core.lock();
+        core.value_known.then_some(Lvb {
+            bytes: core.value,
+            valid: core.valid,
+        })
+    }
+
+    /// Sets the value block to `value` (at most 32 bytes; the rest is
+    /// zeroed): stored in the cache when this guard is released, published
+    /// to the DLM when the cache gives the lock up (see the module docs).
+    /// No system call.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless the local mode is PW or EX, the
+    /// cache was made with [`CacheOptions::lvb`], and `value` has at most
+    /// 32 bytes.
+    pub fn set_lvb(&mut self, value: &[u8]) -> Result<()> {
+        if !self.mode.writes_lvb() {
+            return Err(Error::InvalidArgument(
+                "only a PW or EX holder can write the lock value block",
+            ));
+        }
+        if !self.shared.options.lvb {
+            return Err(Error::InvalidArgument(
+                "the cache was made without CacheOptions::lvb",
+            ));
+        }
+        if value.len() > LVB_LEN {
+            return Err(Error::InvalidArgument(
+                "a lock value block holds at most 32 bytes",
+            ));
+        }
+        let mut bytes = [0; LVB_LEN];
+        bytes[..value.len()].copy_from_slice(value);
+        self.pending = Some(bytes);
+        Ok(())
+    }
+
+    /// Releases the local hold (as dropping the guard does).
+    pub fn unlock(self) {}
+}
+
+impl Drop for CachedGuard {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        let mut core = shared.core.lock();
+        if let Some(v) = self.pending.take() {
+            if !std::thread::panicking() {
+                core.value = v;
+                core.valid = true;
+                core.value_known = true;
+                core.dirty = true;
+            }
+        }
+        let wake = core.m.release(self.mode);
+        if wake.waiters || !core.wakers.is_empty() {
+            shared.changed(&mut core);
+        } else {
+            core.epoch = core.epoch.wrapping_add(1);
+        }
+        drop(core);
+        if wake.helper {
+            shared.wake_helper();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The helper thread.
+
+fn run_helper(shared: &Arc<Shared>, wake: &Receiver<()>) {
+    let mut idle = Idle::default();
+    loop {
+        let (bast_rx, timeout) = {
+            let mut core = shared.core.lock();
+            if core.m.begin_close() {
+                let guard = core.dlm.take();
+                let dirty = core.dirty.then_some(core.value);
+                shared.changed(&mut core);
+                drop(core);
+                if let Some(mut g) = guard {
+                    if let Some(v) = dirty {
+                        if g.mode().writes_lvb() {
+                            let _ = g.set_lvb(&v);
+                        }
+                    }
+                    let _ = g.unlock();
+                }
+                return;
+            }
+            let now = Instant::now();
+            let mut timeout: Option<Duration> = None;
+            if core.m.notified() && core.m.phase() == Phase::Serving {
+                let until = core
+                    .taken_at
+                    .and_then(|t| t.checked_add(shared.options.min_hold))
+                    .unwrap_or(now);
+                if until <= now {
+                    core.m.start_drain();
+                    shared.changed(&mut core);
+                } else {
+                    timeout = Some(until - now);
+                }
+            }
+            if let Some(target) = core.m.begin_give_up() {
+                give_up(shared, core, target, false);
+                continue;
+            }
+            if let Some(period) = shared.options.idle_release {
+                match idle.check(shared, &core.m, now, period) {
+                    IdleCheck::Release => {
+                        if core.m.begin_idle_release() {
+                            give_up(shared, core, Mode::Nl, true);
+                            continue;
+                        }
+                    }
+                    IdleCheck::After(d) => timeout = Some(timeout.map_or(d, |t| t.min(d))),
+                    IdleCheck::Nothing => {}
+                }
+            }
+            (core.bast_rx.clone(), timeout)
+        };
+        let never = crossbeam_channel::never();
+        let bast = bast_rx.as_ref().unwrap_or(&never);
+        let timeout = timeout.unwrap_or(Duration::from_secs(3600));
+        crossbeam_channel::select! {
+            recv(bast) -> msg => {
+                if msg.is_ok() {
+                    let mut core = shared.core.lock();
+                    core.m.notify(None);
+                }
+            }
+            recv(wake) -> _ => {}
+            default(timeout) => {}
+        }
+    }
+}
+
+/// Gives the DLM lock up to `target` (the machine is `GivingUp`).
+fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: bool) {
+    let guard = core.dlm.take();
+    let dirty = core.dirty.then_some(core.value);
+    drop(core);
+    let mut published = false;
+    let guard = match guard {
+        None => None,
+        Some(mut g) => {
+            if let Some(v) = dirty {
+                published = g.mode().writes_lvb() && g.set_lvb(&v).is_ok();
+            }
+            let result = match shared.options.give_up {
+                GiveUp::Unlock if target == Mode::Nl => g.unlock().map(|()| None),
+                _ => g.convert(target).map(|_| Some(g)),
+            };
+            // Not converted (a conversion keeps the old mode), or the
+            // unlock failed: the guard, if any, went with the error (its
+            // drop released the lock). A lockspace gone or stopped has
+            // nothing left to give up.
+            result.ok().flatten()
+        }
+    };
+    let mut core = shared.core.lock();
+    let held = guard
+        .as_ref()
+        .filter(|g| g.is_held())
+        .map_or(Mode::Nl, LockGuard::mode);
+    if guard.is_none() {
+        core.bast_rx = None;
+        if shared.options.give_up == GiveUp::Unlock {
+            core.value_known = false;
+        }
+    }
+    if published || held == Mode::Nl {
+        core.dirty = false;
+    }
+    core.dlm = guard.filter(LockGuard::is_held);
+    core.m.given_up(held);
+    if idle {
+        shared
+            .counters
+            .idle_releases
+            .fetch_add(1, Ordering::Relaxed);
+    } else {
+        shared.counters.give_ups.fetch_add(1, Ordering::Relaxed);
+    }
+    crate::stats::count(&crate::stats::CACHE_GIVE_UPS);
+    shared.changed(&mut core);
+}
+
+/// The helper's idle watch: the cache's use counters compared across
+/// checks (no clock read on the hit path).
+#[derive(Debug, Default)]
+struct Idle {
+    uses: u64,
+    since: Option<Instant>,
+}
+
+enum IdleCheck {
+    Release,
+    After(Duration),
+    Nothing,
+}
+
+impl Idle {
+    fn check(&mut self, shared: &Shared, m: &Machine, now: Instant, period: Duration) -> IdleCheck {
+        if m.phase() != Phase::Serving || m.holders() > 0 || m.held() == Mode::Nl {
+            self.since = None;
+            return IdleCheck::Nothing;
+        }
+        let c = &shared.counters;
+        let uses = c.hits.load(Ordering::Relaxed) + c.takes.load(Ordering::Relaxed);
+        match self.since {
+            Some(since) if uses == self.uses => {
+                let until = since + period;
+                if until <= now {
+                    self.since = None;
+                    IdleCheck::Release
+                } else {
+                    IdleCheck::After(until - now)
+                }
+            }
+            _ => {
+                self.uses = uses;
+                self.since = Some(now);
+                IdleCheck::After(period)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covers_table() {
+        for m in Mode::ALL {
+            assert!(covers(Mode::Ex, m));
+            assert!(covers(m, Mode::Nl));
+            assert!(covers(m, m));
+        }
+        assert!(!covers(Mode::Pr, Mode::Cw));
+        assert!(!covers(Mode::Cw, Mode::Pr));
+        assert!(covers(Mode::Pw, Mode::Pr));
+        assert!(covers(Mode::Pw, Mode::Cw));
+        assert!(!covers(Mode::Nl, Mode::Cr));
+        assert_eq!(join(Mode::Pr, Mode::Cw), Mode::Pw);
+        assert_eq!(join(Mode::Cr, Mode::Pr), Mode::Pr);
+        assert_eq!(join(Mode::Nl, Mode::Ex), Mode::Ex);
+    }
+
+    #[test]
+    fn give_up_targets() {
+        assert_eq!(give_up_target(Mode::Ex, None), Mode::Nl);
+        assert_eq!(give_up_target(Mode::Ex, Some(Mode::Pr)), Mode::Pr);
+        assert_eq!(give_up_target(Mode::Ex, Some(Mode::Ex)), Mode::Nl);
+        assert_eq!(give_up_target(Mode::Pr, Some(Mode::Cw)), Mode::Cr);
+        assert_eq!(give_up_target(Mode::Pw, Some(Mode::Pr)), Mode::Pr);
+    }
+
+    #[test]
+    fn hit_after_take_and_give_up() {
+        let mut m = Machine::new();
+        assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+        // A second taker waits while the first converts.
+        assert_eq!(m.take(Mode::Pr), Take::Wait);
+        m.converted(Mode::Ex);
+        assert_eq!(m.take(Mode::Ex), Take::Hit);
+        m.check();
+        assert_eq!(m.take(Mode::Ex), Take::Wait);
+        assert_eq!(m.release(Mode::Ex), Wake::default());
+        assert_eq!(m.take(Mode::Pr), Take::Hit);
+        assert_eq!(m.take(Mode::Pr), Take::Hit);
+        m.check();
+        // A notification: still served (min hold) until draining starts.
+        assert!(m.notify(None));
+        assert_eq!(m.take(Mode::Cr), Take::Hit);
+        assert!(m.start_drain());
+        assert_eq!(m.take(Mode::Cr), Take::Wait);
+        assert_eq!(m.begin_give_up(), None);
+        m.release(Mode::Pr);
+        m.release(Mode::Pr);
+        let w = m.release(Mode::Cr);
+        assert!(w.helper);
+        assert_eq!(m.begin_give_up(), Some(Mode::Nl));
+        m.check();
+        assert_eq!(m.take(Mode::Pr), Take::Wait);
+        m.given_up(Mode::Nl);
+        assert!(!m.notified());
+        assert_eq!(m.take(Mode::Pr), Take::ConvertUp(Mode::Pr));
+    }
+
+    #[test]
+    fn conversion_covers_local_holders() {
+        let mut m = Machine::new();
+        m.take(Mode::Pr);
+        m.converted(Mode::Pr);
+        assert_eq!(m.take(Mode::Pr), Take::Hit);
+        // A CW taker needs a mode covering PR and CW: PW.
+        assert_eq!(m.take(Mode::Cw), Take::ConvertUp(Mode::Pw));
+        m.converted(Mode::Pw);
+        // Covered now, but a local PR holder is in the way.
+        assert_eq!(m.take(Mode::Cw), Take::Wait);
+        m.release(Mode::Pr);
+        assert_eq!(m.take(Mode::Cw), Take::Hit);
+        m.check();
+    }
+
+    #[test]
+    fn failed_conversion_keeps_mode() {
+        let mut m = Machine::new();
+        m.take(Mode::Pr);
+        m.converted(Mode::Pr);
+        assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+        m.converted(Mode::Pr); // EDEADLK: still PR
+        assert_eq!(m.take(Mode::Pr), Take::Hit);
+        m.check();
+    }
+
+    #[test]
+    fn notification_blocks_conversion_up() {
+        let mut m = Machine::new();
+        m.take(Mode::Pr);
+        m.converted(Mode::Pr);
+        m.notify(None);
+        // Needs a conversion, but a waiter is first: wait for the give-up.
+        assert_eq!(m.take(Mode::Ex), Take::Wait);
+        assert!(m.start_drain());
+        assert_eq!(m.begin_give_up(), Some(Mode::Nl));
+        m.given_up(Mode::Nl);
+        assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+    }
+
+    #[test]
+    fn notifications_while_given_up_are_ignored() {
+        let mut m = Machine::new();
+        assert!(!m.notify(None));
+        m.take(Mode::Ex);
+        m.converted(Mode::Ex);
+        m.notify(Some(Mode::Pr));
+        m.notify(Some(Mode::Cr));
+        m.start_drain();
+        assert_eq!(m.begin_give_up(), Some(Mode::Pr));
+        assert!(!m.notify(None));
+        m.given_up(Mode::Pr);
+        assert!(!m.notified());
+        assert_eq!(m.take(Mode::Pr), Take::Hit);
+    }
+
+    #[test]
+    fn idle_release_and_close() {
+        let mut m = Machine::new();
+        assert!(!m.begin_idle_release());
+        m.take(Mode::Ex);
+        m.converted(Mode::Ex);
+        assert_eq!(m.take(Mode::Ex), Take::Hit);
+        assert!(!m.begin_idle_release());
+        m.release(Mode::Ex);
+        assert!(m.begin_idle_release());
+        m.given_up(Mode::Nl);
+        m.take(Mode::Pr);
+        m.converted(Mode::Pr);
+        m.take(Mode::Pr);
+        m.close();
+        assert_eq!(m.take(Mode::Pr), Take::Closed);
+        assert!(!m.begin_close());
+        assert!(m.release(Mode::Pr).helper);
+        assert!(m.begin_close());
+        assert_eq!(m.phase(), Phase::Closed);
+    }
+
+    /// Random sequences of every transition keep the invariants.
+    #[test]
+    fn random_transitions_keep_invariants() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200 {
+            let mut m = Machine::new();
+            let mut held: Vec<Mode> = Vec::new();
+            for _ in 0..200 {
+                let r = next();
+                let mode = Mode::ALL[(r >> 8) as usize % 6];
+                match r % 8 {
+                    0 | 1 => match m.take(mode) {
+                        Take::Hit => held.push(mode),
+                        Take::ConvertUp(t) => {
+                            assert!(covers(t, mode));
+                            // Granted, or refused (old mode kept).
+                            let h = if next() % 4 == 0 { m.held() } else { t };
+                            m.converted(h);
+                        }
+                        Take::Wait | Take::Closed => {}
+                    },
+                    2 | 3 => {
+                        if !held.is_empty() {
+                            let i = (next() as usize) % held.len();
+                            m.release(held.swap_remove(i));
+                        }
+                    }
+                    4 => {
+                        let w = if next() % 2 == 0 { None } else { Some(mode) };
+                        m.notify(w);
+                    }
+                    5 => {
+                        m.start_drain();
+                        if m.phase() == Phase::Draining {
+                            assert_eq!(m.take(mode), Take::Wait);
+                        }
+                    }
+                    6 => {
+                        if let Some(t) = m.begin_give_up() {
+                            m.check();
+                            m.given_up(t);
+                        }
+                    }
+                    _ => {
+                        if m.begin_idle_release() {
+                            m.check();
+                            m.given_up(Mode::Nl);
+                        }
+                    }
+                }
+                m.check();
+            }
+        }
+    }
+}
+
+/// The cache's state machine under the loom model checker: local takers,
+/// releases, a notification and the helper's give-up, in every
+/// interleaving, with the same transitions and the same wake-up rules as
+/// the cache (a mutex, a condition variable, the helper woken by the
+/// release that lets it go on). The DLM is a model: a conversion is
+/// granted at once. Run with
+/// `RUSTFLAGS="--cfg dlm_loom" cargo test -p libdlm --lib --release loom_`.
+#[cfg(all(test, dlm_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::{Arc, Condvar, Mutex};
+    use loom::thread;
+
+    struct Model {
+        m: Mutex<(Machine, u64, bool)>,
+        changed: Condvar,
+        /// The helper's wake-up (a flag under the mutex, with its own
+        /// condition variable).
+        helper: Condvar,
+    }
+
+    impl Model {
+        fn new(held: Mode) -> Model {
+            let mut m = Machine::new();
+            if held != Mode::Nl {
+                assert_eq!(m.take(held), Take::ConvertUp(held));
+                m.converted(held);
+                assert_eq!(m.take(held), Take::Hit);
+                m.release(held);
+            }
+            Model {
+                m: Mutex::new((m, 0, false)),
+                changed: Condvar::new(),
+                helper: Condvar::new(),
+            }
+        }
+
+        /// A local take, waiting as the cache does; the conversion is
+        /// granted at once.
+        fn take(&self, mode: Mode) {
+            let mut g = self.m.lock().unwrap();
+            loop {
+                match g.0.take(mode) {
+                    Take::Hit => {
+                        g.0.check();
+                        return;
+                    }
+                    Take::ConvertUp(t) => {
+                        drop(g);
+                        thread::yield_now();
+                        g = self.m.lock().unwrap();
+                        g.0.converted(t);
+                        g.1 += 1;
+                        self.changed.notify_all();
+                        self.helper.notify_all();
+                    }
+                    Take::Wait => {
+                        let epoch = g.1;
+                        g.0.waiting += 1;
+                        while g.1 == epoch {
+                            g = self.changed.wait(g).unwrap();
+                        }
+                        g.0.waiting -= 1;
+                    }
+                    Take::Closed => unreachable!(),
+                }
+            }
+        }
+
+        fn release(&self, mode: Mode) {
+            let mut g = self.m.lock().unwrap();
+            let w = g.0.release(mode);
+            g.1 += 1;
+            if w.waiters {
+                self.changed.notify_all();
+            }
+            if w.helper {
+                self.helper.notify_all();
+            }
+        }
+
+        /// The helper: a notification came; drain (min hold 0), give up,
+        /// then stop.
+        fn helper(&self) {
+            let mut g = self.m.lock().unwrap();
+            if !g.0.notify(None) {
+                return;
+            }
+            // A taker converting up finishes first.
+            while !g.0.start_drain() {
+                g = self.helper.wait(g).unwrap();
+            }
+            g.1 += 1;
+            self.changed.notify_all();
+            let target = loop {
+                if let Some(t) = g.0.begin_give_up() {
+                    break t;
+                }
+                g = self.helper.wait(g).unwrap();
+            };
+            g.0.check();
+            drop(g);
+            thread::yield_now();
+            let mut g = self.m.lock().unwrap();
+            g.0.given_up(target);
+            g.2 = true;
+            g.1 += 1;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Two local EX users and a notification: exclusion holds, the helper
+    /// gives the lock up once both are done with it (no local user can
+    /// starve it: loom would report the helper never woken), and nobody
+    /// is left waiting.
+    #[test]
+    fn loom_drain_and_give_up_with_local_takers() {
+        loom::model(|| {
+            let model = Arc::new(Model::new(Mode::Ex));
+            let users: Vec<_> = [Mode::Ex, Mode::Ex]
+                .into_iter()
+                .map(|mode| {
+                    let model = model.clone();
+                    thread::spawn(move || {
+                        model.take(mode);
+                        model.release(mode);
+                    })
+                })
+                .collect();
+            model.helper();
+            for u in users {
+                u.join().unwrap();
+            }
+            let g = model.m.lock().unwrap();
+            assert!(g.2, "the lock was given up");
+            assert_eq!(g.0.holders(), 0);
+        });
+    }
+
+    /// Shared and exclusive local users, one converting the lock up, while
+    /// a notification arrives: every interleaving ends with everyone done.
+    #[test]
+    fn loom_conversion_up_races_notification() {
+        loom::model(|| {
+            let model = Arc::new(Model::new(Mode::Pr));
+            let users: Vec<_> = [Mode::Pr, Mode::Ex]
+                .into_iter()
+                .map(|mode| {
+                    let model = model.clone();
+                    thread::spawn(move || {
+                        model.take(mode);
+                        model.release(mode);
+                    })
+                })
+                .collect();
+            model.helper();
+            for u in users {
+                u.join().unwrap();
+            }
+            let g = model.m.lock().unwrap();
+            assert_eq!(g.0.holders(), 0);
+            assert!(g.2);
+        });
+    }
+}

@@ -1,0 +1,557 @@
+//! Cached locks against the real DLM: what the cache holds is checked from
+//! a second handle (another DLM holder, as another process would be), and
+//! each failure case of the module docs is provoked.
+
+mod common;
+
+use dlm::{CacheOptions, Error, GiveUp, LockOptions, Lockspace, Mode, Release};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+fn setup(test: &str) -> (String, Lockspace, Lockspace) {
+    let name = common::ls_name(test);
+    let ls = Lockspace::create_exclusive(&name, 0o600).unwrap();
+    let obs = Lockspace::open(&name).unwrap();
+    (name, ls, obs)
+}
+
+fn teardown(name: &str, handles: impl IntoIterator<Item = Lockspace>) {
+    for h in handles {
+        drop(h);
+    }
+    dlm::leave(name, Release::IfUnused).unwrap();
+}
+
+fn counter(lvb: Option<dlm::Lvb>) -> u64 {
+    lvb.map_or(0, |l| u64::from_le_bytes(l.bytes[..8].try_into().unwrap()))
+}
+
+/// Waits until `f()` holds, for at most `limit`; how long it took.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+#[test]
+fn cached_and_uncached_holders_exclude_each_other() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cexcl");
+    let cache = ls.cached("r", CacheOptions::new()).unwrap();
+    let g = cache.lock(Mode::Ex).unwrap();
+    assert!(!common::can_take(&obs, "r", Mode::Cr));
+    drop(g);
+    // Released locally, still held in the DLM by the cache.
+    assert_eq!(cache.held(), Mode::Ex);
+    assert!(!common::can_take(&obs, "r", Mode::Cr));
+    // Hits: no DLM call.
+    let t = Instant::now();
+    for _ in 0..1000 {
+        let g = cache.lock(Mode::Ex).unwrap();
+        drop(g);
+    }
+    let per_hit = t.elapsed() / 1000;
+    let s = cache.stats();
+    println!("1000 hits, {per_hit:?} each; {s:?}");
+    assert_eq!((s.hits, s.takes, s.give_ups), (1000, 1, 0));
+    // A waiting holder elsewhere makes the cache give the lock up.
+    let t = Instant::now();
+    let other = obs
+        .lock_with(
+            "r",
+            Mode::Ex,
+            LockOptions::new().timeout(Duration::from_secs(5)),
+        )
+        .unwrap();
+    println!("the other handle granted {:?} after asking", t.elapsed());
+    // The helper records the give-up just after the kernel answers it.
+    assert!(within(Duration::from_secs(1), || cache.held() == Mode::Nl).is_some());
+    assert_eq!(cache.stats().give_ups, 1);
+    // Now the cache's takes wait for it.
+    assert!(matches!(cache.try_lock(Mode::Pr), Err(Error::WouldBlock)));
+    assert!(matches!(
+        cache.lock_with(
+            Mode::Ex,
+            LockOptions::new().timeout(Duration::from_millis(200))
+        ),
+        Err(Error::TimedOut)
+    ));
+    // Shared local holders share one DLM PR lock, which lets others read.
+    other.unlock().unwrap();
+    let a = cache.lock(Mode::Pr).unwrap();
+    let b = cache.try_lock(Mode::Pr).unwrap();
+    assert!(common::can_take(&obs, "r", Mode::Pr));
+    assert!(!common::can_take(&obs, "r", Mode::Pw));
+    // A local EX must wait for the local PR holders.
+    assert!(matches!(cache.try_lock(Mode::Ex), Err(Error::WouldBlock)));
+    drop((a, b));
+    // Bad options are refused before anything is sent.
+    assert!(matches!(
+        cache.lock_with(Mode::Ex, LockOptions::new().persistent()),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        ls.cached(vec![b'x'; 65], CacheOptions::new()),
+        Err(Error::InvalidName(_))
+    ));
+    drop(cache);
+    // Dropping the cache unlocks the DLM lock.
+    assert!(within(Duration::from_secs(2), || common::can_take(
+        &obs,
+        "r",
+        Mode::Ex
+    ))
+    .is_some());
+    teardown(&name, [ls, obs]);
+}
+
+#[test]
+fn a_remote_waiter_is_granted_while_a_local_loop_keeps_taking() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cstarve");
+    let cache = Arc::new(ls.cached("r", CacheOptions::new()).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let inside = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let looper = {
+        let (cache, stop, count, inside) =
+            (cache.clone(), stop.clone(), count.clone(), inside.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let g = cache.lock(Mode::Ex).unwrap();
+                inside.store(true, Ordering::SeqCst);
+                count.fetch_add(1, Ordering::Relaxed);
+                inside.store(false, Ordering::SeqCst);
+                drop(g);
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let mut worst = Duration::ZERO;
+    for round in 0..5 {
+        let before = count.load(Ordering::Relaxed);
+        let t = Instant::now();
+        let g = obs
+            .lock_with(
+                "r",
+                Mode::Ex,
+                LockOptions::new().timeout(Duration::from_secs(10)),
+            )
+            .unwrap();
+        let waited = t.elapsed();
+        worst = worst.max(waited);
+        // While the other handle holds it, no local holder is inside.
+        let during = count.load(Ordering::Relaxed);
+        for _ in 0..50 {
+            assert!(!inside.load(Ordering::SeqCst), "a local holder overlapped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            count.load(Ordering::Relaxed) <= during + 1,
+            "local takes went on"
+        );
+        g.unlock().unwrap();
+        println!(
+            "round {round}: granted after {waited:?} ({} local takes while it waited)",
+            during - before
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    looper.join().unwrap();
+    let s = cache.stats();
+    println!("worst wait {worst:?}; {s:?}");
+    assert!(
+        worst < Duration::from_secs(2),
+        "the remote waiter waited {worst:?}"
+    );
+    assert!(s.give_ups >= 5 && s.hits > s.takes);
+    drop(cache);
+    teardown(&name, [ls, obs]);
+}
+
+#[test]
+fn lvb_counter_is_exact_under_cached_and_uncached_writers() {
+    require_cluster!();
+    let (name, ls, obs) = setup("clvb");
+    let cache = Arc::new(ls.cached("n", CacheOptions::new().lvb()).unwrap());
+    const CACHED: u64 = 2000;
+    const PLAIN: u64 = 50;
+    let barrier = Arc::new(Barrier::new(3));
+    let mut threads = Vec::new();
+    for _ in 0..2 {
+        let (cache, barrier) = (cache.clone(), barrier.clone());
+        threads.push(std::thread::spawn(move || {
+            barrier.wait();
+            for _ in 0..CACHED {
+                let mut g = cache.lock(Mode::Ex).unwrap();
+                let n = counter(g.lvb());
+                g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
+            }
+        }));
+    }
+    {
+        let (obs, barrier) = (obs.clone(), barrier.clone());
+        threads.push(std::thread::spawn(move || {
+            barrier.wait();
+            for _ in 0..PLAIN {
+                let mut g = obs
+                    .lock_with("n", Mode::Ex, LockOptions::new().lvb())
+                    .unwrap();
+                let n = counter(g.lvb());
+                g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
+                g.unlock().unwrap();
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    // A reader through the other handle makes the cache publish.
+    let g = obs
+        .lock_with("n", Mode::Pr, LockOptions::new().lvb())
+        .unwrap();
+    let s = cache.stats();
+    println!("counter {} ; {s:?}", counter(g.lvb()));
+    assert_eq!(counter(g.lvb()), 2 * CACHED + PLAIN);
+    assert!(g.lvb().unwrap().valid);
+    // The cache, shared with the reader, sees the same value.
+    g.unlock().unwrap();
+    let c = cache.lock(Mode::Pr).unwrap();
+    assert_eq!(counter(c.lvb()), 2 * CACHED + PLAIN);
+    drop(c);
+    drop(cache);
+    teardown(&name, [ls, obs]);
+}
+
+/// Two caches (two handles, as two nodes would be) hold PR and both take
+/// EX at once: the DLM refuses one conversion with EDEADLK (unless the
+/// blocking notification came first, then that cache waits instead).
+/// Nobody hangs, a refused cache keeps its mode and can take again, and
+/// the two never hold EX together.
+#[test]
+fn conversion_deadlock_converting_up() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cdeadlk");
+    let a = Arc::new(ls.cached("r", CacheOptions::new()).unwrap());
+    let b = Arc::new(obs.cached("r", CacheOptions::new()).unwrap());
+    let inside = Arc::new(AtomicU64::new(0));
+    let mut deadlocks = 0;
+    for _ in 0..30 {
+        drop(a.lock(Mode::Pr).unwrap());
+        drop(b.lock(Mode::Pr).unwrap());
+        let barrier = Arc::new(Barrier::new(2));
+        let ts: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|c| {
+                let (barrier, inside) = (barrier.clone(), inside.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let opts = LockOptions::new().timeout(Duration::from_secs(10));
+                    let mut deadlocked = false;
+                    let g = match c.lock_with(Mode::Ex, opts) {
+                        Ok(g) => g,
+                        Err(Error::Deadlock) => {
+                            deadlocked = true;
+                            // Still held in its old mode (or already given up).
+                            assert!(matches!(c.held(), Mode::Pr | Mode::Nl));
+                            c.lock_with(Mode::Ex, opts).unwrap()
+                        }
+                        Err(e) => panic!("{e}"),
+                    };
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two EX holders");
+                    std::thread::sleep(Duration::from_millis(5));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    drop(g);
+                    deadlocked
+                })
+            })
+            .collect();
+        for t in ts {
+            deadlocks += t.join().unwrap() as u32;
+        }
+    }
+    println!("30 rounds, {deadlocks} conversion deadlocks refused");
+    drop((a, b));
+    teardown(&name, [ls, obs]);
+}
+
+/// Set in the child process: the lockspace to release by force.
+const RELEASER: &str = "DLM_TEST_CACHE_FORCE_RELEASE";
+
+#[test]
+fn a_lockspace_gone_fails_takes_hits_included() {
+    if let Ok(name) = std::env::var(RELEASER) {
+        let cname = std::ffi::CString::new(name).unwrap();
+        // SAFETY: a valid C string; the handle is released once.
+        let code = unsafe {
+            let h = dlm_sys::dlm_open_lockspace(cname.as_ptr());
+            if h.is_null() {
+                2
+            } else if dlm_sys::dlm_release_lockspace(cname.as_ptr(), h, 1) != 0 {
+                3
+            } else {
+                0
+            }
+        };
+        std::process::exit(code);
+    }
+    require_cluster!();
+    let name = common::ls_name("cgone");
+    let ls = Lockspace::create_exclusive(&name, 0o600).unwrap();
+    let cache = ls.cached("r", CacheOptions::new()).unwrap();
+    let local = cache.lock(Mode::Ex).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_lockspace_gone_fails_takes_hits_included"])
+        .env(RELEASER, &name)
+        .spawn()
+        .unwrap();
+    let seen = within(Duration::from_secs(5), || !ls.is_alive());
+    println!("forced release seen after {seen:?}");
+    assert!(seen.is_some());
+    // A hit would be served from the cache: it is refused too.
+    assert!(matches!(
+        cache.try_lock(Mode::Cr),
+        Err(Error::LockspaceGone)
+    ));
+    assert!(matches!(cache.lock(Mode::Ex), Err(Error::LockspaceGone)));
+    let t = Instant::now();
+    drop(local);
+    drop(cache);
+    drop(ls);
+    // The helper thread lets its handle go: the release finishes.
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the forced release did not finish after the cache was dropped");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    println!("released {:?} after the drops", t.elapsed());
+    assert!(status.success());
+}
+
+#[test]
+fn a_panic_in_a_local_holder_releases_it_and_drops_its_value() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cpanic");
+    let cache = Arc::new(ls.cached("r", CacheOptions::new().lvb()).unwrap());
+    {
+        let mut g = cache.lock(Mode::Ex).unwrap();
+        g.set_lvb(&7u64.to_le_bytes()).unwrap();
+    }
+    let c = cache.clone();
+    let r = std::thread::spawn(move || {
+        let mut g = c.lock(Mode::Ex).unwrap();
+        g.set_lvb(&42u64.to_le_bytes()).unwrap();
+        panic!("a holder panics");
+    })
+    .join();
+    assert!(r.is_err());
+    // Not poisoned: the other handle is granted (the cache gives up) and
+    // sees the value set before the panic.
+    let g = obs
+        .lock_with(
+            "r",
+            Mode::Pr,
+            LockOptions::new().lvb().timeout(Duration::from_secs(5)),
+        )
+        .unwrap();
+    assert_eq!(counter(g.lvb()), 7);
+    g.unlock().unwrap();
+    let g = cache.lock(Mode::Ex).unwrap();
+    assert_eq!(counter(g.lvb()), 7);
+    drop(g);
+    drop(cache);
+    teardown(&name, [ls, obs]);
+}
+
+#[test]
+fn a_cache_dropped_while_local_guards_live_unlocks_after_the_last() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cdrop");
+    let cache = ls.cached("r", CacheOptions::new().lvb()).unwrap();
+    let mut g = cache.lock(Mode::Ex).unwrap();
+    g.set_lvb(&9u64.to_le_bytes()).unwrap();
+    drop(cache);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !common::can_take(&obs, "r", Mode::Cr),
+        "released under a live guard"
+    );
+    assert_eq!(g.mode(), Mode::Ex);
+    drop(g);
+    let seen = within(Duration::from_secs(2), || {
+        common::can_take(&obs, "r", Mode::Ex)
+    });
+    println!("unlocked {seen:?} after the last guard");
+    assert!(seen.is_some());
+    // The value set under the last guard was published on the way out. Keep
+    // an NL lock meanwhile? No: the cache's own lock was the last one, so
+    // the DLM freed the block; publication is checked while another lock
+    // keeps it, below.
+    let keep = obs
+        .lock_with("s", Mode::Nl, LockOptions::new().lvb())
+        .unwrap();
+    let cache = ls.cached("s", CacheOptions::new().lvb()).unwrap();
+    let mut g = cache.lock(Mode::Ex).unwrap();
+    g.set_lvb(&11u64.to_le_bytes()).unwrap();
+    drop(cache);
+    drop(g);
+    assert!(within(Duration::from_secs(2), || common::can_take(
+        &obs,
+        "s",
+        Mode::Ex
+    ))
+    .is_some());
+    let r = obs
+        .lock_with("s", Mode::Pr, LockOptions::new().lvb())
+        .unwrap();
+    assert_eq!(counter(r.lvb()), 11);
+    drop((r, keep));
+    teardown(&name, [ls, obs]);
+}
+
+#[test]
+fn idle_release_and_unlock_on_give_up() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cidle");
+    let cache = ls
+        .cached(
+            "r",
+            CacheOptions::new().idle_release(Some(Duration::from_millis(200))),
+        )
+        .unwrap();
+    drop(cache.lock(Mode::Ex).unwrap());
+    assert!(!common::can_take(&obs, "r", Mode::Ex));
+    let seen = within(Duration::from_secs(3), || {
+        common::can_take(&obs, "r", Mode::Ex)
+    });
+    println!("idle release seen after {seen:?}");
+    assert!(seen.is_some_and(|t| t > Duration::from_millis(100)));
+    assert_eq!(cache.stats().idle_releases, 1);
+    drop(cache);
+    // GiveUp::Unlock: the lock is gone after a give-up (an EX request with
+    // NOQUEUE is granted, and the next take is a new request).
+    let cache = ls
+        .cached(
+            "u",
+            CacheOptions::new()
+                .give_up(GiveUp::Unlock)
+                .idle_release(None),
+        )
+        .unwrap();
+    drop(cache.lock(Mode::Pr).unwrap());
+    let g = obs
+        .lock_with(
+            "u",
+            Mode::Ex,
+            LockOptions::new().timeout(Duration::from_secs(5)),
+        )
+        .unwrap();
+    g.unlock().unwrap();
+    assert!(within(Duration::from_secs(1), || cache.held() == Mode::Nl).is_some());
+    drop(cache.lock(Mode::Ex).unwrap());
+    assert_eq!(cache.stats().takes, 2);
+    drop(cache);
+    teardown(&name, [ls, obs]);
+}
+
+#[test]
+fn async_takes_hit_wait_and_cancel() {
+    require_cluster!();
+    let (name, ls, obs) = setup("casync");
+    let cache = Arc::new(ls.cached("r", CacheOptions::new()).unwrap());
+    futures::executor::block_on(async {
+        let g = cache.lock_async(Mode::Ex).await.unwrap();
+        drop(g);
+        for _ in 0..100 {
+            drop(cache.lock_async(Mode::Ex).await.unwrap());
+        }
+        assert_eq!(cache.stats().hits, 100);
+        // A task waiting for a local holder is woken by its release.
+        let held = cache.lock_async(Mode::Ex).await.unwrap();
+        assert!(matches!(
+            cache.try_lock_async(Mode::Pr).await,
+            Err(Error::WouldBlock)
+        ));
+        let c = cache.clone();
+        let waiter = std::thread::spawn(move || {
+            futures::executor::block_on(
+                c.lock_with_async(Mode::Pr, LockOptions::new().timeout(Duration::from_secs(5))),
+            )
+            .map(drop)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        drop(held);
+        waiter.join().unwrap().unwrap();
+    });
+    // A future converting up, dropped mid-way (the other handle holds the
+    // lock): the cache goes on.
+    let other = obs.lock("r2", Mode::Ex).unwrap();
+    let c2 = ls.cached("r2", CacheOptions::new()).unwrap();
+    let r = futures::executor::block_on(async {
+        let fut = Box::pin(c2.lock_async(Mode::Ex));
+        // Polled after the take's first poll: the take is dropped mid-way.
+        let timer = Box::pin(async { std::thread::sleep(Duration::from_millis(1)) });
+        match futures::future::select(fut, timer).await {
+            futures::future::Either::Left(_) => "granted",
+            futures::future::Either::Right(_) => "dropped",
+        }
+    });
+    assert_eq!(r, "dropped");
+    other.unlock().unwrap();
+    drop(
+        c2.lock_with(Mode::Ex, LockOptions::new().timeout(Duration::from_secs(5)))
+            .unwrap(),
+    );
+    drop((c2, cache));
+    teardown(&name, [ls, obs]);
+}
+
+#[test]
+fn a_fork_child_cannot_use_the_parents_cache() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cfork");
+    let cache = ls.cached("r", CacheOptions::new()).unwrap();
+    drop(cache.lock(Mode::Ex).unwrap());
+    // SAFETY: the child only runs the closure below and _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = (|| {
+            // A hit in the child would be served from the parent's lock.
+            if !matches!(cache.try_lock(Mode::Ex), Err(Error::Forked)) {
+                return 10;
+            }
+            drop(cache);
+            0
+        })();
+        // SAFETY: ends the child without running the parent's atexit work.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{status:#x}"
+    );
+    // The parent's cache still holds the lock and serves hits.
+    assert!(!common::can_take(&obs, "r", Mode::Cr));
+    let hits = cache.stats().hits;
+    drop(cache.lock(Mode::Ex).unwrap());
+    assert_eq!(cache.stats().hits, hits + 1);
+    drop(cache);
+    teardown(&name, [ls, obs]);
+}
