@@ -11,7 +11,8 @@
 # dlm_lock_recovery(), uninterruptibly, until a recovery that no daemon
 # will ever run. The crate sees that state from outside without writing
 # (the lockspace's /sys/kernel/dlm/NAME/recover_status reads 0 and
-# nobody holds dlm_controld's pid-file lock, checked once a second): the
+# nobody holds dlm_controld's pid-file lock, re-read as soon as the
+# daemon exits: the crate's watchdog waits on a pidfd of it): the
 # waiter's wait ends with "the lockspace is stopped ..." before its
 # timeout's cancel would be written, and a new request fails at once,
 # nothing sent. (Closing the handle still blocks in the kernel: the
@@ -31,15 +32,18 @@ wait_for_line "$h1" '^blocking$' 30
 step "kill -9 dlm_controld on node 2"
 pid=$(cat "$DIR/node2/dlm_controld.pid")
 t_kill=$(now)
-on 2 kill -9 "$pid"
+on 2 sh -c "date +%s.%N && kill -9 $pid"
 expect "dlm_controld (pid $pid in node 2) killed" 0 "$JOB_RC"
-sleep 2 # the crate looks once a second
+t_kill_guest=$(head -n 1 <<<"$OUT")
+sleep 0.2 # the crate re-reads the state when the daemon exits
 n2=$(spawn 2 "$DLM_LOCK" -t --timeout 3 res6-new)
 
 step "the waiter on node 2 answers within ${limit} s"
 wait_for_line "$w2" '^(granted|timed-out|would-block|deadlock|cancelled|error:)' "$limit"
 measure "dlm_controld-kill-to-answer: $(elapsed "$t_kill" "$SEEN_AT") s, the waiter said '$LINE'"
 check "the waiter was told the lockspace is stopped" has_line "$w2" '^error: .*stopped'
+t_answer=$(line_time "$w2" '^error: .*stopped')
+measure "by the guests' clocks (the host's): the waiter answered $(awk -v a="$t_kill_guest" -v b="$t_answer" 'BEGIN { printf "%.3f", b - a }') s after the kill"
 wait_for_line "$n2" '^(granted|timed-out|would-block|deadlock|cancelled|error:)' "$limit"
 t_req=$(line_time "$n2" '^requesting EX$')
 measure "a new request on node 2 after the kill: '$LINE' $(elapsed "$t_req" "$(line_time "$n2" '^error:')") s after it was made"

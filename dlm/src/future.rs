@@ -65,10 +65,8 @@ struct RequestFuture {
     timeout: Option<Duration>,
     step: Step,
     timer: Timer,
-    /// A timed request: when it last checked that the lockspace exists.
-    last_check: Option<Instant>,
-    /// An untimed request: the watchdog tick at which its waker was put
-    /// in the list the watchdog wakes, and that waker.
+    /// The watchdog tick at which the task's waker was put in the list
+    /// the watchdog wakes, and that waker.
     ticking: Option<(u32, std::task::Waker)>,
     /// The instant the timer is set for, and the task it wakes.
     armed: Option<(Instant, std::task::Waker)>,
@@ -94,7 +92,6 @@ impl RequestFuture {
             timeout,
             step: Step::Unsent,
             timer: Timer::default(),
-            last_check: None,
             ticking: None,
             armed: None,
         }
@@ -239,16 +236,17 @@ impl Future for RequestFuture {
                 return Poll::Ready((this.cell.take(), Err(e)));
             }
         }
-        // Without a deadline: the watchdog wakes the task once a tick (the
-        // task's waker sits in one shared list; no timer, no clock read),
-        // and the poll after a tick checks that the lockspace still exists.
+        // The watchdog wakes the task at its next tick (about once a
+        // second, and at once when a lockspace's device is deleted or
+        // dlm_controld exits; the task's waker sits in one shared list, no
+        // clock read), and the poll after a tick checks that the lockspace
+        // can still answer.
         let tick = crate::wait::ticks();
-        let Some(mut deadline) = deadline else {
-            if let Some((at, w)) = &this.ticking {
-                if *at == tick && w.will_wake(cx.waker()) {
-                    return Poll::Pending;
-                }
-            }
+        let registered = this
+            .ticking
+            .as_ref()
+            .is_some_and(|(at, w)| *at == tick && w.will_wake(cx.waker()));
+        if !registered {
             // Registered before the check, so a tick after the check wakes
             // the task (the watchdog advances the count before it takes
             // the wakers).
@@ -260,17 +258,11 @@ impl Future for RequestFuture {
                     return Poll::Ready((None, Err(e)));
                 }
             }
+        }
+        let Some(mut deadline) = deadline else {
             return Poll::Pending;
         };
         let now = Instant::now();
-        if this.last_check.is_none_or(|c| now - c >= LIVENESS_PERIOD) {
-            if this.last_check.is_some() {
-                if let Some(e) = this.gone() {
-                    return Poll::Ready((None, Err(e)));
-                }
-            }
-            this.last_check = Some(now);
-        }
         if now >= deadline {
             if timed_out {
                 this.give_up();

@@ -18,8 +18,10 @@
 //!   progress with dlm_controld alive is not stalled (its requests wait,
 //!   as the DLM intends).
 //!
-//! The watchdog thread re-reads both once a second for the open
-//! lockspaces ([`watch`], [`update`]); requests read cached flags.
+//! The watchdog thread re-reads both for the open lockspaces ([`watch`],
+//! [`update`]) once a second, at once when a device is deleted, and at
+//! once when dlm_controld exits (it waits on a pidfd of the daemon,
+//! [`daemon_pidfd`]); requests read cached flags.
 
 use std::ffi::{CStr, CString};
 use std::os::unix::fs::MetadataExt;
@@ -46,6 +48,34 @@ pub(crate) fn daemon_running() -> Option<bool> {
         return None;
     }
     Some(lock.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// A pidfd of the running dlm_controld (readable once it exits), for the
+/// watchdog to wait on: the kernel stops every lockspace of the node as
+/// the daemon's descriptors close, before the pidfd says it exited, so a
+/// re-read then sees the stall at once. `None` when the daemon does not
+/// run, its pid cannot be read, or the kernel has no `pidfd_open`.
+pub(crate) fn daemon_pidfd() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid: libc::pid_t = std::fs::read_to_string(DAEMON_PID_FILE)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    // SAFETY: plain system call; a pid and no flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) };
+    // The pid file may be stale (the pid reused by another process): then
+    // the lock dlm_controld keeps on it is not held. A pidfd of another
+    // process would only cause a needless re-read when it exits.
+    (daemon_running() == Some(true)).then_some(fd)
 }
 
 /// Whether the kernel has the lockspace `name` stopped (its recovery

@@ -94,12 +94,17 @@ pub(crate) fn start_watchdog() {
         .name("dlm-watchdog".into())
         .spawn(|| {
             // Deletions in the device directory (a lockspace released,
-            // possibly by force by another process) make it tick at once.
+            // possibly by force by another process), and dlm_controld's
+            // exit (every lockspace of the node stopped), make it tick at
+            // once.
             let deletions = crate::health::device_watch();
+            let mut daemon = None;
             loop {
-                match &deletions {
-                    Some(fd) => wait_for_deletion(fd),
-                    None => std::thread::sleep(LIVENESS_PERIOD),
+                if daemon.is_none() {
+                    daemon = crate::health::daemon_pidfd();
+                }
+                if wait_for_events(deletions.as_ref(), daemon.as_ref()) {
+                    daemon = None;
                 }
                 crate::health::update();
                 tick();
@@ -110,23 +115,36 @@ pub(crate) fn start_watchdog() {
     drop(spawned);
 }
 
-/// Waits up to [`LIVENESS_PERIOD`] for a deletion in the device
-/// directory, and drains the events.
-fn wait_for_deletion(fd: &std::os::fd::OwnedFd) {
+/// Waits up to [`LIVENESS_PERIOD`] for a deletion in the device directory
+/// (`deletions`, drained) or dlm_controld's exit (`daemon`, a pidfd);
+/// whether the daemon exited.
+fn wait_for_events(
+    deletions: Option<&std::os::fd::OwnedFd>,
+    daemon: Option<&std::os::fd::OwnedFd>,
+) -> bool {
     use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
+    let pfd = |fd: Option<&std::os::fd::OwnedFd>| libc::pollfd {
+        fd: fd.map_or(-1, |f| f.as_raw_fd()),
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut pfd, 1, LIVENESS_PERIOD.as_millis() as i32) };
-    if n > 0 {
+    let mut pfds = [pfd(deletions), pfd(daemon)];
+    if deletions.is_none() && daemon.is_none() {
+        std::thread::sleep(LIVENESS_PERIOD);
+        return false;
+    }
+    // SAFETY: two valid pollfds (a negative descriptor is ignored).
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, LIVENESS_PERIOD.as_millis() as i32) };
+    if n <= 0 {
+        return false;
+    }
+    if let Some(fd) = deletions.filter(|_| pfds[0].revents != 0) {
         let mut buf = [0u8; 4096];
         // SAFETY: a valid buffer of that length; the descriptor is
         // non-blocking.
         while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
+    pfds[1].revents != 0
 }
 
 /// One tick: advance the count, then wake every task and parked thread
@@ -186,10 +204,19 @@ impl Waiter {
         TICKS.load(Ordering::SeqCst) != tick
     }
 
+    /// Parks the thread for at most `timeout`; the watchdog's next tick
+    /// wakes it too.
+    fn park_timed(&self, timeout: std::time::Duration) {
+        self.parked.store(true, Ordering::SeqCst);
+        std::thread::park_timeout(timeout);
+        self.parked.store(false, Ordering::SeqCst);
+    }
+
     /// Waits for the answer to the request in flight on `hs` within
-    /// `limit`. About every [`LIVENESS_PERIOD`] of waiting it asks
-    /// `alive()` whether the lockspace still exists: no answer will come
-    /// from one that is gone.
+    /// `limit`. After each tick of the watchdog (about once a second, and
+    /// at once when a lockspace's device is deleted or dlm_controld exits)
+    /// it asks `alive()` whether the lockspace can still answer: no answer
+    /// will come from one that is gone or stalled.
     ///
     /// With `drive`, a poll-mode lockspace, the wait reads and applies the
     /// lockspace's answers itself instead of sleeping: `drive(ms)` waits up
@@ -203,7 +230,6 @@ impl Waiter {
         drive: Option<&dyn Fn(i32) -> bool>,
     ) -> Result<Delivered, NoAnswer> {
         let mut ticks = 0u32;
-        let mut last_check = None::<Instant>;
         loop {
             if let Some(d) = hs.take() {
                 return Ok(d);
@@ -214,12 +240,10 @@ impl Waiter {
                     if now >= deadline {
                         return Err(NoAnswer::Expired);
                     }
-                    let since = *last_check.get_or_insert(now);
-                    if now - since >= LIVENESS_PERIOD {
-                        if !alive() {
-                            return Err(NoAnswer::Gone);
-                        }
-                        last_check = Some(now);
+                    // Cached flags (atomic loads), kept by the watchdog,
+                    // whose tick wakes this thread when they change.
+                    if !alive() {
+                        return Err(NoAnswer::Gone);
                     }
                     let left = (deadline - now).min(LIVENESS_PERIOD);
                     match drive {
@@ -227,7 +251,7 @@ impl Waiter {
                         Some(drive) => {
                             drive(left.as_micros().div_ceil(1000) as i32);
                         }
-                        None => std::thread::park_timeout(left),
+                        None => self.park_timed(left),
                     }
                 }
                 Limit::Forever | Limit::Ticks(_) => {
