@@ -47,14 +47,14 @@ impl StartedIn {
         StartedIn(AtomicU32::new(u32::MAX))
     }
 
-    /// Whether the caller is the first to ask in this process generation
-    /// (then it starts the thread: a fork's child has none of its
-    /// parent's threads).
     /// Whether it was started in this process generation.
     pub(crate) fn started(&self) -> bool {
         self.0.load(Ordering::Relaxed) == generation()
     }
 
+    /// Whether the caller is the first to ask in this process generation
+    /// (then it starts the thread: a fork's child has none of its
+    /// parent's threads).
     pub(crate) fn first(&self) -> bool {
         let g = generation();
         self.0.load(Ordering::Relaxed) != g && self.0.swap(g, Ordering::AcqRel) != g

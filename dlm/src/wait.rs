@@ -83,11 +83,18 @@ pub(crate) fn ticks() -> u32 {
     TICKS.load(Ordering::SeqCst)
 }
 
+/// The watchdog thread was started (in this process generation).
+static WATCHDOG: crate::fork::StartedIn = crate::fork::StartedIn::new();
+
+/// How long a poll-mode wait polls the descriptor at a time while the
+/// watchdog runs, so that it sees the watchdog's verdict on the lockspace
+/// (a release by force, dlm_controld gone) within this much.
+const POLL_SLICE_MS: i32 = 50;
+
 /// Starts the watchdog thread, once per process (again in a fork's child,
 /// which has no threads but the forking one).
 pub(crate) fn start_watchdog() {
-    static STARTED: crate::fork::StartedIn = crate::fork::StartedIn::new();
-    if !STARTED.first() {
+    if !WATCHDOG.first() {
         return;
     }
     let spawned = std::thread::Builder::new()
@@ -230,6 +237,7 @@ impl Waiter {
         drive: Option<&dyn Fn(i32) -> bool>,
     ) -> Result<Delivered, NoAnswer> {
         let mut ticks = 0u32;
+        let mut last_tick = TICKS.load(Ordering::SeqCst);
         loop {
             if let Some(d) = hs.take() {
                 return Ok(d);
@@ -249,7 +257,11 @@ impl Waiter {
                     match drive {
                         // Rounded up: poll's resolution is 1 ms.
                         Some(drive) => {
-                            drive(left.as_micros().div_ceil(1000) as i32);
+                            let mut ms = left.as_micros().div_ceil(1000) as i32;
+                            if WATCHDOG.started() {
+                                ms = ms.min(POLL_SLICE_MS);
+                            }
+                            drive(ms);
                         }
                         None => self.park_timed(left),
                     }
@@ -259,6 +271,16 @@ impl Waiter {
                     // also unparked us: park returns at once then. In poll
                     // mode, a second of nothing to read is a tick.
                     let ticked = match drive {
+                        // The watchdog's ticks count; its verdict is
+                        // looked at every slice.
+                        Some(drive) if WATCHDOG.started() => {
+                            drive(POLL_SLICE_MS);
+                            let now = TICKS.load(Ordering::SeqCst);
+                            if !alive() {
+                                return Err(NoAnswer::Gone);
+                            }
+                            std::mem::replace(&mut last_tick, now) != now
+                        }
                         Some(drive) => drive(LIVENESS_PERIOD.as_millis() as i32),
                         None => self.park_untimed(),
                     };

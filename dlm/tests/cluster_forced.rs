@@ -62,6 +62,26 @@ fn a_lockspace_released_by_force_elsewhere_grants_nothing_more() {
             .lock_with("r", Mode::Ex, LockOptions::new().notify_blocking())
             .unwrap();
         assert!(g.is_held() && ls.is_alive());
+        // Waits already under way when the release comes: a timed and an
+        // untimed blocking lock, and a timed and an untimed future, all on
+        // the resource the guard holds (the same handle: they wait).
+        let waits: Vec<_> = (0..4)
+            .map(|kind| {
+                let ls = ls.clone();
+                std::thread::spawn(move || {
+                    let timed = LockOptions::new().timeout(Duration::from_secs(30));
+                    let r = match kind {
+                        0 => ls.lock_with("r", Mode::Ex, timed).map(drop),
+                        1 => ls.lock("r", Mode::Ex).map(drop),
+                        2 => futures::executor::block_on(ls.lock_with_async("r", Mode::Ex, timed))
+                            .map(drop),
+                        _ => futures::executor::block_on(ls.lock_async("r", Mode::Ex)).map(drop),
+                    };
+                    (kind, r, Instant::now())
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
         let start = Instant::now();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -81,9 +101,24 @@ fn a_lockspace_released_by_force_elsewhere_grants_nothing_more() {
         let seen = within(Duration::from_secs(5), || !ls.is_alive());
         println!("polled {polled}: the forced release seen {seen:?} after it began");
         assert!(
-            seen.is_some_and(|t| t < Duration::from_millis(1500)),
-            "the forced release was not seen: {seen:?}"
+            seen.is_some_and(|t| t < Duration::from_millis(500)),
+            "the forced release was not seen within 500 ms: {seen:?}"
         );
+        for w in waits {
+            let (kind, r, at) = w.join().unwrap();
+            let took = at.saturating_duration_since(start);
+            println!(
+                "polled {polled}: wait kind {kind} ended {took:?} after the release began: {r:?}"
+            );
+            assert!(
+                matches!(r, Err(Error::LockspaceGone)),
+                "polled {polled}: wait kind {kind}: {r:?}"
+            );
+            assert!(
+                took < Duration::from_secs(1),
+                "polled {polled}: wait kind {kind} ended only {took:?} after the release"
+            );
+        }
         // Nothing more is granted through the handle, and the guard says so.
         assert!(!g.is_held(), "a guard of a released lockspace says held");
         assert!(matches!(ls.lock("r2", Mode::Ex), Err(Error::LockspaceGone)));
