@@ -29,15 +29,17 @@
 //! | from | to | who | function | what it means |
 //! |---|---|---|---|---|
 //! | `IDLE` | `WAITING` | owner | [`begin`](Handshake::begin) | the wake target is set; the request is about to be written |
-//! | `WAITING` | `IDLE` | owner | [`refused`](Handshake::refused) | libdlm refused the write: no answer will come |
+//! | `WAITING` | `IDLE` | owner | [`refused`](Handshake::refused) | libdlm refused the write, or answered it in the write itself (an orphan's adoption): no answer will come |
 //! | `WAITING` | `DELIVERED` | callback | [`deliver`](Handshake::deliver) | the answer is in the cell; the target is woken (a thread, a task, or the reaper's queue) |
 //! | `DELIVERED` | `IDLE` | owner | [`take`](Handshake::take) | the owner has the answer; the cell is its own again |
 //! | `WAITING` | `ABANDONED_*` | owner | [`abandon`](Handshake::abandon) | the owner gave up; the cell is already in the lockspace's keeping |
 //! | `DELIVERED` | `DELIVERED` | owner | [`abandon`](Handshake::abandon) fails | the answer came first: the owner gives the cell to the reaper with the answer still in it |
+//! | `FAILED` | `FAILED` | owner | [`abandon`](Handshake::abandon) fails | the worker's write was refused first: the owner takes the failure back ([`take_failure`](Handshake::take_failure)) and frees the cell, nothing was written |
 //! | `ABANDONED_*` | `DELIVERED` | callback | [`deliver`](Handshake::deliver) | a late answer: the cell goes to the reaper, which takes the answer and releases a lock it leaves held |
 //! | `WAITING` | `FAILED` | worker | [`fail`](Handshake::fail) | the handle's worker, writing a future's request, was refused: the error is in the cell, nothing is in flight, the task is woken |
 //! | `FAILED` | `IDLE` | owner | [`take_failure`](Handshake::take_failure) | the future has the error; the cell is its own again |
 //! | `ABANDONED_*` | `IDLE` | worker | [`reclaim`](Handshake::reclaim) | a future gave up before the worker wrote its request: nothing was written, the worker owns the cell |
+//! | `IDLE`, `DELIVERED`, `FAILED` | unchanged | callback | [`deliver`](Handshake::deliver) | an answer that finds no request of the cell waiting for it (a stray one): ignored, and never over an answer not yet taken (`loom_stray_answer_is_ignored`) |
 //!
 //! A future's request and cancel are written by its handle's worker thread
 //! (the reaper's), never by `poll` or `drop`: the kernel blocks a write for
@@ -1034,16 +1036,32 @@ pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
         // its own, while this function still wakes the task.
         // SAFETY: `arg` names a live cell (this function's contract).
         let (cell, slot) = unsafe { CellRef::from_arg(arg) };
-        // SAFETY: libdlm wrote this slot's status block on this thread
-        // just now; the owner writes it only before a request of its own
-        // slot, which cannot be in flight at the same time.
-        let lksb = unsafe { std::ptr::read(cell.lksb[slot].get()) };
+        let lksb = cell.lksb[slot].get();
+        // SAFETY: libdlm wrote the status and flags of this slot's status
+        // block on this thread just now, and nobody else writes them while
+        // the request is in flight: the owner writes the status block only
+        // before a request of its own slot (libdlm's `EINPROG` store
+        // included, before the write that sent the request).
+        let (status, sb_flags) = unsafe {
+            (
+                std::ptr::addr_of!((*lksb).sb_status).read(),
+                std::ptr::addr_of!((*lksb).sb_flags).read(),
+            )
+        };
+        // SAFETY: as above, with one exception libdlm makes: for a new
+        // request, `dlm_ls_lock` also stores the lock id the write
+        // returned into `sb_lkid` on the writing thread, after the write,
+        // so that store can race this read. It stores the same value this
+        // thread just stored (the kernel's lock id of the request): an
+        // aligned 32-bit field, read once, volatile so that it is not
+        // assumed unchanged; either store gives the same id.
+        let lkid = unsafe { std::ptr::addr_of!((*lksb).sb_lkid).read_volatile() };
         let delivered = Delivered {
             answer: Answer {
-                status: lksb.sb_status,
-                sb_flags: lksb.sb_flags as u8,
+                status,
+                sb_flags: sb_flags as u8,
             },
-            lkid: lksb.sb_lkid,
+            lkid,
         };
         if delivered.answer.status == 0 {
             // A grant makes earlier blocking notifications stale: the

@@ -256,6 +256,11 @@ impl LockGuard {
     /// [`crossbeam_channel::select!`](crate::crossbeam_channel::select); to
     /// just wait, prefer [`wait_blocking`](Self::wait_blocking), which
     /// sleeps at once where the receiver's `recv` first spins and yields.
+    /// The receiver is a plain channel: it hears nothing of the lockspace
+    /// going away (released by force, dlm_controld gone), which
+    /// `wait_blocking` and `blocking_async` report; a program that selects
+    /// on it should also look at [`Lockspace::is_alive`](crate::Lockspace::is_alive)
+    /// or [`is_held`](Self::is_held) now and then.
     pub fn blocking(&self) -> Option<&BlockingReceiver> {
         self.cell.as_ref()?.blocking_rx()
     }

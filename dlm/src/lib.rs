@@ -166,9 +166,18 @@
 //! pass) would block on it; fork from a quiet moment, or exec at once.
 //!
 //! **Forced release by another process.** When another process releases
-//! the lockspace with force, its locks go with it: waits on it end with
-//! [`Error::LockspaceGone`] within about a second (the watchdog), and
-//! unlocking or converting a guard of it fails the same way.
+//! the lockspace with force, its locks go with it. The kernel deletes the
+//! lockspace's device first; the crate's watchdog sees the deletion
+//! (inotify) and, from then on, nothing is granted through the handle:
+//! new requests, conversions and unlocks fail with
+//! [`Error::LockspaceGone`], waits under way end with it,
+//! [`LockGuard::is_held`] says `false`, and [`LockGuard::wait_blocking`]
+//! and [`LockGuard::blocking_async`] return it. The window until the
+//! handle knows is the watchdog's reaction to the deletion: tens of
+//! milliseconds as measured (`RELIABILITY.md`); a second at most where
+//! inotify is not to be had. The raw [`LockGuard::blocking`] receiver is
+//! a plain channel and hears nothing of it. The other nodes may grant the
+//! released locks as soon as this node has left the lockspace.
 //!
 //! **Re-entrance.** DLM locks belong to a lockspace handle, not to a
 //! thread: a thread asking again for a resource it holds in an
@@ -179,49 +188,59 @@
 //! thread may hold the resource already.
 //!
 //! # When the cluster fails
-//! Figures measured in the repository's test cluster (user-mode Linux
-//! nodes; dlm_controld with fencing and the harness's fence agent, which
-//! kills the victim's kernel): `ci/scenarios`, and a 16-minute `ci/chaos`
-//! run of 5 nodes with 35 faults (`RELIABILITY.md`).
+//! What each failure looks like to a caller. The figures measured in the
+//! repository's test cluster (user-mode Linux nodes; dlm_controld with
+//! fencing and the harness's fence agent, which kills the victim's kernel)
+//! are in `RELIABILITY.md` (the chaos suite and the scenarios of
+//! `ci/scenarios`), not repeated here.
 //! - **Another node crashes**: the DLM recovers once corosync and
 //!   dlm_controld have removed (with fencing: fenced) the node; meanwhile
 //!   requests on resources that need it wait (in the kernel: no error, no
-//!   timeout other than the request's own). The dead node's locks are
-//!   dropped; a value block it held in PW or EX is then reported not valid
-//!   ([`Lvb::valid`] `false`). Measured: fenced 10.5-12.3 s after the
-//!   crash, the waiter granted 1.2-1.5 s after the fence. A node
-//!   rebooted after a fence rejoins; its first grant came 0.4-2.0 s after
-//!   it was ready.
+//!   timeout other than the request's own), and the kernel blocks the
+//!   *write* of a request, cancel or unlock while the recovery runs (a
+//!   blocking call's thread waits there; a future's write is made by its
+//!   handle's worker thread, so no `poll` or `drop` waits). The dead
+//!   node's locks are dropped; a value block it held in PW or EX is then
+//!   reported not valid ([`Lvb::valid`] `false`). A node rebooted after a
+//!   fence rejoins.
 //! - **A process holding locks dies**: the kernel closes its descriptor,
-//!   unlocks its locks (waiters elsewhere are granted: measured
-//!   0.14-0.54 s after the kill) and keeps its persistent ones as orphans.
+//!   unlocks its locks (waiters elsewhere are granted) and keeps its
+//!   persistent ones as orphans.
 //! - **dlm_controld (or corosync) dies on this node**: the kernel stops
 //!   every lockspace of the node, and blocks every write to it (lock,
 //!   unlock, cancel, open, release, close) *uninterruptibly* until a
 //!   recovery that never comes. The crate sees that state from outside
 //!   without writing (the lockspace's recovery status in sysfs reads 0 and
-//!   nobody holds dlm_controld's pid-file lock), checked once a second:
-//!   new requests then fail at once with [`Error::LockspaceStopped`] and
-//!   waits end with it (measured: 2.3 s after the kill for a waiter, at
-//!   once for a new request). What cannot be helped: a write already in
-//!   the kernel, and closing the handle or exiting, stay blocked until the
-//!   daemons are back or the node is restarted. The other nodes fence it
-//!   (measured: 0.5-0.7 s after the kill when they see the daemon leave, 11.4-12.7 s when they notice through corosync; waiters elsewhere granted 10.4-10.7 s or 1.3-1.5 s after the fence after the kill) and go on.
+//!   nobody holds dlm_controld's pid-file lock), re-read as soon as the
+//!   daemon exits (the watchdog waits on a pidfd of it) and once a second:
+//!   from then on new requests fail with [`Error::LockspaceStopped`]
+//!   without being written, and waits end with it. What cannot be helped:
+//!   a request written in the moment between the daemon's death and the
+//!   watchdog's re-read (milliseconds), a write already in the kernel, and
+//!   closing the handle or exiting, stay blocked until the daemons are
+//!   back or the node is restarted. The other nodes fence this one and go
+//!   on.
 //! - **Released by force by another process**: waits end with
-//!   [`Error::LockspaceGone`] within about a second; the locks are gone.
-//! - **Partition**: with fencing, the majority fences the isolated node
-//!   (measured: 11.0-12.7 s after its link went down; its waiters
-//!   granted 1.2-1.5 s after the fence); the isolated node's programs
-//!   die with it. Until then, on the isolated node, requests to resources
-//!   mastered elsewhere wait in the kernel; in the moment the membership
-//!   changes the kernel may refuse them with `ENOBUFS` (no way to reach
-//!   the master), which the crate sends again for
-//!   [`BUSY_PATIENCE`] before it answers [`Error::Unreachable`]. Without
-//!   fencing, the majority may grant locks the isolated node still
-//!   believes it holds: real clusters fence for that reason (the chaos
-//!   suite saw exactly that overlap when its fence agent once answered
-//!   without fencing). A link lost for less than corosync's token timeout
-//!   (a 1 s blip) changes nothing but latency.
+//!   [`Error::LockspaceGone`] as soon as the watchdog sees the device
+//!   deleted (see "Forced release by another process" above); the locks
+//!   are gone.
+//! - **Partition**: with fencing, the majority fences the isolated node;
+//!   the isolated node's programs die with it. Until then, on the
+//!   isolated node, requests to resources mastered elsewhere wait in the
+//!   kernel; in the moment the membership changes the kernel may refuse
+//!   them with `ENOBUFS` (no way to reach the master), which the crate
+//!   sends again for [`BUSY_PATIENCE`] before it answers
+//!   [`Error::Unreachable`]. Without fencing, the majority may grant locks
+//!   the isolated node still believes it holds: real clusters fence for
+//!   that reason (the chaos suite saw exactly that overlap when its fence
+//!   agent once answered without fencing). A link lost for less than
+//!   corosync's token timeout changes nothing but latency.
+//! - **The last handle is dropped during a recovery**: the close of the
+//!   libdlm handle (`dlm_close_lockspace`) waits in the kernel until the
+//!   recovery is done, on the thread that drops it (unless releases of
+//!   the handle are still under way: then the handle's worker closes it).
+//!   In async code, keep a clone of the lockspace outside the tasks, or
+//!   drop the last one where blocking is allowed (`spawn_blocking`).
 //!
 //! # How libdlm's defects are avoided
 //! - The `_wait` calls (`dlm_ls_lock_wait`, `dlm_ls_unlock_wait`) are never
@@ -237,8 +256,12 @@
 //!   with a deadline, then cancels, and handles the cancel racing the
 //!   grant (the grant wins: the guard is returned).
 //! - An orphan adoption gets no callback: it is answered by the call.
-//! - libdlm's global state (control device, version) is unlocked: every
-//!   create, open, close and release takes one process-wide lock.
+//! - libdlm's global state (control device, version) is unlocked: the
+//!   crate initialises it once, under a process-wide lock, before the
+//!   first create or open (`dlm_kernel_version`), and only reads it after
+//!   that; creates, opens, closes and releases take no process-wide lock,
+//!   so one the kernel blocks (a close through a recovery) holds up no
+//!   other lockspace call of the process.
 //! - `dlm_release_lockspace` ignores the kernel's answer: the error is
 //!   recovered from `errno`. The kernel finishes removing a lockspace only
 //!   once every handle of it is closed, so a release while this process
