@@ -125,7 +125,7 @@ impl RequestFuture {
             return;
         }
         // Before the job: the worker clears it once done with the cancel.
-        cell.cancel_pending.store(true, Ordering::Release);
+        cell.hs.queue_cancel();
         self.handle.handoff().push(Job::Cancel {
             cell: cell.clone(),
             request: self.request,
@@ -216,7 +216,7 @@ impl Future for RequestFuture {
         };
         // Not while a cancel it queued is pending: the worker wakes the task
         // once it has written or skipped it.
-        if !cell.cancel_pending.load(Ordering::Acquire) {
+        if cell.hs.may_take() {
             if let Some(delivered) = cell.hs.take() {
                 let cell = this.cell.take().expect("checked above");
                 let answered = Answered {

@@ -225,9 +225,7 @@ impl Reaper {
             } => {
                 self.cancel(handle, &cell, request, flags);
                 // Done with it: the future may take its answer now.
-                cell.cancel_pending
-                    .store(false, std::sync::atomic::Ordering::Release);
-                cell.hs.task.wake();
+                cell.hs.cancel_done();
             }
             Job::Release { cell, lkid, plan } => {
                 let step = match plan {
