@@ -5,10 +5,14 @@
 //!
 //! 1. **Exclusion**: no two critical sections in incompatible modes
 //!    overlapped on a resource. Guest times are put on the host's clock
-//!    with each guest's offset, measured by clock probes (a file created
-//!    between two guest clock readings gets the host's time); an overlap
-//!    larger than the two offsets' uncertainty is a violation, a smaller
-//!    one is reported as unresolved. Independently of clocks, the value
+//!    with each guest's offset, measured by clock probes: the host's
+//!    `chaos-clock` reads its clock between two readings of the guest's
+//!    (`Q` lines; the older file-stamp probes, `P`, are used when there
+//!    are none). A user-mode Linux guest's clock is the host's monotonic
+//!    clock plus a constant set at its boot, so the probes of a whole boot
+//!    bound one offset (an inconsistent set is reported). Every pair must
+//!    be resolved: an overlap, or a pair whose gap is smaller than the two
+//!    offsets' uncertainty, is a violation. Independently of clocks, the value
 //!    block's counter gives the DLM's own order of writers: two writers
 //!    that both published the same increment both read the same value,
 //!    which only overlapping PW/EX holders can do.
@@ -23,6 +27,12 @@
 //!    (recorded as `error:...`) is a violation too.
 //! 4. **No lock left**: after the run, a non-forced release from a fresh
 //!    handle succeeded on every node.
+//! 5. **No blocking poll**: no poll or drop of a crate future or guard in
+//!    an async worker blocked its thread (a voluntary context switch in
+//!    it) for more than 10 ms; the executors' stalls are reported per
+//!    fault kind and worker kind.
+//!
+//! Counts are reported per worker kind (the record header's last word).
 //!
 //! ```text
 //! chaos-check DIR
@@ -94,8 +104,22 @@ struct Request {
 /// A clock probe: guest time before, host time, guest time after.
 type Probe = (i64, i64, i64);
 
+/// An async worker's `ST` sample: (process, guest time, stall, longest
+/// poll, longest blocked poll (ns), blocked polls).
+type Stall = (Proc, i64, i64, i64, i64, u64);
+
+/// Bound on a poll or drop that blocked its thread (ns).
+const BLOCKED_POLL_BOUND_NS: i64 = 10_000_000;
+
 #[derive(Default)]
 struct History {
+    /// Worker kind of each process (from the record headers).
+    kinds: HashMap<Proc, String>,
+    /// Probes answered by the host (`Q`), per (node, boot).
+    host_probes: HashMap<(u32, u32), Vec<Probe>>,
+    stalls: Vec<Stall>,
+    /// Aborted tasks per process.
+    aborts: HashMap<Proc, u64>,
     files: Vec<String>,
     sections: Vec<Section>,
     requests: Vec<Request>,
@@ -146,7 +170,11 @@ fn read_history(dir: &Path) -> History {
                     bad(&mut h);
                     continue;
                 };
+                let _tid = w.next();
+                let _thread = w.next();
+                let kind = w.next().unwrap_or("blocking").to_string();
                 proc_ = Some(Proc { node, boot, pid });
+                h.kinds.insert(Proc { node, boot, pid }, kind);
                 continue;
             }
             let Some(pr) = proc_ else {
@@ -168,6 +196,31 @@ fn read_history(dir: &Path) -> History {
                     note_time(&mut h, pr, t1);
                     Some(())
                 })(),
+                "Q" => (|| {
+                    let t1 = num(w.next())?;
+                    let host = num(w.next())?;
+                    let t2 = num(w.next())?;
+                    h.host_probes
+                        .entry((pr.node, pr.boot))
+                        .or_default()
+                        .push((t1, host, t2));
+                    note_time(&mut h, pr, t1);
+                    Some(())
+                })(),
+                "ST" => (|| {
+                    let t = num(w.next())?;
+                    let stall = num(w.next())?;
+                    let poll = num(w.next())?;
+                    let blocked = num(w.next())?;
+                    let n = num(w.next())?;
+                    h.stalls.push((pr, t, stall, poll, blocked, n));
+                    Some(())
+                })(),
+                "X" => {
+                    *h.aborts.entry(pr).or_default() += 1;
+                    Some(())
+                }
+                "EXEC" => Some(()),
                 "RS" => (|| {
                     let rid: u64 = num(w.next())?;
                     let res = w.next()?.to_string();
@@ -331,15 +384,31 @@ struct Offset {
 
 fn offsets(h: &History, tick: i64, report: &mut Vec<String>) -> HashMap<(u32, u32), Offset> {
     let mut out = HashMap::new();
-    let mut keys: Vec<_> = h.probes.keys().copied().collect();
+    let mut keys: Vec<_> = h
+        .probes
+        .keys()
+        .chain(h.host_probes.keys())
+        .copied()
+        .collect();
     keys.sort();
+    keys.dedup();
     for k in keys {
-        let ps = &h.probes[&k];
-        // The host may stamp files with whole seconds only.
-        let tick = if ps.iter().all(|p| p.1 % 1_000_000_000 == 0) {
-            1_000_000_000
-        } else {
-            tick
+        // The host's answers when there are any: its clock read between
+        // the guest's two readings, no tick.
+        let (ps, tick, how) = match h.host_probes.get(&k) {
+            Some(ps) if !ps.is_empty() => (ps, 0, "host-answered"),
+            _ => {
+                let ps = &h.probes[&k];
+                // File stamps: the host's coarse clock (up to a tick
+                // behind), and user-mode Linux's hostfs gives whole
+                // seconds of it.
+                let tick = if ps.iter().all(|p| p.1 % 1_000_000_000 == 0) {
+                    1_000_000_000 + tick
+                } else {
+                    tick
+                };
+                (ps, tick, "file-stamp")
+            }
         };
         let lo = ps
             .iter()
@@ -361,7 +430,7 @@ fn offsets(h: &History, tick: i64, report: &mut Vec<String>) -> HashMap<(u32, u3
             err: (hi - lo + 1) / 2,
         };
         report.push(format!(
-            "node {} boot {}: guest clock - host clock = {:.3} ms +- {:.3} ms ({} probes)",
+            "node {} boot {}: guest clock - host clock = {:.3} ms +- {:.3} ms ({} {how} probes)",
             k.0,
             k.1,
             o.offset as f64 / 1e6,
@@ -469,8 +538,26 @@ fn main() {
                 } else {
                     off(a.proc_).err + off(b.proc_).err
                 };
-                if overlap <= 0 {
+                if overlap <= 0 && -overlap > margin {
                     closest_gap = closest_gap.min(-overlap);
+                    continue;
+                }
+                if overlap <= 0 {
+                    // Apart on the estimated clocks, by less than their
+                    // uncertainty: unresolved.
+                    unresolved += 1;
+                    violations.push(format!(
+                        "exclusion unresolved: {} {} ({} #{}) and {} ({} #{}) {:.3} ms apart, clock uncertainty {:.3} ms",
+                        a.res,
+                        MODES[a.mode],
+                        h.files[a.file],
+                        a.sid,
+                        MODES[b.mode],
+                        h.files[b.file],
+                        b.sid,
+                        -overlap as f64 / 1e6,
+                        margin as f64 / 1e6
+                    ));
                     continue;
                 }
                 let what = format!(
@@ -488,10 +575,10 @@ fn main() {
                 if overlap > margin {
                     violations.push(format!("exclusion: {what}"));
                 } else {
+                    // Within the clocks' uncertainty: not proven apart,
+                    // and every pair must be.
                     unresolved += 1;
-                    if unresolved <= 5 {
-                        info.push(format!("unresolved (within clock uncertainty): {what}"));
-                    }
+                    violations.push(format!("exclusion unresolved: {what}"));
                 }
             }
             active.push(i);
@@ -613,6 +700,102 @@ fn main() {
                 r.proc_.pid,
                 took as f64 / 1e9,
                 r.bound_ms
+            ));
+        }
+    }
+
+    // --- per worker kind ---------------------------------------------------
+    #[derive(Default)]
+    struct PerKind {
+        processes: u64,
+        requests: u64,
+        granted: u64,
+        dropped: u64,
+        died: u64,
+        sections: u64,
+        aborts: u64,
+        longest: i64,
+    }
+    let kind_of = |p: Proc| h.kinds.get(&p).map_or("blocking", |k| k.as_str());
+    let mut per_kind: BTreeMap<&str, PerKind> = BTreeMap::new();
+    for p in h.first_seen.keys() {
+        per_kind.entry(kind_of(*p)).or_default().processes += 1;
+    }
+    for r in &h.requests {
+        let k = per_kind.entry(kind_of(r.proc_)).or_default();
+        k.requests += 1;
+        match &r.end {
+            Some((t, o)) => {
+                k.longest = k.longest.max(t - r.start);
+                match o.as_str() {
+                    "ok" => k.granted += 1,
+                    "dropped" => k.dropped += 1,
+                    _ => {}
+                }
+            }
+            None => k.died += 1,
+        }
+    }
+    for s in &h.sections {
+        per_kind.entry(kind_of(s.proc_)).or_default().sections += 1;
+    }
+    for (p, n) in &h.aborts {
+        per_kind.entry(kind_of(*p)).or_default().aborts += n;
+    }
+
+    // --- 5. stalls of the async workers, per fault kind ---------------------
+    // A sample (one second, ending at its time) belongs to a fault kind if
+    // it ends within 45 s after such a fault (its recovery), else to
+    // "steady".
+    #[derive(Default, Clone, Copy)]
+    struct StallAgg {
+        samples: u64,
+        stall: i64,
+        poll: i64,
+        blocked: i64,
+        blocked_n: u64,
+    }
+    let fault_times: Vec<(String, i64)> = ev
+        .list
+        .iter()
+        .filter_map(|(k, _, _, t, rest)| match k.as_str() {
+            "fault" => Some((
+                rest.split_whitespace().next().unwrap_or("?").to_string(),
+                *t,
+            )),
+            "blip" => Some(("blip".to_string(), *t)),
+            _ => None,
+        })
+        .collect();
+    let mut stalls: BTreeMap<(String, &str), StallAgg> = BTreeMap::new();
+    for &(p, t, stall, poll, blocked, n) in &h.stalls {
+        let ht = to_host(p, t);
+        let mut fk: Vec<&str> = fault_times
+            .iter()
+            .filter(|(_, ft)| ht >= *ft && ht <= ft + 45_000_000_000)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        fk.sort();
+        fk.dedup();
+        if fk.is_empty() {
+            fk.push("steady");
+        }
+        for f in fk {
+            let a = stalls.entry((f.to_string(), kind_of(p))).or_default();
+            a.samples += 1;
+            a.stall = a.stall.max(stall);
+            a.poll = a.poll.max(poll);
+            a.blocked = a.blocked.max(blocked);
+            a.blocked_n += n;
+        }
+        if blocked > BLOCKED_POLL_BOUND_NS {
+            violations.push(format!(
+                "blocking poll: a poll or drop of a crate future or guard blocked its thread {:.1} ms (node {} pid {}, {} worker, second ending at host time {:.3})",
+                blocked as f64 / 1e6,
+                p.node,
+                p.pid,
+                kind_of(p),
+                ht as f64 / 1e9
             ));
         }
     }
@@ -764,6 +947,38 @@ fn main() {
         max_count.values().max().copied().unwrap_or(0),
         h.orphaned
     );
+    println!("per worker kind:");
+    println!(
+        "  {:9} {:>5} {:>9} {:>9} {:>8} {:>6} {:>9} {:>7} {:>9}",
+        "kind", "procs", "requests", "granted", "dropped", "died", "sections", "aborts", "longest"
+    );
+    for (k, v) in &per_kind {
+        println!(
+            "  {k:9} {:>5} {:>9} {:>9} {:>8} {:>6} {:>9} {:>7} {:>8.3}s",
+            v.processes,
+            v.requests,
+            v.granted,
+            v.dropped,
+            v.died,
+            v.sections,
+            v.aborts,
+            v.longest as f64 / 1e9
+        );
+    }
+    println!(
+        "executor stalls of async workers (per second: ticker lateness; longest poll/drop; longest that blocked, bound {} ms), by fault window (45 s after the fault) and kind:",
+        BLOCKED_POLL_BOUND_NS / 1_000_000
+    );
+    for ((f, k), a) in &stalls {
+        println!(
+            "  {f:13} {k:6} {:>6} s  stall {:>8.1} ms  poll {:>7.1} ms  blocked {:>6.1} ms ({} polls blocked)",
+            a.samples,
+            a.stall as f64 / 1e6,
+            a.poll as f64 / 1e6,
+            a.blocked as f64 / 1e6,
+            a.blocked_n
+        );
+    }
     println!("faults and events:");
     for (k, n) in &faults {
         println!("  {k:14} {n}");
