@@ -21,7 +21,7 @@
 //! | `PUB sid EPOCH:COUNT ok|fail t` | the publishing conversion returned |
 //! | `ORPH sid res mode owner_tid t` | the lock was orphaned on purpose |
 //! | `M rss_kib t` | memory of the process |
-//! | `ST t stall_ns poll_ns blocked_ns blocked` | async kinds, once a second: the executor thread's longest stall (a 1 ms ticker's lateness), the longest single poll or drop of a crate future or guard, the longest of those during which the thread blocked (a voluntary context switch inside it), and how many did so |
+//! | `ST t stall_ns poll_ns blocked_ns blocked dispatch_ns blocked_dispatch_ns` | async kinds, once a second: the executor thread's longest stall (a 1 ms ticker's lateness), the longest single poll or drop of a crate future or guard, the longest of those during which the thread blocked (a voluntary context switch inside it), how many did so; the `poll` kind's longest `Lockspace::dispatch` call and the longest that blocked (0 for the others) |
 //! | `X abort t` | async kinds: a task running a request was aborted before it ended |
 //! | `END t` | the thread ended normally |
 #![deny(missing_docs)]
