@@ -165,10 +165,11 @@ impl Exec {
         // SAFETY: eventfd has no memory preconditions.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         assert!(fd >= 0, "eventfd: {}", std::io::Error::last_os_error());
+        // SAFETY: a new descriptor that nothing else owns.
+        let efd = unsafe { OwnedFd::from_raw_fd(fd) };
         Exec {
-            // SAFETY: a new descriptor that nothing else owns.
             shared: Arc::new(Shared {
-                efd: unsafe { OwnedFd::from_raw_fd(fd) },
+                efd,
                 ready: Mutex::new(VecDeque::new()),
                 next_id: AtomicU64::new(1),
             }),
