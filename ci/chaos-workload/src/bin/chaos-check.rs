@@ -1071,6 +1071,26 @@ fn main() {
         println!("  {i}");
     }
     println!("violations: {}", violations.len());
+    // By kind (the words before the first colon), then the first 50.
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for v in &violations {
+        let k = v.split(':').next().unwrap_or("?");
+        let k = if k.starts_with("request ") {
+            if v.contains("over its bound") {
+                "request over its bound"
+            } else if v.contains("never ended") {
+                "request never ended"
+            } else {
+                "request untyped error"
+            }
+        } else {
+            k
+        };
+        *kinds.entry(k.to_string()).or_default() += 1;
+    }
+    for (k, n) in &kinds {
+        println!("  {k}: {n}");
+    }
     for v in violations.iter().take(50) {
         println!("VIOLATION: {v}");
     }
