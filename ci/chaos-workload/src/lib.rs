@@ -125,6 +125,7 @@ impl Rng {
 #[derive(Debug)]
 pub struct Recorder {
     file: File,
+    id: String,
 }
 
 impl Recorder {
@@ -143,7 +144,10 @@ impl Recorder {
             .create(true)
             .append(true)
             .open(path)?;
-        let mut r = Recorder { file };
+        let mut r = Recorder {
+            file,
+            id: format!("n{node}-b{boot}-p{}", std::process::id()),
+        };
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
         r.line(&format!(
@@ -151,6 +155,11 @@ impl Recorder {
             std::process::id()
         ));
         Ok(r)
+    }
+
+    /// `nNODE-bBOOT-pPID`: unique in a run.
+    pub fn id(&self) -> String {
+        self.id.clone()
     }
 
     /// Appends one line (a newline is added). A failed write is fatal: a
@@ -195,18 +204,22 @@ pub fn probe(dir: &std::path::Path, n: u64) -> Option<(i64, i64, i64)> {
 /// `CLOCK_REALTIME` read between the guest's readings `t1` and `t2`, or
 /// `None` if no answer came within 100 ms.
 ///
-/// The guest reads its clock (`t1`), creates `DIR/q-PID-N`; the host's
+/// The guest reads its clock (`t1`), creates `DIR/q-ID-N`; the host's
 /// `chaos-clock DIR` sees the creation (inotify), reads its own clock and
-/// writes it into `DIR/a-PID-N` (renamed into place whole); the guest
+/// writes it into `DIR/a-ID-N` (renamed into place whole); the guest
 /// reads that file as soon as it appears and reads its clock again (`t2`).
 /// The host's reading happened after `t1` and before `t2`: the guest clock
 /// minus the host clock is within `[t1 - host, t2 - host]`, whatever the
 /// file system's timestamps are (user-mode Linux's hostfs gives whole
 /// seconds, stamped by the host's coarse clock).
-pub fn host_probe(dir: &std::path::Path, n: u64) -> Option<(i64, i64, i64)> {
-    let pid = std::process::id();
-    let q = dir.join(format!("q-{pid}-{n}"));
-    let a = dir.join(format!("a-{pid}-{n}"));
+///
+/// `id` must be unique in the whole run (node, boot, process): process ids
+/// repeat across guests and across a guest's boots.
+pub fn host_probe(dir: &std::path::Path, id: &str, n: u64) -> Option<(i64, i64, i64)> {
+    let q = dir.join(format!("q-{id}-{n}"));
+    let a = dir.join(format!("a-{id}-{n}"));
+    // No answer may be there before the question.
+    let _ = std::fs::remove_file(&a);
     let t1 = now_ns();
     File::create(&q).ok()?;
     let mut answer = None;

@@ -109,7 +109,7 @@ type Probe = (i64, i64, i64);
 /// An async worker's `ST` sample: (process, guest time, stall, longest
 /// poll, longest blocked poll (ns), blocked polls, longest dispatch,
 /// longest blocked dispatch (ns)).
-type Stall = (Proc, i64, i64, i64, i64, u64, i64, i64);
+type Stall = (Proc, i64, i64, i64, i64, u64, i64, i64, String);
 
 /// Bound on a poll or drop that blocked its thread (ns).
 const BLOCKED_POLL_BOUND_NS: i64 = 10_000_000;
@@ -219,7 +219,9 @@ fn read_history(dir: &Path) -> History {
                     // Older records have no dispatch fields.
                     let d = num(w.next()).unwrap_or(0);
                     let bd = num(w.next()).unwrap_or(0);
-                    h.stalls.push((pr, t, stall, poll, blocked, n, d, bd));
+                    // What the longest blocked poll was (newer records).
+                    let what = w.next().unwrap_or("?").to_string();
+                    h.stalls.push((pr, t, stall, poll, blocked, n, d, bd, what));
                     Some(())
                 })(),
                 "X" => {
@@ -416,12 +418,44 @@ fn offsets(h: &History, tick: i64, report: &mut Vec<String>) -> HashMap<(u32, u3
                 (ps, tick, "file-stamp")
             }
         };
-        let lo = ps
+        // Each probe bounds the offset to [t1 - host - tick, t2 - host].
+        // The offset is where the most of those intervals agree: a probe
+        // that answered another one's question (chaos-worker before it
+        // named its probes by node and boot: pids repeat across guests and
+        // boots) or a stale answer is left out, and said.
+        let intervals: Vec<(i64, i64)> = ps
             .iter()
-            .map(|&(t1, host, _)| t1 - host - tick)
-            .max()
-            .unwrap();
-        let hi = ps.iter().map(|&(_, host, t2)| t2 - host).min().unwrap();
+            .map(|&(t1, host, t2)| (t1 - host - tick, t2 - host))
+            .collect();
+        let mut edges: Vec<(i64, i32)> = intervals
+            .iter()
+            .flat_map(|&(a, b)| [(a, 1), (b, -1)])
+            .collect();
+        // Starts before ends at the same point: touching intervals agree.
+        edges.sort_by_key(|&(x, d)| (x, -d));
+        let (mut depth, mut best, mut at) = (0, 0, 0);
+        for &(x, d) in &edges {
+            depth += d;
+            if depth > best {
+                best = depth;
+                at = x;
+            }
+        }
+        let kept: Vec<&(i64, i64)> = intervals
+            .iter()
+            .filter(|&&(a, b)| a <= at && at <= b)
+            .collect();
+        let rejected = intervals.len() - kept.len();
+        if rejected > 0 {
+            report.push(format!(
+                "node {} boot {}: {rejected} of {} clock probes disagree with the others and were left out",
+                k.0,
+                k.1,
+                intervals.len()
+            ));
+        }
+        let lo = kept.iter().map(|i| i.0).max().unwrap_or(at);
+        let hi = kept.iter().map(|i| i.1).min().unwrap_or(at);
         let (lo, hi) = if lo <= hi {
             (lo, hi)
         } else {
@@ -776,7 +810,8 @@ fn main() {
         })
         .collect();
     let mut stalls: BTreeMap<(String, &str), StallAgg> = BTreeMap::new();
-    for &(p, t, stall, poll, blocked, n, d, bd) in &h.stalls {
+    for (p, t, stall, poll, blocked, n, d, bd, what) in &h.stalls {
+        let (p, t, stall, poll, blocked, n, d, bd) = (*p, *t, *stall, *poll, *blocked, *n, *d, *bd);
         let ht = to_host(p, t);
         let mut fk: Vec<&str> = fault_times
             .iter()
@@ -810,7 +845,7 @@ fn main() {
         }
         if blocked > BLOCKED_POLL_BOUND_NS {
             violations.push(format!(
-                "blocking poll: a poll or drop of a crate future or guard blocked its thread {:.1} ms (node {} pid {}, {} worker, second ending at host time {:.3})",
+                "blocking poll: a poll or drop of a crate future or guard ({what}) blocked its thread {:.1} ms (node {} pid {}, {} worker, second ending at host time {:.3})",
                 blocked as f64 / 1e6,
                 p.node,
                 p.pid,
@@ -1091,8 +1126,15 @@ fn main() {
     for (k, n) in &kinds {
         println!("  {k}: {n}");
     }
-    for v in violations.iter().take(50) {
-        println!("VIOLATION: {v}");
+    // Up to 20 of each kind.
+    let mut shown: HashMap<&str, u64> = HashMap::new();
+    for v in &violations {
+        let k = v.split(':').next().unwrap_or("?");
+        let n = shown.entry(k).or_default();
+        *n += 1;
+        if *n <= 20 {
+            println!("VIOLATION: {v}");
+        }
     }
     std::process::exit(if violations.is_empty() { 0 } else { 1 });
 }

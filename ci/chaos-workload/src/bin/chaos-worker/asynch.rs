@@ -110,17 +110,43 @@ fn start() -> Start {
     }
 }
 
-fn note(s: Start) {
+/// What was polled or dropped when the longest blocked poll of the
+/// ticker's second happened (an index into [`WHAT`]).
+static LONGEST_BLOCKED_WHAT: AtomicU64 = AtomicU64::new(0);
+
+/// The operations timed: what a blocked poll was doing.
+const WHAT: [&str; 10] = [
+    "-",
+    "lock-poll",
+    "lock-drop",
+    "convert-poll",
+    "convert-drop",
+    "unlock-poll",
+    "unlock-drop",
+    "blocking-poll",
+    "blocking-drop",
+    "guard-drop",
+];
+const W_LOCK: usize = 1;
+const W_CONVERT: usize = 3;
+const W_UNLOCK: usize = 5;
+const W_BLOCKING: usize = 7;
+const W_GUARD_DROP: usize = 9;
+
+fn note(s: Start, what: usize) {
     let ns = s.t.elapsed().as_nanos() as u64;
     LONGEST_POLL.fetch_max(ns, Ordering::Relaxed);
     if voluntary_switches() > s.voluntary {
-        LONGEST_BLOCKED.fetch_max(ns, Ordering::Relaxed);
+        if LONGEST_BLOCKED.fetch_max(ns, Ordering::Relaxed) < ns {
+            LONGEST_BLOCKED_WHAT.store(what as u64, Ordering::Relaxed);
+        }
         BLOCKED_POLLS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// A crate future, each of its polls and its drop timed.
-struct Timed<F>(Option<Pin<Box<F>>>);
+/// (`what` + 1 for its drop before it is ready).
+struct Timed<F>(Option<Pin<Box<F>>>, usize);
 
 impl<F: Future> Future for Timed<F> {
     type Output = F::Output;
@@ -135,11 +161,11 @@ impl<F: Future> Future for Timed<F> {
             .expect("polled after ready")
             .as_mut()
             .poll(cx);
-        note(t);
+        note(t, self.1);
         if r.is_ready() {
             let t = start();
             self.0 = None;
-            note(t);
+            note(t, self.1);
         }
         r
     }
@@ -147,14 +173,16 @@ impl<F: Future> Future for Timed<F> {
 
 impl<F> Drop for Timed<F> {
     fn drop(&mut self) {
-        let t = start();
-        self.0 = None;
-        note(t);
+        if self.0.is_some() {
+            let t = start();
+            self.0 = None;
+            note(t, self.1 + 1);
+        }
     }
 }
 
-fn timed<F: Future>(f: F) -> Timed<F> {
-    Timed(Some(Box::pin(f)))
+fn timed<F: Future>(what: usize, f: F) -> Timed<F> {
+    Timed(Some(Box::pin(f)), what)
 }
 
 /// Drops a guard, timed (a guard of the futures releases in the
@@ -162,7 +190,7 @@ fn timed<F: Future>(f: F) -> Timed<F> {
 fn drop_guard(g: LockGuard) {
     let t = start();
     drop(g);
-    note(t);
+    note(t, W_GUARD_DROP);
 }
 
 /// The poll-mode dispatch of the `poll` kind, timed apart from the polls.
@@ -188,14 +216,15 @@ async fn ticker(rt: Arc<dyn Rt>, mut rec: Recorder) {
         worst = worst.max(t.elapsed().saturating_sub(Duration::from_millis(1)));
         if second.elapsed() >= Duration::from_secs(1) {
             rec.line(&format!(
-                "ST {} {} {} {} {} {} {}",
+                "ST {} {} {} {} {} {} {} {}",
                 now_ns(),
                 worst.as_nanos(),
                 LONGEST_POLL.swap(0, Ordering::Relaxed),
                 LONGEST_BLOCKED.swap(0, Ordering::Relaxed),
                 BLOCKED_POLLS.swap(0, Ordering::Relaxed),
                 LONGEST_DISPATCH.swap(0, Ordering::Relaxed),
-                LONGEST_BLOCKED_DISPATCH.swap(0, Ordering::Relaxed)
+                LONGEST_BLOCKED_DISPATCH.swap(0, Ordering::Relaxed),
+                WHAT[LONGEST_BLOCKED_WHAT.swap(0, Ordering::Relaxed) as usize % WHAT.len()]
             ));
             worst = Duration::ZERO;
             second = Instant::now();
@@ -334,9 +363,9 @@ async fn acquire(t: &mut Task, res: &str, mode: Mode, base: LockOptions) -> Opti
     };
     let r = req(&t.h, res, op, mode, bound);
     let got = match race {
-        None => timed(t.c.ls.lock_with_async(res, mode, opts)).await,
+        None => timed(W_LOCK, t.c.ls.lock_with_async(res, mode, opts)).await,
         Some(ms) => {
-            let f = timed(t.c.ls.lock_with_async(res, mode, opts));
+            let f = timed(W_LOCK, t.c.ls.lock_with_async(res, mode, opts));
             match select(f, t.c.rt.sleep(Duration::from_millis(ms))).await {
                 Either::Left((got, _)) => got,
                 // The request is dropped (with the select): `r` records it.
@@ -357,7 +386,9 @@ async fn convert(
     bound: u64,
 ) -> Result<(), Error> {
     let r = req(&t.h, res, "convert", mode, bound);
-    let got = timed(g.convert_with_async(mode, opts)).await.map(|_| ());
+    let got = timed(W_CONVERT, g.convert_with_async(mode, opts))
+        .await
+        .map(|_| ());
     r.end(&got);
     got
 }
@@ -371,7 +402,7 @@ async fn unlock(t: &mut Task, g: LockGuard, res: &str) -> Result<(), Error> {
         r.end(&Ok::<(), Error>(()));
         return Err(Error::InProgress);
     }
-    let got = timed(g.unlock_async()).await;
+    let got = timed(W_UNLOCK, g.unlock_async()).await;
     r.end(&got);
     got
 }
@@ -464,7 +495,7 @@ async fn op_reader(t: &mut Task, res: &str) {
     if notify {
         let wait = Duration::from_millis(t.rng.below(30));
         let notified = {
-            let r = select(timed(g.blocking_async()), t.c.rt.sleep(wait)).await;
+            let r = select(timed(W_BLOCKING, g.blocking_async()), t.c.rt.sleep(wait)).await;
             matches!(r, Either::Left((Ok(_), _)))
         };
         if notified {
@@ -587,7 +618,11 @@ async fn command(c: Arc<Actx>, h: Shared, name: String, text: String) {
     if verb == "wait" {
         ack_in(&c.dir, &name, "waiting");
     }
-    let got = timed(c.ls.lock_with_async(&res, Mode::Ex, LockOptions::new().lvb())).await;
+    let got = timed(
+        W_LOCK,
+        c.ls.lock_with_async(&res, Mode::Ex, LockOptions::new().lvb()),
+    )
+    .await;
     r.end(&got);
     let Ok(g) = got else {
         ack_in(&c.dir, &name, "failed");
@@ -607,7 +642,7 @@ async fn command(c: Arc<Actx>, h: Shared, name: String, text: String) {
     }
     s.leave(None);
     let r = req(&h, &res, "unlock", Mode::Nl, UNTIMED_BOUND_MS);
-    let got = timed(g.unlock_async()).await;
+    let got = timed(W_UNLOCK, g.unlock_async()).await;
     r.end(&got);
     let line = format!("END {}", now_ns());
     lock(&h).rec.line(&line);

@@ -565,7 +565,7 @@ fn rss_kib() -> u64 {
 fn probe(dir: &Path, main: &mut Recorder, n: u64) {
     let cdir = dir.join("clock");
     if cdir.join("running").exists() {
-        if let Some((t1, host, t2)) = dlm_chaos::host_probe(&cdir, n) {
+        if let Some((t1, host, t2)) = dlm_chaos::host_probe(&cdir, &main.id(), n) {
             main.line(&format!("Q {t1} {host} {t2}"));
         }
         return;
