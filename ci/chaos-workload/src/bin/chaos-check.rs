@@ -30,9 +30,9 @@
 //! 5. **No blocking poll**: no poll or drop of a crate future or guard in
 //!    an async worker, and no `Lockspace::dispatch` call of the `poll`
 //!    kind, blocked its thread (a voluntary context switch in it) for more
-//!    than 10 ms; the executors' stalls (a 1 ms ticker's lateness, which
-//!    preemption in the one-CPU guest adds to) are reported per fault kind
-//!    and worker kind.
+//!    than 10 ms (DLM_CHAOS_BLOCKED_POLL_MS sets another bound); the
+//!    executors' stalls (a 1 ms ticker's lateness, which preemption in the
+//!    one-CPU guest adds to) are reported per fault kind and worker kind.
 //!
 //! Counts are reported per worker kind (the record header's last word).
 //!
@@ -111,8 +111,14 @@ type Probe = (i64, i64, i64);
 /// longest blocked dispatch (ns)).
 type Stall = (Proc, i64, i64, i64, i64, u64, i64, i64, String);
 
-/// Bound on a poll or drop that blocked its thread (ns).
-const BLOCKED_POLL_BOUND_NS: i64 = 10_000_000;
+/// Bound on a poll or drop that blocked its thread (ns): the concurrency
+/// core's 10 ms, or DLM_CHAOS_BLOCKED_POLL_MS.
+fn blocked_poll_bound_ns() -> i64 {
+    std::env::var("DLM_CHAOS_BLOCKED_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .map_or(10_000_000, |ms| ms * 1_000_000)
+}
 
 #[derive(Default)]
 struct History {
@@ -810,6 +816,7 @@ fn main() {
         })
         .collect();
     let mut stalls: BTreeMap<(String, &str), StallAgg> = BTreeMap::new();
+    let bound_ns = blocked_poll_bound_ns();
     for (p, t, stall, poll, blocked, n, d, bd, what) in &h.stalls {
         let (p, t, stall, poll, blocked, n, d, bd) = (*p, *t, *stall, *poll, *blocked, *n, *d, *bd);
         let ht = to_host(p, t);
@@ -833,7 +840,7 @@ fn main() {
             a.dispatch = a.dispatch.max(d);
             a.blocked_dispatch = a.blocked_dispatch.max(bd);
         }
-        if bd > BLOCKED_POLL_BOUND_NS {
+        if bd > bound_ns {
             violations.push(format!(
                 "blocking dispatch: a Lockspace::dispatch call blocked its executor thread {:.1} ms (node {} pid {}, {} worker, second ending at host time {:.3})",
                 bd as f64 / 1e6,
@@ -843,7 +850,7 @@ fn main() {
                 ht as f64 / 1e9
             ));
         }
-        if blocked > BLOCKED_POLL_BOUND_NS {
+        if blocked > bound_ns {
             violations.push(format!(
                 "blocking poll: a poll or drop of a crate future or guard ({what}) blocked its thread {:.1} ms (node {} pid {}, {} worker, second ending at host time {:.3})",
                 blocked as f64 / 1e6,
@@ -1022,7 +1029,7 @@ fn main() {
     }
     println!(
         "executor stalls of async workers (per second: ticker lateness; longest poll/drop; longest that blocked, bound {} ms), by fault window (45 s after the fault) and kind:",
-        BLOCKED_POLL_BOUND_NS / 1_000_000
+        bound_ns / 1_000_000
     );
     for ((f, k), a) in &stalls {
         println!(
