@@ -76,7 +76,7 @@ uml_boot() {
 	uml_xstate_shim
 	# setsid: the kernel and its helper processes form one process group
 	# that can be killed at once (a crash, or the clean-up after a failure).
-	LD_PRELOAD="$UML_RUN/uml-xstate.so" setsid linux.uml mem=512M rootfstype=hostfs rootflags=/ rw \
+	LD_PRELOAD="$UML_RUN/uml-xstate.so" setsid linux.uml mem="${DLM_UML_MEM:-512M}" rootfstype=hostfs rootflags=/ rw \
 		init="$ci_dir/lib/guest-init" quiet loglevel=3 \
 		umid="$UML_TAG-n$node" uml_dir="$UML_RUN/uml" \
 		con=null con1=null,fd:1 con2=null,fd:2 ssl=null \

@@ -11,8 +11,9 @@
 //!
 //! | line | meaning |
 //! |---|---|
-//! | `H node boot pid tid thread` | the file's header |
-//! | `P t1 host t2` | clock probe: a file created between guest times `t1` and `t2` got host time `host` |
+//! | `H node boot pid tid thread kind` | the file's header; `kind` is the worker kind (`blocking`, `tokio`, `poll`, `drive`; absent in old records: `blocking`) |
+//! | `P t1 host t2` | clock probe: a file created between guest times `t1` and `t2` changed its directory's modification time to host time `host` (fine-grained: see [`probe`]) |
+//! | `Q t1 host t2` | clock probe answered by the host (`chaos-clock`): the host read `host` on its clock between guest times `t1` and `t2` |
 //! | `RS rid res op mode bound_ms t` | a request starts (`op`: lock, try, timed, convert, adopt, unlock, purge, hold, wait) |
 //! | `RE rid outcome t` | it ended (`ok`, `wouldblock`, `timedout`, `deadlock`, `stopped`, ...) |
 //! | `IN sid res mode t lvb` | a critical section begins, after the grant; `lvb` is `-`, `inv` or `v:EPOCH:COUNT` as read |
@@ -20,6 +21,8 @@
 //! | `PUB sid EPOCH:COUNT ok|fail t` | the publishing conversion returned |
 //! | `ORPH sid res mode owner_tid t` | the lock was orphaned on purpose |
 //! | `M rss_kib t` | memory of the process |
+//! | `ST t stall_ns poll_ns blocked_ns blocked dispatch_ns blocked_dispatch_ns` | async kinds, once a second: the executor thread's longest stall (a 1 ms ticker's lateness), the longest single poll or drop of a crate future or guard, the longest of those during which the thread blocked (a voluntary context switch inside it), how many did so; the `poll` kind's longest `Lockspace::dispatch` call and the longest that blocked (0 for the others) |
+//! | `X abort t` | async kinds: a task running a request was aborted before it ended |
 //! | `END t` | the thread ended normally |
 #![deny(missing_docs)]
 
@@ -122,6 +125,7 @@ impl Rng {
 #[derive(Debug)]
 pub struct Recorder {
     file: File,
+    id: String,
 }
 
 impl Recorder {
@@ -134,19 +138,28 @@ impl Recorder {
         node: u32,
         boot: u32,
         thread: usize,
+        kind: &str,
     ) -> std::io::Result<Recorder> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        let mut r = Recorder { file };
+        let mut r = Recorder {
+            file,
+            id: format!("n{node}-b{boot}-p{}", std::process::id()),
+        };
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
         r.line(&format!(
-            "H {node} {boot} {} {tid} {thread}",
+            "H {node} {boot} {} {tid} {thread} {kind}",
             std::process::id()
         ));
         Ok(r)
+    }
+
+    /// `nNODE-bBOOT-pPID`: unique in a run.
+    pub fn id(&self) -> String {
+        self.id.clone()
     }
 
     /// Appends one line (a newline is added). A failed write is fatal: a
@@ -160,4 +173,70 @@ impl Recorder {
             std::process::exit(3);
         }
     }
+}
+
+/// A clock probe: the host's time of a moment between two readings of
+/// this guest's clock, `(t1, host, t2)`, or `None` if a step failed.
+///
+/// `dir` is a directory on the shared (host) file system that only this
+/// process changes. The probe reads its attributes (a query of its
+/// timestamps: the host kernel, 6.13 or later, then stamps its next change
+/// with the fine-grained clock instead of the coarse one, "multigrain
+/// timestamps"), reads the guest clock (`t1`), creates a file in it,
+/// reads the guest clock again (`t2`), and reads the directory's new
+/// modification time: the host's clock during the creation. The file is
+/// removed before the next probe.
+pub fn probe(dir: &std::path::Path, n: u64) -> Option<(i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok()?;
+    let p = dir.join(format!("f{n}"));
+    let t1 = now_ns();
+    let created = std::fs::File::create(&p);
+    let t2 = now_ns();
+    created.ok()?;
+    let m = std::fs::metadata(dir).ok();
+    let _ = std::fs::remove_file(&p);
+    let m = m?;
+    Some((t1, m.mtime() * 1_000_000_000 + m.mtime_nsec(), t2))
+}
+
+/// A clock probe answered by the host: `(t1, host, t2)`, the host's
+/// `CLOCK_REALTIME` read between the guest's readings `t1` and `t2`, or
+/// `None` if no answer came within 100 ms.
+///
+/// The guest reads its clock (`t1`), creates `DIR/q-ID-N`; the host's
+/// `chaos-clock DIR` sees the creation (inotify), reads its own clock and
+/// writes it into `DIR/a-ID-N` (renamed into place whole); the guest
+/// reads that file as soon as it appears and reads its clock again (`t2`).
+/// The host's reading happened after `t1` and before `t2`: the guest clock
+/// minus the host clock is within `[t1 - host, t2 - host]`, whatever the
+/// file system's timestamps are (user-mode Linux's hostfs gives whole
+/// seconds, stamped by the host's coarse clock).
+///
+/// `id` must be unique in the whole run (node, boot, process): process ids
+/// repeat across guests and across a guest's boots.
+pub fn host_probe(dir: &std::path::Path, id: &str, n: u64) -> Option<(i64, i64, i64)> {
+    let q = dir.join(format!("q-{id}-{n}"));
+    let a = dir.join(format!("a-{id}-{n}"));
+    // No answer may be there before the question.
+    let _ = std::fs::remove_file(&a);
+    let t1 = now_ns();
+    File::create(&q).ok()?;
+    let mut answer = None;
+    for i in 0..2000 {
+        if let Ok(s) = std::fs::read_to_string(&a) {
+            answer = Some((s, now_ns()));
+            break;
+        }
+        if i > 20 {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        if now_ns() - t1 > 100_000_000 {
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(&q);
+    let _ = std::fs::remove_file(&a);
+    let (s, t2) = answer?;
+    Some((t1, s.trim().parse().ok()?, t2))
 }

@@ -5,10 +5,14 @@
 //!
 //! 1. **Exclusion**: no two critical sections in incompatible modes
 //!    overlapped on a resource. Guest times are put on the host's clock
-//!    with each guest's offset, measured by clock probes (a file created
-//!    between two guest clock readings gets the host's time); an overlap
-//!    larger than the two offsets' uncertainty is a violation, a smaller
-//!    one is reported as unresolved. Independently of clocks, the value
+//!    with each guest's offset, measured by clock probes: the host's
+//!    `chaos-clock` reads its clock between two readings of the guest's
+//!    (`Q` lines; the older file-stamp probes, `P`, are used when there
+//!    are none). A user-mode Linux guest's clock is the host's monotonic
+//!    clock plus a constant set at its boot, so the probes of a whole boot
+//!    bound one offset (an inconsistent set is reported). Every pair must
+//!    be resolved: an overlap, or a pair whose gap is smaller than the two
+//!    offsets' uncertainty, is a violation. Independently of clocks, the value
 //!    block's counter gives the DLM's own order of writers: two writers
 //!    that both published the same increment both read the same value,
 //!    which only overlapping PW/EX holders can do.
@@ -23,6 +27,14 @@
 //!    (recorded as `error:...`) is a violation too.
 //! 4. **No lock left**: after the run, a non-forced release from a fresh
 //!    handle succeeded on every node.
+//! 5. **No blocking poll**: no poll or drop of a crate future or guard in
+//!    an async worker, and no `Lockspace::dispatch` call of the `poll`
+//!    kind, blocked its thread (a voluntary context switch in it) for more
+//!    than 10 ms (DLM_CHAOS_BLOCKED_POLL_MS sets another bound); the
+//!    executors' stalls (a 1 ms ticker's lateness, which preemption in the
+//!    one-CPU guest adds to) are reported per fault kind and worker kind.
+//!
+//! Counts are reported per worker kind (the record header's last word).
 //!
 //! ```text
 //! chaos-check DIR
@@ -94,8 +106,29 @@ struct Request {
 /// A clock probe: guest time before, host time, guest time after.
 type Probe = (i64, i64, i64);
 
+/// An async worker's `ST` sample: (process, guest time, stall, longest
+/// poll, longest blocked poll (ns), blocked polls, longest dispatch,
+/// longest blocked dispatch (ns)).
+type Stall = (Proc, i64, i64, i64, i64, u64, i64, i64, String);
+
+/// Bound on a poll or drop that blocked its thread (ns): the concurrency
+/// core's 10 ms, or DLM_CHAOS_BLOCKED_POLL_MS.
+fn blocked_poll_bound_ns() -> i64 {
+    std::env::var("DLM_CHAOS_BLOCKED_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .map_or(10_000_000, |ms| ms * 1_000_000)
+}
+
 #[derive(Default)]
 struct History {
+    /// Worker kind of each process (from the record headers).
+    kinds: HashMap<Proc, String>,
+    /// Probes answered by the host (`Q`), per (node, boot).
+    host_probes: HashMap<(u32, u32), Vec<Probe>>,
+    stalls: Vec<Stall>,
+    /// Aborted tasks per process.
+    aborts: HashMap<Proc, u64>,
     files: Vec<String>,
     sections: Vec<Section>,
     requests: Vec<Request>,
@@ -146,7 +179,11 @@ fn read_history(dir: &Path) -> History {
                     bad(&mut h);
                     continue;
                 };
+                let _tid = w.next();
+                let _thread = w.next();
+                let kind = w.next().unwrap_or("blocking").to_string();
                 proc_ = Some(Proc { node, boot, pid });
+                h.kinds.insert(Proc { node, boot, pid }, kind);
                 continue;
             }
             let Some(pr) = proc_ else {
@@ -168,6 +205,36 @@ fn read_history(dir: &Path) -> History {
                     note_time(&mut h, pr, t1);
                     Some(())
                 })(),
+                "Q" => (|| {
+                    let t1 = num(w.next())?;
+                    let host = num(w.next())?;
+                    let t2 = num(w.next())?;
+                    h.host_probes
+                        .entry((pr.node, pr.boot))
+                        .or_default()
+                        .push((t1, host, t2));
+                    note_time(&mut h, pr, t1);
+                    Some(())
+                })(),
+                "ST" => (|| {
+                    let t = num(w.next())?;
+                    let stall = num(w.next())?;
+                    let poll = num(w.next())?;
+                    let blocked = num(w.next())?;
+                    let n = num(w.next())?;
+                    // Older records have no dispatch fields.
+                    let d = num(w.next()).unwrap_or(0);
+                    let bd = num(w.next()).unwrap_or(0);
+                    // What the longest blocked poll was (newer records).
+                    let what = w.next().unwrap_or("?").to_string();
+                    h.stalls.push((pr, t, stall, poll, blocked, n, d, bd, what));
+                    Some(())
+                })(),
+                "X" => {
+                    *h.aborts.entry(pr).or_default() += 1;
+                    Some(())
+                }
+                "EXEC" => Some(()),
                 "RS" => (|| {
                     let rid: u64 = num(w.next())?;
                     let res = w.next()?.to_string();
@@ -331,22 +398,70 @@ struct Offset {
 
 fn offsets(h: &History, tick: i64, report: &mut Vec<String>) -> HashMap<(u32, u32), Offset> {
     let mut out = HashMap::new();
-    let mut keys: Vec<_> = h.probes.keys().copied().collect();
+    let mut keys: Vec<_> = h
+        .probes
+        .keys()
+        .chain(h.host_probes.keys())
+        .copied()
+        .collect();
     keys.sort();
+    keys.dedup();
     for k in keys {
-        let ps = &h.probes[&k];
-        // The host may stamp files with whole seconds only.
-        let tick = if ps.iter().all(|p| p.1 % 1_000_000_000 == 0) {
-            1_000_000_000
-        } else {
-            tick
+        // The host's answers when there are any: its clock read between
+        // the guest's two readings, no tick.
+        let (ps, tick, how) = match h.host_probes.get(&k) {
+            Some(ps) if !ps.is_empty() => (ps, 0, "host-answered"),
+            _ => {
+                let ps = &h.probes[&k];
+                // File stamps: the host's coarse clock (up to a tick
+                // behind), and user-mode Linux's hostfs gives whole
+                // seconds of it.
+                let tick = if ps.iter().all(|p| p.1 % 1_000_000_000 == 0) {
+                    1_000_000_000 + tick
+                } else {
+                    tick
+                };
+                (ps, tick, "file-stamp")
+            }
         };
-        let lo = ps
+        // Each probe bounds the offset to [t1 - host - tick, t2 - host].
+        // The offset is where the most of those intervals agree: a probe
+        // that answered another one's question (chaos-worker before it
+        // named its probes by node and boot: pids repeat across guests and
+        // boots) or a stale answer is left out, and said.
+        let intervals: Vec<(i64, i64)> = ps
             .iter()
-            .map(|&(t1, host, _)| t1 - host - tick)
-            .max()
-            .unwrap();
-        let hi = ps.iter().map(|&(_, host, t2)| t2 - host).min().unwrap();
+            .map(|&(t1, host, t2)| (t1 - host - tick, t2 - host))
+            .collect();
+        let mut edges: Vec<(i64, i32)> = intervals
+            .iter()
+            .flat_map(|&(a, b)| [(a, 1), (b, -1)])
+            .collect();
+        // Starts before ends at the same point: touching intervals agree.
+        edges.sort_by_key(|&(x, d)| (x, -d));
+        let (mut depth, mut best, mut at) = (0, 0, 0);
+        for &(x, d) in &edges {
+            depth += d;
+            if depth > best {
+                best = depth;
+                at = x;
+            }
+        }
+        let kept: Vec<&(i64, i64)> = intervals
+            .iter()
+            .filter(|&&(a, b)| a <= at && at <= b)
+            .collect();
+        let rejected = intervals.len() - kept.len();
+        if rejected > 0 {
+            report.push(format!(
+                "node {} boot {}: {rejected} of {} clock probes disagree with the others and were left out",
+                k.0,
+                k.1,
+                intervals.len()
+            ));
+        }
+        let lo = kept.iter().map(|i| i.0).max().unwrap_or(at);
+        let hi = kept.iter().map(|i| i.1).min().unwrap_or(at);
         let (lo, hi) = if lo <= hi {
             (lo, hi)
         } else {
@@ -361,7 +476,7 @@ fn offsets(h: &History, tick: i64, report: &mut Vec<String>) -> HashMap<(u32, u3
             err: (hi - lo + 1) / 2,
         };
         report.push(format!(
-            "node {} boot {}: guest clock - host clock = {:.3} ms +- {:.3} ms ({} probes)",
+            "node {} boot {}: guest clock - host clock = {:.3} ms +- {:.3} ms ({} {how} probes)",
             k.0,
             k.1,
             o.offset as f64 / 1e6,
@@ -469,8 +584,26 @@ fn main() {
                 } else {
                     off(a.proc_).err + off(b.proc_).err
                 };
-                if overlap <= 0 {
+                if overlap <= 0 && -overlap > margin {
                     closest_gap = closest_gap.min(-overlap);
+                    continue;
+                }
+                if overlap <= 0 {
+                    // Apart on the estimated clocks, by less than their
+                    // uncertainty: unresolved.
+                    unresolved += 1;
+                    violations.push(format!(
+                        "exclusion unresolved: {} {} ({} #{}) and {} ({} #{}) {:.3} ms apart, clock uncertainty {:.3} ms",
+                        a.res,
+                        MODES[a.mode],
+                        h.files[a.file],
+                        a.sid,
+                        MODES[b.mode],
+                        h.files[b.file],
+                        b.sid,
+                        -overlap as f64 / 1e6,
+                        margin as f64 / 1e6
+                    ));
                     continue;
                 }
                 let what = format!(
@@ -488,10 +621,10 @@ fn main() {
                 if overlap > margin {
                     violations.push(format!("exclusion: {what}"));
                 } else {
+                    // Within the clocks' uncertainty: not proven apart,
+                    // and every pair must be.
                     unresolved += 1;
-                    if unresolved <= 5 {
-                        info.push(format!("unresolved (within clock uncertainty): {what}"));
-                    }
+                    violations.push(format!("exclusion unresolved: {what}"));
                 }
             }
             active.push(i);
@@ -613,6 +746,118 @@ fn main() {
                 r.proc_.pid,
                 took as f64 / 1e9,
                 r.bound_ms
+            ));
+        }
+    }
+
+    // --- per worker kind ---------------------------------------------------
+    #[derive(Default)]
+    struct PerKind {
+        processes: u64,
+        requests: u64,
+        granted: u64,
+        dropped: u64,
+        died: u64,
+        sections: u64,
+        aborts: u64,
+        longest: i64,
+    }
+    let kind_of = |p: Proc| h.kinds.get(&p).map_or("blocking", |k| k.as_str());
+    let mut per_kind: BTreeMap<&str, PerKind> = BTreeMap::new();
+    for p in h.first_seen.keys() {
+        per_kind.entry(kind_of(*p)).or_default().processes += 1;
+    }
+    for r in &h.requests {
+        let k = per_kind.entry(kind_of(r.proc_)).or_default();
+        k.requests += 1;
+        match &r.end {
+            Some((t, o)) => {
+                k.longest = k.longest.max(t - r.start);
+                match o.as_str() {
+                    "ok" => k.granted += 1,
+                    "dropped" => k.dropped += 1,
+                    _ => {}
+                }
+            }
+            None => k.died += 1,
+        }
+    }
+    for s in &h.sections {
+        per_kind.entry(kind_of(s.proc_)).or_default().sections += 1;
+    }
+    for (p, n) in &h.aborts {
+        per_kind.entry(kind_of(*p)).or_default().aborts += n;
+    }
+
+    // --- 5. stalls of the async workers, per fault kind ---------------------
+    // A sample (one second, ending at its time) belongs to a fault kind if
+    // it ends within 45 s after such a fault (its recovery), else to
+    // "steady".
+    #[derive(Default, Clone, Copy)]
+    struct StallAgg {
+        samples: u64,
+        stall: i64,
+        poll: i64,
+        blocked: i64,
+        blocked_n: u64,
+        dispatch: i64,
+        blocked_dispatch: i64,
+    }
+    let fault_times: Vec<(String, i64)> = ev
+        .list
+        .iter()
+        .filter_map(|(k, _, _, t, rest)| match k.as_str() {
+            "fault" => Some((
+                rest.split_whitespace().next().unwrap_or("?").to_string(),
+                *t,
+            )),
+            "blip" => Some(("blip".to_string(), *t)),
+            _ => None,
+        })
+        .collect();
+    let mut stalls: BTreeMap<(String, &str), StallAgg> = BTreeMap::new();
+    let bound_ns = blocked_poll_bound_ns();
+    for (p, t, stall, poll, blocked, n, d, bd, what) in &h.stalls {
+        let (p, t, stall, poll, blocked, n, d, bd) = (*p, *t, *stall, *poll, *blocked, *n, *d, *bd);
+        let ht = to_host(p, t);
+        let mut fk: Vec<&str> = fault_times
+            .iter()
+            .filter(|(_, ft)| ht >= *ft && ht <= ft + 45_000_000_000)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        fk.sort();
+        fk.dedup();
+        if fk.is_empty() {
+            fk.push("steady");
+        }
+        for f in fk {
+            let a = stalls.entry((f.to_string(), kind_of(p))).or_default();
+            a.samples += 1;
+            a.stall = a.stall.max(stall);
+            a.poll = a.poll.max(poll);
+            a.blocked = a.blocked.max(blocked);
+            a.blocked_n += n;
+            a.dispatch = a.dispatch.max(d);
+            a.blocked_dispatch = a.blocked_dispatch.max(bd);
+        }
+        if bd > bound_ns {
+            violations.push(format!(
+                "blocking dispatch: a Lockspace::dispatch call blocked its executor thread {:.1} ms (node {} pid {}, {} worker, second ending at host time {:.3})",
+                bd as f64 / 1e6,
+                p.node,
+                p.pid,
+                kind_of(p),
+                ht as f64 / 1e9
+            ));
+        }
+        if blocked > bound_ns {
+            violations.push(format!(
+                "blocking poll: a poll or drop of a crate future or guard ({what}) blocked its thread {:.1} ms (node {} pid {}, {} worker, second ending at host time {:.3})",
+                blocked as f64 / 1e6,
+                p.node,
+                p.pid,
+                kind_of(p),
+                ht as f64 / 1e9
             ));
         }
     }
@@ -764,6 +1009,40 @@ fn main() {
         max_count.values().max().copied().unwrap_or(0),
         h.orphaned
     );
+    println!("per worker kind:");
+    println!(
+        "  {:9} {:>5} {:>9} {:>9} {:>8} {:>6} {:>9} {:>7} {:>9}",
+        "kind", "procs", "requests", "granted", "dropped", "died", "sections", "aborts", "longest"
+    );
+    for (k, v) in &per_kind {
+        println!(
+            "  {k:9} {:>5} {:>9} {:>9} {:>8} {:>6} {:>9} {:>7} {:>8.3}s",
+            v.processes,
+            v.requests,
+            v.granted,
+            v.dropped,
+            v.died,
+            v.sections,
+            v.aborts,
+            v.longest as f64 / 1e9
+        );
+    }
+    println!(
+        "executor stalls of async workers (per second: ticker lateness; longest poll/drop; longest that blocked, bound {} ms), by fault window (45 s after the fault) and kind:",
+        bound_ns / 1_000_000
+    );
+    for ((f, k), a) in &stalls {
+        println!(
+            "  {f:13} {k:6} {:>6} s  stall {:>8.1} ms  poll {:>7.1} ms  blocked {:>6.1} ms ({} polls blocked)  dispatch {:>6.1} ms, blocked {:>5.1} ms",
+            a.samples,
+            a.stall as f64 / 1e6,
+            a.poll as f64 / 1e6,
+            a.blocked as f64 / 1e6,
+            a.blocked_n,
+            a.dispatch as f64 / 1e6,
+            a.blocked_dispatch as f64 / 1e6
+        );
+    }
     println!("faults and events:");
     for (k, n) in &faults {
         println!("  {k:14} {n}");
@@ -834,8 +1113,35 @@ fn main() {
         println!("  {i}");
     }
     println!("violations: {}", violations.len());
-    for v in violations.iter().take(50) {
-        println!("VIOLATION: {v}");
+    // By kind (the words before the first colon), then the first 50.
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for v in &violations {
+        let k = v.split(':').next().unwrap_or("?");
+        let k = if k.starts_with("request ") {
+            if v.contains("over its bound") {
+                "request over its bound"
+            } else if v.contains("never ended") {
+                "request never ended"
+            } else {
+                "request untyped error"
+            }
+        } else {
+            k
+        };
+        *kinds.entry(k.to_string()).or_default() += 1;
+    }
+    for (k, n) in &kinds {
+        println!("  {k}: {n}");
+    }
+    // Up to 20 of each kind.
+    let mut shown: HashMap<&str, u64> = HashMap::new();
+    for v in &violations {
+        let k = v.split(':').next().unwrap_or("?");
+        let n = shown.entry(k).or_default();
+        *n += 1;
+        if *n <= 20 {
+            println!("VIOLATION: {v}");
+        }
     }
     std::process::exit(if violations.is_empty() { 0 } else { 1 });
 }

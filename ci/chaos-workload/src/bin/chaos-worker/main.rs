@@ -1,7 +1,7 @@
 //! chaos-worker: one worker process of the chaos suite (`ci/chaos`).
 //!
 //! ```text
-//! chaos-worker DIR NODE BOOT SLOT THREADS SEED
+//! chaos-worker DIR NODE BOOT SLOT THREADS SEED [KIND]
 //! chaos-worker purge DIR NODE      # end of run: purge this node's orphans
 //! chaos-worker release DIR NODE    # then: non-forced release, fresh handle
 //! ```
@@ -22,6 +22,15 @@
 //! `wait RES` (ask for RES in EX, hold it briefly once granted); the
 //! worker answers in DIR/ack/NAME.STATE (`waiting`, `held`, `granted`,
 //! `failed`).
+//!
+//! KIND is the front-end of the crate the workload goes through (see
+//! [`Kind`]): `blocking` (the default: the calls above on THREADS
+//! threads), `tokio`, `poll` or `drive` (the futures, in `asynch.rs`).
+//! Every kind records the same way, so that chaos-check proves the same
+//! invariants for all of them.
+mod asynch;
+mod pollexec;
+
 use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode, Node, Owner, Release};
 use dlm_chaos::{now_ns, Counter, Recorder, Rng};
 use std::path::{Path, PathBuf};
@@ -38,6 +47,48 @@ const UNTIMED_BOUND_MS: u64 = 60_000;
 /// Slack added to a timed request's timeout for its bound (ms): the
 /// cancel's grace and a recovery in progress.
 const TIMED_SLACK_MS: u64 = 30_000;
+
+/// A worker kind: which front-end of the crate a worker process uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Blocking calls with RAII guards, one thread per workload thread.
+    Blocking,
+    /// The futures on a multi-threaded tokio runtime (two worker
+    /// threads), a threaded handle; pending futures dropped at random
+    /// (timeouts by `select`, aborted tasks).
+    Tokio,
+    /// A poll-mode handle: many futures driven from one thread by the
+    /// worker's own executor, which waits with `poll(2)` on the handle's
+    /// descriptor and calls `Lockspace::dispatch` (`pollexec.rs`).
+    Poll,
+    /// A poll-mode handle on a current-thread tokio runtime whose answers
+    /// `dlm::tokio::drive` reads.
+    Drive,
+    // The cached-lock kind (issue 17) goes here: a `Cached` variant, its
+    // name in `parse` and `name`, its runner in `main` and the name in
+    // ci/chaos's `kinds` list; it records as the others do.
+}
+
+impl Kind {
+    fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "blocking" => Kind::Blocking,
+            "tokio" => Kind::Tokio,
+            "poll" => Kind::Poll,
+            "drive" => Kind::Drive,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Blocking => "blocking",
+            Kind::Tokio => "tokio",
+            Kind::Poll => "poll",
+            Kind::Drive => "drive",
+        }
+    }
+}
 
 struct Ctx {
     dir: PathBuf,
@@ -406,7 +457,7 @@ fn op_orphan(ctx: &Ctx, h: &mut Hist, rng: &mut Rng) {
 
 fn work_thread(ctx: Arc<Ctx>, idx: usize, seed: u64) {
     let path = rec_path(&ctx, idx);
-    let rec = Recorder::create(&path, ctx.node, ctx.boot, idx).expect("record file");
+    let rec = Recorder::create(&path, ctx.node, ctx.boot, idx, "blocking").expect("record file");
     let mut h = Hist {
         rec,
         next_rid: 0,
@@ -429,18 +480,23 @@ fn work_thread(ctx: Arc<Ctx>, idx: usize, seed: u64) {
 }
 
 fn rec_path(ctx: &Ctx, idx: usize) -> PathBuf {
-    ctx.dir.join("rec").join(format!(
-        "n{}-b{}-s{}-p{}-t{idx}.rec",
-        ctx.node,
-        ctx.boot,
-        ctx.slot,
+    rec_file(&ctx.dir, ctx.node, ctx.boot, ctx.slot, &format!("t{idx}"))
+}
+
+fn rec_file(dir: &Path, node: u32, boot: u32, slot: u32, what: &str) -> PathBuf {
+    dir.join("rec").join(format!(
+        "n{node}-b{boot}-s{slot}-p{}-{what}.rec",
         std::process::id()
     ))
 }
 
 fn ack(ctx: &Ctx, name: &str, state: &str) {
+    ack_in(&ctx.dir, name, state);
+}
+
+fn ack_in(dir: &Path, name: &str, state: &str) {
     let _ = std::fs::write(
-        ctx.dir.join("ack").join(format!("{name}.{state}")),
+        dir.join("ack").join(format!("{name}.{state}")),
         format!("{}\n", now_ns()),
     );
 }
@@ -456,8 +512,8 @@ fn command(ctx: Arc<Ctx>, name: String, text: String) {
             return;
         };
         let res = res.to_string();
-        let rec =
-            Recorder::create(&rec_path(&ctx, idx), ctx.node, ctx.boot, idx).expect("record file");
+        let rec = Recorder::create(&rec_path(&ctx, idx), ctx.node, ctx.boot, idx, "blocking")
+            .expect("record file");
         let mut h = Hist {
             rec,
             next_rid: 0,
@@ -502,25 +558,72 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// A clock probe: create a new file on the shared file system between
-/// two readings of this guest's clock; the host stamps it with its own.
+/// A clock probe: answered by the host's `chaos-clock` through DIR/clock
+/// when it runs there ([`dlm_chaos::host_probe`], a `Q` line), else by a
+/// file's time stamp in this process's own probe directory
+/// ([`dlm_chaos::probe`], a `P` line).
 fn probe(dir: &Path, main: &mut Recorder, n: u64) {
-    let p = dir
-        .join("probe")
-        .join(format!("p{}-{n}", std::process::id()));
-    let t1 = now_ns();
-    if std::fs::File::create(&p).is_err() {
+    let cdir = dir.join("clock");
+    if cdir.join("running").exists() {
+        if let Some((t1, host, t2)) = dlm_chaos::host_probe(&cdir, &main.id(), n) {
+            main.line(&format!("Q {t1} {host} {t2}"));
+        }
         return;
     }
-    let Ok(m) = std::fs::metadata(&p) else {
-        return;
-    };
-    let t2 = now_ns();
-    use std::os::unix::fs::MetadataExt;
-    let host = m.mtime() * 1_000_000_000 + m.mtime_nsec();
-    main.line(&format!("P {t1} {host} {t2}"));
-    let _ = std::fs::remove_file(&p);
+    let pdir = dir.join("probe").join(format!("p{}", std::process::id()));
+    if n == 0 {
+        let _ = std::fs::create_dir_all(&pdir);
+    }
+    if let Some((t1, host, t2)) = dlm_chaos::probe(&pdir, n) {
+        main.line(&format!("P {t1} {host} {t2}"));
+    }
 }
+
+/// The harness's steering and the process's own records, on the main
+/// thread until DIR/stop appears: claims each new command file of
+/// DIR/cmd/nNODE-sSLOT and hands it to `run` (name, text), probes the
+/// clock every 0.5 s and records the memory every 2 s.
+fn cmd_loop(
+    dir: &Path,
+    node: u32,
+    slot: u32,
+    main_rec: &mut Recorder,
+    stop: &Path,
+    mut run: impl FnMut(String, String),
+) {
+    let cmd_dir = dir.join("cmd").join(format!("n{node}-s{slot}"));
+    let _ = std::fs::create_dir_all(&cmd_dir);
+    let mut seen = std::collections::HashSet::new();
+    let mut tick = 0u64;
+    while !stop.exists() {
+        if let Ok(rd) = std::fs::read_dir(&cmd_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || !seen.insert(name.clone()) {
+                    continue;
+                }
+                // A command is claimed by removing its file: a worker
+                // started later on this slot does not run it again.
+                if let Ok(text) = std::fs::read_to_string(e.path()) {
+                    if std::fs::remove_file(e.path()).is_ok() {
+                        run(name, text);
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        tick += 1;
+        if tick % 10 == 0 {
+            probe(dir, main_rec, PROBES_AT_START + tick);
+        }
+        if tick % 40 == 0 {
+            main_rec.line(&format!("M {} {}", rss_kib(), now_ns()));
+        }
+    }
+}
+
+/// Clock probes taken at a worker's start, before it joins.
+const PROBES_AT_START: u64 = 20;
 
 /// End of run, on each node: purge the orphans left on purpose (from a
 /// fresh handle), then (once every node has purged) release the lockspace
@@ -609,8 +712,8 @@ fn main() {
     if args.len() == 3 && (args[0] == "purge" || args[0] == "release") {
         std::process::exit(end_of_run(&args[0], Path::new(&args[1]), &args[2]));
     }
-    if args.len() != 6 {
-        eprintln!("usage: chaos-worker DIR NODE BOOT SLOT THREADS SEED");
+    if args.len() != 6 && args.len() != 7 {
+        eprintln!("usage: chaos-worker DIR NODE BOOT SLOT THREADS SEED [KIND]");
         std::process::exit(2);
     }
     let dir = PathBuf::from(&args[0]);
@@ -619,38 +722,86 @@ fn main() {
     let slot: u32 = args[3].parse().expect("SLOT");
     let threads: usize = args[4].parse().expect("THREADS");
     let seed: u64 = args[5].parse().expect("SEED");
+    let kind = match args.get(6) {
+        None => Kind::Blocking,
+        Some(k) => Kind::parse(k).unwrap_or_else(|| {
+            eprintln!("chaos-worker: unknown kind {k}");
+            std::process::exit(2)
+        }),
+    };
     for d in ["rec", "ack", "release", "probe", "cmd"] {
         let _ = std::fs::create_dir_all(dir.join(d));
     }
     let stop = dir.join("stop");
     let mut main_rec = Recorder::create(
-        &dir.join("rec").join(format!(
-            "n{node}-b{boot}-s{slot}-p{}-main.rec",
-            std::process::id()
-        )),
+        &rec_file(&dir, node, boot, slot, "main"),
         node,
         boot,
         0,
+        kind.name(),
     )
     .expect("record file");
-    for n in 0..5 {
+    for n in 0..PROBES_AT_START {
         probe(&dir, &mut main_rec, n);
     }
     main_rec.line(&format!("M {} {}", rss_kib(), now_ns()));
-    let ls = loop {
-        match Lockspace::join("chaos", 0o600) {
-            Ok(ls) => break ls,
+    let w = WorkerArgs {
+        dir,
+        node,
+        boot,
+        slot,
+        threads,
+        seed,
+        stop,
+    };
+    match kind {
+        Kind::Blocking => run_blocking(w, main_rec),
+        _ => asynch::run(kind, w, main_rec),
+    }
+}
+
+/// What every kind of worker is started with.
+struct WorkerArgs {
+    dir: PathBuf,
+    node: u32,
+    boot: u32,
+    slot: u32,
+    threads: usize,
+    seed: u64,
+    stop: PathBuf,
+}
+
+impl WorkerArgs {
+    /// The seed of workload thread or task `i`.
+    fn seed_of(&self, i: usize) -> u64 {
+        self.seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(u64::from(self.node) << 40 | u64::from(self.slot) << 32 | i as u64)
+            ^ u64::from(std::process::id())
+    }
+}
+
+/// Joins `chaos` with `builder`, trying again every 0.5 s until the stop.
+fn join_chaos(builder: impl Fn() -> Result<Lockspace, Error>, stop: &Path) -> Option<Lockspace> {
+    loop {
+        match builder() {
+            Ok(ls) => return Some(ls),
             Err(e) => {
                 eprintln!("chaos-worker: join: {e}");
                 if stop.exists() {
-                    return;
+                    return None;
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
-    };
-    // Keepers: the DLM frees a resource's value block with its last lock.
-    let keepers: Vec<LockGuard> = (0..RESOURCES)
+    }
+}
+
+/// Keepers: the DLM frees a resource's value block with its last lock.
+/// Taken with blocking calls (on a poll-mode handle too: they dispatch
+/// while they wait), before anything else reads the handle.
+fn take_keepers(ls: &Lockspace) -> Vec<LockGuard> {
+    (0..RESOURCES)
         .filter_map(|r| {
             ls.lock_with(
                 format!("r{r}"),
@@ -659,60 +810,12 @@ fn main() {
             )
             .ok()
         })
-        .collect();
-    let ctx = Arc::new(Ctx {
-        dir: dir.clone(),
-        node,
-        boot,
-        slot,
-        ls,
-        stop: stop.clone(),
-    });
-    println!(
-        "started node {node} boot {boot} slot {slot} pid {}",
-        std::process::id()
-    );
-    let mut handles = Vec::new();
-    for i in 0..threads {
-        let ctx = Arc::clone(&ctx);
-        let s = seed
-            .wrapping_mul(1_000_003)
-            .wrapping_add(u64::from(node) << 40 | u64::from(slot) << 32 | i as u64)
-            ^ u64::from(std::process::id());
-        handles.push(std::thread::spawn(move || work_thread(ctx, i + 1, s)));
-    }
-    let cmd_dir = dir.join("cmd").join(format!("n{node}-s{slot}"));
-    let _ = std::fs::create_dir_all(&cmd_dir);
-    let mut seen = std::collections::HashSet::new();
-    let mut tick = 0u64;
-    while !stop.exists() {
-        if let Ok(rd) = std::fs::read_dir(&cmd_dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') || !seen.insert(name.clone()) {
-                    continue;
-                }
-                // A command is claimed by removing its file: a worker
-                // started later on this slot does not run it again.
-                if let Ok(text) = std::fs::read_to_string(e.path()) {
-                    if std::fs::remove_file(e.path()).is_ok() {
-                        command(Arc::clone(&ctx), name, text);
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        tick += 1;
-        if tick % 10 == 0 {
-            probe(&dir, &mut main_rec, 5 + tick);
-        }
-        if tick % 40 == 0 {
-            main_rec.line(&format!("M {} {}", rss_kib(), now_ns()));
-        }
-    }
-    for h in handles {
-        let _ = h.join();
-    }
+        .collect()
+}
+
+/// The end of a worker: its keepers released, the crate's counters, the
+/// memory and the END line.
+fn finish(keepers: Vec<LockGuard>, main_rec: &mut Recorder) {
     for k in keepers {
         let _ = k.unlock();
     }
@@ -728,4 +831,44 @@ fn main() {
     main_rec.line(&format!("M {} {}", rss_kib(), now_ns()));
     main_rec.line(&format!("END {}", now_ns()));
     println!("stopped");
+}
+
+fn run_blocking(w: WorkerArgs, mut main_rec: Recorder) {
+    let Some(ls) = join_chaos(|| Lockspace::join("chaos", 0o600), &w.stop) else {
+        return;
+    };
+    let keepers = take_keepers(&ls);
+    let ctx = Arc::new(Ctx {
+        dir: w.dir.clone(),
+        node: w.node,
+        boot: w.boot,
+        slot: w.slot,
+        ls,
+        stop: w.stop.clone(),
+    });
+    println!(
+        "started node {} boot {} slot {} pid {} kind blocking",
+        w.node,
+        w.boot,
+        w.slot,
+        std::process::id()
+    );
+    let mut handles = Vec::new();
+    for i in 0..w.threads {
+        let ctx = Arc::clone(&ctx);
+        let s = w.seed_of(i);
+        handles.push(std::thread::spawn(move || work_thread(ctx, i + 1, s)));
+    }
+    cmd_loop(
+        &w.dir,
+        w.node,
+        w.slot,
+        &mut main_rec,
+        &w.stop,
+        |name, text| command(Arc::clone(&ctx), name, text),
+    );
+    for h in handles {
+        let _ = h.join();
+    }
+    finish(keepers, &mut main_rec);
 }
