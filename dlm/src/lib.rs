@@ -308,6 +308,7 @@ mod lvb;
 mod mode;
 mod name;
 mod options;
+mod reader;
 mod reaper;
 mod request;
 mod state;

@@ -10,6 +10,7 @@ pub(crate) static UNREACHABLE_RETRIES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static GIVEN_UP: AtomicU64 = AtomicU64::new(0);
 pub(crate) static REAPED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static RELEASE_FAILURES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BAD_ANSWERS: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the counters ([`stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,6 +38,10 @@ pub struct Stats {
     /// refused the unlock in its answer): those locks stay held until
     /// their lockspace handle closes, when the kernel unlocks them.
     pub release_failures: u64,
+    /// Answers read from a poll-mode handle's descriptor that could not be
+    /// applied ([`Error::BadAnswer`](crate::Error::BadAnswer)): none on a
+    /// kernel that keeps its device protocol.
+    pub bad_answers: u64,
 }
 
 /// The counters since the process started.
@@ -47,6 +52,7 @@ pub fn stats() -> Stats {
         given_up: GIVEN_UP.load(Ordering::Relaxed),
         reaped: REAPED.load(Ordering::Relaxed),
         release_failures: RELEASE_FAILURES.load(Ordering::Relaxed),
+        bad_answers: BAD_ANSWERS.load(Ordering::Relaxed),
     }
 }
 
