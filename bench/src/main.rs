@@ -91,6 +91,7 @@ impl Config {
                 "rust_poll".into(),
                 "rust_blocking".into(),
                 "c_dispatch".into(),
+                "c_direct".into(),
                 "rust_tokio".into(),
                 "rust_inpoll".into(),
             ],
@@ -125,7 +126,7 @@ impl Config {
                     return Err("usage: dlm-bench [--short] [--rounds R] [--n N] \
                                 [--levels A,B,C] [--json PATH] [--markdown PATH] [--svg PATH] \
                                 [--machine TEXT] [--command TEXT] [--cases 1,2,3,4,5] \
-                                [--contenders rust,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_blocking,c_dispatch] \
+                                [--contenders rust,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_blocking,c_dispatch,c_direct] \
                                 [--lockspace NAME] [--n-pipe N] [--section NAME] [--master-until FILE] [--nodes N]"
                         .into())
                 }
@@ -552,6 +553,14 @@ fn run(cfg: &Config) -> Result<(), String> {
         "dlm-bench: lockspace {name:?}, kernel DLM protocol {kernel}, {} rounds, N = {}",
         cfg.rounds, cfg.n
     );
+    // The floor (`c_direct`): a handle with no AST thread whose answers
+    // the C caller reads from the descriptor itself (cases 1, 7, 8).
+    let c_dls = if cfg.wants("c_direct") && [1, 7, 8].iter().any(|k| cfg.cases.contains(k)) {
+        Some(CHandle::open_polled(&cname)?)
+    } else {
+        None
+    };
+    let c_direct = |f, res| c_dls.as_ref().map(|d| c_contender("c_direct", d, f, res));
     let mut cases = Vec::new();
     let mut memory = None;
     // The Rust thread's completion channel exists before any timing.
@@ -575,7 +584,10 @@ fn run(cfg: &Config) -> Result<(), String> {
                 // contender: how far apart two identical programs come out
                 // (the noise floor of a ratio).
                 c_contender("c_ast_aa", &c_ls, ffi::cb_lock_unlock_ast, res),
-            ],
+            ]
+            .into_iter()
+            .chain(c_direct(ffi::cb_lock_unlock_direct, res))
+            .collect(),
         )?);
     }
     if cfg.cases.contains(&2) {
@@ -689,7 +701,10 @@ fn run(cfg: &Config) -> Result<(), String> {
                         ffi::cb_pipelined_dispatch,
                         PIPE_PREFIX,
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(c_direct(ffi::cb_pipelined_direct, PIPE_PREFIX))
+                .collect(),
             )?);
         }
         if cfg.cases.contains(&8) {
@@ -707,7 +722,13 @@ fn run(cfg: &Config) -> Result<(), String> {
                         run: Box::new(|n| rust_lock_unlock(&pls, res, n)),
                     },
                     c_contender("c_dispatch", &c_pls, ffi::cb_lock_unlock_dispatch, res),
-                ],
+                    // libdlm's AST thread, for the target "poll mode at most
+                    // 0.65x of C's AST thread".
+                    c_contender("c_ast", &c_ls, ffi::cb_lock_unlock_ast, res),
+                ]
+                .into_iter()
+                .chain(c_direct(ffi::cb_lock_unlock_direct, res))
+                .collect(),
             )?);
         }
     }
