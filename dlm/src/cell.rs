@@ -6,8 +6,10 @@
 //! kernel write into, the answer to the request in flight, who to wake,
 //! and the lockspace's [`Handoff`] (the reaper's queue and the cells the
 //! lockspace keeps). libdlm calls [`completion_ast`] or [`blocking_ast`]
-//! with the cell's address: on its own thread in the default mode, on the
-//! thread that dispatches in poll mode.
+//! with the cell's address on its own thread in the default mode; in poll
+//! mode the crate's reader ([`crate::reader`]) reads the kernel's answer
+//! on the thread that dispatches and calls the same functions through
+//! [`apply_result`], with the same argument.
 //!
 //! # Ownership
 //! At any moment a cell has exactly one *owner*, and only the owner writes

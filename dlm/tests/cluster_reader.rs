@@ -9,6 +9,7 @@ mod common;
 use common::{can_take, ls_name};
 use dlm::{Error, LockOptions, Lockspace, Mode, Release};
 use futures::future::join_all;
+use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -79,27 +80,29 @@ fn value_blocks_read_written_and_not_valid() {
     require_cluster!();
     let (a, b, name) = fixture("rd_lvb");
     let opts = || LockOptions::new().lvb();
-    // Written under EX, published by the release.
-    let mut g = a.lock_with("v", Mode::Ex, opts()).unwrap();
-    g.set_lvb(b"read straight from the device").unwrap();
-    g.unlock().unwrap();
+    // Written under EX, published by the conversion down to NL (the NL
+    // lock keeps the resource, and its value block, alive).
+    let mut keep = a.lock_with("v", Mode::Ex, opts()).unwrap();
+    keep.set_lvb(b"read straight from the device").unwrap();
+    keep.convert_with(Mode::Nl, opts()).unwrap();
     // Read by another handle's grant (the value block follows the result).
     let g = b.lock_with("v", Mode::Pr, opts()).unwrap();
     let lvb = g.lvb().unwrap();
     assert!(lvb.valid);
     assert_eq!(&lvb.bytes[..29], b"read straight from the device");
     // A grant with no value block asked: no bytes.
-    let h = a.lock("v", Mode::Cr).unwrap();
+    let h = b.lock("v", Mode::Cr).unwrap();
     assert!(h.lvb().is_none());
     h.unlock().unwrap();
     g.unlock().unwrap();
     // Invalidated by an EX holder: the next reader is told it is not valid.
-    let mut g = a.lock_with("v", Mode::Ex, opts()).unwrap();
-    g.invalidate_lvb().unwrap();
-    g.unlock().unwrap();
+    keep.convert_with(Mode::Ex, opts()).unwrap();
+    keep.invalidate_lvb().unwrap();
+    keep.convert_with(Mode::Nl, opts()).unwrap();
     let g = b.lock_with("v", Mode::Pr, opts()).unwrap();
     assert!(!g.lvb().unwrap().valid);
     g.unlock().unwrap();
+    keep.unlock().unwrap();
     // Conversions read and write it too: NL -> EX reads, EX -> NL writes.
     let mut g = a.lock_with("w", Mode::Nl, opts()).unwrap();
     for i in 0..20u8 {
@@ -118,7 +121,11 @@ fn value_blocks_read_written_and_not_valid() {
 fn blocking_notifications_carry_the_mode_waited_for() {
     require_cluster!();
     let (a, b, name) = fixture("rd_bast");
-    for (held, wanted) in [(Mode::Ex, Mode::Pr), (Mode::Pr, Mode::Ex), (Mode::Ex, Mode::Cr)] {
+    for (held, wanted) in [
+        (Mode::Ex, Mode::Pr),
+        (Mode::Pr, Mode::Ex),
+        (Mode::Ex, Mode::Cr),
+    ] {
         let mut g = a
             .lock_with("n", held, LockOptions::new().notify_blocking())
             .unwrap();
@@ -157,9 +164,7 @@ fn orphans_are_adopted_and_answer_nothing() {
     assert!(g.orphan().is_ok(), "orphaned");
     drop(a);
     assert!(!can_take(&b, "o", Mode::Ex));
-    let adopted = b
-        .adopt_orphan("o", Mode::Pr, LockOptions::new())
-        .unwrap();
+    let adopted = b.adopt_orphan("o", Mode::Pr, LockOptions::new()).unwrap();
     // No answer comes for an adoption: nothing to read.
     b.dispatch().unwrap();
     adopted.unlock().unwrap();
@@ -173,12 +178,18 @@ fn a_thousand_in_flight_then_blocking_calls_among_them() {
     require_cluster!();
     let (a, b, name) = fixture("rd_many");
     let names: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
-    let guards = drive(&a, join_all(names.iter().map(|n| a.lock_async(n, Mode::Ex))));
+    let guards = drive(
+        &a,
+        join_all(names.iter().map(|n| a.lock_async(n, Mode::Ex))),
+    );
     let guards: Vec<_> = guards.into_iter().map(Result::unwrap).collect();
     assert!(!can_take(&b, "m0", Mode::Cr) && !can_take(&b, "m999", Mode::Cr));
     // The unlocks' answers are read by a blocking call's wait, which
     // applies the others' on the way to its own.
-    let mut unlocks: Vec<_> = guards.into_iter().map(|g| Box::pin(g.unlock_async())).collect();
+    let mut unlocks: Vec<_> = guards
+        .into_iter()
+        .map(|g| Box::pin(g.unlock_async()))
+        .collect();
     let waker = futures::task::noop_waker();
     let mut cx = std::task::Context::from_waker(&waker);
     for u in &mut unlocks {
