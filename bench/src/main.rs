@@ -92,6 +92,7 @@ impl Config {
                 "rust_blocking".into(),
                 "c_dispatch".into(),
                 "c_direct".into(),
+                "rust_poll_inpoll".into(),
                 "rust_tokio".into(),
                 "rust_inpoll".into(),
             ],
@@ -126,7 +127,7 @@ impl Config {
                     return Err("usage: dlm-bench [--short] [--rounds R] [--n N] \
                                 [--levels A,B,C] [--json PATH] [--markdown PATH] [--svg PATH] \
                                 [--machine TEXT] [--command TEXT] [--cases 1,2,3,4,5] \
-                                [--contenders rust,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_blocking,c_dispatch,c_direct] \
+                                [--contenders rust,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_poll_inpoll,rust_blocking,c_dispatch,c_direct] \
                                 [--lockspace NAME] [--n-pipe N] [--section NAME] [--master-until FILE] [--nodes N]"
                         .into())
                 }
@@ -661,6 +662,16 @@ fn run(cfg: &Config) -> Result<(), String> {
                 .open()
                 .map_err(dlm_err("opening the lockspace with writes in poll"))?;
             let ils = &ils;
+            // A poll-mode handle whose futures write in `poll` too: one
+            // thread does everything, as the C poll-mode programs do.
+            let pils = Lockspace::builder(name)
+                .poll_mode()
+                .async_writes(dlm::AsyncWrites::InPoll)
+                .open()
+                .map_err(dlm_err(
+                    "opening the lockspace in poll mode with writes in poll",
+                ))?;
+            let pils = &pils;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .build()
@@ -681,6 +692,10 @@ fn run(cfg: &Config) -> Result<(), String> {
                     Contender {
                         id: "rust_poll",
                         run: Box::new(move |n| rust_pipelined(pls, &names[..n as usize], true)),
+                    },
+                    Contender {
+                        id: "rust_poll_inpoll",
+                        run: Box::new(move |n| rust_pipelined(pils, &names[..n as usize], true)),
                     },
                     Contender {
                         id: "rust_inpoll",
