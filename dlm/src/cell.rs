@@ -530,6 +530,35 @@ impl Blocking {
     }
 }
 
+/// The merge of two pending notifications (kept apart from `mod tests`).
+#[cfg(all(test, not(dlm_loom)))]
+mod blocking_merge_tests {
+    use super::Blocking;
+    use crate::mode::Mode;
+
+    #[test]
+    fn merged_notifications_allow_only_what_both_allow() {
+        let b = |mode| Blocking { mode };
+        for x in Mode::ALL {
+            for y in Mode::ALL {
+                let m = b(Some(x)).merge(b(Some(y))).mode().unwrap();
+                assert_eq!(m, b(Some(y)).merge(b(Some(x))).mode().unwrap());
+                // A holder's mode lets both waiters on exactly when it
+                // lets the merged mode on.
+                for held in Mode::ALL {
+                    assert_eq!(
+                        held.is_compatible(m),
+                        held.is_compatible(x) && held.is_compatible(y),
+                        "{x} + {y} = {m}, held {held}"
+                    );
+                }
+            }
+        }
+        assert_eq!(b(None).merge(b(Some(Mode::Pr))).mode(), None);
+        assert_eq!(b(Some(Mode::Pr)).merge(b(None)).mode(), None);
+    }
+}
+
 /// The receiving end of a lock's blocking notifications
 /// ([`LockGuard::blocking`](crate::LockGuard::blocking)): a
 /// `crossbeam-channel` receiver, usable with
