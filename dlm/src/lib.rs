@@ -271,10 +271,10 @@
 //!     [`Stats::bad_answers`]), and nothing of it is applied.
 //!   - libdlm drops the blocking notification's mode; here it is passed on
 //!     ([`Blocking::mode`]).
-//!   - libdlm rewrites the lock's status block at a blocking notification
-//!     (with the lock's last status), from another thread in the default
-//!     mode; here a status block is written only at a completion, the
-//!     moment the crate reads it.
+//!   - libdlm rewrites the lock's status block at every blocking
+//!     notification (with the lock's last status); the reader writes a
+//!     status block only at a completion, the moment the crate reads it
+//!     (libdlm's thread, in the default mode, still does).
 //!
 //! # Cluster set-up
 //! The DLM needs the `dlm` kernel module, corosync and dlm_controld
