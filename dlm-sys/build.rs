@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
+    println!("cargo:rerun-if-changed=device.h");
     println!("cargo:rerun-if-env-changed=DLM_LIB_DIR");
     println!("cargo:rerun-if-env-changed=DLM_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=DOCS_RS");
@@ -31,6 +32,8 @@ fn main() {
             let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
             std::fs::copy("src/bindings.rs", out.join("bindings.rs"))
                 .expect("could not copy src/bindings.rs into OUT_DIR");
+            std::fs::copy("src/device.rs", out.join("device.rs"))
+                .expect("could not copy src/device.rs into OUT_DIR");
         }
         return;
     }
@@ -47,6 +50,8 @@ fn main() {
 
     #[cfg(feature = "bindgen")]
     generate(&include);
+    #[cfg(feature = "bindgen")]
+    generate_device();
 }
 
 /// Emits the link instructions; returns the include directories to search.
@@ -234,4 +239,48 @@ fn generate(include: &Path) {
         "cargo:rerun-if-changed={}",
         include.join("libdlm.h").display()
     );
+}
+
+/// The lockspace device's protocol (`linux/dlm_device.h`): the result
+/// records a read of the device returns. A bindgen run of its own: that
+/// header's `struct dlm_lksb` (from `linux/dlm.h`) clashes with
+/// `libdlm.h`'s.
+#[cfg(feature = "bindgen")]
+fn generate_device() {
+    use bindgen::callbacks::{IntKind, ParseCallbacks};
+
+    /// The version numbers as `u32` (the `version[]` fields' type), the
+    /// value block length as `usize`.
+    #[derive(Debug)]
+    struct Types;
+
+    impl ParseCallbacks for Types {
+        fn int_macro(&self, name: &str, _value: i64) -> Option<IntKind> {
+            if name.starts_with("DLM_DEVICE_VERSION_") {
+                Some(IntKind::U32)
+            } else if name == "DLM_USER_LVB_LEN" {
+                Some(IntKind::Custom {
+                    name: "usize",
+                    is_signed: false,
+                })
+            } else {
+                None
+            }
+        }
+    }
+
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("device.rs");
+    bindgen::Builder::default()
+        .header("device.h")
+        .allowlist_type("dlm_lock_result|dlm_device_version")
+        .allowlist_var("DLM_DEVICE_VERSION_.*|DLM_USER_LVB_LEN")
+        .parse_callbacks(Box::new(Types))
+        .derive_default(true)
+        .layout_tests(true)
+        .generate_comments(true)
+        .ctypes_prefix("::std::os::raw")
+        .generate()
+        .expect("bindgen could not generate linux/dlm_device.h's bindings")
+        .write_to_file(&out)
+        .expect("could not write the device bindings");
 }

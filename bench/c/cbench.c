@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <libdlm.h>
 
 #define BAD_STATUS(st) (-(1000000 + (int64_t)(st)))
@@ -705,4 +706,129 @@ int64_t cb_lock_unlock_dispatch(void *ls, const char *name, unsigned int len, ui
 			return rc;
 	}
 	return now_ns() - t0;
+}
+
+/* ---- c_direct: the floor. The caller reads its own answers ---- */
+
+/*
+ * No libdlm dispatch at all: after dlm_ls_lock / dlm_ls_unlock the caller
+ * read(2)s the answer from the lockspace's descriptor itself, one struct
+ * dlm_lock_result (linux/dlm_device.h, device protocol 6.0.x) per read,
+ * on a handle with no AST thread, and copies status and lock id into the
+ * status block the result names, as libdlm's dispatch does. The
+ * descriptor stays blocking: each read returns the next answer, or waits
+ * for it. One write and one read per request: nothing can cost less.
+ *
+ * linux/dlm_device.h cannot be included with libdlm.h (both define
+ * struct dlm_lksb, with the same layout): the record is spelt out here.
+ */
+struct direct_result {
+	uint32_t version[3];
+	uint32_t length;
+	void *user_astaddr;
+	void *user_astparam;
+	struct dlm_lksb *user_lksb;
+	struct dlm_lksb lksb;
+	uint8_t bast_mode;
+	uint8_t unused[3];
+	uint32_t lvb_offset;
+};
+
+_Static_assert(sizeof(struct direct_result) == 16 + 3 * sizeof(void *) + sizeof(struct dlm_lksb) + 8,
+	       "struct dlm_lock_result's layout");
+
+/* Reads one answer and applies it to the status block it names. */
+static int64_t direct_read(int fd)
+{
+	union {
+		struct direct_result r;
+		char bytes[sizeof(struct direct_result) + DLM_LVB_LEN];
+	} buf;
+	ssize_t k = read(fd, &buf, sizeof(buf));
+
+	if (k < 0)
+		return fail_errno();
+	if (k < (ssize_t)sizeof(buf.r) || buf.r.version[0] != 6)
+		return -EPROTO;
+	buf.r.user_lksb->sb_status = -buf.r.lksb.sb_status;
+	buf.r.user_lksb->sb_lkid = buf.r.lksb.sb_lkid;
+	buf.r.user_lksb->sb_flags = buf.r.lksb.sb_flags;
+	return 0;
+}
+
+/* Never called: the kernel needs an AST address, the caller reads. */
+static void direct_ast(void *arg)
+{
+	(void)arg;
+}
+
+/* Cases 1 and 8: n EX lock + unlock pairs on one resource, one request at
+ * a time, each answer read by the caller. */
+int64_t cb_lock_unlock_direct(void *ls, const char *name, unsigned int len, uint32_t n)
+{
+	static struct dlm_lksb l;
+	int fd = dlm_ls_get_fd(ls);
+	int64_t t0, rc;
+	uint32_t i;
+
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		if (dlm_ls_lock(ls, LKM_EXMODE, &l, 0, name, len, 0, direct_ast, &l, NULL, NULL))
+			return fail_errno();
+		if ((rc = direct_read(fd)))
+			return rc;
+		if (l.sb_status != 0)
+			return BAD_STATUS(l.sb_status);
+		if (dlm_ls_unlock(ls, l.sb_lkid, 0, &l, &l))
+			return fail_errno();
+		if ((rc = direct_read(fd)))
+			return rc;
+		if (l.sb_status != EUNLOCK)
+			return BAD_STATUS(l.sb_status);
+	}
+	return now_ns() - t0;
+}
+
+/* Case 7: n EX requests on "NAME0".."NAME{n-1}" written, then their n
+ * answers read; then the n unlocks, then theirs. */
+int64_t cb_pipelined_direct(void *ls, const char *name, unsigned int len, uint32_t n)
+{
+	char res[80];
+	int fd = dlm_ls_get_fd(ls);
+	int64_t t0, rc = 0;
+	uint32_t i;
+	struct dlm_lksb *l = calloc(n, sizeof(*l));
+
+	if (!l || len > 60)
+		return -ENOMEM;
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		int k = snprintf(res, sizeof(res), "%.*s%u", (int)len, name, i);
+
+		if (dlm_ls_lock(ls, LKM_EXMODE, &l[i], 0, res, k, 0, direct_ast, &l[i], NULL, NULL)) {
+			rc = fail_errno();
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++)
+		if ((rc = direct_read(fd)))
+			goto out;
+	for (i = 0; i < n; i++) {
+		if (l[i].sb_status != 0) {
+			rc = BAD_STATUS(l[i].sb_status);
+			goto out;
+		}
+		if (dlm_ls_unlock(ls, l[i].sb_lkid, 0, &l[i], &l[i])) {
+			rc = fail_errno();
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++)
+		if ((rc = direct_read(fd)))
+			goto out;
+	rc = now_ns() - t0;
+out:
+	/* Every answer was read (or the run failed and the process exits). */
+	free(l);
+	return rc;
 }

@@ -32,6 +32,8 @@ extern "C" {
         len: c_uint,
         n: u32,
     ) -> i64;
+    pub fn cb_lock_unlock_direct(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
+    pub fn cb_pipelined_direct(ls: *mut c_void, name: *const c_char, len: c_uint, n: u32) -> i64;
     fn cb_held_new(ls: *mut c_void, cap: u32) -> *mut c_void;
     fn cb_held_grow(held: *mut c_void, prefix: *const c_char, upto: u32) -> i64;
 }

@@ -92,6 +92,8 @@ impl Config {
                 "rust_poll".into(),
                 "rust_blocking".into(),
                 "c_dispatch".into(),
+                "c_direct".into(),
+                "rust_poll_inpoll".into(),
                 "rust_tokio".into(),
                 "rust_inpoll".into(),
             ],
@@ -126,7 +128,7 @@ impl Config {
                     return Err("usage: dlm-bench [--short] [--rounds R] [--n N] \
                                 [--levels A,B,C] [--json PATH] [--markdown PATH] [--svg PATH] \
                                 [--machine TEXT] [--command TEXT] [--cases 1,2,3,4,5] \
-                                [--contenders rust,rust_cached,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_blocking,c_dispatch] \
+                                [--contenders rust,rust_cached,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_poll_inpoll,rust_blocking,c_dispatch,c_direct] \
                                 [--lockspace NAME] [--n-pipe N] [--section NAME] [--master-until FILE] [--nodes N]"
                         .into())
                 }
@@ -553,6 +555,14 @@ fn run(cfg: &Config) -> Result<(), String> {
         "dlm-bench: lockspace {name:?}, kernel DLM protocol {kernel}, {} rounds, N = {}",
         cfg.rounds, cfg.n
     );
+    // The floor (`c_direct`): a handle with no AST thread whose answers
+    // the C caller reads from the descriptor itself (cases 1, 7, 8).
+    let c_dls = if cfg.wants("c_direct") && [1, 7, 8].iter().any(|k| cfg.cases.contains(k)) {
+        Some(CHandle::open_polled(&cname)?)
+    } else {
+        None
+    };
+    let c_direct = |f, res| c_dls.as_ref().map(|d| c_contender("c_direct", d, f, res));
     let mut cases = Vec::new();
     let mut memory = None;
     // The Rust thread's completion channel exists before any timing.
@@ -576,7 +586,10 @@ fn run(cfg: &Config) -> Result<(), String> {
                 // contender: how far apart two identical programs come out
                 // (the noise floor of a ratio).
                 c_contender("c_ast_aa", &c_ls, ffi::cb_lock_unlock_ast, res),
-            ],
+            ]
+            .into_iter()
+            .chain(c_direct(ffi::cb_lock_unlock_direct, res))
+            .collect(),
         )?);
     }
     if cfg.cases.contains(&2) {
@@ -686,6 +699,16 @@ fn run(cfg: &Config) -> Result<(), String> {
                 .open()
                 .map_err(dlm_err("opening the lockspace with writes in poll"))?;
             let ils = &ils;
+            // A poll-mode handle whose futures write in `poll` too: one
+            // thread does everything, as the C poll-mode programs do.
+            let pils = Lockspace::builder(name)
+                .poll_mode()
+                .async_writes(dlm::AsyncWrites::InPoll)
+                .open()
+                .map_err(dlm_err(
+                    "opening the lockspace in poll mode with writes in poll",
+                ))?;
+            let pils = &pils;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .build()
@@ -708,6 +731,10 @@ fn run(cfg: &Config) -> Result<(), String> {
                         run: Box::new(move |n| rust_pipelined(pls, &names[..n as usize], true)),
                     },
                     Contender {
+                        id: "rust_poll_inpoll",
+                        run: Box::new(move |n| rust_pipelined(pils, &names[..n as usize], true)),
+                    },
+                    Contender {
                         id: "rust_inpoll",
                         run: Box::new(move |n| rust_pipelined(ils, &names[..n as usize], false)),
                     },
@@ -726,7 +753,10 @@ fn run(cfg: &Config) -> Result<(), String> {
                         ffi::cb_pipelined_dispatch,
                         PIPE_PREFIX,
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(c_direct(ffi::cb_pipelined_direct, PIPE_PREFIX))
+                .collect(),
             )?);
         }
         if cfg.cases.contains(&8) {
@@ -744,7 +774,13 @@ fn run(cfg: &Config) -> Result<(), String> {
                         run: Box::new(|n| rust_lock_unlock(&pls, res, n)),
                     },
                     c_contender("c_dispatch", &c_pls, ffi::cb_lock_unlock_dispatch, res),
-                ],
+                    // libdlm's AST thread, for the target "poll mode at most
+                    // 0.65x of C's AST thread".
+                    c_contender("c_ast", &c_ls, ffi::cb_lock_unlock_ast, res),
+                ]
+                .into_iter()
+                .chain(c_direct(ffi::cb_lock_unlock_direct, res))
+                .collect(),
             )?);
         }
     }

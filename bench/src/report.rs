@@ -142,6 +142,23 @@ impl CaseResult {
         matches!(self.id.as_str(), "pipelined" | "poll_one")
     }
 
+    /// How far each contender is from the floor (`c_direct`: C reading
+    /// its own answers from the device), as "id 1.234x, ...": the ratio of
+    /// the medians. `None` without the floor in this case.
+    pub fn floor_line(&self) -> Option<String> {
+        self.get(FLOOR)?;
+        let parts: Vec<String> = self
+            .contenders
+            .iter()
+            .filter(|c| c.id != FLOOR)
+            .filter_map(|c| {
+                let r = self.ratio_of(&c.id, FLOOR)?;
+                Some(format!("{} {:.3}x", c.id, r.of_medians))
+            })
+            .collect();
+        Some(parts.join(", "))
+    }
+
     pub fn summary(&self) -> String {
         let mut s = format!("{} ({} per {}):", self.id, self.ops_per_round, self.unit);
         for c in &self.contenders {
@@ -152,14 +169,31 @@ impl CaseResult {
                 let _ = write!(s, "; {num}/{other} {:.3}", r.of_medians);
             }
         }
+        if let Some(floor) = self.floor_line() {
+            let _ = write!(s, "; to the floor: {floor}");
+        }
         let _ = write!(s, " [{:.0} s]", self.seconds);
         s
     }
 }
 
+/// The floor: the C program that writes its request and `read(2)`s its
+/// own answer from the lockspace device (one write and one read per
+/// request).
+pub const FLOOR: &str = "c_direct";
+
 /// The ratios reported: each Rust contender over its C counterpart of the
-/// same architecture, and the ways of cases 7-8 over each other.
-const EXTRA_RATIOS: [(&str, &str); 12] = [
+/// same architecture, the ways of cases 7-8 over each other, and the poll
+/// mode and libdlm's ways over the floor.
+const EXTRA_RATIOS: [(&str, &str); 20] = [
+    ("rust_poll", FLOOR),
+    ("rust_poll_inpoll", FLOOR),
+    ("rust_poll_inpoll", "c_dispatch"),
+    ("rust_tokio", FLOOR),
+    ("rust", FLOOR),
+    ("c_ast", FLOOR),
+    ("c_dispatch", FLOOR),
+    ("rust_poll", "c_ast"),
     ("rust", "c_ast"),
     ("rust_cached", "c_ast"),
     ("rust_cached", "rust"),
@@ -328,6 +362,42 @@ impl Run {
                     r,
                     1.05,
                 ));
+            }
+            if c.id == "poll_one" {
+                if let Some(r) = c.ratio_of("rust_poll", "c_ast") {
+                    t.push(Target::ratio(
+                        format!("case {label} Rust poll mode at most 0.65x of C (AST thread)"),
+                        r,
+                        0.65,
+                    ));
+                }
+            }
+            if c.id == "pipelined" {
+                if let Some(r) = c.ratio_of("rust_poll", "c_dispatch") {
+                    t.push(Target::ratio(
+                        format!("case {label} Rust poll mode no slower than C dlm_dispatch"),
+                        r,
+                        1.0,
+                    ));
+                }
+                if let Some(r) = c.ratio_of("rust_poll_inpoll", "c_dispatch") {
+                    t.push(Target::ratio(
+                        format!("case {label} Rust poll mode, writes in poll (one thread, as the C program), no slower than C dlm_dispatch"),
+                        r,
+                        1.0,
+                    ));
+                }
+            }
+            if c.is_async_case() {
+                for (id, how) in [("rust_poll", ""), ("rust_poll_inpoll", ", writes in poll")] {
+                    if let Some(r) = c.ratio_of(id, FLOOR) {
+                        t.push(Target::ratio(
+                            format!("case {label} Rust poll mode{how} within 1.10x of the floor (C reading its own answers)"),
+                            r,
+                            1.10,
+                        ));
+                    }
+                }
             }
             if c.id == "pipelined" && self.nodes > 1 {
                 let best = ["rust", "rust_poll"]
@@ -605,6 +675,20 @@ impl Run {
         }
         o.push_str("\nTimes are medians over the rounds of the time per operation.\n");
         for c in &self.cases {
+            if let (Some(floor), Some(line)) = (c.get(FLOOR), c.floor_line()) {
+                let _ = writeln!(
+                    o,
+                    "\n**Distance to the floor** (case {}; the floor: C writing each request \
+                     and `read(2)`ing its own answer from the lockspace device, {} per {}): \
+                     time of each contender / the floor's: {}.",
+                    c.title.split('.').next().unwrap_or(""),
+                    us(floor.median),
+                    c.unit,
+                    line
+                );
+            }
+        }
+        for c in &self.cases {
             if let Some(r) = c.ratio_of("c_ast_aa", "c_ast") {
                 let _ = writeln!(
                     o,
@@ -683,21 +767,36 @@ impl Run {
 
     /// A bar chart of Rust / C per case.
     pub fn svg(&self) -> String {
-        const SERIES: [(&str, &str, &str); 3] = [
+        const SERIES: [(&str, &str, &str, &str); 5] = [
             (
+                "rust",
                 "c_ast",
                 "#1f77b4",
-                "vs C: dlm_ls_lock + AST thread + condvar",
+                "Rust vs C: dlm_ls_lock + AST thread + condvar",
             ),
             (
+                "rust",
                 "c_ast_locked",
                 "#2ca02c",
-                "vs C: the same, signalling under the mutex",
+                "Rust vs C: the same, signalling under the mutex",
             ),
             (
+                "rust",
                 "c_wait",
                 "#ff7f0e",
-                "vs C: dlm_ls_lock_wait / dlm_ls_unlock_wait",
+                "Rust vs C: dlm_ls_lock_wait / dlm_ls_unlock_wait",
+            ),
+            (
+                "rust_poll",
+                "c_ast",
+                "#9467bd",
+                "Rust poll mode (its own reader) vs C: AST thread",
+            ),
+            (
+                FLOOR,
+                "c_ast",
+                "#7f7f7f",
+                "the floor (C reading its own answers from the device) vs C: AST thread",
             ),
         ];
         let rows: Vec<(String, Vec<Option<f64>>)> = self
@@ -706,7 +805,7 @@ impl Run {
             .map(|c| {
                 let ratios = SERIES
                     .iter()
-                    .map(|(id, ..)| c.ratio(id).map(|r| r.of_medians))
+                    .map(|(num, den, ..)| c.ratio_of(num, den).map(|r| r.of_medians))
                     .collect();
                 (c.title.clone(), ratios)
             })
@@ -770,7 +869,7 @@ impl Run {
                 xml(title)
             );
             let mut by = y + 5.0;
-            for (v, (_, color, _)) in ratios.iter().zip(SERIES) {
+            for (v, (_, _, color, _)) in ratios.iter().zip(SERIES) {
                 let Some(v) = v else { continue };
                 let _ = writeln!(
                     o,
@@ -783,11 +882,11 @@ impl Run {
             }
             y += row_h(row);
         }
-        for (i, (_, color, label)) in SERIES.iter().enumerate() {
+        for (i, (_, _, color, label)) in SERIES.iter().enumerate() {
             let ly = bottom + 36.0 + 16.0 * i as f64;
             let _ = writeln!(
                 o,
-                "<rect x=\"{left}\" y=\"{}\" width=\"12\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"{ly}\">Rust {label}</text>",
+                "<rect x=\"{left}\" y=\"{}\" width=\"12\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"{ly}\">{label}</text>",
                 ly - 9.0,
                 left + 18.0
             );

@@ -30,6 +30,20 @@ wait_job "$h" 240
 expect "node 1's holder exits 0" 0 "$JOB_RC"
 measure "$rounds timed requests racing remote hand-overs: $(elapsed "$t0") s ($(job_out "$r" | tail -n 1 | cut -d' ' -f2-))"
 
+step "the same racing with node 2 in poll mode (its answers read by the crate from the device)"
+h=$(spawn 1 "$RACE" holder ebusy res8 "$rounds" 3)
+wait_for_line "$h" '^holding$' 30
+t0=$(now)
+r=$(spawn 2 "$RACE" racer-poll ebusy res8 "$rounds" 3)
+wait_job "$r" 240
+expect "node 2's poll-mode racer exits 0 (no error answer)" 0 "$JOB_RC"
+echo "   racer-poll: $(job_out "$r" | tail -n 1)"
+busy=$(job_out "$r" | tail -n 1 | sed -n 's/.*busy-retries=\([0-9]*\).*/\1/p')
+check "EBUSY was answered in poll mode too: ${busy:-?} retries" test "${busy:-0}" -gt 0
+wait_job "$h" 240
+expect "node 1's holder exits 0" 0 "$JOB_RC"
+measure "$rounds poll-mode timed requests racing remote hand-overs: $(elapsed "$t0") s ($(job_out "$r" | tail -n 1 | cut -d' ' -f2-))"
+
 step "nothing is left: node 1 can take EX at once"
 on 1 "$DLM_LOCK" -t --try --lockspace ebusy res8
 expect "node 1's try exits 0" 0 "$JOB_RC"

@@ -39,6 +39,32 @@ mod bindings {
 
 pub use bindings::*;
 
+/// The lockspace device's protocol (`linux/dlm_device.h`, device protocol
+/// 6.0.x): a `read(2)` of a lockspace's descriptor returns one
+/// [`dlm_lock_result`](device::dlm_lock_result) per call, followed by the
+/// value block when its `lvb_offset` is not 0. libdlm's `dlm_dispatch`
+/// reads these; a program that owns the descriptor (no AST thread) may
+/// read them itself.
+///
+/// A module of its own: the header's `struct dlm_lksb` (from
+/// `linux/dlm.h`) has the layout of `libdlm.h`'s but is another type, so
+/// the two are never bound together. The pointers in a result are the
+/// ones the reading process gave the kernel with its request (the status
+/// block, the callback and its argument).
+pub mod device {
+    #[cfg(not(feature = "bindgen"))]
+    #[allow(clippy::undocumented_unsafe_blocks)]
+    mod generated {
+        include!("device.rs");
+    }
+    #[cfg(feature = "bindgen")]
+    #[allow(clippy::undocumented_unsafe_blocks)]
+    mod generated {
+        include!(concat!(env!("OUT_DIR"), "/device.rs"));
+    }
+    pub use generated::*;
+}
+
 // The `lt` feature links libdlm_lt, which has none of the calls libdlm.h
 // declares only under `_REENTRANT`. These private items shadow the glob
 // re-export above, so that a program using one of them gets "function
@@ -93,6 +119,17 @@ mod freshness {
         assert!(
             fresh == checked_in,
             "src/bindings.rs differs from a fresh bindgen run: run dlm-sys/update-bindings.sh"
+        );
+    }
+
+    /// The same for the device protocol's bindings (`src/device.rs`).
+    #[test]
+    fn device_bindings_are_fresh() {
+        let fresh = include_str!(concat!(env!("OUT_DIR"), "/device.rs"));
+        let checked_in = include_str!("device.rs");
+        assert!(
+            fresh == checked_in,
+            "src/device.rs differs from a fresh bindgen run: run dlm-sys/update-bindings.sh"
         );
     }
 }

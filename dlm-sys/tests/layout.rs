@@ -45,3 +45,34 @@ fn library_version_is_plausible() {
     // libdlm 3.x and 4.x report their protocol version here (6.0.x).
     assert!(maj >= 6, "library version {maj}.{min}.{patch}");
 }
+
+/// The lockspace device's result record (`linux/dlm_device.h`) as the
+/// kernel writes it for a 64-bit process (`fs/dlm/user.c`,
+/// `copy_result_to_user`); bindgen's own checks (computed by clang from
+/// the header) are compiled into `dlm_sys::device`.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn device_result_layout_matches_the_header() {
+    use dlm_sys::device::*;
+    assert_eq!(offset_of!(dlm_lock_result, version), 0);
+    assert_eq!(offset_of!(dlm_lock_result, length), 12);
+    assert_eq!(offset_of!(dlm_lock_result, user_astaddr), 16);
+    assert_eq!(offset_of!(dlm_lock_result, user_astparam), 24);
+    assert_eq!(offset_of!(dlm_lock_result, user_lksb), 32);
+    assert_eq!(offset_of!(dlm_lock_result, lksb), 40);
+    assert_eq!(offset_of!(dlm_lock_result, bast_mode), 64);
+    assert_eq!(offset_of!(dlm_lock_result, lvb_offset), 68);
+    assert_eq!(size_of::<dlm_lock_result>(), 72);
+    // The header's dlm_lksb (linux/dlm.h) has libdlm.h's layout.
+    assert_eq!(
+        size_of::<dlm_sys::device::dlm_lksb>(),
+        size_of::<dlm_sys::dlm_lksb>()
+    );
+    assert_eq!(
+        offset_of!(dlm_sys::device::dlm_lksb, sb_flags),
+        offset_of!(dlm_sys::dlm_lksb, sb_flags)
+    );
+    assert_eq!(size_of::<dlm_device_version>(), 12);
+    assert_eq!((DLM_DEVICE_VERSION_MAJOR, DLM_DEVICE_VERSION_MINOR), (6, 0));
+    assert_eq!(DLM_USER_LVB_LEN, dlm_sys::DLM_LVB_LEN);
+}

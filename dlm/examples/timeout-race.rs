@@ -8,12 +8,15 @@
 //! cargo run --example timeout-race                      # both roles, in this process
 //! timeout-race holder LOCKSPACE RESOURCE ROUNDS HOLD_MS
 //! timeout-race racer  LOCKSPACE RESOURCE ROUNDS TIMEOUT_MS
+//! timeout-race racer-poll LOCKSPACE RESOURCE ROUNDS TIMEOUT_MS
 //! ```
 //!
 //! The holder takes EX, holds it `HOLD_MS`, unlocks, `ROUNDS` times. The
 //! racer asks for EX with a timeout of `TIMEOUT_MS` (some expire, some are
 //! granted as they expire), then unlocks or converts down at once,
-//! `ROUNDS` times. Both print `done granted=N timed-out=N` and exit 0, or
+//! `ROUNDS` times; `racer-poll` does the same on a poll-mode handle (whose
+//! answers, cancels' included, the crate reads from the device itself).
+//! Both print `done granted=N timed-out=N` and exit 0, or
 //! print `error: ...` and exit 1 on any other answer. Without arguments the
 //! two roles run on two threads of this process (lockspace `timeout-race`,
 //! resource `race`, 200 rounds of 5 ms); the multi-node scenario runs them
@@ -23,7 +26,7 @@ use dlm::{Error, LockOptions, Lockspace, Mode};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: timeout-race [holder|racer LOCKSPACE RESOURCE ROUNDS MS] (no arguments: both roles, 200 rounds of 5 ms)";
+const USAGE: &str = "usage: timeout-race [holder|racer|racer-poll LOCKSPACE RESOURCE ROUNDS MS] (no arguments: both roles, 200 rounds of 5 ms)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -91,7 +94,12 @@ fn run(
     rounds: u32,
     ms: Duration,
 ) -> Result<(u32, u32), String> {
-    let ls = Lockspace::join(ls_name, 0o600).map_err(|e| format!("join: {e}"))?;
+    let ls = if role == "racer-poll" {
+        Lockspace::builder(ls_name).poll_mode().join()
+    } else {
+        Lockspace::join(ls_name, 0o600)
+    }
+    .map_err(|e| format!("join: {e}"))?;
     let (mut granted, mut timed_out) = (0, 0);
     // Times vary around `ms` (0.5x to 1.5x) so that grants and cancels
     // cross at every offset.
@@ -116,7 +124,7 @@ fn run(
                 granted += 1;
                 std::thread::sleep(Duration::from_micros(500));
             }
-            "racer" => {
+            "racer" | "racer-poll" => {
                 match ls.lock_with(res, Mode::Ex, LockOptions::new().timeout(jitter())) {
                     Ok(mut g) => {
                         granted += 1;

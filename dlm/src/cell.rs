@@ -6,8 +6,10 @@
 //! kernel write into, the answer to the request in flight, who to wake,
 //! and the lockspace's [`Handoff`] (the reaper's queue and the cells the
 //! lockspace keeps). libdlm calls [`completion_ast`] or [`blocking_ast`]
-//! with the cell's address: on its own thread in the default mode, on the
-//! thread that dispatches in poll mode.
+//! with the cell's address on its own thread in the default mode; in poll
+//! mode the crate's reader ([`crate::reader`]) reads the kernel's answer
+//! on the thread that dispatches and calls the same functions through
+//! [`apply_result`], with the same argument.
 //!
 //! # Ownership
 //! At any moment a cell has exactly one *owner*, and only the owner writes
@@ -520,9 +522,76 @@ pub(crate) fn may_cancel(new: bool, unlock: bool, flags: u32) -> bool {
 }
 
 /// A blocking notification: another request waits for a mode this lock's
-/// mode blocks. libdlm does not pass on which mode.
+/// mode blocks.
+///
+/// Which mode it waits for ([`mode`](Blocking::mode)) is known only on a
+/// handle in poll mode ([`LockspaceBuilder::poll_mode`](crate::LockspaceBuilder::poll_mode)),
+/// whose answers the crate reads from the lockspace's descriptor itself:
+/// the kernel sends the mode with the notification, and libdlm's thread
+/// (the default mode) drops it before it calls back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Blocking;
+pub struct Blocking {
+    mode: Option<crate::mode::Mode>,
+}
+
+impl Blocking {
+    /// The mode the blocked request waits for: converting this lock to a
+    /// mode [compatible](crate::Mode::is_compatible) with it (or
+    /// unlocking it) lets that request on. Two notifications the receiver
+    /// has not taken yet are merged into one, whose mode is compatible with
+    /// exactly the modes compatible with both (the stronger of the two;
+    /// PW for CW and PR).
+    ///
+    /// `None` where the mode is not known: on a handle with libdlm's
+    /// thread (the default mode; libdlm's callback has no parameter for
+    /// it), or in poll mode on a kernel whose device protocol is not
+    /// 6.0.x (then libdlm's `dlm_dispatch` reads the answers). A holder
+    /// that does not know the mode must assume the worst (EX: convert to
+    /// NL or unlock).
+    pub fn mode(&self) -> Option<crate::mode::Mode> {
+        self.mode
+    }
+
+    /// The notification that says what both `self` and `other` say.
+    fn merge(self, other: Blocking) -> Blocking {
+        use crate::mode::Mode;
+        let mode = match (self.mode, other.mode) {
+            (Some(Mode::Cw), Some(Mode::Pr)) | (Some(Mode::Pr), Some(Mode::Cw)) => Some(Mode::Pw),
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+        Blocking { mode }
+    }
+}
+
+/// The merge of two pending notifications (kept apart from `mod tests`).
+#[cfg(all(test, not(dlm_loom)))]
+mod blocking_merge_tests {
+    use super::Blocking;
+    use crate::mode::Mode;
+
+    #[test]
+    fn merged_notifications_allow_only_what_both_allow() {
+        let b = |mode| Blocking { mode };
+        for x in Mode::ALL {
+            for y in Mode::ALL {
+                let m = b(Some(x)).merge(b(Some(y))).mode().unwrap();
+                assert_eq!(m, b(Some(y)).merge(b(Some(x))).mode().unwrap());
+                // A holder's mode lets both waiters on exactly when it
+                // lets the merged mode on.
+                for held in Mode::ALL {
+                    assert_eq!(
+                        held.is_compatible(m),
+                        held.is_compatible(x) && held.is_compatible(y),
+                        "{x} + {y} = {m}, held {held}"
+                    );
+                }
+            }
+        }
+        assert_eq!(b(None).merge(b(Some(Mode::Pr))).mode(), None);
+        assert_eq!(b(Some(Mode::Pr)).merge(b(None)).mode(), None);
+    }
+}
 
 /// The receiving end of a lock's blocking notifications
 /// ([`LockGuard::blocking`](crate::LockGuard::blocking)): a
@@ -1104,20 +1173,37 @@ pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
     });
 }
 
-/// The blocking callback of locks that asked for notifications.
+/// The blocking callback of locks that asked for notifications (libdlm's
+/// thread calls it; it cannot say which mode is waited for).
 ///
 /// # Safety
 /// `arg` is the callback argument of a live cell; the kernel sends
 /// blocking notifications only before the lock's last answer, and a cell
 /// is freed only after that.
 pub(crate) unsafe extern "C" fn blocking_ast(arg: *mut c_void) {
+    // SAFETY: this function's contract is `blocking`'s.
+    unsafe { blocking(arg, None) }
+}
+
+/// A blocking notification for the cell `arg` names, waited for in `mode`
+/// when known: what [`blocking_ast`] does, and what the poll-mode reader
+/// does with a blocking notification it read ([`apply_result`]).
+///
+/// # Safety
+/// As for [`blocking_ast`].
+unsafe fn blocking(arg: *mut c_void, mode: Option<crate::mode::Mode>) {
     let _no_cancel = NoCancel::new();
     no_unwind(|| {
         // SAFETY: `arg` names a live cell (this function's contract).
         let (cell, _) = unsafe { CellRef::from_arg(arg) };
-        if let Some((tx, _)) = &cell.blocking {
-            // Coalesces: one pending notification says enough.
-            let _ = tx.try_send(Blocking);
+        if let Some((tx, rx)) = &cell.blocking {
+            // Coalesces: one pending notification says enough, with the
+            // mode that says what both say.
+            let note = Blocking { mode };
+            if tx.try_send(note).is_err() {
+                let merged = rx.try_recv().map_or(note, |old| old.merge(note));
+                let _ = tx.try_send(merged);
+            }
             if let Ok(waiter) = cell.bast_waiter.lock() {
                 if let Some(thread) = waiter.as_ref() {
                     thread.unpark();
@@ -1126,6 +1212,73 @@ pub(crate) unsafe extern "C" fn blocking_ast(arg: *mut c_void) {
             cell.bast_task.wake();
         }
     });
+}
+
+/// Applies a result the poll-mode reader read from the lockspace's
+/// descriptor ([`crate::reader`]) as libdlm's `dlm_dispatch` would: a
+/// completion's status, lock id, flags and value block into the status
+/// block and buffer of the slot its argument names, then
+/// [`completion_ast`]; a blocking notification through [`blocking_ast`]'s
+/// path, with its mode. Refuses (applying nothing) a result whose status
+/// block is not the one its argument names.
+///
+/// # Safety
+/// `parsed.arg` is the callback argument of a result read from the
+/// descriptor of a poll-mode handle whose requests this crate wrote: the
+/// argument of a live cell, under the same contract as a call of
+/// [`completion_ast`] or [`blocking_ast`] by libdlm's thread (the owner or
+/// the lockspace's keeping holds the cell until its last answer has been
+/// handed over); nothing else reads that descriptor meanwhile.
+pub(crate) unsafe fn apply_result(parsed: &crate::reader::Parsed) -> crate::error::Result<()> {
+    use crate::reader::Kind;
+    let slot = parsed.arg & 1;
+    let cell = (parsed.arg - slot) as *const LockCell;
+    if cell.align_offset(std::mem::align_of::<LockCell>()) != 0 {
+        return Err(crate::Error::BadAnswer("a misaligned callback argument"));
+    }
+    // SAFETY: `cell` is a live cell (this function's contract); the place
+    // is only projected to the slot's status block, nothing is read.
+    let lksb: *mut sys::dlm_lksb = unsafe { (*cell).lksb[slot].get() };
+    if lksb as usize != parsed.lksb {
+        return Err(crate::Error::BadAnswer(
+            "a result whose status block is not its argument's",
+        ));
+    }
+    let arg = parsed.arg as *mut c_void;
+    match parsed.kind {
+        Kind::Completion {
+            status,
+            lkid,
+            flags,
+            lvb,
+        } => {
+            // SAFETY: the cell is live; this is the status block of the
+            // slot whose request was answered, which libdlm's thread would
+            // write here (no other side writes it while that request is in
+            // flight, and the owner reads it only after the hand-over). The
+            // lock id is stored atomically: the writer of a new request
+            // reads it right after its write (`lkid_after_request`), maybe
+            // while this runs on another thread.
+            unsafe {
+                (*lksb).sb_status = status;
+                (*lksb).sb_flags = flags as std::ffi::c_char;
+                (*(std::ptr::addr_of_mut!((*lksb).sb_lkid) as *const AtomicU32))
+                    .store(lkid, std::sync::atomic::Ordering::Relaxed);
+                if let Some(lvb) = lvb {
+                    // The buffer both status blocks point at (libdlm copies
+                    // into `sb_lvbptr`, which is this buffer).
+                    *(*cell).lvb.get() = lvb;
+                }
+                completion_ast(arg);
+            }
+        }
+        Kind::Blocking { mode } => {
+            // SAFETY: the contract of `blocking_ast`, which is this
+            // function's.
+            unsafe { blocking(arg, crate::mode::Mode::from_raw(u32::from(mode))) };
+        }
+    }
+    Ok(())
 }
 
 /// The handshake under the loom model checker: every interleaving of the

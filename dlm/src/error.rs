@@ -137,6 +137,15 @@ pub enum Error {
     /// was sent to the DLM.
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// An answer read from a poll-mode handle's descriptor could not be
+    /// applied (too short, of an unknown device protocol version, a value
+    /// block outside it, naming a callback or status block that is not
+    /// this crate's); the text says what. Nothing of it was applied: the
+    /// request it answers stays unanswered (its waiter's timeout or
+    /// patience ends the wait). Counted in
+    /// [`Stats::bad_answers`](crate::Stats::bad_answers).
+    #[error("an answer from the lockspace device could not be applied: {0}")]
+    BadAnswer(&'static str),
     /// Any other error from a libdlm call or an AST status.
     #[error("{op} failed: {source}")]
     Os {
@@ -168,6 +177,7 @@ impl Error {
             Error::LockspaceGone => Some(libc::ENOENT),
             Error::OrphanModeMismatch => Some(libc::EAGAIN),
             Error::InvalidName(_) | Error::InvalidArgument(_) => None,
+            Error::BadAnswer(_) => Some(libc::EPROTO),
             Error::Os { source, .. } => source.raw_os_error(),
         }
     }

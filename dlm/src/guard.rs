@@ -248,7 +248,9 @@ impl LockGuard {
 
     /// Blocking notifications (BASTs): a value arrives when another request
     /// waits for a mode this lock's mode blocks; the holder can then
-    /// convert down or unlock. Pending notifications are coalesced into
+    /// convert down or unlock. In poll mode the notification says which
+    /// mode is waited for ([`Blocking::mode`]); with libdlm's thread it
+    /// cannot (libdlm drops it). Pending notifications are coalesced into
     /// one, and a granted conversion drops the ones that came before it
     /// (the DLM notifies again if the new mode blocks someone). `None`
     /// unless the lock was requested with

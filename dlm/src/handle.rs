@@ -3,9 +3,10 @@
 //! liveness (released, stopped), the lockspace's keeping and reaper queue,
 //! and reading answers in poll mode.
 
-use crate::cell::{CellRef, Handoff};
+use crate::cell::{CellRef, Handoff, Handshake};
 use crate::error::{errno, set_errno, Error, Result};
 use crate::health::Health;
+use crate::reader::{Protocol, Read};
 use crate::request::Patience;
 use dlm_sys as sys;
 use parking_lot::Mutex;
@@ -225,9 +226,13 @@ pub(crate) struct Core {
     polled: bool,
     /// Futures write their requests in `poll` (`AsyncWrites::InPoll`).
     writes_in_poll: bool,
-    /// Held while a thread reads answers in poll mode (`dlm_dispatch`
-    /// toggles the descriptor's flags: one reader at a time). Never held
-    /// across a wait for readability.
+    /// How a poll-mode handle's answers are read: the crate's own reader
+    /// (device protocol 6.0.x, checked once at open) or `dlm_dispatch`.
+    protocol: Protocol,
+    /// Held while a thread reads answers in poll mode (one reader at a
+    /// time: results are applied in the order they are read, and
+    /// `dlm_dispatch` toggles the descriptor's flags). Never held across a
+    /// wait for readability.
     reading: Mutex<()>,
     /// The handle's reaper thread was started (per process generation).
     pub(crate) reaper_started: crate::fork::StartedIn,
@@ -285,6 +290,21 @@ impl Handle {
             ),
         };
         let code = errno();
+        // The device protocol decides who reads a poll-mode handle's
+        // answers: this crate (6.0.x) or libdlm's dlm_dispatch. Checked
+        // once per handle (libdlm caches the version at its first open).
+        let protocol = if polled && !raw.is_null() {
+            let (mut major, mut minor, mut patch) = (0, 0, 0);
+            // SAFETY: valid out-pointers; libdlm's global state is
+            // initialised (the open above succeeded) and only read now, or
+            // GLOBAL is held.
+            match unsafe { sys::dlm_kernel_version(&mut major, &mut minor, &mut patch) } {
+                0 => Protocol::for_version(major, minor),
+                _ => Protocol::Libdlm,
+            }
+        } else {
+            Protocol::Libdlm
+        };
         drop(global);
         let Some(handle) = NonNull::new(raw) else {
             return Err(match code {
@@ -316,6 +336,25 @@ impl Handle {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
+        // The crate's reader keeps the descriptor non-blocking for good
+        // (nobody else reads it: no fcntl per read, as dlm_dispatch does).
+        let protocol = match protocol {
+            Protocol::Direct => {
+                // SAFETY: `handle` is open; dlm_ls_get_fd only reads it;
+                // fcntl on a descriptor we own.
+                let set = unsafe {
+                    let fd = sys::dlm_ls_get_fd(handle.as_ptr());
+                    let flags = libc::fcntl(fd, libc::F_GETFL);
+                    flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+                };
+                if set {
+                    Protocol::Direct
+                } else {
+                    Protocol::Libdlm
+                }
+            }
+            Protocol::Libdlm => Protocol::Libdlm,
+        };
         // SAFETY: `handle` is open; dlm_ls_get_fd only reads it; fstat
         // fills a zeroed struct for a descriptor we own.
         let minor = unsafe {
@@ -333,6 +372,7 @@ impl Handle {
             generation: crate::fork::generation(),
             polled,
             writes_in_poll,
+            protocol,
             reading: Mutex::new(()),
             reaper_started: crate::fork::StartedIn::new(),
             patience,
@@ -433,36 +473,87 @@ impl Core {
         Ok(())
     }
 
-    /// Reads every pending answer and applies it on this thread
-    /// (`dlm_dispatch`). Poll mode only. Waits while another thread of
-    /// this process reads (never long: nobody holds the reading lock
-    /// across a wait), so that an answer that made the descriptor readable
-    /// is read before this returns.
+    /// Reads every pending answer and applies it on this thread (the
+    /// crate's reader, or `dlm_dispatch` on a device protocol it does not
+    /// know). Poll mode only. Waits while another thread of this process
+    /// reads (never long: nobody holds the reading lock across a wait), so
+    /// that an answer that made the descriptor readable is read before
+    /// this returns.
     pub(crate) fn dispatch_now(&self) -> Result<()> {
         let _one = self.reading.lock();
-        self.dispatch_locked()
+        self.dispatch_locked(None).map(drop)
     }
 
-    fn dispatch_locked(&self) -> Result<()> {
-        set_errno(0);
-        // SAFETY: a poll-mode handle has no AST thread reading the
-        // descriptor; `reading` keeps other threads of this process out;
-        // the callbacks are this crate's.
-        let rc = unsafe { sys::dlm_dispatch(self.fd()) };
-        if rc < 0 {
-            let code = errno();
-            if code == libc::EAGAIN {
-                return Ok(());
+    /// Reads and applies answers until none is left, or (`until`) until
+    /// that request's answer has been applied. Returns whether any answer
+    /// was read (`dlm_dispatch`: whether it was called). A result that
+    /// cannot be applied does not stop the reading: the others are
+    /// applied, then its error is returned.
+    fn dispatch_locked(&self, until: Option<&Handshake>) -> Result<bool> {
+        if self.protocol == Protocol::Libdlm {
+            set_errno(0);
+            // SAFETY: a poll-mode handle has no AST thread reading the
+            // descriptor; `reading` keeps other threads of this process
+            // out; the callbacks are this crate's.
+            let rc = unsafe { sys::dlm_dispatch(self.fd()) };
+            if rc < 0 {
+                let code = errno();
+                if code == libc::EAGAIN {
+                    return Ok(true);
+                }
+                return Err(Error::from_errno("dlm_dispatch", code));
             }
-            return Err(Error::from_errno("dlm_dispatch", code));
+            return Ok(true);
         }
-        Ok(())
+        let fd = self.fd();
+        let mut buf = crate::reader::Buf::new();
+        let mut read = false;
+        let mut bad = None;
+        loop {
+            // SAFETY: the descriptor of this poll-mode handle, whose
+            // requests this crate wrote; `reading` is held, so no other
+            // thread of this process reads it.
+            match unsafe { crate::reader::read_one(fd, &mut buf) } {
+                Ok(Read::Applied) => read = true,
+                Ok(Read::Empty) => break,
+                Err(e @ Error::BadAnswer(_)) => {
+                    read = true;
+                    bad.get_or_insert(e);
+                }
+                Err(e) => return Err(bad.unwrap_or(e)),
+            }
+            if until.is_some_and(|hs| !hs.is_waiting()) {
+                break;
+            }
+        }
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(read),
+        }
     }
 
     /// Poll mode: waits up to `timeout_ms` for answers and applies them on
     /// this thread. Returns whether the whole timeout passed with nothing
     /// to read.
     pub(crate) fn drive(&self, timeout_ms: i32) -> bool {
+        self.drive_until(timeout_ms, None)
+    }
+
+    /// [`drive`](Self::drive) for a waiter of the request on `until`: with
+    /// the crate's reader it reads before it polls (a request this node
+    /// masters is usually answered before its write returns) and stops
+    /// reading once that request's answer has been applied, so a lone
+    /// request costs one write and one read.
+    pub(crate) fn drive_until(&self, timeout_ms: i32, until: Option<&Handshake>) -> bool {
+        if until.is_some() && self.protocol == Protocol::Direct {
+            if let Some(_one) = self.reading.try_lock() {
+                // An error (a closing handle, a bad answer) falls through
+                // to the poll: it never turns this into a busy loop.
+                if matches!(self.dispatch_locked(until), Ok(true)) {
+                    return false;
+                }
+            }
+        }
         let mut pfd = libc::pollfd {
             fd: self.fd(),
             events: libc::POLLIN,
@@ -471,7 +562,8 @@ impl Core {
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
         if n > 0 {
-            let _ = self.dispatch_now();
+            let _one = self.reading.lock();
+            let _ = self.dispatch_locked(until);
         } else if n == 0 && timeout_ms >= 1000 {
             // A second with nothing to read: look at the lockspace's
             // health (the watchdog may not run in poll mode).

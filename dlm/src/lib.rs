@@ -138,14 +138,25 @@
 //! **Poll mode.** A handle opened with [`LockspaceBuilder::poll_mode`] has no
 //! libdlm thread: the program polls its descriptor
 //! ([`AsFd`](std::os::fd::AsFd)) and calls [`Lockspace::dispatch`] when it
-//! is readable, and the callbacks — the same ones — run on that thread
-//! (`dlm_dispatch`), waking the futures of the handle. Blocking calls on a
-//! poll-mode handle dispatch while they wait, so a single-threaded program
+//! is readable, and the callbacks — the same ones — run on that thread,
+//! waking the futures of the handle. Since the program owns the
+//! descriptor, the crate reads the kernel's answers from it itself rather
+//! than through `dlm_dispatch`: the descriptor is non-blocking from the
+//! open on, each answer (`struct dlm_lock_result`) is one `read(2)`,
+//! checked, and applied as libdlm applies it, through the same callbacks
+//! (one completion path for both modes). A blocking call on a poll-mode
+//! handle reads its own answer, applying those of other requests that
+//! come first on the way: with nothing else in flight, a lock is one
+//! `write` and one `read` — measured in the repository's benchmark at
+//! about the cost of a C program reading its own answers, well below
+//! libdlm's AST thread (`BENCHMARKS.md`). A kernel whose device protocol
+//! is not 6.0.x (checked once per handle) is read with `dlm_dispatch`
+//! instead. So a single-threaded program
 //! needs no other thread at all (no watchdog; no worker unless a future is
 //! used or a lock is given up or released in the background; no timer
 //! unless a future has a deadline). Never both modes
 //! on one handle: `dlm_dispatch` toggles the descriptor's flags under the
-//! AST thread's feet.
+//! AST thread's feet, and a reader there would take the thread's answers.
 //!
 //! **Unwinding.** From the moment a request is written until its answer is
 //! seen, the lock's cell is owned by a guard whose drop abandons it to the
@@ -269,6 +280,27 @@
 //!   left to wait for ever.
 //! - With no DLM, libdlm can fail with `errno` 0: that is
 //!   [`Error::NotAvailable`].
+//! - **Poll mode does not use `dlm_dispatch`** (on device protocol 6.0.x):
+//!   the crate reads the answers itself. Why, and what it does that
+//!   libdlm's dispatch does not:
+//!   - `dlm_dispatch` sets `O_NONBLOCK`, reads until `EAGAIN` and restores
+//!     the flags on every call (about six system calls per answer, and a
+//!     flag change another thread of the program can observe); here the
+//!     descriptor is made non-blocking once, at open, and an answer costs
+//!     one `read(2)`. A blocking call stops reading at its own answer.
+//!   - libdlm copies each result wherever it points and calls whatever
+//!     function it names, trusting its length; here a result is applied
+//!     only if its length is the length read, its protocol version is
+//!     known, its value block lies inside it, its callback is one of this
+//!     crate's and its status block the one its callback argument names.
+//!     Anything else is [`Error::BadAnswer`] (counted in
+//!     [`Stats::bad_answers`]), and nothing of it is applied.
+//!   - libdlm drops the blocking notification's mode; here it is passed on
+//!     ([`Blocking::mode`]).
+//!   - libdlm rewrites the lock's status block at every blocking
+//!     notification (with the lock's last status); the reader writes a
+//!     status block only at a completion, the moment the crate reads it
+//!     (libdlm's thread, in the default mode, still does).
 //!
 //! # Cluster set-up
 //! The DLM needs the `dlm` kernel module, corosync and dlm_controld
@@ -335,6 +367,7 @@ mod lvb;
 mod mode;
 mod name;
 mod options;
+mod reader;
 mod reaper;
 mod request;
 mod state;

@@ -176,15 +176,19 @@ impl Lockspace {
     }
 
     /// Poll mode: reads every answer the kernel has for this handle and runs
-    /// its callbacks on the calling thread (`dlm_dispatch`): waiting calls
-    /// and futures of this handle then see their answers. Call it when the
-    /// descriptor ([`AsFd`](std::os::fd::AsFd)) is readable; it does not
-    /// wait for one.
+    /// its callbacks on the calling thread: waiting calls and futures of
+    /// this handle then see their answers. Call it when the descriptor
+    /// ([`AsFd`](std::os::fd::AsFd)) is readable; it does not wait for one.
+    /// The crate reads the answers itself, one `read(2)` each until none
+    /// is left (see the crate docs' poll mode), or with `dlm_dispatch` on a
+    /// kernel whose device protocol it does not know.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] unless the handle is in poll mode
     /// (libdlm's thread reads the descriptor of the others);
-    /// [`Error::Forked`]; errors of `dlm_dispatch`.
+    /// [`Error::Forked`]; [`Error::BadAnswer`] when an answer could not be
+    /// applied (the others read with it were); errors of `read(2)` or
+    /// `dlm_dispatch`.
     pub fn dispatch(&self) -> Result<()> {
         if !self.inner.is_polled() {
             return Err(Error::InvalidArgument(
@@ -592,7 +596,10 @@ impl LockspaceBuilder {
     /// Poll mode: no libdlm thread for this handle. The program polls the
     /// handle's descriptor and calls [`Lockspace::dispatch`] when it is
     /// readable, which runs the callbacks on its own thread (libdlm's
-    /// `dlm_dispatch` way, as mdadm and rgmanager do). Blocking calls on
+    /// `dlm_dispatch` way, as mdadm and rgmanager do; the crate reads the
+    /// answers itself, one `read(2)` each, and keeps the descriptor
+    /// non-blocking). Blocking notifications say which mode is waited for
+    /// ([`Blocking::mode`](crate::Blocking::mode)). Blocking calls on
     /// the handle dispatch while they wait, so a single-threaded program
     /// needs no other thread; futures are woken from `dispatch` (so they
     /// complete only while something dispatches: the program's loop, or

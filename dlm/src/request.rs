@@ -398,7 +398,7 @@ fn await_answer(
     wait: Wait,
 ) -> Result<(Delivered, bool), Error> {
     let alive = || handle.is_alive();
-    let drive = |ms: i32| handle.drive(ms);
+    let drive = |ms: i32| handle.drive_until(ms, Some(&cell.hs));
     let drive: Option<&dyn Fn(i32) -> bool> = if handle.is_polled() {
         Some(&drive)
     } else {

@@ -12,6 +12,7 @@ pub(crate) static REAPED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static RELEASE_FAILURES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CACHE_TAKES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CACHE_GIVE_UPS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BAD_ANSWERS: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the counters ([`stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,6 +49,10 @@ pub struct Stats {
     /// Times a cached lock's DLM lock was given up (asked for by another
     /// holder, or idle), every cache of the process.
     pub cache_give_ups: u64,
+    /// Answers read from a poll-mode handle's descriptor that could not be
+    /// applied ([`Error::BadAnswer`](crate::Error::BadAnswer)): none on a
+    /// kernel that keeps its device protocol.
+    pub bad_answers: u64,
 }
 
 /// The counters since the process started.
@@ -60,6 +65,7 @@ pub fn stats() -> Stats {
         release_failures: RELEASE_FAILURES.load(Ordering::Relaxed),
         cache_takes: CACHE_TAKES.load(Ordering::Relaxed),
         cache_give_ups: CACHE_GIVE_UPS.load(Ordering::Relaxed),
+        bad_answers: BAD_ANSWERS.load(Ordering::Relaxed),
     }
 }
 

@@ -21,7 +21,8 @@ impl AsRawFd for Registered {
 
 /// Reads and dispatches the answers of the poll-mode handle `ls` whenever
 /// tokio's reactor finds its descriptor readable (`AsyncFd`, then
-/// [`Lockspace::dispatch`], which reads until the descriptor is drained):
+/// [`Lockspace::dispatch`], which reads until the descriptor is drained,
+/// one `read(2)` per answer):
 /// the futures of the handle are woken from here. Spawn it on the runtime
 /// that runs them, and abort it when done (it holds `ls`, so the handle
 /// stays open while it runs):
@@ -39,7 +40,8 @@ impl AsRawFd for Registered {
 ///
 /// Blocking calls on the handle would dispatch on their own thread too;
 /// keep them off a handle driven here. When the driver ends (an error of
-/// the reactor or of `dlm_dispatch`, or an abort), nothing reads the
+/// the reactor or of the reading, or an abort; not an answer that could
+/// not be applied, [`Error::BadAnswer`], which it skips), nothing reads the
 /// handle's answers any more: its pending futures wait until something
 /// dispatches again.
 ///
@@ -66,8 +68,13 @@ pub async fn drive(ls: Lockspace) -> Result<()> {
         .map_err(|e| reactor(e.into_parts().1))?;
     loop {
         let mut ready = fd.readable().await.map_err(reactor)?;
-        // dlm_dispatch reads until EAGAIN: the readiness can be cleared.
-        fd.get_ref().0.dispatch()?;
+        // The reader (or dlm_dispatch) reads until EAGAIN: the readiness
+        // can be cleared. An answer it could not apply was read all the
+        // same (and counted): the others still need the driver.
+        match fd.get_ref().0.dispatch() {
+            Ok(()) | Err(Error::BadAnswer(_)) => {}
+            Err(e) => return Err(e),
+        }
         ready.clear_ready();
     }
 }
