@@ -69,19 +69,6 @@ const POINTS: [Point; 5] = [
     Point::WithReaper,
 ];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn poll_once<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
     let waker = futures::task::noop_waker();
     f.poll(&mut Context::from_waker(&waker))
@@ -230,22 +217,10 @@ fn round(ls: Lockspace, obs: &Lockspace, res: &str, call: Call, point: Point) ->
 #[test]
 fn futures_dropped_at_every_await_point_leave_nothing_behind() {
     require_cluster!();
-    let seed = std::env::var("DLM_DROP_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    let rounds: usize = std::env::var("DLM_DROP_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(400);
+    let seed = common::seed("DLM_DROP_SEED");
+    let rounds: usize = common::env_number("DLM_DROP_ROUNDS", 400);
     println!("seed {seed} (DLM_DROP_SEED replays it), {rounds} rounds");
-    let mut rng = Rng(seed);
+    let mut rng = common::Rng(seed);
     let name = common::ls_name("drops");
     let obs = Lockspace::create_exclusive(&name, 0o600).unwrap();
     // The churn: new locks taken and released without pause on another

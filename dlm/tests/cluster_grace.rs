@@ -17,16 +17,6 @@ mod common;
 use dlm::{stats, Error, LockOptions, Lockspace, Mode};
 use std::time::{Duration, Instant};
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Waits until the observer can take `res` in EX (a try, released at
 /// once), for at most 5 s; whether it could.
 fn free_within_5s(obs: &Lockspace, res: &str) -> bool {
@@ -43,22 +33,10 @@ fn free_within_5s(obs: &Lockspace, res: &str) -> bool {
 #[test]
 fn zero_cancel_grace_gives_up_and_the_worker_cleans_up() {
     require_cluster!();
-    let seed = std::env::var("DLM_GRACE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    let rounds: u64 = std::env::var("DLM_GRACE_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(150);
+    let seed = common::seed("DLM_GRACE_SEED");
+    let rounds: u64 = common::env_number("DLM_GRACE_ROUNDS", 150);
     println!("seed {seed} (DLM_GRACE_SEED replays it), {rounds} rounds");
-    let mut rng = Rng(seed);
+    let mut rng = common::Rng(seed);
     let name = common::ls_name("grace");
     let obs = Lockspace::create_exclusive(&name, 0o600).unwrap();
     let a = Lockspace::builder(&name)

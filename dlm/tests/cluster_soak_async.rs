@@ -196,16 +196,7 @@ fn async_soak_with_dropped_futures_and_an_observer() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4_000);
-    let seed: u64 = std::env::var("DLM_ASOAK_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed: u64 = common::seed("DLM_ASOAK_SEED");
     println!("async soak: seed {seed} (DLM_ASOAK_SEED replays it), {ops} operations");
     let name = common::ls_name("asoak");
     let ls = Lockspace::create_exclusive(&name, 0o600).unwrap();

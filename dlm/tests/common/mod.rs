@@ -55,3 +55,42 @@ pub fn can_take(ls: &dlm::Lockspace, name: impl AsRef<[u8]>, mode: dlm::Mode) ->
         Err(e) => panic!("try_lock {} {mode}: {e}", String::from_utf8_lossy(name)),
     }
 }
+
+/// A test's seed: the number in the environment variable `var` (to replay
+/// a run), else one from the clock (never 0: the generator needs a bit).
+pub fn seed(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
+}
+
+/// The number in the environment variable `var`, else `default`.
+pub fn env_number<T: std::str::FromStr>(var: &str, default: T) -> T {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small xorshift generator for seeded test schedules.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
