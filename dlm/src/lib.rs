@@ -246,6 +246,18 @@
 //!   that reason (the chaos suite saw exactly that overlap when its fence
 //!   agent once answered without fencing). A link lost for less than
 //!   corosync's token timeout changes nothing but latency.
+//! - **A kernel defect panics the node** (seen on Linux 6.1; the code
+//!   involved is unchanged in later kernels read, which were not run): if
+//!   a node crashes while this node's new request on a resource waits
+//!   for the crashed node to say who masters it, and that request is
+//!   cancelled (a timed request that runs out, a dropped future), the
+//!   next request on the same name from this node, in the seconds after
+//!   the recovery, fails the kernel's assertion `r->res_nodeid >= 0` and
+//!   panics the whole node. Nothing a program can do rules it out; it is
+//!   shown with the plain command-line tool by
+//!   `ci/kernel-defects/uncertain-master.sh`. Programs that cancel many
+//!   new requests around node failures (short timeouts, `select!`) on a
+//!   small set of names run into it most.
 //! - **The last handle is dropped during a recovery**: the close of the
 //!   libdlm handle (`dlm_close_lockspace`) waits in the kernel until the
 //!   recovery is done, on the thread that drops it (unless releases of
