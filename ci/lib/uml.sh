@@ -69,7 +69,8 @@ EOF
 # uml_boot NODE MODE [extra kernel parameters...]: start node NODE in the
 # background. The guest's tty1 is the host's stdout (or fd UML_OUT_FD), tty2
 # its stderr (or fd UML_ERR_FD); the kernel's console (tty0) goes to stdout
-# too, with messages of level KERN_ERR and worse (DLM_UML_LOGLEVEL, default
+# too (through a descriptor of its own, 3: UML closes a console's
+# descriptor, which must not be tty1's), with messages of level KERN_ERR and worse (DLM_UML_LOGLEVEL, default
 # 4, is the kernel's loglevel=): a kernel panic and the DLM assertion
 # before it are in the node's log. Sets UML_PID_<NODE>.
 uml_boot() {
@@ -82,10 +83,10 @@ uml_boot() {
 	LD_PRELOAD="$UML_RUN/uml-xstate.so" setsid linux.uml mem="${DLM_UML_MEM:-512M}" rootfstype=hostfs rootflags=/ rw \
 		init="$ci_dir/lib/guest-init" quiet loglevel=${DLM_UML_LOGLEVEL:-4} \
 		umid="$UML_TAG-n$node" uml_dir="$UML_RUN/uml" \
-		con=null con0=null,fd:1 con1=null,fd:1 con2=null,fd:2 ssl=null \
+		con=null con0=null,fd:3 con1=null,fd:1 con2=null,fd:2 ssl=null \
 		dlmrun="$UML_RUN" dlmnode="$node" dlmmode="$mode" \
 		GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD "$@" \
-		</dev/null >&"${UML_OUT_FD:-1}" 2>&"${UML_ERR_FD:-2}" &
+		</dev/null >&"${UML_OUT_FD:-1}" 2>&"${UML_ERR_FD:-2}" 3>&1 &
 	eval "UML_PID_$node=$!"
 }
 

@@ -49,7 +49,18 @@ fn main() {
         .build()
         .expect("runtime");
     let local = tokio::task::LocalSet::new();
+    // STALL_PROBE_SAMPLE=1: a sampler thread reads, while a poll or drop
+    // has run for over 2 ms, where the runtime's thread is in the kernel
+    // (/proc/self/task/TID/syscall and wchan), and prints what it saw most
+    // at the end: what a blocked poll waits for.
+    // SAFETY: gettid has no preconditions.
+    EXEC_TID.store(unsafe { libc::gettid() }, std::sync::atomic::Ordering::Relaxed);
+    let sampler = std::env::var_os("STALL_PROBE_SAMPLE").map(|_| std::thread::spawn(sample));
     let worst = local.block_on(&rt, run(ls, seconds, resources));
+    if let Some(s) = sampler {
+        SAMPLING_DONE.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = s.join();
+    }
     println!("max_stall_ms {:.1}", worst.as_secs_f64() * 1000.0);
 }
 
@@ -79,7 +90,67 @@ fn voluntary_switches() -> i64 {
     }
 }
 
+/// The runtime's thread (for the sampler).
+static EXEC_TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// When the poll or drop under way began (ns since [`epoch`]; 0: none).
+static POLL_SINCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static SAMPLING_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// The sampler (STALL_PROBE_SAMPLE): every 200 us, if a poll or drop has
+/// run for over 2 ms, records the runtime thread's system call (number and
+/// first argument: for a futex, the lock's address) and kernel wait
+/// channel; prints the most frequent at the end, a futex address with the
+/// mapping it lies in.
+fn sample() {
+    let tid = EXEC_TID.load(std::sync::atomic::Ordering::Relaxed);
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    while !SAMPLING_DONE.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_micros(200));
+        let since = POLL_SINCE.load(std::sync::atomic::Ordering::Relaxed);
+        if since == 0 || (epoch().elapsed().as_nanos() as u64).saturating_sub(since) < 2_000_000 {
+            continue;
+        }
+        let sc = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
+        let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).unwrap_or_default();
+        let mut f = sc.split_whitespace();
+        let key = match (f.next(), f.next()) {
+            (Some("running"), _) => "running".to_string(),
+            (Some(nr), Some(a0)) => format!("syscall {nr} arg0 {a0} wchan {wchan}"),
+            _ => format!("{} wchan {wchan}", sc.trim()),
+        };
+        *seen.entry(key).or_default() += 1;
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut v: Vec<_> = seen.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1));
+    for (k, n) in v.iter().take(15) {
+        let region = k
+            .split_whitespace()
+            .nth(3)
+            .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+            .and_then(|a| {
+                maps.lines().find(|l| {
+                    let r = l.split_whitespace().next().unwrap_or("");
+                    let mut it = r.split('-').map(|x| u64::from_str_radix(x, 16).unwrap_or(0));
+                    let (lo, hi) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+                    lo <= a && a < hi
+                })
+            })
+            .unwrap_or("");
+        println!("sample {n} {k} in {region}");
+    }
+}
+
 fn start() -> Start {
+    POLL_SINCE.store(
+        (epoch().elapsed().as_nanos() as u64).max(1),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     Start {
         voluntary: voluntary_switches(),
         t: Instant::now(),
@@ -87,6 +158,7 @@ fn start() -> Start {
 }
 
 fn note_poll(s: Start) {
+    POLL_SINCE.store(0, std::sync::atomic::Ordering::Relaxed);
     let ns = s.t.elapsed().as_nanos() as u64;
     LONGEST_POLL.fetch_max(ns, std::sync::atomic::Ordering::Relaxed);
     if voluntary_switches() > s.voluntary {
