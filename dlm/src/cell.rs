@@ -107,15 +107,15 @@ pub(crate) mod sync {
     #[cfg(dlm_loom)]
     pub(crate) use loom::{
         cell::UnsafeCell,
-        sync::atomic::{AtomicBool, AtomicU8, Ordering},
-        sync::{Condvar, Mutex},
-        thread::{current, yield_now, Thread},
+        sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering},
+        sync::Mutex,
+        thread::{current, park, yield_now, Thread},
     };
     #[cfg(not(dlm_loom))]
     pub(crate) use std::{
-        sync::atomic::{AtomicBool, AtomicU8, Ordering},
-        sync::{Condvar, Mutex},
-        thread::{yield_now, Thread},
+        sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering},
+        sync::Mutex,
+        thread::{current, yield_now, Thread},
     };
 
     /// std's `UnsafeCell` with loom's access API.
@@ -830,6 +830,8 @@ pub(crate) enum Request {
 /// What the reaper is asked to do with a cell (see [`crate::reaper`]).
 #[derive(Debug)]
 pub(crate) enum Job {
+    /// Nothing to do but look: a linger began, or the handle closed.
+    Nudge,
     /// Write a future's request (the cell is `WAITING`, or `ABANDONED_*`
     /// if the future gave up since); `flags` raw `LKF_*`.
     Write {
@@ -860,31 +862,190 @@ pub(crate) enum Job {
     },
 }
 
-/// The reaper's queue, and whether its thread sleeps on it (only then does
-/// a push wake it: a futex call per job would cost more than the job).
-#[derive(Debug, Default)]
-pub(crate) struct Queue {
-    jobs: VecDeque<Job>,
-    sleeping: bool,
-    /// Something other than a job asks the worker to look (a linger).
-    nudged: bool,
+/// Parks the calling thread for `wait` at most (`None`: until unparked);
+/// it may return early. Under the model checker a park has no timeout
+/// (loom's threads park until unparked).
+fn park(wait: Option<std::time::Duration>) {
+    #[cfg(not(dlm_loom))]
+    match wait {
+        None => std::thread::park(),
+        Some(d) => std::thread::park_timeout(d),
+    }
+    #[cfg(dlm_loom)]
+    {
+        let _ = wait;
+        sync::park();
+    }
+}
+
+/// A stack that any thread pushes onto without waiting for another (one
+/// compare-and-swap on the head) and whose owner takes everything at once
+/// (one swap). The worker's jobs and the cells handed to the keeping go
+/// through it, so that a future's `poll` or `drop` (and libdlm's callback)
+/// never waits for a lock another thread holds: on a busy node that
+/// thread may be preempted in its critical section for tens of
+/// milliseconds (measured with a mutex here: polls blocked 10-40 ms under
+/// CPU load).
+///
+/// The owner may also sleep on it ([`Stack::sleep_if_empty`]): the head
+/// then holds [`Stack::asleep`] instead of null, and the push that
+/// replaces it learns so from its own compare-and-swap and wakes the
+/// owner. Announcing the sleep and pushing are read-modify-writes of the
+/// one head, so they are totally ordered: no wake-up is lost, and a push
+/// onto an awake owner's stack costs no system call.
+///
+/// No ABA problem: nodes leave only all at once ([`Stack::take_all`]), so
+/// a push whose compare-and-swap succeeds links its node to the head it
+/// read, which is the head at that moment whatever happened in between.
+pub(crate) struct Stack<T> {
+    head: sync::AtomicPtr<Node<T>>,
+}
+
+struct Node<T> {
+    value: T,
+    next: *mut Node<T>,
+}
+
+impl<T> Default for Stack<T> {
+    fn default() -> Stack<T> {
+        Stack {
+            head: sync::AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Stack<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("empty", &self.is_empty())
+            .finish()
+    }
+}
+
+// SAFETY: the stack owns its values (each node is reached from the head by
+// exactly one chain, and leaves it only by `take_all`, which hands the
+// values to the taking thread): it only moves values of `T` between
+// threads, so `T: Send` is enough.
+unsafe impl<T: Send> Send for Stack<T> {}
+// SAFETY: as above: `&Stack` only pushes (moves a `T` in) or takes (moves
+// them out), never hands out a `&T`.
+unsafe impl<T: Send> Sync for Stack<T> {}
+
+impl<T> Stack<T> {
+    /// The head's value while the owner sleeps on an empty stack: never
+    /// the address of a node (a dangling, aligned, non-null pointer; no
+    /// allocation is there), never dereferenced.
+    fn asleep() -> *mut Node<T> {
+        std::ptr::NonNull::dangling().as_ptr()
+    }
+
+    /// Pushes `value` (never waits); whether the owner was asleep on the
+    /// stack (then the caller wakes it: this push was the one to end the
+    /// sleep).
+    pub(crate) fn push(&self, value: T) -> bool {
+        let node = Box::into_raw(Box::new(Node {
+            value,
+            next: std::ptr::null_mut(),
+        }));
+        let mut head = self.head.load(sync::Ordering::Acquire);
+        loop {
+            let next = if head == Self::asleep() {
+                std::ptr::null_mut()
+            } else {
+                head
+            };
+            // SAFETY: `node` came from `Box::into_raw` above and is not
+            // yet published (only a successful exchange publishes it):
+            // this thread is its only user.
+            unsafe { (*node).next = next };
+            match self.head.compare_exchange_weak(
+                head,
+                node,
+                sync::Ordering::AcqRel,
+                sync::Ordering::Acquire,
+            ) {
+                Ok(_) => return head == Self::asleep(),
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Takes every value, oldest first (and ends the owner's sleep mark,
+    /// if still there).
+    pub(crate) fn take_all(&self) -> VecDeque<T> {
+        let mut p = self.head.swap(std::ptr::null_mut(), sync::Ordering::AcqRel);
+        let mut out = VecDeque::new();
+        if p == Self::asleep() {
+            return out;
+        }
+        while !p.is_null() {
+            // SAFETY: the swap detached the whole chain: every node on it
+            // was published by a push whose release exchange this swap's
+            // acquire reads from (directly or through the chain of
+            // read-modify-writes on the head), so its `value` and `next`
+            // are visible; no other thread can reach it any more; each
+            // came from `Box::into_raw` and is freed exactly once, here.
+            // The chain below a node never holds the sleep mark (a push
+            // that replaces it links null).
+            let node = unsafe { Box::from_raw(p) };
+            p = node.next;
+            out.push_front(node.value);
+        }
+        out
+    }
+
+    /// Marks the owner asleep if the stack is empty: then the owner parks,
+    /// and the next push reports that it ended the sleep. False (do not
+    /// park) if something was pushed.
+    pub(crate) fn sleep_if_empty(&self) -> bool {
+        self.head
+            .compare_exchange(
+                std::ptr::null_mut(),
+                Self::asleep(),
+                sync::Ordering::AcqRel,
+                sync::Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Whether nothing is on the stack (at this moment).
+    pub(crate) fn is_empty(&self) -> bool {
+        let head = self.head.load(sync::Ordering::Acquire);
+        head.is_null() || head == Self::asleep()
+    }
+}
+
+impl<T> Drop for Stack<T> {
+    fn drop(&mut self) {
+        drop(self.take_all());
+    }
 }
 
 /// A lockspace handle's reaper queue and the cells it keeps. The callbacks
 /// reach it through the cell; the handle owns it; the reaper thread takes
 /// its jobs.
+///
+/// The worker sleeps on its queue ([`Stack::sleep_if_empty`]); whoever
+/// pushes the job that ends the sleep unparks it. A linger and the close
+/// push [`Job::Nudge`] to wake it, after their own change (the worker sees
+/// the change once it takes the nudge).
 #[derive(Debug, Default)]
 pub(crate) struct Handoff {
-    /// Jobs for the reaper (std's mutex: the callback never spins on it;
-    /// loom's under the model checker).
-    jobs: sync::Mutex<Queue>,
-    ready: sync::Condvar,
+    /// Jobs for the reaper.
+    jobs: Stack<Job>,
+    /// The worker's thread, to unpark (set when it starts: a fork's child
+    /// starts a new one). Locked by a pusher only when its push ended the
+    /// worker's sleep, when the worker does not hold it.
+    worker: sync::Mutex<Option<sync::Thread>>,
     /// Cells a request in flight, a late answer or a blocking notification
     /// may still name, with no owner but the lockspace: kept until the
-    /// reaper frees them or the lockspace closes.
+    /// reaper frees them or the lockspace closes. Together with
+    /// `to_keep`: cells handed over and not yet moved in (by whoever
+    /// locks this next), so that handing one over never waits.
     kept: parking_lot::Mutex<HashMap<usize, CellRef>>,
+    to_keep: Stack<CellRef>,
     /// Set when the handle closes: the reaper thread ends.
-    closed: std::sync::atomic::AtomicBool,
+    closed: sync::AtomicBool,
     /// The worker thread's kernel id (it writes futures' requests: the
     /// kernel records it as their locks' owner); 0 before it runs.
     worker_tid: AtomicU32,
@@ -897,94 +1058,97 @@ pub(crate) struct Handoff {
 }
 
 impl Handoff {
-    /// Queues `job` for the reaper and wakes it.
+    /// Queues `job` for the reaper and wakes it if it sleeps (never
+    /// waits).
     pub(crate) fn push(&self, job: Job) {
-        let wake = match self.jobs.lock() {
-            Ok(mut q) => {
-                q.jobs.push_back(job);
-                std::mem::take(&mut q.sleeping)
+        if self.jobs.push(job) {
+            if let Ok(worker) = self.worker.lock() {
+                if let Some(t) = worker.as_ref() {
+                    t.unpark();
+                }
             }
-            Err(_) => false,
-        };
-        if wake {
-            self.ready.notify_one();
         }
     }
 
     /// Every queued job, waiting until `until` at most for the first
     /// (`None`: until one comes or the handle closes); empty when none came
-    /// in time.
+    /// in time or the handle closed. Called by the worker thread only.
     pub(crate) fn next(&self, until: Option<std::time::Instant>) -> VecDeque<Job> {
-        let Ok(mut q) = self.jobs.lock() else {
-            return VecDeque::new();
-        };
+        self.register_worker(false);
         let mut yields = 0;
         loop {
-            if !q.jobs.is_empty() {
-                q.nudged = false;
-                return std::mem::take(&mut q.jobs);
+            let jobs = self.jobs.take_all();
+            if !jobs.is_empty() || self.is_closed() {
+                return jobs;
             }
-            if self.is_closed() || std::mem::take(&mut q.nudged) {
-                return VecDeque::new();
-            }
-            if yields < 2 {
+            // (Not under the model checker: loom runs a yielding thread
+            // only once the others block, which would hide the
+            // interleavings where the worker sleeps first.)
+            if yields < 2 && !cfg!(dlm_loom) {
                 // A task that just handed over one request is often about
                 // to hand over more (a join of many): let it run before
                 // going to sleep, so that it need not wake this thread for
                 // each.
                 yields += 1;
-                drop(q);
                 sync::yield_now();
-                q = match self.jobs.lock() {
-                    Ok(q) => q,
-                    Err(_) => return VecDeque::new(),
-                };
                 continue;
             }
-            q.sleeping = true;
-            q = match until {
-                None => match self.ready.wait(q) {
-                    Ok(q) => q,
-                    Err(_) => return VecDeque::new(),
+            // Loom's parks have no timeout: a timed wait returns at once.
+            #[cfg(dlm_loom)]
+            if until.is_some() {
+                return self.jobs.take_all();
+            }
+            let wait = match until {
+                None => None,
+                Some(t) => match t.checked_duration_since(std::time::Instant::now()) {
+                    Some(d) if !d.is_zero() => Some(d),
+                    _ => return self.jobs.take_all(),
                 },
-                Some(t) => {
-                    let now = std::time::Instant::now();
-                    if now >= t {
-                        q.sleeping = false;
-                        return VecDeque::new();
-                    }
-                    match self.ready.wait_timeout(q, t - now) {
-                        Ok((q, _)) => q,
-                        Err(_) => return VecDeque::new(),
-                    }
-                }
             };
-            q.sleeping = false;
+            if self.jobs.sleep_if_empty() {
+                // Once more after the mark: a close between the look above
+                // and the mark took its own nudge back with the jobs (the
+                // mark's exchange reads the close's, so it sees the flag).
+                // Loom found this wake-up lost.
+                if self.is_closed() {
+                    return self.jobs.take_all();
+                }
+                park(wait);
+                if wait.is_some() {
+                    // Timed out or woken: what came (the mark is cleared).
+                    return self.jobs.take_all();
+                }
+            }
+        }
+    }
+
+    /// Records the calling thread as the worker to unpark (`replace`: even
+    /// if one was recorded, as a fork's child's new worker does).
+    fn register_worker(&self, replace: bool) {
+        if let Ok(mut worker) = self.worker.lock() {
+            if replace || worker.is_none() {
+                *worker = Some(sync::current());
+            }
         }
     }
 
     /// Records the worker thread's kernel id (the worker, at its start,
     /// before it takes its first job).
     pub(crate) fn set_worker_tid(&self, tid: u32) {
-        if let Ok(_jobs) = self.jobs.lock() {
-            self.worker_tid
-                .store(tid, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.register_worker(true);
+        self.worker_tid
+            .store(tid, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The worker thread's kernel id, once it has taken a job.
     pub(crate) fn worker_tid(&self) -> u32 {
-        match self.jobs.lock() {
-            Ok(_jobs) => self.worker_tid.load(std::sync::atomic::Ordering::Relaxed),
-            Err(_) => 0,
-        }
+        self.worker_tid.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether the worker has work: queued jobs, or requests whose answers
     /// it awaits.
     pub(crate) fn has_work(&self) -> bool {
-        self.busy.load(std::sync::atomic::Ordering::Acquire) > 0
-            || self.jobs.lock().is_ok_and(|q| !q.jobs.is_empty())
+        self.busy.load(std::sync::atomic::Ordering::Acquire) > 0 || !self.jobs.is_empty()
     }
 
     /// The worker's count of requests whose answers it awaits.
@@ -997,11 +1161,7 @@ impl Handoff {
     /// it.
     pub(crate) fn linger(&self, keep: Box<dyn std::any::Any + Send>) {
         *self.linger.lock() = Some((keep, std::time::Instant::now()));
-        if let Ok(mut q) = self.jobs.lock() {
-            q.sleeping = false;
-            q.nudged = true;
-        }
-        self.ready.notify_one();
+        self.push(Job::Nudge);
     }
 
     /// Since when the worker holds the handle after its last user.
@@ -1017,13 +1177,23 @@ impl Handoff {
 
     /// Keeps `cell` in the lockspace's keeping.
     pub(crate) fn keep(&self, cell: CellRef) {
-        self.kept.lock().insert(cell.addr(), cell);
+        self.to_keep.push(cell);
+    }
+
+    /// The keeping, with the cells handed over since it was last locked
+    /// moved in.
+    fn kept(&self) -> parking_lot::MutexGuard<'_, HashMap<usize, CellRef>> {
+        let mut kept = self.kept.lock();
+        for cell in self.to_keep.take_all() {
+            kept.insert(cell.addr(), cell);
+        }
+        kept
     }
 
     /// Frees a kept cell whose lock is gone (no callback names it any
     /// more).
     pub(crate) fn free(&self, cell: &CellRef) {
-        let removed = self.kept.lock().remove(&cell.addr());
+        let removed = self.kept().remove(&cell.addr());
         drop(removed);
     }
 
@@ -1031,22 +1201,24 @@ impl Handoff {
     /// queued jobs are returned (to be dropped once no callback can run,
     /// or forgotten where the kernel may still write into them).
     pub(crate) fn close(&self) -> (Vec<CellRef>, Vec<Job>) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
-        let kept = std::mem::take(&mut *self.kept.lock())
-            .into_values()
+        self.closed.store(true, sync::Ordering::SeqCst);
+        let kept = std::mem::take(&mut *self.kept()).into_values().collect();
+        // Wakes the worker, which then sees the close. First: taking the
+        // jobs also takes the worker's sleep mark, and with it the duty to
+        // wake it (loom found that order losing the wake-up).
+        self.push(Job::Nudge);
+        let jobs = self
+            .jobs
+            .take_all()
+            .into_iter()
+            .filter(|j| !matches!(j, Job::Nudge))
             .collect();
-        let jobs = match self.jobs.lock() {
-            Ok(mut q) => std::mem::take(&mut q.jobs).into(),
-            Err(_) => Vec::new(),
-        };
-        self.ready.notify_all();
         (kept, jobs)
     }
 
     /// Whether the handle has closed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(std::sync::atomic::Ordering::Acquire)
+        self.closed.load(sync::Ordering::SeqCst)
     }
 }
 
@@ -1607,6 +1779,38 @@ mod loom_tests {
             }
             let (kept, jobs) = handoff.close();
             assert!(kept.is_empty() && jobs.is_empty());
+        });
+    }
+
+    /// The close wakes a sleeping worker (which then ends), a job pushed
+    /// before it is taken or handed back by the close, and a cell handed
+    /// to the keeping meanwhile is in what the close returns: nothing is
+    /// lost and the worker never sleeps through the close.
+    #[test]
+    fn loom_close_wakes_the_worker_and_loses_nothing() {
+        loom::model(|| {
+            let handoff = std::sync::Arc::new(Handoff::default());
+            let worker = {
+                let handoff = handoff.clone();
+                thread::spawn(move || {
+                    let mut taken = 0;
+                    while !handoff.is_closed() {
+                        taken += handoff
+                            .next(None)
+                            .into_iter()
+                            .filter(|j| !matches!(j, Job::Nudge))
+                            .count();
+                    }
+                    taken
+                })
+            };
+            let cell = CellRef::new(false, &handoff);
+            handoff.keep(cell.clone());
+            handoff.push(Job::Answer(cell));
+            let (kept, jobs) = handoff.close();
+            let taken = worker.join().unwrap();
+            assert_eq!(kept.len(), 1, "the kept cell is handed back");
+            assert_eq!(taken + jobs.len(), 1, "the job is taken or handed back");
         });
     }
 }

@@ -203,6 +203,8 @@ impl Reaper {
 
     fn job(&mut self, handle: &Core, job: Job) {
         match job {
+            // Only a wake-up: the loop looks at the linger and the close.
+            Job::Nudge => {}
             Job::Write {
                 cell,
                 request,

@@ -68,13 +68,18 @@ static PARKED: parking_lot::Mutex<Vec<(Thread, Arc<AtomicBool>)>> =
     parking_lot::const_mutex(Vec::new());
 
 /// Tasks to wake at the watchdog's next tick (async waits without a
-/// deadline, for their liveness check).
-static TICK_WAKERS: parking_lot::Mutex<Vec<std::task::Waker>> =
-    parking_lot::const_mutex(Vec::new());
+/// deadline, for their liveness check). A channel, not a locked list: a
+/// send never waits for another thread (the watchdog only ever takes
+/// what is there, so no receiver blocks on it and a send takes no lock),
+/// where a poll that locked a list could wait for a preempted holder.
+static TICK_WAKERS: std::sync::LazyLock<(
+    crossbeam_channel::Sender<std::task::Waker>,
+    crossbeam_channel::Receiver<std::task::Waker>,
+)> = std::sync::LazyLock::new(crossbeam_channel::unbounded);
 
 /// Wakes `waker` at the watchdog's next tick.
 pub(crate) fn wake_at_next_tick(waker: &std::task::Waker) {
-    TICK_WAKERS.lock().push(waker.clone());
+    let _ = TICK_WAKERS.0.send(waker.clone());
 }
 
 /// The watchdog's tick count (advances about once a second): a clock that
@@ -159,7 +164,7 @@ fn wait_for_events(
 /// so a task that registers after the take sees the new count.
 fn tick() {
     TICKS.fetch_add(1, Ordering::SeqCst);
-    let tasks = std::mem::take(&mut *TICK_WAKERS.lock());
+    let tasks: Vec<_> = TICK_WAKERS.1.try_iter().collect();
     tasks.into_iter().for_each(std::task::Waker::wake);
     for (thread, parked) in PARKED.lock().iter() {
         if parked.load(Ordering::SeqCst) {

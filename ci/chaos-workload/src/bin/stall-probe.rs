@@ -54,7 +54,10 @@ fn main() {
     // (/proc/self/task/TID/syscall and wchan), and prints what it saw most
     // at the end: what a blocked poll waits for.
     // SAFETY: gettid has no preconditions.
-    EXEC_TID.store(unsafe { libc::gettid() }, std::sync::atomic::Ordering::Relaxed);
+    EXEC_TID.store(
+        unsafe { libc::gettid() },
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let sampler = std::env::var_os("STALL_PROBE_SAMPLE").map(|_| std::thread::spawn(sample));
     let worst = local.block_on(&rt, run(ls, seconds, resources));
     if let Some(s) = sampler {
@@ -115,8 +118,10 @@ fn sample() {
         if since == 0 || (epoch().elapsed().as_nanos() as u64).saturating_sub(since) < 2_000_000 {
             continue;
         }
-        let sc = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
-        let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).unwrap_or_default();
+        let sc =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
+        let wchan =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).unwrap_or_default();
         let mut f = sc.split_whitespace();
         let key = match (f.next(), f.next()) {
             (Some("running"), _) => "running".to_string(),
@@ -127,7 +132,7 @@ fn sample() {
     }
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let mut v: Vec<_> = seen.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|b| std::cmp::Reverse(b.1));
     for (k, n) in v.iter().take(15) {
         let region = k
             .split_whitespace()
@@ -136,7 +141,9 @@ fn sample() {
             .and_then(|a| {
                 maps.lines().find(|l| {
                     let r = l.split_whitespace().next().unwrap_or("");
-                    let mut it = r.split('-').map(|x| u64::from_str_radix(x, 16).unwrap_or(0));
+                    let mut it = r
+                        .split('-')
+                        .map(|x| u64::from_str_radix(x, 16).unwrap_or(0));
                     let (lo, hi) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
                     lo <= a && a < hi
                 })
