@@ -86,10 +86,14 @@
 //! kernel had already given to another process's request.
 //!
 //! # Threads and user code
-//! The callbacks take no lock of the crate's but the lockspace's queue
-//! (only when a cell goes to the reaper) and the blocking-notification
-//! waiter's, allocate only when a cell goes to the reaper, and never
-//! unwind into C. Waking an async task runs the executor's `Waker::wake`
+//! The callbacks take no lock of the crate's but the blocking-notification
+//! waiter's, allocate only when a cell goes to the reaper (a node of its
+//! queue), and never unwind into C. The reaper's queue and the keeping
+//! are lock-free [`Stack`]s: a future's `poll` or `drop` and a callback
+//! hand a job or a cell over with one compare-and-swap and never wait for
+//! another thread (a lock held by a preempted thread made polls block for
+//! tens of milliseconds on a loaded node); only the worker sleeps, on a
+//! mark in its queue's head that the next push replaces. Waking an async task runs the executor's `Waker::wake`
 //! on the callback's thread (for every executor in common use: scheduling
 //! the task, not running it).
 
