@@ -18,8 +18,12 @@
 //!   holders are compatible with it: the guard is handed out under one
 //!   uncontended mutex, with no system call and no allocation;
 //! - a **take**: the DLM lock is converted up (`dlm_ls_lock` with
-//!   `LKF_CONVERT`), or requested anew when the cache holds none, by the
-//!   local taker's own thread (or task); the value block is read then;
+//!   `LKF_CONVERT`) from a granted mode, or requested anew when the cache
+//!   holds none or holds it in NL (the kernel serves conversions before new
+//!   requests, so conversions up from NL would starve other holders' new
+//!   requests; the NL lock is unlocked once the new one is granted), by the
+//!   local taker's own thread (or task), which is then served first; the
+//!   value block is read then;
 //! - a **wait**: local holders in incompatible modes, a conversion by
 //!   another local taker, or a give-up under way.
 //!
@@ -49,7 +53,7 @@
 //! |---|---|---|---|---|
 //! | `Serving` | `Serving` | local taker | `take` → `Hit` | the DLM mode covers the local mode, the local holders are compatible |
 //! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode and no notification is pending: the taker converts up |
-//! | `ConvertingUp` | `Serving` | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds) |
+//! | `ConvertingUp` | `Serving` | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds); when granted, the converting taker is served in the same step, so a notification cannot drain the lock before the take that paid for it |
 //! | `Serving`, `ConvertingUp` | same | helper thread | `notify` | a blocking notification: remembered, new local holders are still served |
 //! | `Serving` | `Draining` | helper thread | `start_drain` | a notification is pending and the minimum hold time has passed: no new local holders |
 //! | `Draining` | `GivingUp` | helper thread | `begin_give_up` | the last local holder is gone |
@@ -373,12 +377,26 @@ impl Machine {
     }
 
     /// The conversion up answered; the DLM lock is now held in `held`.
-    pub(crate) fn converted(&mut self, held: Mode) {
+    /// `taker` is the mode of the local take that converted, when its
+    /// conversion was granted: that taker is served at once (returns
+    /// `true`), before the helper can start a drain. Without this, a
+    /// notification that arrived during the conversion (with a minimum
+    /// hold time of zero) had the helper drain and give the lock up
+    /// before the taker looked again, and the taker converted up again,
+    /// for ever: every conversion must serve the take that made it.
+    pub(crate) fn converted(&mut self, held: Mode, taker: Option<Mode>) -> bool {
         debug_assert_eq!(self.phase, Phase::ConvertingUp);
         self.held = held;
         self.phase = Phase::Serving;
         if held == Mode::Nl {
             self.notified = None;
+        }
+        match taker {
+            Some(mode) if covers(held, mode) && self.locally_compatible(mode) => {
+                self.holders[mode as usize] += 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -761,7 +779,9 @@ impl CachedLock {
                 Step::Hit => return Ok(self.guard(mode, took)),
                 Step::Convert(actor, target) => {
                     let o = self.shared.dlm_options(remaining(options, deadline)?);
-                    actor.convert_up(target, o)?;
+                    if actor.convert_up(target, mode, o)? {
+                        return Ok(self.guard(mode, true));
+                    }
                     took = true;
                 }
                 Step::Wait(epoch) => self.wait(epoch, deadline)?,
@@ -804,7 +824,9 @@ impl CachedLock {
                 Step::Hit => return Ok(self.guard(mode, took)),
                 Step::Convert(actor, target) => {
                     let o = self.shared.dlm_options(remaining(options, deadline)?);
-                    actor.convert_up_async(target, o).await?;
+                    if actor.convert_up_async(target, mode, o).await? {
+                        return Ok(self.guard(mode, true));
+                    }
                     took = true;
                 }
                 Step::Wait(epoch) => {
@@ -954,38 +976,65 @@ struct Actor {
 }
 
 impl Actor {
-    fn convert_up(mut self, target: Mode, options: LockOptions) -> Result<()> {
+    /// Takes the DLM lock in `target` for a local take in `mode`: a
+    /// conversion up from a granted mode, a new request otherwise. Returns
+    /// whether the local taker was served by it (see
+    /// [`Machine::converted`]).
+    ///
+    /// A DLM lock the cache gave up to NL is not converted up: the kernel
+    /// grants conversions before new requests (its convert queue is served
+    /// first), so two caches converting up from NL in turn kept a third
+    /// holder's new request waiting for ever (seen: one grant in 20
+    /// minutes). A new request queues behind the waiters in the order they
+    /// came; the NL lock is kept until it is granted (so the resource and
+    /// its value block stay), then unlocked.
+    fn convert_up(mut self, target: Mode, mode: Mode, options: LockOptions) -> Result<bool> {
         let result = match self.guard.as_mut() {
-            Some(g) => g.convert_with(target, options).map(|_| ()),
-            None => self
+            Some(g) if g.mode() != Mode::Nl => g.convert_with(target, options).map(|_| ()),
+            _ => self
                 .shared
                 .ls
                 .lock_with(&*self.shared.name, target, options.notify_blocking())
-                .map(|g| self.guard = Some(g)),
+                .map(|g| self.replace(g)),
         };
-        self.finish(&result);
-        result
+        self.finish(result, mode)
     }
 
-    async fn convert_up_async(mut self, target: Mode, options: LockOptions) -> Result<()> {
+    async fn convert_up_async(
+        mut self,
+        target: Mode,
+        mode: Mode,
+        options: LockOptions,
+    ) -> Result<bool> {
         let result = match self.guard.as_mut() {
-            Some(g) => g.convert_with_async(target, options).await.map(|_| ()),
-            None => {
+            Some(g) if g.mode() != Mode::Nl => {
+                g.convert_with_async(target, options).await.map(|_| ())
+            }
+            _ => {
                 let ls = self.shared.ls.clone();
                 ls.lock_with_async(&*self.shared.name, target, options.notify_blocking())
                     .await
                     .map(|mut g| {
                         g.set_drop_behavior(crate::DropBehavior::Wait);
-                        self.guard = Some(g)
+                        self.replace(g)
                     })
             }
         };
-        self.finish(&result);
-        result
+        self.finish(result, mode)
     }
 
-    /// Puts the DLM lock back and leaves `ConvertingUp`.
-    fn finish(&mut self, result: &Result<()>) {
+    /// A new request was granted: it is the cache's DLM lock now; the NL
+    /// lock it replaces, if any, is unlocked by the handle's reaper (an NL
+    /// lock excludes nobody: the taker need not wait for its unlock).
+    fn replace(&mut self, granted: LockGuard) {
+        if let Some(mut old) = self.guard.replace(granted) {
+            old.set_drop_behavior(crate::DropBehavior::Background);
+        }
+    }
+
+    /// Puts the DLM lock back and leaves `ConvertingUp`; on a grant, the
+    /// local taker in `mode` is served if the DLM mode covers it.
+    fn finish(&mut self, result: Result<()>, mode: Mode) -> Result<bool> {
         self.done = true;
         let granted = result.is_ok();
         let shared = &self.shared;
@@ -1014,24 +1063,25 @@ impl Actor {
             }
         }
         core.dlm = guard;
-        core.m.converted(held);
+        let served = core.m.converted(held, granted.then_some(mode));
         // A conversion deadlock: another holder converts and waits for
         // this lock. Its blocking notification may not have reached the
         // helper yet; act as if it had, so a retry waits for the give-up
         // instead of converting into the same deadlock.
-        if matches!(result, Err(Error::Deadlock)) {
+        if matches!(&result, Err(Error::Deadlock)) {
             core.m.notify(None);
         }
         shared.changed(&mut core);
         drop(core);
         shared.wake_helper();
+        result.map(|()| served)
     }
 }
 
 impl Drop for Actor {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(&Err(Error::Cancelled));
+            let _ = self.finish(Err(Error::Cancelled), Mode::Nl);
         }
     }
 }
@@ -1313,9 +1363,15 @@ enum IdleCheck {
 
 impl Idle {
     fn check(&mut self, shared: &Shared, m: &Machine, now: Instant, period: Duration) -> IdleCheck {
-        if m.phase() != Phase::Serving || m.holders() > 0 || m.held() == Mode::Nl {
+        if m.phase() != Phase::Serving || m.held() == Mode::Nl {
             self.since = None;
             return IdleCheck::Nothing;
+        }
+        if m.holders() > 0 {
+            // In use now; a release wakes nobody (the hit path stays free
+            // of system calls), so look again a period later.
+            self.since = None;
+            return IdleCheck::After(period);
         }
         let c = &shared.counters;
         let uses = c.hits.load(Ordering::Relaxed) + c.takes.load(Ordering::Relaxed);
@@ -1374,7 +1430,7 @@ mod tests {
         assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
         // A second taker waits while the first converts.
         assert_eq!(m.take(Mode::Pr), Take::Wait);
-        m.converted(Mode::Ex);
+        m.converted(Mode::Ex, None);
         assert_eq!(m.take(Mode::Ex), Take::Hit);
         m.check();
         assert_eq!(m.take(Mode::Ex), Take::Wait);
@@ -1404,11 +1460,11 @@ mod tests {
     fn conversion_covers_local_holders() {
         let mut m = Machine::new();
         m.take(Mode::Pr);
-        m.converted(Mode::Pr);
+        m.converted(Mode::Pr, None);
         assert_eq!(m.take(Mode::Pr), Take::Hit);
         // A CW taker needs a mode covering PR and CW: PW.
         assert_eq!(m.take(Mode::Cw), Take::ConvertUp(Mode::Pw));
-        m.converted(Mode::Pw);
+        m.converted(Mode::Pw, None);
         // Covered now, but a local PR holder is in the way.
         assert_eq!(m.take(Mode::Cw), Take::Wait);
         m.release(Mode::Pr);
@@ -1420,9 +1476,9 @@ mod tests {
     fn failed_conversion_keeps_mode() {
         let mut m = Machine::new();
         m.take(Mode::Pr);
-        m.converted(Mode::Pr);
+        m.converted(Mode::Pr, None);
         assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
-        m.converted(Mode::Pr); // EDEADLK: still PR
+        m.converted(Mode::Pr, None); // EDEADLK: still PR
         assert_eq!(m.take(Mode::Pr), Take::Hit);
         m.check();
     }
@@ -1431,7 +1487,7 @@ mod tests {
     fn notification_blocks_conversion_up() {
         let mut m = Machine::new();
         m.take(Mode::Pr);
-        m.converted(Mode::Pr);
+        m.converted(Mode::Pr, None);
         m.notify(None);
         // Needs a conversion, but a waiter is first: wait for the give-up.
         assert_eq!(m.take(Mode::Ex), Take::Wait);
@@ -1449,7 +1505,7 @@ mod tests {
         let mut m = Machine::new();
         assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
         assert!(m.notify(None));
-        m.converted(Mode::Ex);
+        m.converted(Mode::Ex, None);
         assert!(m.notified());
         assert!(m.start_drain());
         assert_eq!(m.begin_give_up(), Some(Mode::Nl));
@@ -1458,7 +1514,7 @@ mod tests {
         // A conversion that ends at NL (refused) forgets it.
         assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
         assert!(m.notify(None));
-        m.converted(Mode::Nl);
+        m.converted(Mode::Nl, None);
         assert!(!m.notified());
         m.check();
     }
@@ -1468,7 +1524,7 @@ mod tests {
         let mut m = Machine::new();
         assert!(!m.notify(None));
         m.take(Mode::Ex);
-        m.converted(Mode::Ex);
+        m.converted(Mode::Ex, None);
         m.notify(Some(Mode::Pr));
         m.notify(Some(Mode::Cr));
         m.start_drain();
@@ -1484,14 +1540,14 @@ mod tests {
         let mut m = Machine::new();
         assert!(!m.begin_idle_release());
         m.take(Mode::Ex);
-        m.converted(Mode::Ex);
+        m.converted(Mode::Ex, None);
         assert_eq!(m.take(Mode::Ex), Take::Hit);
         assert!(!m.begin_idle_release());
         m.release(Mode::Ex);
         assert!(m.begin_idle_release());
         m.given_up(Mode::Nl);
         m.take(Mode::Pr);
-        m.converted(Mode::Pr);
+        m.converted(Mode::Pr, None);
         m.take(Mode::Pr);
         m.close();
         assert_eq!(m.take(Mode::Pr), Take::Closed);
@@ -1499,6 +1555,28 @@ mod tests {
         assert!(m.release(Mode::Pr).helper);
         assert!(m.begin_close());
         assert_eq!(m.phase(), Phase::Closed);
+    }
+
+    /// A notification that arrives while a taker converts up (minimum
+    /// hold time zero) cannot drain the lock before that taker is served:
+    /// every conversion serves the take that made it.
+    #[test]
+    fn a_granted_conversion_serves_its_taker_before_a_drain() {
+        let mut m = Machine::new();
+        assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+        assert!(m.notify(None));
+        assert!(m.converted(Mode::Ex, Some(Mode::Ex)));
+        assert_eq!(m.holders(), 1);
+        assert!(m.start_drain());
+        assert_eq!(m.begin_give_up(), None, "the served taker still holds it");
+        m.release(Mode::Ex);
+        assert_eq!(m.begin_give_up(), Some(Mode::Nl));
+        m.given_up(Mode::Nl);
+        // Refused (a timeout): nobody is served, the old mode stays.
+        assert_eq!(m.take(Mode::Pr), Take::ConvertUp(Mode::Pr));
+        assert!(!m.converted(Mode::Nl, None));
+        assert_eq!(m.holders(), 0);
+        m.check();
     }
 
     /// Random sequences of every transition keep the invariants.
@@ -1523,8 +1601,13 @@ mod tests {
                         Take::ConvertUp(t) => {
                             assert!(covers(t, mode));
                             // Granted, or refused (old mode kept).
-                            let h = if next() % 4 == 0 { m.held() } else { t };
-                            m.converted(h);
+                            if next() % 4 == 0 {
+                                // Refused: the old mode is kept.
+                                let h = m.held();
+                                m.converted(h, None);
+                            } else if m.converted(t, Some(mode)) {
+                                held.push(mode);
+                            }
                         }
                         Take::Wait | Take::Closed => {}
                     },
@@ -1589,8 +1672,7 @@ mod loom_tests {
             let mut m = Machine::new();
             if held != Mode::Nl {
                 assert_eq!(m.take(held), Take::ConvertUp(held));
-                m.converted(held);
-                assert_eq!(m.take(held), Take::Hit);
+                assert!(m.converted(held, Some(held)));
                 m.release(held);
             }
             Model {
@@ -1614,10 +1696,14 @@ mod loom_tests {
                         drop(g);
                         thread::yield_now();
                         g = self.m.lock().unwrap();
-                        g.0.converted(t);
+                        let served = g.0.converted(t, Some(mode));
                         g.1 += 1;
                         self.changed.notify_all();
                         self.helper.notify_all();
+                        if served {
+                            g.0.check();
+                            return;
+                        }
                     }
                     Take::Wait => {
                         let epoch = g.1;

@@ -177,6 +177,82 @@ fn a_remote_waiter_is_granted_while_a_local_loop_keeps_taking() {
     teardown(&name, [ls, obs]);
 }
 
+/// Two caches (two handles, as two processes or nodes would be) hand the
+/// lock back and forth with no minimum hold time, while a third holder
+/// makes new requests: each is granted within a bound. Before a take from
+/// NL became a new request, the two caches' conversions up from NL were
+/// always granted first (the kernel serves its convert queue before its
+/// wait queue) and the third holder waited for ever.
+#[test]
+fn new_requests_are_granted_while_two_caches_hand_the_lock_over() {
+    require_cluster!();
+    let (name, ls, obs) = setup("chand");
+    let ls2 = Lockspace::open(&name).unwrap();
+    let opts = CacheOptions::new().min_hold(Duration::ZERO);
+    let caches = [
+        Arc::new(ls.cached("r", opts).unwrap()),
+        Arc::new(ls2.cached("r", opts).unwrap()),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let takes = Arc::new(AtomicU64::new(0));
+    // Three local takers a cache: one of them always waits, so a cache
+    // asks for the lock again as soon as it gave it up.
+    let loops: Vec<_> = caches
+        .iter()
+        .flat_map(|cache| [cache.clone(), cache.clone(), cache.clone()])
+        .map(|cache| {
+            let (cache, stop, takes) = (cache.clone(), stop.clone(), takes.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let g = cache.lock(Mode::Ex).unwrap();
+                    takes.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_micros(200));
+                    drop(g);
+                }
+            })
+        })
+        .collect();
+    // Both caches take the lock in turns before the third holder asks.
+    assert!(
+        within(Duration::from_secs(10), || takes.load(Ordering::Relaxed)
+            > 20)
+        .is_some(),
+        "the two caches made no progress"
+    );
+    let mut worst = Duration::ZERO;
+    for round in 0..10 {
+        let t = Instant::now();
+        let g = obs.lock_with(
+            "r",
+            Mode::Ex,
+            LockOptions::new().timeout(Duration::from_secs(10)),
+        );
+        let waited = t.elapsed();
+        let g =
+            g.unwrap_or_else(|e| panic!("round {round}: the third holder: {e} after {waited:?}"));
+        worst = worst.max(waited);
+        g.unlock().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = takes.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(200));
+    let after = takes.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.join().unwrap();
+    }
+    let [a, b] = [caches[0].stats(), caches[1].stats()];
+    println!("worst wait of the third holder {worst:?}; caches {a:?} {b:?}");
+    assert!(after > before, "the caches stopped taking the lock");
+    assert!(a.takes > 10 && b.takes > 10, "both caches took the lock");
+    assert!(
+        worst < Duration::from_secs(2),
+        "the third holder waited {worst:?}"
+    );
+    drop(caches);
+    teardown(&name, [ls, ls2, obs]);
+}
+
 #[test]
 fn lvb_counter_is_exact_under_cached_and_uncached_writers() {
     require_cluster!();
