@@ -118,7 +118,9 @@
 //! take the same completion path: the future hands its request to its
 //! handle's worker thread, which writes it (the kernel blocks a write while
 //! the DLM recovers from a node's failure, for seconds: never an executor's
-//! thread), registers its task's waker in the lock's cell, and the callback
+//! thread; the worker runs under `SCHED_BATCH`, so waking it does not
+//! preempt the task that handed the request over, which hands the rest
+//! of its requests over first), registers its task's waker in the lock's cell, and the callback
 //! wakes the task instead of a thread. No `poll` or `drop` of a future
 //! makes a system call that can block. No runtime is required (tokio, smol, `block_on` all work;
 //! the futures are `Send`); timeouts are kept by one process-wide timer
