@@ -388,7 +388,7 @@ pub const EVENTS: &[Term] = &[
 
 /// Notes, exit statuses and examples of dlm-lock.
 pub const EXTRA: Extra = Extra {
-    other_forms: &["[--lockspace NAME] --purge NODEID [PID]", "versions [--json]"],
+    other_forms: &["[--lockspace NAME] --purge NODEID [PID]"],
     events: EVENTS,
     notes: &[
         "The default lockspace is dlm-lock. dlm-lock creates a lockspace that does not exist, which needs CAP_SYS_ADMIN (root), and leaves it in place (remove it with `dlm_tool leave NAME`).",
