@@ -20,6 +20,21 @@
 //! status blocks the kernel writes into, and the libdlm defects listed in
 //! its documentation.
 //!
+//! # Cargo features
+//! - `bindgen` (off by default): generate the bindings from the installed
+//!   `libdlm.h` at build time (needs libclang) instead of using the
+//!   checked-in ones.
+//! - `lt` (off by default): link `libdlm_lt` instead of the threaded
+//!   `libdlm` (see above).
+//!
+//! # Building
+//! The build script finds `libdlm.so` with pkg-config, then in the usual
+//! library directories; `DLM_LIB_DIR` and `DLM_INCLUDE_DIR` name them
+//! instead. A missing libdlm stops the build with the package to install.
+//! On a machine without libdlm, `DLM_NO_LINK=1 cargo check` (or
+//! `cargo doc`) checks code that uses the crate without linking it; docs.rs
+//! (`DOCS_RS`) builds the same way.
+//!
 //! [`libdlm`]: https://docs.rs/libdlm
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
 #![allow(clippy::all)]

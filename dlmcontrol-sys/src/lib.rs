@@ -26,8 +26,15 @@
 //!   when it cannot.
 //!
 //! The crate links `libdlmcontrol.so` (`-ldlmcontrol`, found through
-//! pkg-config). Most programs want the safe API instead: the crate
-//! `dlm-control` (imported as `dlm_control`).
+//! pkg-config, else in the usual library directories;
+//! `DLMCONTROL_LIB_DIR` and `DLMCONTROL_INCLUDE_DIR` name them instead).
+//! On a machine without it, `DLM_NO_LINK=1 cargo check` (or `cargo doc`)
+//! checks code that uses the crate without linking it. Feature `bindgen`
+//! (off by default) generates the bindings from the installed
+//! `libdlmcontrol.h` at build time instead of using the checked-in ones.
+//! Most programs want the safe API instead: the crate
+//! [`dlm-control`](https://docs.rs/dlm-control) (imported as
+//! `dlm_control`).
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
 #![allow(clippy::all)]
 

@@ -125,8 +125,11 @@ fn synopsis_word(word: &str) -> String {
 }
 
 /// The synopsis of `cmd`'s options and arguments, each with its
-/// arguments (`[-w|--timeout SECONDS]`), as plain words.
-fn synopsis_words(cmd: &clap::Command) -> Vec<String> {
+/// arguments (`[-w|--timeout SECONDS]`), as plain words. With
+/// `first_required`, the first positional argument is shown required even
+/// when clap has it optional (dlm-lock's RESOURCE, optional only in the
+/// other forms).
+fn synopsis_words(cmd: &clap::Command, first_required: bool) -> Vec<String> {
     let mut words = Vec::new();
     let skip = ["help", "version", "generate"];
     let args: Vec<&clap::Arg> = cmd
@@ -178,7 +181,7 @@ fn synopsis_words(cmd: &clap::Command) -> Vec<String> {
         if a.is_trailing_var_arg_set() {
             words.push(format!("[{name}"));
             words.push("[ARGUMENTS...]]".to_string());
-        } else if a.is_required_set() || a.get_index() == Some(1) {
+        } else if a.is_required_set() || (first_required && a.get_index() == Some(1)) {
             // The first argument (RESOURCE) is what this form is about: it
             // is only optional in the other forms.
             words.push(name);
@@ -189,15 +192,26 @@ fn synopsis_words(cmd: &clap::Command) -> Vec<String> {
     words
 }
 
+/// The subcommands a man page documents: all but clap's `help`.
+fn subcommands(cmd: &clap::Command) -> impl Iterator<Item = &clap::Command> {
+    cmd.get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+}
+
 /// The man page's SYNOPSIS: the form made from the options and arguments
-/// (each option with its arguments), the other forms of `extra`, and
-/// `--generate`.
+/// (each option with its arguments), the other forms of `extra`, one form
+/// per subcommand (made from its definition), and `--generate`.
 fn synopsis(cmd: &clap::Command, extra: &Extra) -> String {
     let name = cmd.get_name();
     let bold_name = format!("\\fB{}\\fR", roff_text(name));
-    let mut forms = vec![synopsis_words(cmd)];
+    let mut forms = vec![synopsis_words(cmd, true)];
     for form in extra.other_forms {
         forms.push(form.split_whitespace().map(str::to_string).collect());
+    }
+    for sub in subcommands(cmd) {
+        let mut words = vec![sub.get_name().to_string()];
+        words.extend(synopsis_words(sub, false));
+        forms.push(words);
     }
     if cmd.get_arguments().any(|a| a.get_id() == "generate") {
         forms.push(vec!["--generate".into(), "KIND".into()]);
@@ -215,10 +229,82 @@ fn synopsis(cmd: &clap::Command, extra: &Extra) -> String {
     s
 }
 
+/// The man page's COMMANDS section (empty without subcommands): each
+/// subcommand's synopsis, what it does, and its options and arguments, in
+/// this page (clap_mangen's own section names a page per subcommand,
+/// which nothing installs).
+fn commands_section(cmd: &clap::Command) -> String {
+    let mut s = String::new();
+    for sub in subcommands(cmd) {
+        if s.is_empty() {
+            s.push_str(".SH COMMANDS\n");
+        }
+        let words: Vec<String> = std::iter::once(sub.get_name().to_string())
+            .chain(synopsis_words(sub, false))
+            .map(|w| synopsis_word(&w))
+            .collect();
+        s.push_str(&format!(
+            ".TP\n\\fB{}\\fR {}\n",
+            roff_text(cmd.get_name()),
+            words.join(" ")
+        ));
+        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+            s.push_str(&roff_text(&about.to_string()));
+            s.push('\n');
+        }
+        let args: Vec<&clap::Arg> = sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && !["help", "version"].contains(&a.get_id().as_str()))
+            .collect();
+        if args.is_empty() {
+            continue;
+        }
+        s.push_str(".RS\n");
+        for a in args {
+            let mut term = Vec::new();
+            if let Some(c) = a.get_short() {
+                term.push(format!("\\fB\\-{c}\\fR"));
+            }
+            if let Some(l) = a.get_long() {
+                term.push(format!("\\fB\\-\\-{}\\fR", roff_text(l)));
+            }
+            let value = a
+                .get_value_names()
+                .and_then(|n| n.first())
+                .map(|n| format!("\\fI{}\\fR", roff_text(n)));
+            let flag = matches!(
+                a.get_action(),
+                ArgAction::SetTrue | ArgAction::SetFalse | ArgAction::Count
+            );
+            let mut term = term.join(", ");
+            if a.is_positional() {
+                term = value.unwrap_or_else(|| roff_text(a.get_id().as_str()));
+            } else if let Some(v) = value.filter(|_| !flag) {
+                term.push(' ');
+                term.push_str(&v);
+            }
+            let defaults: Vec<String> = a
+                .get_default_values()
+                .iter()
+                .map(|d| d.to_string_lossy().into_owned())
+                .collect();
+            if !flag && !defaults.is_empty() {
+                term.push_str(&format!(" [default: {}]", roff_text(&defaults.join(","))));
+            }
+            s.push_str(&format!(".TP\n{term}\n"));
+            if let Some(help) = a.get_long_help().or(a.get_help()) {
+                s.push_str(&roff_text(&help.to_string()));
+                s.push('\n');
+            }
+        }
+        s.push_str(".RE\n");
+    }
+    s
+}
+
 /// The man page of `cmd`, with the sections of `extra`.
 pub fn man_page(cmd: clap::Command, extra: &Extra) -> io::Result<Vec<u8>> {
     let version = cmd.get_version().unwrap_or("").to_string();
-    let name = cmd.get_name().to_string();
     // The long help's after-text is the same as the sections below: keep
     // it out of clap_mangen's "EXTRA" section.
     let cmd = cmd.after_long_help(None::<&str>).after_help(None::<&str>);
@@ -233,10 +319,7 @@ pub fn man_page(cmd: clap::Command, extra: &Extra) -> io::Result<Vec<u8>> {
     out.extend_from_slice(synopsis(&cmd_for_synopsis, extra).as_bytes());
     man.render_description_section(&mut out)?;
     man.render_options_section(&mut out)?;
-    if name == "dlm-lock" {
-        man.render_subcommands_section(&mut out)?;
-    }
-    let mut s = String::new();
+    let mut s = commands_section(&cmd_for_synopsis);
     if !extra.events.is_empty() {
         s.push_str(".SH EVENTS\n");
         for t in extra.events {
@@ -371,6 +454,39 @@ mod tests {
             }
             for section in ["EXIT STATUS", "EXAMPLES", "SEE ALSO", "OPTIONS"] {
                 assert!(page.contains(section), "{}: {section}", cmd.get_name());
+            }
+            // Each subcommand in the synopsis and in COMMANDS, with its
+            // options, in this page: no page of its own is installed.
+            let name = roff_text(cmd.get_name());
+            assert!(
+                !page.contains(&format!("{name}\\-")),
+                "{}: names a page per subcommand",
+                cmd.get_name()
+            );
+            let synopsis =
+                &page[page.find(".SH SYNOPSIS").unwrap()..page.find(".SH DESCRIPTION").unwrap()];
+            for sub in subcommands(&cmd) {
+                let sub_name = format!("\\fB{}\\fR", roff_text(sub.get_name()));
+                assert_eq!(
+                    page.matches(&format!("\\fB{name}\\fR {sub_name}")).count(),
+                    2,
+                    "{}: {} not in SYNOPSIS and COMMANDS",
+                    cmd.get_name(),
+                    sub.get_name()
+                );
+                assert!(synopsis.contains(&sub_name), "{}", sub.get_name());
+                for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+                    if let Some(long) = arg.get_long().filter(|l| *l != "help") {
+                        let needle = format!("\\fB\\-\\-{}\\fR", roff_text(long));
+                        // In SYNOPSIS and in COMMANDS.
+                        assert!(
+                            page.matches(&needle).count() >= 2,
+                            "{} {}: --{long} missing",
+                            cmd.get_name(),
+                            sub.get_name()
+                        );
+                    }
+                }
             }
         }
     }

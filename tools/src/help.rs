@@ -35,8 +35,9 @@ pub struct Term {
 #[derive(Debug, Clone, Copy)]
 pub struct Extra {
     /// The forms of the command line other than the one of its options and
-    /// arguments (which is made from the clap definition), without the
-    /// program's name: `versions [--json]`.
+    /// arguments and those of its subcommands (both made from the clap
+    /// definition), without the program's name:
+    /// `[--lockspace NAME] --purge NODEID [PID]`.
     pub other_forms: &'static [&'static str],
     /// The lines the program prints, and what each means (dlm-lock's
     /// events); empty when there is no such table.

@@ -138,7 +138,7 @@ pub enum LockCommand {
         #[arg(short = 'n', long)]
         nodes: bool,
         /// Only this lockspace
-        #[arg(value_name = "LOCKSPACE")]
+        #[arg(value_name = "LOCKSPACE", value_parser = values::lockspace, value_hint = clap::ValueHint::Other)]
         name: Option<String>,
     },
     /// Watch dlm_controld's view change (polling): one line per change of quorum, of a node's state in the cluster, of a lockspace, or of a member's state in a lockspace; first a line "watching"
@@ -388,7 +388,7 @@ pub const EVENTS: &[Term] = &[
 
 /// Notes, exit statuses and examples of dlm-lock.
 pub const EXTRA: Extra = Extra {
-    other_forms: &["[--lockspace NAME] --purge NODEID [PID]", "versions [--json]"],
+    other_forms: &["[--lockspace NAME] --purge NODEID [PID]"],
     events: EVENTS,
     notes: &[
         "The default lockspace is dlm-lock. dlm-lock creates a lockspace that does not exist, which needs CAP_SYS_ADMIN (root), and leaves it in place (remove it with `dlm_tool leave NAME`).",
@@ -625,6 +625,9 @@ mod tests {
             &["--lockspace", "a b", "r"],
             &["--lockspace", "plock", "r"],
             &["--lockspace", "a\u{1}b", "r"],
+            &["ls", ""],
+            &["ls", "a b"],
+            &["ls", "plock"],
             &["--bogus", "r"],
             &[],
         ] {
@@ -633,6 +636,7 @@ mod tests {
         }
         assert!(run(&["--lvb-write", "x", "r", "PR", "--convert", "EX"]).is_ok());
         assert!(run(&["--persistent", "--orphan", "r"]).is_ok());
+        assert!(run(&["ls", "-n", "myapp"]).is_ok());
         assert!(run(&["--on-blocking", "downconvert:pr", "r"]).is_ok());
         for v in ON_BLOCKING_VALUES {
             assert!(run(&["--on-blocking", v, "r"]).is_ok(), "{v}");

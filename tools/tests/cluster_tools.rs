@@ -240,6 +240,8 @@ fn usage_errors_are_one_line_and_exit_64() {
         &["--purge", "1", "99999999999"],
         &["--purge", "1", "2", "r"],
         &["versions", "extra"],
+        &["ls", ""],
+        &["ls", "a b"],
         &["--generate", "man", "r"],
         &["--generate", "pdf"],
     ];
