@@ -38,7 +38,13 @@
 //! waiter asked for (see the crate's notes on libdlm), so the lock goes
 //! down to NL: the state machine knows how to go down only as far as a
 //! waiter needs, when a notification carries its mode. The next local take
-//! converts back up, queued behind the waiter that caused the give-up.
+//! is a new request, queued behind the waiter that caused the give-up (a
+//! lock given up to a mode above NL is converted up instead; the kernel
+//! grants conversions before new requests, so that one does not queue
+//! behind new requests). Each take from NL costs a request and the
+//! background unlock of the NL lock, and a `no_wait` take from NL is
+//! refused whenever another request is queued, not only when an
+//! incompatible lock is granted.
 //!
 //! The helper thread also gives the lock up after it was unused for
 //! [`CacheOptions::idle_release`], and unlocks it when the [`CachedLock`]
@@ -52,7 +58,7 @@
 //! | from | to | by | function | when |
 //! |---|---|---|---|---|
 //! | `Serving` | `Serving` | local taker | `take` → `Hit` | the DLM mode covers the local mode, the local holders are compatible |
-//! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode and no notification is pending: the taker converts up |
+//! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode and no notification is pending: the taker converts up (from a mode above NL) or requests the lock anew (none held, or NL); meanwhile only modes compatible with the taker's are served from the old mode |
 //! | `ConvertingUp` | `Serving` | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds); when granted, the converting taker is served in the same step, so a notification cannot drain the lock before the take that paid for it |
 //! | `Serving`, `ConvertingUp` | same | helper thread | `notify` | a blocking notification: remembered, new local holders are still served |
 //! | `Serving` | `Draining` | helper thread | `start_drain` | a notification is pending and the minimum hold time has passed: no new local holders |
@@ -93,7 +99,7 @@
 //!   old mode and counts the refusal as a blocking notification (the other
 //!   holder's own may still be on its way): it gives the lock up as soon as
 //!   its local holders are done, and a take tried again waits for that,
-//!   then converts up behind the other holder. The cache avoids most such
+//!   then requests the lock anew behind the other holder. The cache avoids most such
 //!   deadlocks by itself: a take that needs a conversion while a
 //!   notification is pending waits for the give-up instead of converting.
 //! - **Lockspace gone or stopped**: takes fail with
@@ -153,8 +159,9 @@ pub const DEFAULT_IDLE_RELEASE: Duration = Duration::from_secs(5);
 pub enum GiveUp {
     /// Convert the lock down (`dlm_ls_lock` with `LKF_CONVERT`), to NL
     /// unless the waiter's mode is known: the lock (and the resource's
-    /// value block) stays, and the next take is a conversion up. The
-    /// default.
+    /// value block) stays; the next take is a new request (the NL lock is
+    /// unlocked once it is granted), or a conversion up when the lock was
+    /// given up to a mode above NL. The default.
     #[default]
     ConvertDown,
     /// Unlock it (first converted to NL when a value must be published,
@@ -301,6 +308,10 @@ pub(crate) struct Machine {
     notified: Option<Option<Mode>>,
     /// The `CachedLock` was dropped.
     closing: bool,
+    /// While `ConvertingUp`: the mode of the take that converts. Only
+    /// modes compatible with it are served meanwhile, so that the
+    /// conversion's answer can serve it (see `converted`).
+    converting: Option<Mode>,
     /// Local takers waiting (threads and tasks).
     pub(crate) waiting: u32,
 }
@@ -320,6 +331,7 @@ impl Machine {
             holders: [0; 6],
             notified: None,
             closing: false,
+            converting: None,
             waiting: 0,
         }
     }
@@ -354,7 +366,8 @@ impl Machine {
         }
         match self.phase {
             Phase::Serving | Phase::ConvertingUp if covers(self.held, mode) => {
-                if self.locally_compatible(mode) {
+                let beside_taker = self.converting.is_none_or(|c| c.is_compatible(mode));
+                if self.locally_compatible(mode) && beside_taker {
                     self.holders[mode as usize] += 1;
                     Take::Hit
                 } else {
@@ -363,6 +376,7 @@ impl Machine {
             }
             Phase::Serving if self.notified.is_none() => {
                 self.phase = Phase::ConvertingUp;
+                self.converting = Some(mode);
                 // Cover the local holders too: they keep their access.
                 let mut target = join(self.held, mode);
                 for m in Mode::ALL {
@@ -388,6 +402,7 @@ impl Machine {
         debug_assert_eq!(self.phase, Phase::ConvertingUp);
         self.held = held;
         self.phase = Phase::Serving;
+        self.converting = None;
         if held == Mode::Nl {
             self.notified = None;
         }
@@ -404,7 +419,10 @@ impl Machine {
     /// Returns whether it was taken into account.
     pub(crate) fn notify(&mut self, waiter: Option<Mode>) -> bool {
         // While converting up, `held` is still the old mode: the
-        // notification may be for the conversion being granted (the grant
+        // notification may be for the conversion being granted (from a
+        // mode above NL; from NL the take is a new lock with a channel of
+        // its own, which the helper reads once the taker installed it, and
+        // the old NL lock is never notified: it blocks nobody) (the grant
         // and the notification arrive back to back, and the helper may see
         // the notification before the converting taker records the grant).
         // It is kept; `converted` forgets it if the lock ends at NL. The
@@ -790,7 +808,7 @@ impl CachedLock {
     }
 
     /// [`lock`](Self::lock) as a future. Cancel-safe: dropping it while it
-    /// converts the DLM lock up cancels the conversion (as dropping
+    /// takes the DLM lock cancels the conversion or the new request (as dropping
     /// [`LockGuard::convert_async`]'s future does) and the cache goes on.
     ///
     /// # Errors
@@ -1576,6 +1594,23 @@ mod tests {
         assert_eq!(m.take(Mode::Pr), Take::ConvertUp(Mode::Pr));
         assert!(!m.converted(Mode::Nl, None));
         assert_eq!(m.holders(), 0);
+        m.check();
+    }
+
+    /// While a taker converts PR up to EX, a local PR take is not served
+    /// from the old mode: it would keep the converted taker from being
+    /// served by its own conversion.
+    #[test]
+    fn takes_beside_a_conversion_must_be_compatible_with_its_taker() {
+        let mut m = Machine::new();
+        assert_eq!(m.take(Mode::Pr), Take::ConvertUp(Mode::Pr));
+        assert!(m.converted(Mode::Pr, Some(Mode::Pr)));
+        m.release(Mode::Pr);
+        assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+        assert_eq!(m.take(Mode::Pr), Take::Wait);
+        assert_eq!(m.take(Mode::Nl), Take::Hit);
+        assert!(m.notify(None));
+        assert!(m.converted(Mode::Ex, Some(Mode::Ex)));
         m.check();
     }
 
