@@ -250,6 +250,27 @@ fn usage_errors_are_one_line_and_exit_64() {
         assert_eq!(err.lines().count(), 1, "dlm-lock {args:?}: {err}");
         assert!(err.starts_with("dlm-lock: ") && !err.contains("panicked"));
     }
+    // The subcommands on dlm_controld's view.
+    let long_ls = "l".repeat(65);
+    let control_cases: &[&[&str]] = &[
+        &["ls", long_ls.as_str()],
+        &["ls", ""],
+        &["ls", "a", "b"],
+        &["ls", "--bogus"],
+        &["status", "extra"],
+        &["watch", "--interval", "x"],
+        &["watch", "--for", "-1"],
+        &["watch", "--for", "inf"],
+        &["watch", "--for", "NaN"],
+        &["watch", "--for", "1e30"],
+    ];
+    for args in control_cases {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_dlm-lock")).args(*args));
+        assert_eq!(out.status.code(), Some(64), "dlm-lock {args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "dlm-lock {args:?}: {err}");
+        assert!(err.starts_with("dlm-lock: ") && !err.contains("panicked"));
+    }
     // Lockspace names the library refuses are usage errors, not exit 6.
     for name in ["a b", "plock", "a\u{1}b", "\u{7f}"] {
         let out =

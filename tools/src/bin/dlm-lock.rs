@@ -453,7 +453,7 @@ fn control(text: dlm_control::Result<String>) -> u8 {
 
 /// `dlm-lock watch`: prints dlm_controld's changes until `duration` has
 /// passed (or for ever); the exit status.
-fn watch(json: bool, interval_ms: u64, duration: Option<f64>) -> u8 {
+fn watch(json: bool, interval_ms: u64, duration: Option<Duration>) -> u8 {
     use std::io::Write;
     let say = |line: String| {
         let mut out = std::io::stdout().lock();
@@ -469,7 +469,7 @@ fn watch(json: bool, interval_ms: u64, duration: Option<f64>) -> u8 {
         Err(e) => return fail(e),
     };
     say("watching".into());
-    let end = duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let end = duration.map(|d| Instant::now() + d);
     loop {
         let left = end.map(|e| e.saturating_duration_since(Instant::now()));
         if left.is_some_and(|l| l.is_zero()) {
