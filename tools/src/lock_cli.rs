@@ -141,7 +141,7 @@ pub enum LockCommand {
         #[arg(value_name = "LOCKSPACE", value_parser = values::listed_lockspace)]
         name: Option<String>,
     },
-    /// Watch dlm_controld's view change (polling): one line per change of quorum, of a node's state in the cluster, of a lockspace, or of a member's state in a lockspace; first a line "watching"
+    /// Watch dlm_controld's view change (polling): one line per change of quorum, of a node's state in the cluster, of a lockspace, or of a member's state in a lockspace; first a line "watching" (with --json, {"event": "watching", ...})
     Watch {
         /// One JSON object per line instead of text
         #[arg(long)]

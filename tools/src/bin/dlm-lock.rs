@@ -468,7 +468,17 @@ fn watch(json: bool, interval_ms: u64, duration: Option<Duration>) -> u8 {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    say("watching".into());
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    say(if json {
+        format!("{{\"event\": \"watching\", \"time\": {:.6}}}", now())
+    } else {
+        "watching".into()
+    });
     let end = duration.map(|d| Instant::now() + d);
     loop {
         let left = end.map(|e| e.saturating_duration_since(Instant::now()));
@@ -479,10 +489,7 @@ fn watch(json: bool, interval_ms: u64, duration: Option<Duration>) -> u8 {
             Ok(ev) => ev,
             Err(e) => return fail(e),
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let now = now();
         for e in &events {
             say(if json {
                 control_cli::event_json(e, now)
