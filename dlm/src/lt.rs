@@ -12,8 +12,9 @@
 //! `create`, `create_exclusive`, `join`, and the free functions `join` and
 //! `with_lockspace`) remain, with the same names, but every use is a
 //! compile error that says so: their name parameter must implement
-//! `NeedsLibdlmThread`, which nothing implements. (`default_lockspace` is
-//! not there at all.)
+//! `NeedsLibdlmThread`, which nothing implements.
+//! `Lockspace::default_lockspace`, which takes no name, carries the same
+//! bound on `&()` instead.
 
 #[cfg(feature = "lt")]
 use crate::error::Result;
@@ -93,6 +94,20 @@ impl Lockspace {
     /// # Errors
     /// Never returns.
     pub fn join<N: ?Sized + NeedsLibdlmThread>(_name: &N, _mode: u32) -> Result<Lockspace> {
+        unreachable!("NeedsLibdlmThread has no implementation")
+    }
+
+    /// Not with the `lt` feature (a compile error): needs libdlm's thread.
+    /// Use `LockspaceBuilder::default_lockspace().join()` (poll mode).
+    ///
+    /// # Errors
+    /// Never returns.
+    // The bound names a lifetime, so the compiler checks it where the
+    // function is called (with the trait's message), not here.
+    pub fn default_lockspace() -> Result<Lockspace>
+    where
+        for<'a> &'a (): NeedsLibdlmThread,
+    {
         unreachable!("NeedsLibdlmThread has no implementation")
     }
 }

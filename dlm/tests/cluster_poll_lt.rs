@@ -96,3 +96,62 @@ fn the_builder_is_poll_mode_with_lt() {
     drop(d);
     let _ = dlm::leave(dlm::DEFAULT_LOCKSPACE, Release::IfUnused);
 }
+
+/// Runs `f` to completion on this thread, dispatching `ls` (poll mode)
+/// whenever its descriptor is readable: what a program on libdlm_lt with
+/// its own event loop does.
+fn drive<F: std::future::Future>(ls: &Lockspace, f: F) -> F::Output {
+    use std::os::fd::AsRawFd;
+    let mut f = std::pin::pin!(f);
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        assert!(Instant::now() < end, "no answer within 60 s");
+        let mut pfd = libc::pollfd {
+            fd: ls.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+            ls.dispatch().unwrap();
+        }
+    }
+}
+
+#[test]
+fn futures_are_answered_by_the_programs_own_dispatch() {
+    require_cluster!();
+    let name = ls_name("poll_lt_async");
+    let a = Lockspace::builder(&name).poll_mode().join().unwrap();
+    let b = Lockspace::builder(&name).poll_mode().open().unwrap();
+    // a holds EX (a future, answered by a's dispatch).
+    let ga = drive(&a, a.lock_async("f", Mode::Ex)).unwrap();
+    // b's try is refused, its blocking request waits for a's release.
+    let refused = drive(&b, b.try_lock_async("f", Mode::Pr));
+    assert!(matches!(refused, Err(Error::WouldBlock)), "{refused:?}");
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drive(&a, ga.unlock_async()).unwrap();
+        a
+    });
+    let t = Instant::now();
+    let mut gb = drive(&b, b.lock_async("f", Mode::Ex)).unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    let a = releaser.join().unwrap();
+    drive(&b, gb.convert_async(Mode::Pr)).unwrap();
+    assert!(can_take(&a, "f", Mode::Pr));
+    assert!(!can_take(&a, "f", Mode::Ex));
+    drive(&b, gb.unlock_async()).unwrap();
+    assert!(can_take(&a, "f", Mode::Ex));
+    drop((a, b));
+    dlm::leave(&name, Release::IfUnused).unwrap();
+}

@@ -49,8 +49,8 @@ fn change_words(c: &Change) -> String {
     )
 }
 
-/// `dlm_tool ls`'s layout (with `-n`'s node lines when `nodes` is set),
-/// plus a `state` word for each node.
+/// `dlm_tool ls`'s layout (with `-n`'s node lines when `nodes` is set,
+/// each followed by a `state` word).
 pub fn ls_text(entries: &[LsEntry], nodes: bool) -> String {
     let mut out = String::from("dlm lockspaces\n");
     for e in entries {
@@ -74,14 +74,29 @@ pub fn ls_text(entries: &[LsEntry], nodes: bool) -> String {
         if nodes {
             out += "all nodes\n";
             for n in &e.nodes {
+                // dlm_tool's line (member -1 for a disallowed node; the
+                // check dlm_controld waits for), then the state.
+                let member = if n.flags.disallowed() {
+                    -1
+                } else {
+                    i32::from(n.flags.member())
+                };
+                let check = if n.flags.need_fencing() {
+                    "fence"
+                } else if n.flags.check_fs() {
+                    "fs"
+                } else {
+                    "none"
+                };
                 out += &format!(
-                    "nodeid {} member {} failed {} start {} seq_add {} seq_rem {} state {}\n",
+                    "nodeid {} member {} failed {} start {} seq_add {} seq_rem {} check {} state {}\n",
                     n.nodeid,
-                    u8::from(n.flags.member()),
+                    member,
                     n.fail_reason.raw(),
                     u8::from(n.flags.started()),
                     n.added_seq,
                     n.removed_seq,
+                    check,
                     n.state().name()
                 );
             }
@@ -304,7 +319,7 @@ mod tests {
         let t = ls_text(&[entry()], true);
         assert_eq!(
             t,
-            "dlm lockspaces\nname          foo\nid            0x6ce2339d\nflags         0x00000000 \nchange        member 1 joined 1 remove 0 failed 0 seq 1,1\nmembers       1\nall nodes\nnodeid 1 member 1 failed 0 start 1 seq_add 1 seq_rem 0 state joined\n\n"
+            "dlm lockspaces\nname          foo\nid            0x6ce2339d\nflags         0x00000000 \nchange        member 1 joined 1 remove 0 failed 0 seq 1,1\nmembers       1\nall nodes\nnodeid 1 member 1 failed 0 start 1 seq_add 1 seq_rem 0 check none state joined\n\n"
         );
     }
 

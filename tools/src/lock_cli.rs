@@ -138,10 +138,10 @@ pub enum LockCommand {
         #[arg(short = 'n', long)]
         nodes: bool,
         /// Only this lockspace
-        #[arg(value_name = "LOCKSPACE", value_parser = values::lockspace, value_hint = clap::ValueHint::Other)]
+        #[arg(value_name = "LOCKSPACE", value_parser = values::listed_lockspace, value_hint = clap::ValueHint::Other)]
         name: Option<String>,
     },
-    /// Watch dlm_controld's view change (polling): one line per change of quorum, of a node's state in the cluster, of a lockspace, or of a member's state in a lockspace; first a line "watching"
+    /// Watch dlm_controld's view change (polling): one line per change of quorum, of a node's state in the cluster, of a lockspace, or of a member's state in a lockspace; first a line "watching" (with --json, {"event": "watching", ...})
     Watch {
         /// One JSON object per line instead of text
         #[arg(long)]
@@ -150,8 +150,8 @@ pub enum LockCommand {
         #[arg(long, value_name = "MS", default_value_t = 500)]
         interval: u64,
         /// Stop after this many seconds (default: never)
-        #[arg(long = "for", value_name = "SECONDS")]
-        duration: Option<f64>,
+        #[arg(long = "for", value_name = "SECONDS", value_parser = values::seconds)]
+        duration: Option<Duration>,
     },
     /// Show this node's view of the cluster: quorum, each node, failures and fencing (like dlm_tool status)
     Status {
@@ -399,7 +399,7 @@ pub const EXTRA: Extra = Extra {
     exit_statuses: &[
         ExitStatus {
             code: "0",
-            meaning: "done: granted and released (or orphaned), adopted, purged, versions shown",
+            meaning: "done: granted and released (or orphaned), adopted, purged, versions, ls or status shown, watch ended",
         },
         ExitStatus {
             code: "1",
@@ -423,7 +423,7 @@ pub const EXTRA: Extra = Extra {
         },
         ExitStatus {
             code: "7",
-            meaning: "any other error",
+            meaning: "any other error (ls, status and watch: dlm_controld not answering, an unknown lockspace)",
         },
         ExitStatus {
             code: "8",
@@ -626,8 +626,7 @@ mod tests {
             &["--lockspace", "plock", "r"],
             &["--lockspace", "a\u{1}b", "r"],
             &["ls", ""],
-            &["ls", "a b"],
-            &["ls", "plock"],
+            &["ls", &"l".repeat(65)],
             &["--bogus", "r"],
             &[],
         ] {

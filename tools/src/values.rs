@@ -107,6 +107,25 @@ pub fn lockspace(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// Checks the name of a lockspace to look up in dlm_controld (`dlm-lock
+/// ls NAME`) as the `dlm-control` crate does: 1 to 64 bytes. Looser than
+/// [`lockspace`]: any lockspace the daemon runs (`dlm_tool join` takes
+/// other names) can be asked about.
+///
+/// # Errors
+/// A message saying what is wrong with the name.
+pub fn listed_lockspace(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("a lockspace name cannot be empty".into());
+    }
+    if s.len() > MAX_LOCKSPACE_NAME {
+        return Err(format!(
+            "a lockspace name is at most {MAX_LOCKSPACE_NAME} bytes"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// Checks a resource (lock) name: 1 to 64 bytes.
 ///
 /// # Errors
@@ -225,6 +244,14 @@ mod tests {
                 matches!(dlm::Lockspace::open(name), Err(dlm::Error::InvalidName(_)));
             assert_eq!(lockspace(name).is_err(), library_refuses, "{name:?}");
         }
+    }
+
+    #[test]
+    fn listed_lockspace_names() {
+        assert!(listed_lockspace("").is_err());
+        assert!(listed_lockspace(&"x".repeat(65)).is_err());
+        assert_eq!(listed_lockspace(&"x".repeat(64)).unwrap().len(), 64);
+        assert_eq!(listed_lockspace("a b").unwrap(), "a b");
     }
 
     #[test]

@@ -240,13 +240,32 @@ fn usage_errors_are_one_line_and_exit_64() {
         &["--purge", "1", "99999999999"],
         &["--purge", "1", "2", "r"],
         &["versions", "extra"],
-        &["ls", ""],
-        &["ls", "a b"],
         &["--generate", "man", "r"],
         &["--generate", "pdf"],
     ];
     for args in lock_cases {
         let out = run(lock().args(*args));
+        assert_eq!(out.status.code(), Some(64), "dlm-lock {args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "dlm-lock {args:?}: {err}");
+        assert!(err.starts_with("dlm-lock: ") && !err.contains("panicked"));
+    }
+    // The subcommands on dlm_controld's view.
+    let long_ls = "l".repeat(65);
+    let control_cases: &[&[&str]] = &[
+        &["ls", long_ls.as_str()],
+        &["ls", ""],
+        &["ls", "a", "b"],
+        &["ls", "--bogus"],
+        &["status", "extra"],
+        &["watch", "--interval", "x"],
+        &["watch", "--for", "-1"],
+        &["watch", "--for", "inf"],
+        &["watch", "--for", "NaN"],
+        &["watch", "--for", "1e30"],
+    ];
+    for args in control_cases {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_dlm-lock")).args(*args));
         assert_eq!(out.status.code(), Some(64), "dlm-lock {args:?}");
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "dlm-lock {args:?}: {err}");
@@ -962,4 +981,122 @@ fn lock_names_the_privilege() {
     );
     assert_eq!(out.status.code(), Some(6));
     assert!(stdout(&out).contains("CAP_SYS_ADMIN"), "{}", stdout(&out));
+}
+
+// ------------------------------------------- dlm-lock ls, status, watch
+
+/// The lines of `text` that start with `key ` (spaces squeezed).
+fn key_line(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{key} ")))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn dlm_tool(args: &[&str]) -> String {
+    let out = run(Command::new("dlm_tool").args(args));
+    assert!(out.status.success(), "dlm_tool {args:?}");
+    stdout(&out)
+}
+
+fn bare_lock() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dlm-lock"))
+}
+
+#[test]
+fn ls_status_and_watch_agree_with_dlm_tool() {
+    if !cluster() {
+        return;
+    }
+    // The tests' lockspace exists while this handle is open.
+    let _ls = space();
+
+    // dlm-lock ls LS: dlm_tool ls LS's lines.
+    let ours = run(bare_lock().args(["ls", LS]));
+    assert!(ours.status.success());
+    let ours = stdout(&ours);
+    let tools = dlm_tool(&["ls", LS]);
+    for key in ["name", "id", "flags", "change", "members"] {
+        assert_eq!(
+            key_line(&ours, key),
+            key_line(&tools, key),
+            "the {key} line"
+        );
+    }
+    assert_eq!(key_line(&ours, "members").as_deref(), Some("members 1"));
+    // Every lockspace without a name, LS among them.
+    let all = stdout(&run(bare_lock().arg("ls")));
+    assert!(all.contains(&format!("\nname          {LS}\n")), "{all}");
+    // -n: the node line of dlm_tool ls -n, and a state word.
+    let ours = stdout(&run(bare_lock().args(["ls", "-n", LS])));
+    let tools = dlm_tool(&["ls", "-n", LS]);
+    let node1 = key_line(&tools, "nodeid").expect("dlm_tool ls -n: a node line");
+    assert!(node1.starts_with("nodeid 1 member 1 "), "{node1}");
+    assert_eq!(
+        key_line(&ours, "nodeid"),
+        Some(format!("{node1} state joined"))
+    );
+    // --json: one line, the same members.
+    let out = run(bare_lock().args(["ls", "--json", LS]));
+    assert!(out.status.success());
+    let json = stdout(&out);
+    assert_eq!(json.lines().count(), 1, "{json}");
+    assert!(
+        json.starts_with(&format!(r#"[{{"name": "{LS}", "id": "#)),
+        "{json}"
+    );
+    assert!(json.contains(r#""changing": false"#), "{json}");
+    assert!(
+        json.contains(
+            r#""members": [1], "nodes": [{"nodeid": 1, "state": "joined", "member": true,"#
+        ),
+        "{json}"
+    );
+    // A lockspace this node does not run: exit 7, one line.
+    let out = run(bare_lock().args(["ls", "no-such-lockspace"]));
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(stderr(&out).lines().count(), 1);
+    assert!(stdout(&out).is_empty());
+
+    // dlm-lock status: dlm_tool status's lines (but the clock's).
+    let not_now = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with("daemon now"))
+            .map(String::from)
+            .collect()
+    };
+    let out = run(bare_lock().arg("status"));
+    assert!(out.status.success());
+    assert_eq!(not_now(&stdout(&out)), not_now(&dlm_tool(&["status"])));
+    let out = run(bare_lock().args(["status", "--json"]));
+    assert!(out.status.success());
+    let json = stdout(&out);
+    assert_eq!(json.lines().count(), 1, "{json}");
+    assert!(
+        json.starts_with(r#"{"our_nodeid": 1, "quorate": true,"#),
+        "{json}"
+    );
+    assert!(json.contains(r#""members": [1]"#), "{json}");
+    assert!(
+        json.contains(r#"{"nodeid": 1, "state": "member", "member": true"#),
+        "{json}"
+    );
+
+    // dlm-lock watch: "watching", then a lockspace that comes and goes.
+    let name = format!("toolswatch{}", std::process::id());
+    let mut w = Running::spawn(bare_lock().args(["watch", "--interval", "100", "--for", "30"]));
+    w.wait_line("watching");
+    let extra = Lockspace::join(&name, 0o600).unwrap();
+    w.wait_line(&format!("lockspace-added {name}"));
+    drop(extra);
+    dlm::leave(&name, dlm::Release::IfUnused).unwrap();
+    w.wait_line(&format!("lockspace-removed {name}"));
+    w.kill(libc::SIGTERM);
+    let _ = w.finish();
+    let out = run(bare_lock().args(["watch", "--json", "--for", "0.3"]));
+    assert!(out.status.success());
+    let first = stdout(&out).lines().next().unwrap_or("").to_string();
+    assert!(
+        first.starts_with(r#"{"event": "watching", "time": "#),
+        "{first}"
+    );
 }

@@ -453,7 +453,7 @@ fn control(text: dlm_control::Result<String>) -> u8 {
 
 /// `dlm-lock watch`: prints dlm_controld's changes until `duration` has
 /// passed (or for ever); the exit status.
-fn watch(json: bool, interval_ms: u64, duration: Option<f64>) -> u8 {
+fn watch(json: bool, interval_ms: u64, duration: Option<Duration>) -> u8 {
     use std::io::Write;
     let say = |line: String| {
         let mut out = std::io::stdout().lock();
@@ -468,8 +468,18 @@ fn watch(json: bool, interval_ms: u64, duration: Option<f64>) -> u8 {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    say("watching".into());
-    let end = duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    say(if json {
+        format!("{{\"event\": \"watching\", \"time\": {:.6}}}", now())
+    } else {
+        "watching".into()
+    });
+    let end = duration.map(|d| Instant::now() + d);
     loop {
         let left = end.map(|e| e.saturating_duration_since(Instant::now()));
         if left.is_some_and(|l| l.is_zero()) {
@@ -479,10 +489,7 @@ fn watch(json: bool, interval_ms: u64, duration: Option<f64>) -> u8 {
             Ok(ev) => ev,
             Err(e) => return fail(e),
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let now = now();
         for e in &events {
             say(if json {
                 control_cli::event_json(e, now)
