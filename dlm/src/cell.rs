@@ -869,7 +869,7 @@ pub(crate) enum Job {
 /// Parks the calling thread for `wait` at most (`None`: until unparked);
 /// it may return early. Under the model checker a park has no timeout
 /// (loom's threads park until unparked).
-fn park(wait: Option<std::time::Duration>) {
+pub(crate) fn park(wait: Option<std::time::Duration>) {
     #[cfg(not(dlm_loom))]
     match wait {
         None => std::thread::park(),
