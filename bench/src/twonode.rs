@@ -6,9 +6,13 @@
 //! The resource's value block holds a counter; node 1 takes a turn when it
 //! is even, node 2 when it is odd. A turn: take EX, read the counter, add
 //! one if it is this node's turn, release. A take that finds the other
-//! node's turn releases at once and takes again (after a `sched_yield`: a
-//! cached take is a hit that needs no system call, and the loop must not
-//! starve the cache's helper thread of the guest's one CPU). So each turn
+//! node's turn releases at once and takes again after a 50 µs sleep: a
+//! cached take is a hit that needs no system call, and a loop of hits
+//! would keep its node's CPU busy, starving the cache's helper thread and
+//! (on a host with two CPUs shared by both nodes) the other node. A
+//! `sched_yield` instead was tried: it left the holding node spinning,
+//! and the plain locks' master node too (2.6 takes out of turn per
+//! hand-over on node 1, against 0.4 with the sleep). So each turn
 //! waits for the other node's release: every turn is a hand-over, and both
 //! contenders run the same loop, the lock being the only difference. Node
 //! 2 times its own turns from its first to its last: `2 (n - 1)`
@@ -217,7 +221,7 @@ fn turns(lock: &Lock<'_>, me: u64, n: u32) -> Result<(Duration, u64), String> {
             if started.elapsed() > PATIENCE {
                 return Err(format!("{done} of {n} turns in {PATIENCE:?}"));
             }
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_micros(50));
         }
     }
     Ok((first.map_or(Duration::ZERO, |t| t.elapsed()), other))
