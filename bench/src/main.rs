@@ -22,6 +22,7 @@
 mod alloc;
 mod ffi;
 mod report;
+mod twonode;
 
 use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode};
 use ffi::{CHandle, CHeld};
@@ -64,6 +65,15 @@ struct Config {
     /// Run as the resources' master on another node: hold NL on every
     /// resource of cases 7 and 8 until this file exists.
     master_until: Option<PathBuf>,
+    /// Turns per node per round of case 10.
+    n_turns: u32,
+    /// Takes per node per round of case 11.
+    n_local: u32,
+    /// Run as the partner of cases 10-11 on node 1, taking commands from
+    /// this directory.
+    partner: Option<PathBuf>,
+    /// Cases 10-11 on node 2: the partner's command directory.
+    peer: Option<PathBuf>,
 }
 
 impl Config {
@@ -96,14 +106,19 @@ impl Config {
                 "rust_poll_inpoll".into(),
                 "rust_tokio".into(),
                 "rust_inpoll".into(),
+                "rust_cached_nohold".into(),
             ],
             lockspace: "dlmbench".into(),
             n_pipe: 0,
             section: "results".into(),
             master_until: None,
             nodes: 1,
+            n_turns: 0,
+            n_local: 0,
+            partner: None,
+            peer: None,
         };
-        let mut n_pipe = None;
+        let (mut n_pipe, mut n_turns, mut n_local) = (None, None, None);
         let (mut rounds, mut n, mut levels) = (None, None, None);
         while let Some(a) = args.next() {
             let mut value = || args.next().ok_or(format!("{a} needs a value"));
@@ -124,12 +139,17 @@ impl Config {
                 "--section" => c.section = value()?,
                 "--master-until" => c.master_until = Some(value()?.into()),
                 "--nodes" => c.nodes = number(&value()?)?,
+                "--n-turns" => n_turns = Some(number(&value()?)?),
+                "--n-local" => n_local = Some(number(&value()?)?),
+                "--partner" => c.partner = Some(value()?.into()),
+                "--peer" => c.peer = Some(value()?.into()),
                 "-h" | "--help" => {
                     return Err("usage: dlm-bench [--short] [--rounds R] [--n N] \
                                 [--levels A,B,C] [--json PATH] [--markdown PATH] [--svg PATH] \
                                 [--machine TEXT] [--command TEXT] [--cases 1,2,3,4,5] \
                                 [--contenders rust,rust_cached,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_poll_inpoll,rust_blocking,c_dispatch,c_direct] \
-                                [--lockspace NAME] [--n-pipe N] [--section NAME] [--master-until FILE] [--nodes N]"
+                                [--lockspace NAME] [--n-pipe N] [--section NAME] [--master-until FILE] [--nodes N] \
+                                [--n-turns N] [--n-local N] [--partner DIR] [--peer DIR]"
                         .into())
                 }
                 _ => return Err(format!("unknown argument {a:?} (try --help)")),
@@ -141,6 +161,14 @@ impl Config {
             return Err("--rounds and --n must be positive".into());
         }
         c.n_pipe = n_pipe.unwrap_or(if c.short { 20 } else { 1000 });
+        c.n_turns = n_turns.unwrap_or(if c.short { 3 } else { 50 });
+        c.n_local = n_local.unwrap_or(if c.short { 200 } else { 1000 });
+        if c.n_turns < 2 || c.n_local == 0 {
+            return Err("--n-turns must be at least 2, --n-local positive".into());
+        }
+        if (c.cases.contains(&10) || c.cases.contains(&11)) && c.peer.is_none() {
+            return Err("cases 10-11 need two nodes and the partner's --peer DIR".into());
+        }
         c.n_handoff = (c.n / 2).max(1);
         c.n_growth = (c.n / 2).max(1);
         c.levels = levels.unwrap_or(if c.short {
@@ -221,6 +249,7 @@ fn measure(
             .map(|(c, (s, w))| ContenderResult::new(c.id, s, w))
             .collect(),
         seconds: started.elapsed().as_secs_f64(),
+        notes: Vec::new(),
     };
     eprintln!("dlm-bench: {}", result.summary());
     Ok(result)
@@ -543,6 +572,9 @@ fn run(cfg: &Config) -> Result<(), String> {
     if let Some(until) = &cfg.master_until {
         return master(cfg, until);
     }
+    if let Some(dir) = &cfg.partner {
+        return twonode::partner(cfg, dir);
+    }
     let started = Instant::now();
     let name = &cfg.lockspace;
     // The lockspace: created (needs root) or joined; its Rust handle.
@@ -783,6 +815,13 @@ fn run(cfg: &Config) -> Result<(), String> {
                 .collect(),
             )?);
         }
+    }
+    if let Some(dir) = &cfg.peer {
+        let peer = twonode::Peer::new(dir.clone());
+        let mut held = Vec::new();
+        let result = twonode::run_cases(cfg, &ls, &peer, &mut held);
+        peer.quit();
+        cases.extend(result?);
     }
     if cfg.cases.contains(&5) {
         let cap = *cfg.levels.last().expect("levels are not empty");

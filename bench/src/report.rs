@@ -58,6 +58,9 @@ pub struct CaseResult {
     pub rounds: u32,
     pub contenders: Vec<ContenderResult>,
     pub seconds: f64,
+    /// Lines for the report below the case's table (cases 10-11: the
+    /// caches' counters).
+    pub notes: Vec<String>,
 }
 
 /// Rust's figure over another contender's.
@@ -142,6 +145,12 @@ impl CaseResult {
         matches!(self.id.as_str(), "pipelined" | "poll_one")
     }
 
+    /// Whether this is one of the cases of a cached lock on two nodes
+    /// (cases 10-11: their own table).
+    pub fn is_cache_case(&self) -> bool {
+        matches!(self.id.as_str(), "turns" | "mostly_local")
+    }
+
     /// How far each contender is from the floor (`c_direct`: C reading
     /// its own answers from the device), as "id 1.234x, ...": the ratio of
     /// the medians. `None` without the floor in this case.
@@ -185,7 +194,7 @@ pub const FLOOR: &str = "c_direct";
 /// The ratios reported: each Rust contender over its C counterpart of the
 /// same architecture, the ways of cases 7-8 over each other, and the poll
 /// mode and libdlm's ways over the floor.
-const EXTRA_RATIOS: [(&str, &str); 20] = [
+const EXTRA_RATIOS: [(&str, &str); 21] = [
     ("rust_poll", FLOOR),
     ("rust_poll_inpoll", FLOOR),
     ("rust_poll_inpoll", "c_dispatch"),
@@ -197,6 +206,7 @@ const EXTRA_RATIOS: [(&str, &str); 20] = [
     ("rust", "c_ast"),
     ("rust_cached", "c_ast"),
     ("rust_cached", "rust"),
+    ("rust_cached_nohold", "rust"),
     ("rust", "c_wait"),
     ("rust_poll", "c_dispatch"),
     ("rust", "rust_blocking"),
@@ -399,6 +409,34 @@ impl Run {
                     }
                 }
             }
+            if c.id == "turns" {
+                for (id, how) in [
+                    ("rust_cached", "default options (minimum hold 10 ms)"),
+                    ("rust_cached_nohold", "min_hold(0)"),
+                ] {
+                    if let Some(r) = c.ratio_of(id, "rust") {
+                        t.push(Target::ratio(
+                            format!("case {label} cached lock, {how}, within 1.2x of plain locks per hand-over"),
+                            r,
+                            1.2,
+                        ));
+                    }
+                }
+            }
+            if c.id == "mostly_local" {
+                for (id, how) in [
+                    ("rust_cached", "default options"),
+                    ("rust_cached_nohold", "min_hold(0)"),
+                ] {
+                    if let Some(r) = c.ratio_of(id, "rust") {
+                        t.push(Target::ratio(
+                            format!("case {label} cached lock, {how}, at most 0.5x of plain locks' time per take (a limit of ours: the issue gives none)"),
+                            r,
+                            0.5,
+                        ));
+                    }
+                }
+            }
             if c.id == "pipelined" && self.nodes > 1 {
                 let best = ["rust", "rust_poll"]
                     .into_iter()
@@ -536,7 +574,12 @@ impl Run {
                     first = false;
                 }
             }
-            o.push_str("\n      }\n    }");
+            o.push_str("\n      }");
+            if !c.notes.is_empty() {
+                let notes: Vec<String> = c.notes.iter().map(|n| json_str(n)).collect();
+                let _ = write!(o, ",\n      \"notes\": [{}]", notes.join(", "));
+            }
+            o.push_str("\n    }");
             o.push_str(if i + 1 < self.cases.len() {
                 ",\n"
             } else {
@@ -588,7 +631,7 @@ impl Run {
              s{}.",
             if self.nodes > 1 {
                 format!(
-                    "{}-node (`ci/cluster`; the contenders on node 2, the resources of cases 7-8 mastered by node 1)",
+                    "{}-node (`ci/cluster`; the contenders on node 2, the resources of cases 7-8 mastered by node 1; in cases 10-11 a partner process on node 1 runs node 2's loop)",
                     self.nodes
                 )
             } else {
@@ -605,13 +648,14 @@ impl Run {
             }
         );
         let _ = writeln!(o, "\nCommand: `{}`\n", self.command);
-        if self.cases.iter().any(|c| !c.is_async_case()) {
+        let plain = |c: &&CaseResult| !c.is_async_case() && !c.is_cache_case();
+        if self.cases.iter().any(|c| plain(&c)) {
             o.push_str(
                 "| Case | operation | ops/round | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls | Rust / C AST (95% CI) | Rust / C `_wait` | per-round Rust / C AST: median (min–max) |\n\
                  |---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
             );
         }
-        for c in self.cases.iter().filter(|c| !c.is_async_case()) {
+        for c in self.cases.iter().filter(plain) {
             let cell = |id| c.get(id).map_or("–".to_string(), |k| us(k.median));
             let ratio = |id| {
                 c.ratio(id).map_or("–".to_string(), |r| {
@@ -673,6 +717,55 @@ impl Run {
                 );
             }
         }
+        if self.cases.iter().any(CaseResult::is_cache_case) {
+            o.push_str(
+                "\n**A cached lock on two nodes** (cases 10-11; `ls.cached(..)` against plain \
+                 `ls.lock(..)`; node 2's times, while the partner on node 1 runs the same loop):\n\n\
+                 | Case | operation | ops/round | plain locks | cached, default options (min hold 10 ms) | cached, `min_hold(0)` | cached / plain (95% CI) | cached `min_hold(0)` / plain (95% CI) | per-round cached / plain: median (min–max) |\n\
+                 |---|---|--:|--:|--:|--:|--:|--:|--:|\n",
+            );
+            for c in self.cases.iter().filter(|c| c.is_cache_case()) {
+                let cell = |id| c.get(id).map_or("–".to_string(), |k| us(k.median));
+                let ratio = |num| {
+                    c.ratio_of(num, "rust").map_or("–".to_string(), |r| {
+                        format!("**{:.3}** ({:.2}–{:.2})", r.of_medians, r.ci.0, r.ci.1)
+                    })
+                };
+                let range = c
+                    .ratio_of("rust_cached", "rust")
+                    .map_or("–".to_string(), |r| {
+                        format!(
+                            "{:.3} ({:.2}–{:.2})",
+                            r.paired_median, r.paired_min, r.paired_max
+                        )
+                    });
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    c.title,
+                    c.unit,
+                    c.ops_per_round,
+                    cell("rust"),
+                    cell("rust_cached"),
+                    cell("rust_cached_nohold"),
+                    ratio("rust_cached"),
+                    ratio("rust_cached_nohold"),
+                    range
+                );
+            }
+            for c in self.cases.iter().filter(|c| c.is_cache_case()) {
+                if !c.notes.is_empty() {
+                    let _ = writeln!(
+                        o,
+                        "\nCounters of case {} (node 2 + node 1):\n",
+                        c.title.split('.').next().unwrap_or("")
+                    );
+                    for n in &c.notes {
+                        let _ = writeln!(o, "- {n}");
+                    }
+                }
+            }
+        }
         o.push_str("\nTimes are medians over the rounds of the time per operation.\n");
         for c in &self.cases {
             if let (Some(floor), Some(line)) = (c.get(FLOOR), c.floor_line()) {
@@ -705,13 +798,15 @@ impl Run {
                 );
             }
         }
-        o.push_str(
-            "\n**Context switches per operation** (whole process, `getrusage` around each \
-             call; medians over the rounds; voluntary + involuntary):\n\n\
-             | Case | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls |\n\
-             |---|--:|--:|--:|--:|\n",
-        );
-        for c in &self.cases {
+        if self.cases.iter().any(|c| !c.is_cache_case()) {
+            o.push_str(
+                "\n**Context switches per operation** (whole process, `getrusage` around each \
+                 call; medians over the rounds; voluntary + involuntary):\n\n\
+                 | Case | Rust: dlm crate | C: AST thread + condvar | C: same, signal under the mutex | C: `_wait` calls |\n\
+                 |---|--:|--:|--:|--:|\n",
+            );
+        }
+        for c in self.cases.iter().filter(|c| !c.is_cache_case()) {
             let cell = |id| {
                 c.get(id).map_or("–".to_string(), |k| {
                     format!("{:.2} + {:.2}", k.switches.0, k.switches.1)
