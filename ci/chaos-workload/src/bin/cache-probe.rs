@@ -284,7 +284,10 @@ fn counter(ls: &Lockspace, res: &str, seconds: u64, roles: &[String]) -> i32 {
     // The last guard is gone: dropping the cache unlocks the DLM lock and
     // publishes the last local value.
     drop(Arc::try_unwrap(cache).expect("no other reference to the cache"));
-    say(&format!("increments {}", t.increments.load(Ordering::Relaxed)));
+    say(&format!(
+        "increments {}",
+        t.increments.load(Ordering::Relaxed)
+    ));
     say(&format!(
         "reads {} regressions {} max {}",
         t.reads.load(Ordering::Relaxed),
