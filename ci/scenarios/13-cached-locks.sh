@@ -92,7 +92,9 @@ for j in "${JOBS[@]}"; do
 	reads=$((reads + $(val "$j" reads)))
 done
 got=$(final mix)
-measure "d: mixed PR/EX: counter $got after $total increments, $reads reads, $regress regressions"
+dl=0
+for j in "${JOBS[@]}"; do dl=$((dl + $(val "$j" deadlocks))); done
+measure "d: mixed PR/EX: counter $got after $total increments, $reads reads, $regress regressions, $dl cached takes refused with a conversion deadlock (PR -> EX on two nodes; tried again)"
 check "d: readers read ($reads) and writers wrote ($total)" test "$reads" -gt 20 -a "$total" -gt 20
 expect "d: no reader saw the counter go down" 0 "$regress"
 expect "d: the final counter equals the increments made" "$total" "$got"

@@ -22,8 +22,10 @@
 //! down), `min-hold=MS`. Runs SECONDS, then drops every guard and the cache
 //! and prints `increments N` (writers), `reads N regressions N max V`
 //! (readers: a reader that sees the counter go down counts a regression),
-//! the cache's `stats hits H takes T give_ups G idle_releases I`, and
-//! `errors N` (any failed take or a value block not as written: the
+//! the cache's `stats hits H takes T give_ups G idle_releases I`,
+//! `deadlocks N` (cached takes refused with a conversion deadlock, as
+//! documented when two caches holding PR convert up to EX; tried again)
+//! and `errors N` (any failed take or a value block not as written: the
 //! counter's magic missing, or not valid). Exit 1 if errors > 0.
 //!
 //! **hammer**: THREADS threads take RES in EX from one cache
@@ -139,6 +141,9 @@ struct Totals {
     reads: AtomicU64,
     regressions: AtomicU64,
     max_seen: AtomicU64,
+    /// Conversion deadlocks converting up (two caches in PR both
+    /// converting to EX): documented, the take is tried again.
+    deadlocks: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -196,6 +201,10 @@ fn counter(ls: &Lockspace, res: &str, seconds: u64, roles: &[String]) -> i32 {
                 };
                 let mut g = match g {
                     Ok(g) => g,
+                    Err(Error::Deadlock) => {
+                        t.deadlocks.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     Err(e) => {
                         t.error(&format!("cached EX take: {e}"));
                         continue;
@@ -295,6 +304,10 @@ fn counter(ls: &Lockspace, res: &str, seconds: u64, roles: &[String]) -> i32 {
         t.max_seen.load(Ordering::Relaxed)
     ));
     say(&stats);
+    say(&format!(
+        "deadlocks {}",
+        t.deadlocks.load(Ordering::Relaxed)
+    ));
     let errors = t.errors.load(Ordering::Relaxed);
     say(&format!("errors {errors}"));
     i32::from(errors > 0)
