@@ -27,6 +27,9 @@ PROBE=$BINS/cache-probe
 [ -x "$PROBE" ] || fail "$PROBE is missing: cargo build -p dlm-chaos --bins"
 WAIT_BOUND_MS=${WAIT_BOUND_MS:-1000}
 FAIR_BOUND_MS=${FAIR_BOUND_MS:-2000}
+# PHASES: which phases to run (default all), e.g. PHASES=e.
+PHASES=${PHASES:-a d b e}
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
 start_cluster 3
 
 # field JOB LINEKEY NAME: the word after NAME on the job's line starting
@@ -64,12 +67,15 @@ final() {
 	sed -nE 's/^counter ([0-9]+) valid true$/\1/p' <<<"$OUT"
 }
 
+if phase a || phase d; then
 step "node 3 keeps NL locks with the value block on ctr and mix (the DLM keeps a value block while a lock exists)"
 keep=$(spawn 3 "$DLM_LOCK" -t --lockspace cache13 --mode NL --lvb-read --hold-until-file "$WORK/keeper" ctr)
 wait_for_line "$keep" '^granted NL$' 30
 keep2=$(spawn 3 "$DLM_LOCK" -t --lockspace cache13 --mode NL --lvb-read --hold-until-file "$WORK/keeper" mix)
 wait_for_line "$keep2" '^granted NL$' 30
 
+fi
+if phase a; then
 step "a/c: a counter in ctr's value block: cached EX writers on nodes 1 and 2, plain EX writers on nodes 1 and 3, 10 s"
 run_counter ctr 10 "cw=3 pw=1" "cw=2 give-up=unlock" "pw=2"
 total=0
@@ -83,6 +89,8 @@ for j in "${JOBS[0]}" "${JOBS[1]}"; do
 		test "$(field "$j" stats hits)" -gt 0 -a "$(field "$j" stats give_ups)" -gt 0
 done
 
+fi
+if phase d; then
 step "d: mixed PR/EX on mix: cached PR readers beside cached EX writers (nodes 1, 2), plain PR readers and an EX writer (node 3), 8 s"
 run_counter mix 8 "cw=2 cr=2" "cw=1 cr=2" "pw=1 pr=2"
 total=0 regress=0 reads=0
@@ -102,12 +110,16 @@ for j in "${JOBS[@]}"; do
 	m=$(field "$j" reads max)
 	check "d: job $j saw at most the final value ($m <= $got)" test "$m" -le "$got"
 done
+fi
 release "$WORK/keeper"
+if phase a || phase d; then
 wait_job "$keep" 30
 expect "the keeper of ctr exits 0" 0 "$JOB_RC"
 wait_job "$keep2" 30
 expect "the keeper of mix exits 0" 0 "$JOB_RC"
+fi
 
+if phase b; then
 step "b: node 1 takes the cached lock hot in a loop (2 threads, min hold 10 ms); node 2's plain EX requests, 300 ms apart, 10 s"
 h=$(spawn 1 "${GATE[@]}" "$WORK/go-hot" "$PROBE" hammer hot 13 2 10 200)
 release "$WORK/go-hot"
@@ -130,9 +142,14 @@ check "b: every wait was under $WAIT_BOUND_MS ms (worst $max ms)" awk -v m="$max
 check "b: node 1's loop went on taking ($ops)" test "$ops" -gt 100
 check "b: node 1's cache gave the lock up for each grant ($(field "$h" stats give_ups))" test "$(field "$h" stats give_ups)" -ge "$grants"
 
+fi
+if phase e; then
 step "e: caches on nodes 1 and 2 (min_hold ZERO) hand the lock back and forth; node 3's plain new requests, back to back, 12 s"
-h1=$(spawn 1 "${GATE[@]}" "$WORK/go-fair" "$PROBE" hammer fair 15 2 0 200)
-h2=$(spawn 2 "${GATE[@]}" "$WORK/go-fair" "$PROBE" hammer fair 15 2 0 200)
+# Each local hold is 20 ms: a cache's next take reaches the resource's
+# master while the other cache still holds the lock, as it would on a
+# faster network than this one.
+h1=$(spawn 1 "${GATE[@]}" "$WORK/go-fair" "$PROBE" hammer fair 15 2 0 20000)
+h2=$(spawn 2 "${GATE[@]}" "$WORK/go-fair" "$PROBE" hammer fair 15 2 0 20000)
 release "$WORK/go-fair"
 wait_for_line "$h1" '^hammering$' 30
 wait_for_line "$h2" '^hammering$' 30
@@ -155,5 +172,6 @@ check "e: every wait of node 3 was under $FAIR_BOUND_MS ms (worst $max ms)" awk 
 for j in "$h1" "$h2"; do
 	check "e: the cache of job $j took the lock more than once ($(field "$j" stats takes))" test "$(field "$j" stats takes)" -gt 1
 done
+fi
 no_panics
 pass
