@@ -173,5 +173,11 @@ for j in "$h1" "$h2"; do
 	check "e: the cache of job $j took the lock more than once ($(field "$j" stats takes))" test "$(field "$j" stats takes)" -gt 1
 done
 fi
+
+step "no lock left: every program has ended; each node releases cache13 without force (a fresh handle, until it is gone)"
+for k in 1 2 3; do
+	on "$k" "$PROBE" release
+	expect "node $k released cache13 (no lock left there)" 0 "$JOB_RC"
+done
 no_panics
 pass

@@ -9,6 +9,7 @@
 //! cache-probe waiter RES SECONDS PAUSE_MS TIMEOUT_MS
 //! cache-probe read RES                       # the counter, from a plain PR lock
 //! cache-probe pwex RES                       # a PW holder's value, then a take in EX
+//! cache-probe release                        # the lockspace released without force
 //! ```
 //!
 //! **counter**: ROLEs are `cw=N` (N threads of cached EX writers sharing one
@@ -37,11 +38,16 @@
 //! prints `wait MS` for each, then `grants N timeouts N max_ms MS
 //! mean_ms MS`.
 //!
+//! **release** (no RES, no join): opens the lockspace from a fresh handle
+//! and releases it without force (`Release::IfUnused`), again until it is
+//! gone (each process that created it counts once); prints `released
+//! after N` or `refused N: ERROR` (exit 1: a lock is left on this node).
+//!
 //! **pwex**: on one cache with the value block: PW, `set_lvb` (counter
 //! 1), release; then EX, which converts the DLM lock PW -> EX: prints `ex
 //! sees N` (the value the EX holder reads from the cache: 1 unless the
 //! PW holder's value was lost).
-use dlm::{CacheOptions, CachedLock, Error, GiveUp, LockOptions, Lockspace, Lvb, Mode};
+use dlm::{CacheOptions, CachedLock, Error, GiveUp, LockOptions, Lockspace, Lvb, Mode, Release};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,7 +65,7 @@ fn say(line: &str) {
 fn usage() -> ! {
     eprintln!(
         "usage: cache-probe counter RES SECONDS ROLE... | hammer RES SECONDS THREADS MIN_HOLD_MS HOLD_US \
-         | waiter RES SECONDS PAUSE_MS TIMEOUT_MS | read RES | pwex RES"
+         | waiter RES SECONDS PAUSE_MS TIMEOUT_MS | read RES | pwex RES | release"
     );
     std::process::exit(64)
 }
@@ -106,6 +112,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else { usage() };
     let ls_name = std::env::var("CACHE_PROBE_LS").unwrap_or_else(|_| "cache13".into());
+    if cmd == "release" {
+        std::process::exit(release(&ls_name));
+    }
     let ls = Lockspace::join(&ls_name, 0o600).unwrap_or_else(|e| {
         eprintln!("cache-probe: join {ls_name}: {e}");
         std::process::exit(2)
@@ -441,4 +450,26 @@ fn pwex(ls: &Lockspace, res: &str) -> i32 {
     drop(g);
     drop(cache);
     i32::from(seen != Some(before + 1))
+}
+
+fn release(name: &str) -> i32 {
+    for n in 1..=1000 {
+        let ls = match Lockspace::open(name) {
+            Ok(ls) => ls,
+            Err(Error::LockspaceNotFound) => {
+                say(&format!("released after {}", n - 1));
+                return 0;
+            }
+            Err(e) => {
+                say(&format!("open failed: {e}"));
+                return 1;
+            }
+        };
+        if let Err(e) = ls.release(Release::IfUnused) {
+            say(&format!("refused {n}: {}", e.error()));
+            return 1;
+        }
+    }
+    say("still there after 1000 releases");
+    1
 }
