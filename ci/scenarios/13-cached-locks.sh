@@ -20,7 +20,12 @@
 #       back and forth; node 3's plain new requests must go on being
 #       granted (none timed out, each within FAIR_BOUND_MS). A cache that
 #       converted up from NL would be served from the kernel's convert
-#       queue ahead of node 3's new requests, for ever.
+#       queue ahead of node 3's new requests, for ever (seen with that
+#       change made by hand to Actor::convert_up: 1 grant in 12 s, two
+#       5 s timeouts);
+#  end. no lock left: each node releases the lockspace without force.
+# PHASES (default "a d b e") runs some of them; WAIT_BOUND_MS (1000) and
+# FAIR_BOUND_MS (2000) set the bounds.
 . "$(dirname "$0")/../lib/scenario.sh"
 scenario "cached locks across 3 nodes: exclusion, value-block counter, mixed PR/EX, remote waiter bound, fairness"
 PROBE=$BINS/cache-probe
@@ -73,7 +78,6 @@ keep=$(spawn 3 "$DLM_LOCK" -t --lockspace cache13 --mode NL --lvb-read --hold-un
 wait_for_line "$keep" '^granted NL$' 30
 keep2=$(spawn 3 "$DLM_LOCK" -t --lockspace cache13 --mode NL --lvb-read --hold-until-file "$WORK/keeper" mix)
 wait_for_line "$keep2" '^granted NL$' 30
-
 fi
 if phase a; then
 step "a/c: a counter in ctr's value block: cached EX writers on nodes 1 and 2, plain EX writers on nodes 1 and 3, 10 s"
@@ -88,7 +92,6 @@ for j in "${JOBS[0]}" "${JOBS[1]}"; do
 	check "a/c: job $j's cache served local hits and gave the lock up" \
 		test "$(field "$j" stats hits)" -gt 0 -a "$(field "$j" stats give_ups)" -gt 0
 done
-
 fi
 if phase d; then
 step "d: mixed PR/EX on mix: cached PR readers beside cached EX writers (nodes 1, 2), plain PR readers and an EX writer (node 3), 8 s"
