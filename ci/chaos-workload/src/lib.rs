@@ -11,17 +11,18 @@
 //!
 //! | line | meaning |
 //! |---|---|
-//! | `H node boot pid tid thread kind` | the file's header; `kind` is the worker kind (`blocking`, `tokio`, `poll`, `drive`; absent in old records: `blocking`) |
+//! | `H node boot pid tid thread kind` | the file's header; `kind` is the worker kind (`blocking`, `tokio`, `poll`, `drive`, `cached`; absent in old records: `blocking`) |
 //! | `P t1 host t2` | clock probe: a file created between guest times `t1` and `t2` changed its directory's modification time to host time `host` (fine-grained: see [`probe`]) |
 //! | `Q t1 host t2` | clock probe answered by the host (`chaos-clock`): the host read `host` on its clock between guest times `t1` and `t2` |
 //! | `RS rid res op mode bound_ms t` | a request starts (`op`: lock, try, timed, convert, adopt, unlock, purge, hold, wait) |
 //! | `RE rid outcome t` | it ended (`ok`, `wouldblock`, `timedout`, `deadlock`, `stopped`, ...) |
 //! | `IN sid res mode t lvb` | a critical section begins, after the grant; `lvb` is `-`, `inv` or `v:EPOCH:COUNT` as read |
 //! | `OUT sid t intent` | it ends, before the lock is released or converted; `intent` is `-` or `EPOCH:COUNT`, the value it publishes |
-//! | `PUB sid EPOCH:COUNT ok|fail t` | the publishing conversion returned |
+//! | `PUB sid EPOCH:COUNT ok|fail t` | the publishing conversion returned (the `cached` kind: its cache gave the lock up, which published the value, after the section) |
 //! | `ORPH sid res mode owner_tid t` | the lock was orphaned on purpose |
 //! | `M rss_kib t` | memory of the process |
 //! | `ST t stall_ns poll_ns blocked_ns blocked dispatch_ns blocked_dispatch_ns` | async kinds, once a second: the executor thread's longest stall (a 1 ms ticker's lateness), the longest single poll or drop of a crate future or guard, the longest of those during which the thread blocked (a voluntary context switch inside it), how many did so; the `poll` kind's longest `Lockspace::dispatch` call and the longest that blocked (0 for the others) |
+//! | `CACHE rN:hits/takes/give_ups/idle_releases... t` | the `cached` kind, at its end: each cache's counters (`CachedLock::stats`) |
 //! | `X abort t` | async kinds: a task running a request was aborted before it ended |
 //! | `END t` | the thread ended normally |
 #![deny(missing_docs)]

@@ -140,6 +140,9 @@ struct History {
     first_seen: HashMap<Proc, i64>,
     orphaned: u64,
     stats: Vec<(Proc, [u64; 4])>,
+    /// The `cached` kind's caches, summed: hits, DLM takes, give-ups,
+    /// idle releases.
+    cache: [u64; 4],
     parse_errors: Vec<String>,
 }
 
@@ -325,6 +328,17 @@ fn read_history(dir: &Path) -> History {
                     let c = num(w.next())?;
                     let d = num(w.next())?;
                     h.stats.push((pr, [a, b, c, d]));
+                    Some(())
+                })(),
+                "CACHE" => (|| {
+                    let words: Vec<&str> = w.collect();
+                    let (_t, per_res) = words.split_last()?;
+                    for r in per_res {
+                        let (_, counts) = r.split_once(':')?;
+                        for (k, n) in counts.split('/').enumerate().take(4) {
+                            h.cache[k] += n.parse::<u64>().ok()?;
+                        }
+                    }
                     Some(())
                 })(),
                 "END" => Some(()),
@@ -1105,6 +1119,12 @@ fn main() {
         "crate stats (processes that ended normally): {} EBUSY retries, {} ENOBUFS retries, {} give-ups, {} reaped",
         st[0], st[3], st[1], st[2]
     );
+    if h.cache.iter().any(|&n| n > 0) {
+        println!(
+            "cached locks (cached kind, processes that ended normally): {} local hits, {} DLM takes, {} give-ups, {} idle releases",
+            h.cache[0], h.cache[1], h.cache[2], h.cache[3]
+        );
+    }
     println!("end of run:");
     for f in &finals {
         println!("  {f}");

@@ -25,10 +25,12 @@
 //!
 //! KIND is the front-end of the crate the workload goes through (see
 //! [`Kind`]): `blocking` (the default: the calls above on THREADS
-//! threads), `tokio`, `poll` or `drive` (the futures, in `asynch.rs`).
+//! threads), `tokio`, `poll` or `drive` (the futures, in `asynch.rs`),
+//! `cached` (blocking takes through `CachedLock`s, in `cached.rs`).
 //! Every kind records the same way, so that chaos-check proves the same
 //! invariants for all of them.
 mod asynch;
+mod cached;
 mod pollexec;
 
 use dlm::{Error, LockGuard, LockOptions, Lockspace, Mode, Node, Owner, Release};
@@ -64,9 +66,10 @@ enum Kind {
     /// A poll-mode handle on a current-thread tokio runtime whose answers
     /// `dlm::tokio::drive` reads.
     Drive,
-    // The cached-lock kind (issue 17) goes here: a `Cached` variant, its
-    // name in `parse` and `name`, its runner in `main` and the name in
-    // ci/chaos's `kinds` list; it records as the others do.
+    /// Blocking takes through one `CachedLock` per resource shared by the
+    /// THREADS threads (`cached.rs`): local holders served from a DLM
+    /// lock the process keeps until another holder asks for it.
+    Cached,
 }
 
 impl Kind {
@@ -76,6 +79,7 @@ impl Kind {
             "tokio" => Kind::Tokio,
             "poll" => Kind::Poll,
             "drive" => Kind::Drive,
+            "cached" => Kind::Cached,
             _ => return None,
         })
     }
@@ -86,6 +90,7 @@ impl Kind {
             Kind::Tokio => "tokio",
             Kind::Poll => "poll",
             Kind::Drive => "drive",
+            Kind::Cached => "cached",
         }
     }
 }
@@ -756,6 +761,7 @@ fn main() {
     };
     match kind {
         Kind::Blocking => run_blocking(w, main_rec),
+        Kind::Cached => cached::run(w, main_rec),
         _ => asynch::run(kind, w, main_rec),
     }
 }
