@@ -1071,7 +1071,13 @@ impl Actor {
             shared.counters.takes.fetch_add(1, Ordering::Relaxed);
             crate::stats::count(&crate::stats::CACHE_TAKES);
             core.taken_at = Some(Instant::now());
-            if shared.options.lvb {
+            // A value a local holder set under PW and not yet published
+            // is newer than the resource's: a conversion PW -> EX reads
+            // the resource's block (the kernel's lvb table), it does not
+            // write the lock's, and nobody else can have written it while
+            // this cache held PW. Keep the local value (it is published at
+            // the give-up, from EX).
+            if shared.options.lvb && !core.dirty {
                 if let Some(v) = guard.as_ref().and_then(LockGuard::lvb) {
                     core.value = v.bytes;
                     core.valid = v.valid;

@@ -417,6 +417,41 @@ fn a_lockspace_gone_fails_takes_hits_included() {
     assert!(status.success());
 }
 
+/// A value set by a local PW holder survives the cache's conversion up to
+/// EX for the next local holder (the kernel's PW -> EX conversion reads
+/// the resource's value block, which the cache has not written yet), and
+/// is published when the cache gives the lock up: a reader on another
+/// handle sees it.
+#[test]
+fn a_value_set_under_pw_survives_the_conversion_to_ex() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cpwex");
+    let cache = ls
+        .cached("v", CacheOptions::new().lvb().idle_release(None))
+        .unwrap();
+    let mut g = cache.lock(Mode::Pw).unwrap();
+    g.set_lvb(&7u64.to_le_bytes()).unwrap();
+    drop(g);
+    let g = cache.lock(Mode::Ex).unwrap();
+    assert_eq!(
+        counter(g.lvb()),
+        7,
+        "the EX holder sees the PW holder's value"
+    );
+    drop(g);
+    let r = obs
+        .lock_with(
+            "v",
+            Mode::Pr,
+            LockOptions::new().lvb().timeout(Duration::from_secs(5)),
+        )
+        .unwrap();
+    assert_eq!(counter(r.lvb()), 7, "published at the give-up");
+    drop(r);
+    drop(cache);
+    teardown(&name, [ls, obs]);
+}
+
 #[test]
 fn a_panic_in_a_local_holder_releases_it_and_drops_its_value() {
     require_cluster!();
