@@ -281,10 +281,13 @@ impl Future for RequestFuture {
         // Woken at the deadline, or in a second to check that the
         // lockspace still exists.
         let at = deadline.min(now + LIVENESS_PERIOD);
+        // Armed for this task at or before `at`, and not yet passed: that
+        // wake-up comes first (a poll then arms again); no new
+        // registration.
         let same = this
             .armed
             .as_ref()
-            .is_some_and(|(t, w)| *t == at && w.will_wake(cx.waker()));
+            .is_some_and(|(t, w)| *t <= at && *t > now && w.will_wake(cx.waker()));
         if !same {
             this.timer.set(at, cx.waker());
             this.armed = Some((at, cx.waker().clone()));

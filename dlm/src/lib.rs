@@ -120,7 +120,9 @@
 //! the DLM recovers from a node's failure, for seconds: never an executor's
 //! thread; the worker runs under `SCHED_BATCH`, so waking it does not
 //! preempt the task that handed the request over, which hands the rest
-//! of its requests over first), registers its task's waker in the lock's cell, and the callback
+//! of its requests over first; on a CPU kept busy by the polling thread,
+//! a request then waits for that thread to block or for the end of its
+//! time slice, a few milliseconds), registers its task's waker in the lock's cell, and the callback
 //! wakes the task instead of a thread. No `poll` or `drop` of a future
 //! makes a system call that can block. No runtime is required (tokio, smol, `block_on` all work;
 //! the futures are `Send`); timeouts are kept by one process-wide timer

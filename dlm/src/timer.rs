@@ -17,7 +17,7 @@
 //! | who | step | ordering argument |
 //! |---|---|---|
 //! | thread | takes every pushed operation (a swap of the head), applies them, wakes the due tasks, stores the deadline it will sleep until in `sleeping_until`, then places its sleep mark in the head only if the head is still empty (compare-and-swap); parks only if the mark was placed | the store comes before the mark's release exchange |
-//! | poller | pushes (compare-and-swap on the head), then reads `sleeping_until`; unparks the thread if its deadline is earlier | its exchange reads either the mark (then it acquires the mark's release and reads the thread's `sleeping_until` or a later one) or a head the mark could not replace (then the mark fails and the thread looks at the stack again before sleeping) |
+//! | poller | pushes (compare-and-swap on the head), then reads `sleeping_until`; unparks the thread if its deadline is earlier | its exchange reads either the mark (then it acquires the mark's release and reads the thread's `sleeping_until` or a later one), or another poller's node pushed after the mark (the same: read-modify-writes on the head continue the mark's release sequence), or a head the mark could not replace (then the mark fails and the thread looks at the stack again before sleeping) |
 //!
 //! So no registration is missed: either the thread sees it before it
 //! sleeps, or the poller sees the deadline the thread sleeps until. An
@@ -149,7 +149,11 @@ impl Queue {
                 true
             }
         });
-        due.into_iter().for_each(Waker::wake);
+        for waker in due {
+            // A task's waker is the executor's code: a panic in it must not
+            // end the thread (registrations would pile up unread).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+        }
         if entries.capacity() > 64 && entries.len() * 4 < entries.capacity() {
             entries.shrink_to_fit();
         }
@@ -163,6 +167,11 @@ impl Queue {
         }
     }
 }
+
+/// Set when the timer thread could not be started: registrations are not
+/// queued (nobody would take them: they would only pile up).
+#[cfg(not(dlm_loom))]
+static NO_THREAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A registration; dropping it removes it.
 #[derive(Debug, Default)]
@@ -181,6 +190,9 @@ impl Timer {
         #[cfg(not(dlm_loom))]
         {
             start();
+            if NO_THREAD.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             let id = *self.id.get_or_insert_with(|| QUEUE.id());
             QUEUE.set(id, deadline, waker.clone());
         }
@@ -209,8 +221,11 @@ fn start() {
         .name("dlm-timer".into())
         .spawn(|| run(&QUEUE));
     // Without the thread, timed futures only lose their deadline and
-    // liveness checks; they still end when their answer comes.
-    drop(spawned);
+    // liveness checks (nothing is queued for it); they still end when their
+    // answer comes.
+    if spawned.is_err() {
+        NO_THREAD.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[cfg(not(dlm_loom))]
@@ -283,7 +298,7 @@ mod loom_tests {
     /// (a lost unpark leaves the task parked for ever, which loom reports
     /// as a deadlock); the far one, removed, is never woken.
     ///
-    /// Bounded to three preemptions (every interleaving with at most three
+    /// Bounded to six preemptions (every interleaving with at most six
     /// forced switches; the timer thread's loop makes the unbounded space
     /// too large to finish).
     #[test]
