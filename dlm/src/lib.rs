@@ -262,6 +262,18 @@
 //!   `ci/kernel-defects/uncertain-master.sh`. Programs that cancel many
 //!   new requests around node failures (short timeouts, `select!`) on a
 //!   small set of names run into it most.
+//! - **A kernel defect leaves a lock record behind** (seen on Linux 6.1):
+//!   a try ([`Lockspace::try_lock`] and every `no_wait` request) in flight
+//!   to a master that dies, when this node becomes the resource's new
+//!   master, is resent by the recovery on this node and refused there
+//!   ([`Error::WouldBlock`], as the caller sees); the kernel never frees
+//!   its lock record. It holds nothing (every request on the resource is
+//!   granted as if it were not there), but the lockspace stays busy on
+//!   this node: a release without force ([`Lockspace::release`] with
+//!   [`Release::IfUnused`], [`leave`]) fails with
+//!   [`Error::LockspaceBusy`] for good, and only a forced release frees
+//!   it. Shown with the plain command-line tool by
+//!   `ci/kernel-defects/try-resend-leak.sh`.
 //! - **The last handle is dropped during a recovery**: the close of the
 //!   libdlm handle (`dlm_close_lockspace`) waits in the kernel until the
 //!   recovery is done, on the thread that drops it (unless releases of
