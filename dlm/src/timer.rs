@@ -102,10 +102,10 @@ impl Queue {
 
     fn unpark(&self) {
         let p = self.thread.load(Ordering::Acquire);
-        // SAFETY: a non-null `thread` came from `Box::into_raw` in
+        // A non-null `thread` came from `Box::into_raw` in
         // `register_thread` (published by its release swap, read here with
-        // acquire) and is never freed: the reference is valid for as long
-        // as the process lives.
+        // acquire) and is never freed.
+        // SAFETY: so the reference is valid for as long as the process lives.
         if let Some(t) = unsafe { p.as_ref() } {
             t.unpark();
         }
