@@ -261,7 +261,15 @@
 //!   shown with the plain command-line tool by
 //!   `ci/kernel-defects/uncertain-master.sh`. Programs that cancel many
 //!   new requests around node failures (short timeouts, `select!`) on a
-//!   small set of names run into it most.
+//!   small set of names run into it most. A second way into the same
+//!   assertion (seen on Linux 6.1 in `ci/scenarios/10-executor-stall.sh`,
+//!   about one run in four before that scenario paused its new names
+//!   around the crash): a new request made in the moment this node's
+//!   kernel has already dropped its connection to the crashed node but
+//!   the lockspace has not yet stopped for the recovery, on a name whose
+//!   directory node is the crashed one, cannot send its master lookup and
+//!   is left with no master; cancelling it (the same timeouts and drops)
+//!   panics the node at once, in `dlm_user_cancel`.
 //! - **A kernel defect leaves a lock record behind** (seen on Linux 6.1):
 //!   a try ([`Lockspace::try_lock`] and every `no_wait` request) in flight
 //!   to a master that dies, when this node becomes the resource's new
