@@ -6,8 +6,11 @@
 //! # Records
 //! Each worker thread appends text lines to a file of its own on the
 //! shared file system (`DIR/rec/*.rec`), one `write` per line, so that a
-//! line is on the host as soon as the call returns. Times are the guest's
-//! `CLOCK_REALTIME` in nanoseconds. The first token says what a line is:
+//! line is on the host as soon as the call returns. Times are nanoseconds
+//! of [`now_ns`]: the host's time stamp counter, calibrated once for the
+//! whole run and read by every guest alike ([`use_tsc_clock`]), or, where
+//! the host offers no calibration, the guest's `CLOCK_REALTIME`. The
+//! first token says what a line is:
 //!
 //! | line | meaning |
 //! |---|---|
@@ -85,11 +88,129 @@ impl Counter {
     }
 }
 
-/// The guest's (or host's) `CLOCK_REALTIME` in nanoseconds.
+/// The clock of the records: the guest's (or host's) `CLOCK_REALTIME` in
+/// nanoseconds, or, once [`use_tsc_clock`] has found the run's
+/// calibration, the host's time stamp counter in nanoseconds (see there).
 pub fn now_ns() -> i64 {
+    match TSC.get() {
+        Some(c) => c.ns(rdtsc()),
+        None => realtime_ns(),
+    }
+}
+
+/// `CLOCK_REALTIME` in nanoseconds.
+pub fn realtime_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// A linear map from the time stamp counter to nanoseconds.
+#[derive(Debug, Clone, Copy)]
+struct TscClock {
+    tsc0: u64,
+    ns0: i64,
+    ns_per_tick: f64,
+}
+
+impl TscClock {
+    fn ns(&self, tsc: u64) -> i64 {
+        self.ns0 + (tsc.wrapping_sub(self.tsc0) as i64 as f64 * self.ns_per_tick) as i64
+    }
+}
+
+static TSC: std::sync::OnceLock<TscClock> = std::sync::OnceLock::new();
+
+#[cfg(target_arch = "x86_64")]
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC reads a register; x86_64 always has it, and nothing
+    // here sets CR4.TSD (the host's kernel and user-mode Linux leave it
+    // clear: a guest process runs as a host process and reads the host's
+    // counter).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn rdtsc() -> u64 {
+    0
+}
+
+/// The file of a run's directory that holds the calibration of the time
+/// stamp counter, written by the host (`chaos-clock --calibrate`) before
+/// the workers start; absent when the host cannot offer one.
+pub const TSC_FILE: &str = "tsc";
+
+/// Switches [`now_ns`] to the host's time stamp counter when the run's
+/// directory `dir` holds a calibration ([`TSC_FILE`]): `Ok(true)`. A
+/// user-mode Linux guest's processes run as host processes and read the
+/// host's own counter, so every guest and every boot then stamps its
+/// records on one clock: two records of different nodes compare exactly
+/// (the counter is synchronised across the host's CPUs: the host's kernel
+/// uses it as its clocksource only then, which the calibration checks),
+/// with no clock probe's uncertainty. The map to nanoseconds is the same
+/// line for every process of the run, so it orders nothing differently;
+/// its small error against the host's `CLOCK_REALTIME` (a rate measured
+/// over a second) is what the clock probes still measure, for comparisons
+/// with the host's events. `Ok(false)`: no calibration, the guest's
+/// `CLOCK_REALTIME` stays. Call it before the first [`now_ns`].
+pub fn use_tsc_clock(dir: &std::path::Path) -> Result<bool, String> {
+    let text = match std::fs::read_to_string(dir.join(TSC_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(format!("{}: {e}", dir.join(TSC_FILE).display())),
+    };
+    let c = parse_tsc(&text).ok_or_else(|| format!("unreadable calibration {text:?}"))?;
+    if !cfg!(target_arch = "x86_64") {
+        return Err("a calibration of the time stamp counter, but no counter here".into());
+    }
+    let _ = TSC.set(c);
+    Ok(true)
+}
+
+fn parse_tsc(text: &str) -> Option<TscClock> {
+    let mut w = text.split_whitespace();
+    let c = TscClock {
+        tsc0: w.next()?.parse().ok()?,
+        ns0: w.next()?.parse().ok()?,
+        ns_per_tick: w.next()?.parse().ok()?,
+    };
+    (c.ns_per_tick > 0.0 && c.ns_per_tick.is_finite()).then_some(c)
+}
+
+/// The host's side of [`use_tsc_clock`]: the line to write into
+/// [`TSC_FILE`] (`TSC0 NS0 NS_PER_TICK`), from two readings of the counter
+/// and `CLOCK_REALTIME` a second apart (each the tightest of 100 tries), or
+/// `None` when the host's clocksource is not the counter (then it is not
+/// known to be synchronised across CPUs) or this is not x86_64.
+pub fn calibrate_tsc() -> Option<String> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let src =
+        std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+            .ok()?;
+    if src.trim() != "tsc" {
+        return None;
+    }
+    let pair = || {
+        (0..100)
+            .map(|_| {
+                let a = rdtsc();
+                let t = realtime_ns();
+                let b = rdtsc();
+                (b.wrapping_sub(a), a / 2 + b / 2 + (a % 2 + b % 2) / 2, t)
+            })
+            .min_by_key(|p| p.0)
+            .map(|p| (p.1, p.2))
+    };
+    let (tsc0, ns0) = pair()?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (tsc1, ns1) = pair()?;
+    if tsc1 <= tsc0 || ns1 <= ns0 {
+        return None;
+    }
+    let ns_per_tick = (ns1 - ns0) as f64 / (tsc1 - tsc0) as f64;
+    Some(format!("{tsc0} {ns0} {ns_per_tick:.12e}\n"))
 }
 
 /// splitmix64: a small, seeded, good-enough generator.

@@ -4,12 +4,28 @@
 //! (nanoseconds, decimal) into `a-ID`, renamed into place whole. Runs
 //! until killed; ci/chaos starts it before the workers and kills it at
 //! the end of the run.
+//!
+//! chaos-clock --calibrate FILE: writes the calibration of the host's time
+//! stamp counter ([`dlm_chaos::calibrate_tsc`]) into FILE, which the
+//! workers then stamp their records with ([`dlm_chaos::use_tsc_clock`]);
+//! exits 1, writing nothing, when the host offers none.
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 
 fn main() {
-    let Some(dir) = std::env::args().nth(1) else {
-        eprintln!("usage: chaos-clock DIR");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() == 2 && args[0] == "--calibrate" {
+        let Some(line) = dlm_chaos::calibrate_tsc() else {
+            eprintln!("chaos-clock: no time stamp counter to calibrate (the host's clocksource is not tsc)");
+            std::process::exit(1);
+        };
+        let tmp = format!("{}.tmp", args[1]);
+        std::fs::write(&tmp, line).expect("write the calibration");
+        std::fs::rename(&tmp, &args[1]).expect("rename the calibration");
+        return;
+    }
+    let Some(dir) = args.first().cloned() else {
+        eprintln!("usage: chaos-clock DIR | chaos-clock --calibrate FILE");
         std::process::exit(2);
     };
     let dir = std::path::PathBuf::from(dir);
@@ -56,7 +72,7 @@ fn main() {
             let Some(id) = name.strip_prefix("q-") else {
                 continue;
             };
-            let t = dlm_chaos::now_ns();
+            let t = dlm_chaos::realtime_ns();
             let tmp = dir.join(format!(".a-{id}"));
             if std::fs::write(&tmp, format!("{t}\n")).is_ok() {
                 let _ = std::fs::rename(&tmp, dir.join(format!("a-{id}")));

@@ -734,6 +734,12 @@ fn main() {
             std::process::exit(2)
         }),
     };
+    // Every record's time on the host's time stamp counter when the run
+    // has a calibration (before the first time is read).
+    if let Err(e) = dlm_chaos::use_tsc_clock(&dir) {
+        eprintln!("chaos-worker: {e}");
+        std::process::exit(2);
+    }
     for d in ["rec", "ack", "release", "probe", "cmd"] {
         let _ = std::fs::create_dir_all(dir.join(d));
     }
