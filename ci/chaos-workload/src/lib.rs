@@ -362,3 +362,31 @@ pub fn host_probe(dir: &std::path::Path, id: &str, n: u64) -> Option<(i64, i64, 
     let (s, t2) = answer?;
     Some((t1, s.trim().parse().ok()?, t2))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_calibration_reads_back() {
+        let c = parse_tsc("1000 5000 0.5\n").expect("parse");
+        assert_eq!(c.ns(1000), 5000);
+        assert_eq!(c.ns(3000), 6000);
+        assert!(parse_tsc("1000 5000 -1").is_none());
+        assert!(parse_tsc("1000 5000").is_none());
+    }
+
+    #[test]
+    fn the_counter_clock_keeps_the_hosts_time() {
+        // Where the host offers a calibration (clocksource tsc), the
+        // counter's time agrees with CLOCK_REALTIME to well within a
+        // millisecond just after it.
+        let Some(line) = calibrate_tsc() else {
+            eprintln!("no tsc clocksource here: nothing to check");
+            return;
+        };
+        let c = parse_tsc(&line).expect("parse");
+        let d = c.ns(rdtsc()) - realtime_ns();
+        assert!(d.abs() < 1_000_000, "counter clock - realtime = {d} ns");
+    }
+}
