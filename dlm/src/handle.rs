@@ -14,7 +14,7 @@ use std::ffi::{c_void, CString};
 use std::fmt;
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Serialises the first use of libdlm's unlocked process-wide state (the
@@ -209,6 +209,12 @@ impl Handle {
     }
 }
 
+/// Reads before a poll that found nothing, in a row, after which a
+/// poll-mode waiter polls first ([`Core::drive_until`]).
+const READ_FIRST_MISSES: u32 = 4;
+/// Waits that poll first before reading first is tried again.
+const READ_FIRST_SKIPS: u32 = 32;
+
 /// One open libdlm handle.
 pub(crate) struct Core {
     handle: NonNull<c_void>,
@@ -234,6 +240,12 @@ pub(crate) struct Core {
     /// `dlm_dispatch` toggles the descriptor's flags). Never held across a
     /// wait for readability.
     reading: Mutex<()>,
+    /// Whether a poll-mode waiter's read before its poll pays off here
+    /// (see [`Core::drive_until`]): below [`READ_FIRST_MISSES`], how many
+    /// of those reads in a row found nothing; from there up to
+    /// `READ_FIRST_MISSES + READ_FIRST_SKIPS`, waits that polled first.
+    /// A hint: threads race on it harmlessly.
+    read_first: AtomicU32,
     /// The handle's reaper thread was started (per process generation).
     pub(crate) reaper_started: crate::fork::StartedIn,
     /// How long its waits are patient.
@@ -374,6 +386,7 @@ impl Handle {
             writes_in_poll,
             protocol,
             reading: Mutex::new(()),
+            read_first: AtomicU32::new(0),
             reaper_started: crate::fork::StartedIn::new(),
             patience,
         };
@@ -543,15 +556,32 @@ impl Core {
     /// the crate's reader it reads before it polls (a request this node
     /// masters is usually answered before its write returns) and stops
     /// reading once that request's answer has been applied, so a lone
-    /// request costs one write and one read.
+    /// request costs one write and one read. Where those reads keep
+    /// finding nothing ([`READ_FIRST_MISSES`] in a row: the resources are
+    /// mastered by other nodes, whose answers take a network round trip),
+    /// the next [`READ_FIRST_SKIPS`] waits poll first, saving the read
+    /// that would fail with `EAGAIN` (one write, one poll, one read), and
+    /// then try again.
     pub(crate) fn drive_until(&self, timeout_ms: i32, until: Option<&Handshake>) -> bool {
         if until.is_some() && self.protocol == Protocol::Direct {
-            if let Some(_one) = self.reading.try_lock() {
-                // An error (a closing handle, a bad answer) falls through
-                // to the poll: it never turns this into a busy loop.
-                if matches!(self.dispatch_locked(until), Ok(true)) {
-                    return false;
+            let streak = self.read_first.load(Ordering::Relaxed);
+            if streak < READ_FIRST_MISSES {
+                if let Some(_one) = self.reading.try_lock() {
+                    // An error (a closing handle, a bad answer) falls
+                    // through to the poll: it never turns this into a
+                    // busy loop.
+                    if matches!(self.dispatch_locked(until), Ok(true)) {
+                        if streak != 0 {
+                            self.read_first.store(0, Ordering::Relaxed);
+                        }
+                        return false;
+                    }
+                    self.read_first.store(streak + 1, Ordering::Relaxed);
                 }
+            } else if streak < READ_FIRST_MISSES + READ_FIRST_SKIPS {
+                self.read_first.store(streak + 1, Ordering::Relaxed);
+            } else {
+                self.read_first.store(0, Ordering::Relaxed);
             }
         }
         let mut pfd = libc::pollfd {
