@@ -703,6 +703,7 @@ impl Lockspace {
             helper: tx,
             counters: Counters::default(),
         });
+        crate::trace::open();
         let helper = Arc::clone(&shared);
         let helper = std::thread::Builder::new()
             .name("dlm-cache".into())
@@ -862,6 +863,7 @@ impl CachedLock {
 
     fn guard(&self, mode: Mode, took: bool) -> CachedGuard {
         if !took {
+            crate::trace::ev(b'H');
             self.shared.counters.hits.fetch_add(1, Ordering::Relaxed);
         }
         CachedGuard {
@@ -934,6 +936,7 @@ impl CachedLock {
             }
         };
         core.m.waiting -= 1;
+        crate::trace::ev(b'W');
         result
     }
 }
@@ -957,6 +960,7 @@ impl Drop for CachedLock {
                 let _ = h.join();
             }
         }
+        crate::trace::close();
     }
 }
 
@@ -1007,6 +1011,7 @@ impl Actor {
     /// came; the NL lock is kept until it is granted (so the resource and
     /// its value block stay), then unlocked.
     fn convert_up(mut self, target: Mode, mode: Mode, options: LockOptions) -> Result<bool> {
+        crate::trace::ev(b'R');
         let result = match self.guard.as_mut() {
             Some(g) if g.mode() != Mode::Nl => g.convert_with(target, options).map(|_| ()),
             _ => self
@@ -1055,6 +1060,7 @@ impl Actor {
     fn finish(&mut self, result: Result<()>, mode: Mode) -> Result<bool> {
         self.done = true;
         let granted = result.is_ok();
+        crate::trace::ev(if granted { b'G' } else { b'g' });
         let shared = &self.shared;
         let mut core = shared.core.lock();
         let guard = self.guard.take().filter(LockGuard::is_held);
@@ -1237,6 +1243,7 @@ impl Drop for CachedGuard {
             }
         }
         let wake = core.m.release(self.mode);
+        crate::trace::ev(b'U');
         if wake.waiters || !core.wakers.is_empty() {
             shared.changed(&mut core);
         } else {
@@ -1280,6 +1287,7 @@ fn run_helper(shared: &Arc<Shared>, wake: &Receiver<()>) {
                     .and_then(|t| t.checked_add(shared.options.min_hold))
                     .unwrap_or(now);
                 if until <= now {
+                    crate::trace::ev(b'D');
                     core.m.start_drain();
                     shared.changed(&mut core);
                 } else {
@@ -1310,6 +1318,7 @@ fn run_helper(shared: &Arc<Shared>, wake: &Receiver<()>) {
         crossbeam_channel::select! {
             recv(bast) -> msg => {
                 if msg.is_ok() {
+                    crate::trace::ev(b'B');
                     let mut core = shared.core.lock();
                     core.m.notify(None);
                 }
@@ -1332,6 +1341,7 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
             if let Some(v) = dirty {
                 published = g.mode().writes_lvb() && g.set_lvb(&v).is_ok();
             }
+            crate::trace::ev(b'S');
             let result = match shared.options.give_up {
                 GiveUp::Unlock if target == Mode::Nl => g.unlock().map(|()| None),
                 _ => g.convert(target).map(|_| Some(g)),
@@ -1343,6 +1353,7 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
             result.ok().flatten()
         }
     };
+    crate::trace::ev(b'A');
     let mut core = shared.core.lock();
     let held = guard
         .as_ref()

@@ -409,6 +409,7 @@ mod request;
 mod state;
 mod stats;
 mod timer;
+mod trace;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod version;
