@@ -40,7 +40,10 @@
 //! holders for the rest of the [minimum hold time](CacheOptions::min_hold)
 //! (so that two nodes do not ping-pong the lock on every take), then stops
 //! serving new local holders (so a remote waiter is not starved), waits for
-//! the local ones to finish, and gives the lock up: converts it down to NL
+//! the local ones to finish, and gives the lock up (a local take or
+//! release that finds the notification, unread or not, with no local holder
+//! left starts the drain itself and wakes the helper: the cache stops
+//! serving one thread hop sooner): converts it down to NL
 //! (publishing a value set by a local holder) or unlocks it, as
 //! [configured](GiveUp). libdlm's threaded library drops the mode the
 //! waiter asked for (see the crate's notes on libdlm), so the lock goes
@@ -74,7 +77,7 @@
 //! | `Serving` | `Serving` | the early taker | `early_granted` | its request was granted and the give-up has answered (`early_installable`): the new lock replaces the old (unlocked in the background), the taker is served in the same step |
 //! | `Draining`, `GivingUp`, `Serving` | same | the early taker | `early_failed` | its request failed or was cancelled: the slot is free |
 //! | `Serving`, `ConvertingUp` | same | helper thread | `notify` | a blocking notification: remembered, new local holders are still served |
-//! | `Serving` | `Draining` | helper thread | `start_drain` | a notification is pending and the minimum hold time has passed: no new local holders |
+//! | `Serving` | `Draining` | helper thread, or a local taker or releaser that finds no local holder | `start_drain` | a notification is pending (a local caller also reads one waiting unread in the helper's channel) and the minimum hold time has passed: no new local holders; a local caller then wakes the helper to give the lock up |
 //! | `Draining` | `GivingUp` | helper thread | `begin_give_up` | the last local holder is gone |
 //! | `Serving` | `GivingUp` | helper thread | `begin_idle_release` | no local holder, and unused for the idle time |
 //! | `GivingUp` | `Serving` | helper thread | `given_up` | the conversion down (or unlock) answered |
@@ -580,6 +583,11 @@ impl Machine {
         }
     }
 
+    /// Whether the `CachedLock` was dropped.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing
+    }
+
     /// The `CachedLock` was dropped.
     pub(crate) fn close(&mut self) {
         self.closing = true;
@@ -706,6 +714,47 @@ impl Shared {
 
     fn wake_helper(&self) {
         let _ = self.helper.try_send(());
+    }
+
+    /// For a local caller (a take, a release) that finds no local holder:
+    /// when another holder waits for the lock (a notification pending, or
+    /// waiting unread in the channel) and the minimum hold time has
+    /// passed, starts the drain here, as the helper would a thread hop
+    /// later (about 0.4 ms under user-mode Linux, measured with case 10 of
+    /// `ci/bench`): no local holder is served from then on, and a take
+    /// that needs the lock back can request it at once ([`Take::Early`]),
+    /// ahead of the helper's give-up. Returns whether the helper must be
+    /// woken (to give the lock up, or to look at the notification read
+    /// here). No system call, and a clock read only with a notification
+    /// pending and a minimum hold time.
+    fn drain_here(&self, core: &mut Core) -> bool {
+        if core.m.holders() > 0
+            || core.m.phase() != Phase::Serving
+            || core.m.held() == Mode::Nl
+            || core.m.closing()
+        {
+            return false;
+        }
+        let read = core
+            .bast_rx
+            .as_ref()
+            .is_some_and(|rx| rx.try_recv().is_ok());
+        if read {
+            core.m.notify(None);
+        }
+        if !core.m.notified() {
+            return read;
+        }
+        let min_hold = self.options.min_hold;
+        if !min_hold.is_zero() && core.taken_at.is_some_and(|t| t.elapsed() < min_hold) {
+            return read;
+        }
+        if core.m.start_drain() {
+            crate::trace::ev(b'd');
+            self.changed(core);
+            return true;
+        }
+        read
     }
 
     /// The options of a request or conversion of the DLM lock.
@@ -1000,7 +1049,9 @@ impl CachedLock {
         }
     }
 
-    /// One take decision under the mutex.
+    /// One take decision under the mutex (after starting the drain when
+    /// another holder waits and nobody here holds the lock:
+    /// [`Shared::drain_here`]).
     fn step(
         &self,
         mode: Mode,
@@ -1011,6 +1062,9 @@ impl CachedLock {
         let shared = &self.shared;
         shared.ls.inner.check()?;
         let mut core = shared.core.lock();
+        if shared.drain_here(&mut core) {
+            shared.wake_helper();
+        }
         match core.m.take_with(mode, !no_wait) {
             Take::Hit => Ok(Step::Hit),
             Take::Early(target) => {
@@ -1257,10 +1311,10 @@ impl Actor {
     /// failure the slot is freed.
     fn request_early(&mut self, target: Mode, options: LockOptions) -> Result<()> {
         crate::trace::ev(b'E');
-        let granted = self
-            .shared
-            .ls
-            .lock_with(&*self.shared.name, target, options.notify_blocking());
+        let granted =
+            self.shared
+                .ls
+                .lock_with(&*self.shared.name, target, options.notify_blocking());
         self.early_answered(granted)
     }
 
@@ -1493,8 +1547,9 @@ impl Drop for CachedGuard {
         } else {
             core.epoch = core.epoch.wrapping_add(1);
         }
+        let drained = shared.drain_here(&mut core);
         drop(core);
-        if wake.helper {
+        if wake.helper || drained {
             shared.wake_helper();
         }
     }

@@ -409,9 +409,9 @@ mod request;
 mod state;
 mod stats;
 mod timer;
-mod trace;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+mod trace;
 mod version;
 mod wait;
 

@@ -45,9 +45,17 @@ pub(crate) fn close() {
     ev(b'Z');
     LIVE.fetch_sub(1, Ordering::Relaxed);
     let v = std::mem::take(&mut *LOG.lock().unwrap());
-    let path = format!("{}.{}", std::env::var("DLM_TRACE").unwrap(), std::process::id());
+    let path = format!(
+        "{}.{}",
+        std::env::var("DLM_TRACE").unwrap(),
+        std::process::id()
+    );
     use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let mut s = String::new();
         for (t, c, tid) in v {
             s.push_str(&format!("{t} {} {tid}\n", c as char));
