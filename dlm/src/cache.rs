@@ -750,7 +750,6 @@ impl Shared {
             return read;
         }
         if core.m.start_drain() {
-            crate::trace::ev(b'd');
             self.changed(core);
             return true;
         }
@@ -840,7 +839,6 @@ impl Lockspace {
             helper: tx,
             counters: Counters::default(),
         });
-        crate::trace::open();
         let helper = Arc::clone(&shared);
         let helper = std::thread::Builder::new()
             .name("dlm-cache".into())
@@ -1039,7 +1037,6 @@ impl CachedLock {
 
     fn guard(&self, mode: Mode, took: bool) -> CachedGuard {
         if !took {
-            crate::trace::ev(b'H');
             self.shared.counters.hits.fetch_add(1, Ordering::Relaxed);
         }
         CachedGuard {
@@ -1130,7 +1127,6 @@ impl CachedLock {
             }
         };
         core.m.waiting -= 1;
-        crate::trace::ev(b'W');
         result
     }
 }
@@ -1154,7 +1150,6 @@ impl Drop for CachedLock {
                 let _ = h.join();
             }
         }
-        crate::trace::close();
     }
 }
 
@@ -1208,7 +1203,6 @@ impl Actor {
     /// came; the NL lock is kept until it is granted (so the resource and
     /// its value block stay), then unlocked.
     fn convert_up(mut self, target: Mode, mode: Mode, options: LockOptions) -> Result<bool> {
-        crate::trace::ev(b'R');
         let result = match self.guard.as_mut() {
             Some(g) if g.mode() != Mode::Nl => g.convert_with(target, options).map(|_| ()),
             _ => self
@@ -1257,7 +1251,6 @@ impl Actor {
     fn finish(&mut self, result: Result<()>, mode: Mode) -> Result<bool> {
         self.done = true;
         let granted = result.is_ok();
-        crate::trace::ev(if granted { b'G' } else { b'g' });
         let shared = &self.shared;
         let mut core = shared.core.lock();
         let guard = self.guard.take().filter(LockGuard::is_held);
@@ -1310,7 +1303,6 @@ impl Actor {
     /// waiter the cache gives its lock up to) and waits for its grant. On
     /// failure the slot is freed.
     fn request_early(&mut self, target: Mode, options: LockOptions) -> Result<()> {
-        crate::trace::ev(b'E');
         let granted =
             self.shared
                 .ls
@@ -1319,7 +1311,6 @@ impl Actor {
     }
 
     async fn request_early_async(&mut self, target: Mode, options: LockOptions) -> Result<()> {
-        crate::trace::ev(b'E');
         let ls = self.shared.ls.clone();
         let granted = ls
             .lock_with_async(&*self.shared.name, target, options.notify_blocking())
@@ -1334,7 +1325,6 @@ impl Actor {
     fn early_answered(&mut self, granted: Result<LockGuard>) -> Result<()> {
         match granted {
             Ok(g) => {
-                crate::trace::ev(b'G');
                 self.guard = Some(g);
                 Ok(())
             }
@@ -1541,7 +1531,6 @@ impl Drop for CachedGuard {
             }
         }
         let wake = core.m.release(self.mode);
-        crate::trace::ev(b'U');
         if wake.waiters || !core.wakers.is_empty() {
             shared.changed(&mut core);
         } else {
@@ -1586,7 +1575,6 @@ fn run_helper(shared: &Arc<Shared>, wake: &Receiver<()>) {
                     .and_then(|t| t.checked_add(shared.options.min_hold))
                     .unwrap_or(now);
                 if until <= now {
-                    crate::trace::ev(b'D');
                     core.m.start_drain();
                     shared.changed(&mut core);
                 } else {
@@ -1617,7 +1605,6 @@ fn run_helper(shared: &Arc<Shared>, wake: &Receiver<()>) {
         crossbeam_channel::select! {
             recv(bast) -> msg => {
                 if msg.is_ok() {
-                    crate::trace::ev(b'B');
                     let mut core = shared.core.lock();
                     core.m.notify(None);
                 }
@@ -1640,7 +1627,6 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
             if let Some(v) = dirty {
                 published = g.mode().writes_lvb() && g.set_lvb(&v).is_ok();
             }
-            crate::trace::ev(b'S');
             let result = match shared.options.give_up {
                 GiveUp::Unlock if target == Mode::Nl => g.unlock().map(|()| None),
                 _ => g.convert(target).map(|_| Some(g)),
@@ -1652,7 +1638,6 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
             result.ok().flatten()
         }
     };
-    crate::trace::ev(b'A');
     let mut core = shared.core.lock();
     let held = guard
         .as_ref()

@@ -1300,7 +1300,6 @@ fn no_unwind(f: impl FnOnce()) {
 /// answer has been handed over (see the module docs); libdlm has just
 /// written the slot's status block on this thread.
 pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
-    crate::trace::ev(b'c');
     let _no_cancel = NoCancel::new();
     no_unwind(|| {
         // A counted reference: once the owner sees the answer it may drop
@@ -1369,7 +1368,6 @@ pub(crate) unsafe extern "C" fn blocking_ast(arg: *mut c_void) {
 /// # Safety
 /// As for [`blocking_ast`].
 unsafe fn blocking(arg: *mut c_void, mode: Option<crate::mode::Mode>) {
-    crate::trace::ev(b'b');
     let _no_cancel = NoCancel::new();
     no_unwind(|| {
         // SAFETY: `arg` names a live cell (this function's contract).

@@ -411,7 +411,6 @@ mod stats;
 mod timer;
 #[cfg(feature = "tokio")]
 pub mod tokio;
-mod trace;
 mod version;
 mod wait;
 
