@@ -2165,14 +2165,21 @@ mod loom_tests {
             }
         }
 
+        /// A release; the last local holder starts the drain itself when
+        /// a notification is pending (`Shared::drain_here`, min hold 0).
         fn release(&self, mode: Mode) {
             let mut g = self.m.lock().unwrap();
             let w = g.0.release(mode);
             g.1 += 1;
-            if w.waiters {
+            let drained = g.0.holders() == 0
+                && g.0.phase() == Phase::Serving
+                && g.0.held() != Mode::Nl
+                && g.0.notified()
+                && g.0.start_drain();
+            if w.waiters || drained {
                 self.changed.notify_all();
             }
-            if w.helper {
+            if w.helper || drained {
                 self.helper.notify_all();
             }
         }
@@ -2184,8 +2191,9 @@ mod loom_tests {
             if !g.0.notify(None) {
                 return;
             }
-            // A taker converting up finishes first.
-            while !g.0.start_drain() {
+            // A taker converting up finishes first; a releaser may have
+            // started the drain already.
+            while g.0.phase() != Phase::Draining && !g.0.start_drain() {
                 g = self.helper.wait(g).unwrap();
             }
             g.1 += 1;
