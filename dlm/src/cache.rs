@@ -25,20 +25,33 @@
 //!   local taker's own thread (or task), which is then served first; the
 //!   value block is read then;
 //! - a **wait**: local holders in incompatible modes, a conversion by
-//!   another local taker, or a give-up under way.
+//!   another local taker, or a give-up under way;
+//! - an **early request**: the lock is being drained or given up (to NL),
+//!   and the take needs a mode the old one excludes: the taker requests
+//!   the lock anew at once (a second DLM lock, queued behind the waiter
+//!   the cache gives the lock up to) instead of after the give-up has
+//!   answered; it installs the new lock as the cache's once the give-up
+//!   has answered, and is served first. One such request at a time; a
+//!   `no_wait` take never makes one (the cache's own lock would refuse
+//!   it).
 //!
 //! One helper thread per cache (`dlm-cache`) waits for the DLM lock's
 //! blocking notifications. When one comes, the cache goes on serving local
 //! holders for the rest of the [minimum hold time](CacheOptions::min_hold)
 //! (so that two nodes do not ping-pong the lock on every take), then stops
 //! serving new local holders (so a remote waiter is not starved), waits for
-//! the local ones to finish, and gives the lock up: converts it down to NL
+//! the local ones to finish, and gives the lock up (a local take or
+//! release that finds the notification, unread or not, with no local holder
+//! left starts the drain itself and wakes the helper: the cache stops
+//! serving one thread hop sooner): converts it down to NL
 //! (publishing a value set by a local holder) or unlocks it, as
 //! [configured](GiveUp). libdlm's threaded library drops the mode the
 //! waiter asked for (see the crate's notes on libdlm), so the lock goes
 //! down to NL: the state machine knows how to go down only as far as a
 //! waiter needs, when a notification carries its mode. The next local take
-//! is a new request, queued behind the waiter that caused the give-up (a
+//! is a new request, queued behind the waiter that caused the give-up, and
+//! sent as soon as the take comes, while the give-up is still under way
+//! when it comes then (an early request, above) (a
 //! lock given up to a mode above NL is converted up instead; the kernel
 //! grants conversions before new requests, so that one does not queue
 //! behind new requests). Each take from NL costs a request and the
@@ -58,23 +71,28 @@
 //! | from | to | by | function | when |
 //! |---|---|---|---|---|
 //! | `Serving` | `Serving` | local taker | `take` → `Hit` | the DLM mode covers the local mode, the local holders are compatible |
-//! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode and no notification is pending: the taker converts up (from a mode above NL) or requests the lock anew (none held, or NL); meanwhile only modes compatible with the taker's are served from the old mode |
+//! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode, no notification is pending and no early request is in flight: the taker converts up (from a mode above NL) or requests the lock anew (none held, or NL); meanwhile only modes compatible with the taker's are served from the old mode |
 //! | `ConvertingUp` | `Serving` | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds); when granted, the converting taker is served in the same step, so a notification cannot drain the lock before the take that paid for it |
+//! | `Draining`, `GivingUp` | same | local taker | `take` → `Early` | no early request in flight, the lock goes down to NL and the old mode excludes the taker's: the taker requests a new lock now (the second slot); other takes wait |
+//! | `Serving` | `Serving` | the early taker | `early_granted` | its request was granted and the give-up has answered (`early_installable`): the new lock replaces the old (unlocked in the background), the taker is served in the same step |
+//! | `Draining`, `GivingUp`, `Serving` | same | the early taker | `early_failed` | its request failed or was cancelled: the slot is free |
 //! | `Serving`, `ConvertingUp` | same | helper thread | `notify` | a blocking notification: remembered, new local holders are still served |
-//! | `Serving` | `Draining` | helper thread | `start_drain` | a notification is pending and the minimum hold time has passed: no new local holders |
+//! | `Serving` | `Draining` | helper thread, or a local taker or releaser that finds no local holder | `start_drain` | a notification is pending (a local caller also reads one waiting unread in the helper's channel) and the minimum hold time has passed: no new local holders; a local caller then wakes the helper to give the lock up |
 //! | `Draining` | `GivingUp` | helper thread | `begin_give_up` | the last local holder is gone |
 //! | `Serving` | `GivingUp` | helper thread | `begin_idle_release` | no local holder, and unused for the idle time |
 //! | `GivingUp` | `Serving` | helper thread | `given_up` | the conversion down (or unlock) answered |
 //! | any | any | local holder | `release` | a local guard dropped: says whether waiters or the helper must be woken |
-//! | `Serving`, `Draining` | `Closed` | helper thread | `begin_close` | the [`CachedLock`] was dropped and the last local guard is gone: the helper unlocks |
+//! | `Serving`, `Draining` | `Closed` | helper thread | `begin_close` | the [`CachedLock`] was dropped, the last local guard is gone and no early request is in flight: the helper unlocks |
 //!
 //! The invariants, checked by the unit tests and by the loom model
 //! (`--cfg dlm_loom`, every interleaving of local takes, releases and
 //! notifications): local holders are pairwise compatible; each is covered
 //! by the DLM mode; no local holder exists while the lock is given up or
 //! closed; once `Draining`, no new local holder is served until the lock
-//! was given up; every waiter is woken by the transition that lets it go
-//! on.
+//! was given up; an early request exists only while the lock is drained,
+//! given up, or held in NL (so the kernel cannot grant it beside a lock
+//! the cache still serves from), and no conversion up is started beside
+//! it; every waiter is woken by the transition that lets it go on.
 //!
 //! # Value blocks
 //! With [`CacheOptions::lvb`] the DLM lock is requested with `LKF_VALBLK`:
@@ -209,6 +227,14 @@ impl CacheOptions {
     /// blocking notification stops the cache from serving new local
     /// holders. `Duration::ZERO` gives it up as soon as the local holders
     /// are done.
+    ///
+    /// The hold serves every local take that comes meanwhile, whether or
+    /// not it is of use to the program: when nodes hand the lock over in
+    /// turns (each waits for the other's turn, retaking the lock to look),
+    /// every turn costs at least the minimum hold time, since the node that
+    /// had its turn keeps the lock for it while the other waits (case 10
+    /// of `ci/bench`: about 10x the plain locks' time per hand-over with
+    /// the default). Use `Duration::ZERO` for such hand-overs.
     pub fn min_hold(mut self, min_hold: Duration) -> CacheOptions {
         self.min_hold = min_hold;
         self
@@ -280,6 +306,11 @@ pub(crate) enum Take {
     Hit,
     /// The caller converts the DLM lock up to this mode, then tries again.
     ConvertUp(Mode),
+    /// The caller requests a new DLM lock in this mode now, while the
+    /// cache's lock is drained or given up (the second lock slot): the
+    /// kernel grants it once that lock is down, and the caller installs it
+    /// ([`Machine::early_granted`]) once the give-up has answered.
+    Early(Mode),
     /// The caller waits for a change and tries again.
     Wait,
     /// The cache is closed.
@@ -312,6 +343,11 @@ pub(crate) struct Machine {
     /// modes compatible with it are served meanwhile, so that the
     /// conversion's answer can serve it (see `converted`).
     converting: Option<Mode>,
+    /// A new request a local taker made while the lock was drained or
+    /// given up, in this mode (at most one: the second lock slot). Only a
+    /// mode the old lock's mode excludes, with the lock going down to NL:
+    /// the kernel cannot grant it before the old lock is down.
+    early: Option<Mode>,
     /// Local takers waiting (threads and tasks).
     pub(crate) waiting: u32,
 }
@@ -332,6 +368,7 @@ impl Machine {
             notified: None,
             closing: false,
             converting: None,
+            early: None,
             waiting: 0,
         }
     }
@@ -359,8 +396,17 @@ impl Machine {
             .all(|&m| self.holders[m as usize] == 0 || m.is_compatible(mode))
     }
 
-    /// A local take in `mode`.
+    /// A local take in `mode` that may wait (and so may request the lock
+    /// early: see [`Take::Early`]).
+    #[cfg(test)]
     pub(crate) fn take(&mut self, mode: Mode) -> Take {
+        self.take_with(mode, true)
+    }
+
+    /// A local take in `mode`; `may_request` false (a take that must not
+    /// wait) never gets [`Take::Early`]: its new request would be refused
+    /// at once by the cache's own lock.
+    pub(crate) fn take_with(&mut self, mode: Mode, may_request: bool) -> Take {
         if self.closing || self.phase == Phase::Closed {
             return Take::Closed;
         }
@@ -374,7 +420,7 @@ impl Machine {
                     Take::Wait
                 }
             }
-            Phase::Serving if self.notified.is_none() => {
+            Phase::Serving if self.notified.is_none() && self.early.is_none() => {
                 self.phase = Phase::ConvertingUp;
                 self.converting = Some(mode);
                 // Cover the local holders too: they keep their access.
@@ -386,7 +432,50 @@ impl Machine {
                 }
                 Take::ConvertUp(target)
             }
+            // The lock is going down to NL and the take needs it back in
+            // a mode the old one excludes: request it now, queued behind
+            // the waiter that caused the give-up, rather than after the
+            // give-up's answer (a round trip and two thread hops later).
+            Phase::Draining | Phase::GivingUp
+                if may_request
+                    && self.early.is_none()
+                    && !self.held.is_compatible(mode)
+                    && give_up_target(self.held, self.notified.flatten()) == Mode::Nl =>
+            {
+                self.early = Some(mode);
+                Take::Early(mode)
+            }
             _ => Take::Wait,
+        }
+    }
+
+    /// Whether a granted early request can replace the cache's lock now:
+    /// the give-up has answered.
+    pub(crate) fn early_installable(&self) -> bool {
+        self.phase == Phase::Serving
+    }
+
+    /// The early request failed or was cancelled (nothing was granted):
+    /// the slot is free.
+    pub(crate) fn early_failed(&mut self) {
+        self.early = None;
+    }
+
+    /// The early request, granted in `held`, is the cache's DLM lock now
+    /// (the old one, given up, is unlocked); the taker in `taker` is
+    /// served in the same step (returns `true`), as after a conversion
+    /// up ([`converted`](Self::converted)).
+    pub(crate) fn early_granted(&mut self, held: Mode, taker: Mode) -> bool {
+        debug_assert!(self.early_installable() && self.early.is_some());
+        debug_assert_eq!(self.held, Mode::Nl);
+        self.early = None;
+        self.held = held;
+        self.notified = None;
+        if covers(held, taker) && self.locally_compatible(taker) {
+            self.holders[taker as usize] += 1;
+            true
+        } else {
+            false
         }
     }
 
@@ -502,6 +591,11 @@ impl Machine {
         }
     }
 
+    /// Whether the `CachedLock` was dropped.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing
+    }
+
     /// The `CachedLock` was dropped.
     pub(crate) fn close(&mut self) {
         self.closing = true;
@@ -512,6 +606,7 @@ impl Machine {
     pub(crate) fn begin_close(&mut self) -> bool {
         if self.closing
             && self.holders() == 0
+            && self.early.is_none()
             && matches!(self.phase, Phase::Serving | Phase::Draining)
         {
             self.phase = Phase::Closed;
@@ -524,6 +619,15 @@ impl Machine {
     /// The invariants (for tests).
     #[cfg(test)]
     pub(crate) fn check(&self) {
+        if self.early.is_some() {
+            assert!(
+                matches!(self.phase, Phase::Draining | Phase::GivingUp)
+                    || (self.phase == Phase::Serving && self.held == Mode::Nl),
+                "an early request while {:?} in {}",
+                self.phase,
+                self.held
+            );
+        }
         for a in Mode::ALL {
             if self.holders[a as usize] == 0 {
                 continue;
@@ -618,6 +722,46 @@ impl Shared {
 
     fn wake_helper(&self) {
         let _ = self.helper.try_send(());
+    }
+
+    /// For a local caller (a take, a release) that finds no local holder:
+    /// when another holder waits for the lock (a notification pending, or
+    /// waiting unread in the channel) and the minimum hold time has
+    /// passed, starts the drain here, as the helper would a thread hop
+    /// later (about 0.4 ms under user-mode Linux, measured with case 10 of
+    /// `ci/bench`): no local holder is served from then on, and a take
+    /// that needs the lock back can request it at once ([`Take::Early`]),
+    /// ahead of the helper's give-up. Returns whether the helper must be
+    /// woken (to give the lock up, or to look at the notification read
+    /// here). No system call, and a clock read only with a notification
+    /// pending and a minimum hold time.
+    fn drain_here(&self, core: &mut Core) -> bool {
+        if core.m.holders() > 0
+            || core.m.phase() != Phase::Serving
+            || core.m.held() == Mode::Nl
+            || core.m.closing()
+        {
+            return false;
+        }
+        let read = core
+            .bast_rx
+            .as_ref()
+            .is_some_and(|rx| rx.try_recv().is_ok());
+        if read {
+            core.m.notify(None);
+        }
+        if !core.m.notified() {
+            return read;
+        }
+        let min_hold = self.options.min_hold;
+        if !min_hold.is_zero() && core.taken_at.is_some_and(|t| t.elapsed() < min_hold) {
+            return read;
+        }
+        if core.m.start_drain() {
+            self.changed(core);
+            return true;
+        }
+        read
     }
 
     /// The options of a request or conversion of the DLM lock.
@@ -722,6 +866,7 @@ impl Lockspace {
 enum Step {
     Hit,
     Convert(Actor, Mode),
+    Early(Actor, Mode),
     Wait(u64),
 }
 
@@ -802,6 +947,22 @@ impl CachedLock {
                     }
                     took = true;
                 }
+                Step::Early(mut actor, target) => {
+                    let o = self.shared.dlm_options(remaining(options, deadline)?);
+                    actor.request_early(target, o)?;
+                    let served = loop {
+                        match actor.install(mode) {
+                            Ok(served) => break served,
+                            // The give-up's answer is on its way (it
+                            // came before this grant): no deadline.
+                            Err(epoch) => self.wait(epoch, None)?,
+                        }
+                    };
+                    if served {
+                        return Ok(self.guard(mode, true));
+                    }
+                    took = true;
+                }
                 Step::Wait(epoch) => self.wait(epoch, deadline)?,
             }
         }
@@ -847,6 +1008,28 @@ impl CachedLock {
                     }
                     took = true;
                 }
+                Step::Early(mut actor, target) => {
+                    let o = self.shared.dlm_options(remaining(options, deadline)?);
+                    actor.request_early_async(target, o).await?;
+                    let served = loop {
+                        match actor.install(mode) {
+                            Ok(served) => break served,
+                            Err(epoch) => {
+                                LocalWait {
+                                    shared: &self.shared,
+                                    epoch,
+                                    deadline: None,
+                                    timer: crate::timer::Timer::default(),
+                                }
+                                .await?
+                            }
+                        }
+                    };
+                    if served {
+                        return Ok(self.guard(mode, true));
+                    }
+                    took = true;
+                }
                 Step::Wait(epoch) => {
                     LocalWait {
                         shared: &self.shared,
@@ -871,7 +1054,9 @@ impl CachedLock {
         }
     }
 
-    /// One take decision under the mutex.
+    /// One take decision under the mutex (after starting the drain when
+    /// another holder waits and nobody here holds the lock:
+    /// [`Shared::drain_here`]).
     fn step(
         &self,
         mode: Mode,
@@ -882,8 +1067,23 @@ impl CachedLock {
         let shared = &self.shared;
         shared.ls.inner.check()?;
         let mut core = shared.core.lock();
-        match core.m.take(mode) {
+        if shared.drain_here(&mut core) {
+            shared.wake_helper();
+        }
+        match core.m.take_with(mode, !no_wait) {
             Take::Hit => Ok(Step::Hit),
+            Take::Early(target) => {
+                drop(core);
+                Ok(Step::Early(
+                    Actor {
+                        shared: Arc::clone(shared),
+                        guard: None,
+                        done: false,
+                        early: true,
+                    },
+                    target,
+                ))
+            }
             Take::ConvertUp(target) => {
                 let guard = core.dlm.take();
                 drop(core);
@@ -892,6 +1092,7 @@ impl CachedLock {
                         shared: Arc::clone(shared),
                         guard,
                         done: false,
+                        early: false,
                     },
                     target,
                 ))
@@ -991,6 +1192,9 @@ struct Actor {
     shared: Arc<Shared>,
     guard: Option<LockGuard>,
     done: bool,
+    /// An early request ([`Take::Early`]): `guard` is the new lock, once
+    /// granted; the cache's own lock stays with the cache.
+    early: bool,
 }
 
 impl Actor {
@@ -1102,9 +1306,107 @@ impl Actor {
     }
 }
 
+impl Actor {
+    /// Sends the early request (a new lock in `target`, queued behind the
+    /// waiter the cache gives its lock up to) and waits for its grant. On
+    /// failure the slot is freed.
+    fn request_early(&mut self, target: Mode, options: LockOptions) -> Result<()> {
+        let granted =
+            self.shared
+                .ls
+                .lock_with(&*self.shared.name, target, options.notify_blocking());
+        self.early_answered(granted)
+    }
+
+    async fn request_early_async(&mut self, target: Mode, options: LockOptions) -> Result<()> {
+        let ls = self.shared.ls.clone();
+        let granted = ls
+            .lock_with_async(&*self.shared.name, target, options.notify_blocking())
+            .await
+            .map(|mut g| {
+                g.set_drop_behavior(crate::DropBehavior::Wait);
+                g
+            });
+        self.early_answered(granted)
+    }
+
+    fn early_answered(&mut self, granted: Result<LockGuard>) -> Result<()> {
+        match granted {
+            Ok(g) => {
+                self.guard = Some(g);
+                Ok(())
+            }
+            Err(e) => {
+                self.abandon_early();
+                Err(e)
+            }
+        }
+    }
+
+    /// Frees the early slot; a granted lock not installed is unlocked in
+    /// the background.
+    fn abandon_early(&mut self) {
+        self.done = true;
+        if let Some(g) = self.guard.as_mut() {
+            g.set_drop_behavior(crate::DropBehavior::Background);
+        }
+        let guard = self.guard.take();
+        let shared = &self.shared;
+        let mut core = shared.core.lock();
+        core.m.early_failed();
+        shared.changed(&mut core);
+        drop(core);
+        drop(guard);
+        shared.wake_helper();
+    }
+
+    /// Installs the granted early lock as the cache's, once the give-up
+    /// has answered (`Err(epoch)`: not yet, wait for a change after
+    /// `epoch`): the given-up lock is unlocked in the background, the
+    /// value block read, and the taker in `mode` served (returns whether
+    /// it was).
+    fn install(&mut self, mode: Mode) -> std::result::Result<bool, u64> {
+        let shared = &self.shared;
+        let mut core = shared.core.lock();
+        if !core.m.early_installable() {
+            return Err(core.epoch);
+        }
+        self.done = true;
+        let granted = self.guard.take().expect("an early lock is installed once");
+        let mut old = core.dlm.take();
+        if let Some(old) = old.as_mut() {
+            old.set_drop_behavior(crate::DropBehavior::Background);
+        }
+        core.bast_rx = granted.blocking().cloned();
+        shared.counters.takes.fetch_add(1, Ordering::Relaxed);
+        crate::stats::count(&crate::stats::CACHE_TAKES);
+        core.taken_at = Some(Instant::now());
+        if shared.options.lvb && !core.dirty {
+            if let Some(v) = granted.lvb() {
+                core.value = v.bytes;
+                core.valid = v.valid;
+                core.value_known = true;
+            }
+        }
+        let held = granted.mode();
+        core.dlm = Some(granted);
+        let served = core.m.early_granted(held, mode);
+        shared.changed(&mut core);
+        drop(core);
+        drop(old);
+        shared.wake_helper();
+        Ok(served)
+    }
+}
+
 impl Drop for Actor {
     fn drop(&mut self) {
-        if !self.done {
+        if self.done {
+            return;
+        }
+        if self.early {
+            self.abandon_early();
+        } else {
             let _ = self.finish(Err(Error::Cancelled), Mode::Nl);
         }
     }
@@ -1242,8 +1544,9 @@ impl Drop for CachedGuard {
         } else {
             core.epoch = core.epoch.wrapping_add(1);
         }
+        let drained = shared.drain_here(&mut core);
         drop(core);
-        if wake.helper {
+        if wake.helper || drained {
             shared.wake_helper();
         }
     }
@@ -1466,7 +1769,7 @@ mod tests {
         assert!(m.notify(None));
         assert_eq!(m.take(Mode::Cr), Take::Hit);
         assert!(m.start_drain());
-        assert_eq!(m.take(Mode::Cr), Take::Wait);
+        assert_eq!(m.take_with(Mode::Cr, false), Take::Wait);
         assert_eq!(m.begin_give_up(), None);
         m.release(Mode::Pr);
         m.release(Mode::Pr);
@@ -1474,10 +1777,68 @@ mod tests {
         assert!(w.helper);
         assert_eq!(m.begin_give_up(), Some(Mode::Nl));
         m.check();
-        assert_eq!(m.take(Mode::Pr), Take::Wait);
+        assert_eq!(m.take_with(Mode::Pr, false), Take::Wait);
         m.given_up(Mode::Nl);
         assert!(!m.notified());
         assert_eq!(m.take(Mode::Pr), Take::ConvertUp(Mode::Pr));
+    }
+
+    #[test]
+    fn early_request_while_giving_up() {
+        let mut m = Machine::new();
+        assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+        assert!(m.converted(Mode::Ex, Some(Mode::Ex)));
+        assert!(m.notify(None));
+        assert!(m.start_drain());
+        // A taker that may wait requests the lock anew at once; one that
+        // may not, and any second taker, wait.
+        assert_eq!(m.take_with(Mode::Ex, false), Take::Wait);
+        assert_eq!(m.take(Mode::Ex), Take::Early(Mode::Ex));
+        assert_eq!(m.take(Mode::Pr), Take::Wait);
+        m.check();
+        m.release(Mode::Ex);
+        assert_eq!(m.begin_give_up(), Some(Mode::Nl));
+        assert!(!m.early_installable());
+        m.given_up(Mode::Nl);
+        m.check();
+        // Given up, the early request still in flight: no second request.
+        assert_eq!(m.take(Mode::Pr), Take::Wait);
+        assert!(m.early_installable());
+        assert!(m.early_granted(Mode::Ex, Mode::Ex));
+        assert_eq!(m.held(), Mode::Ex);
+        assert_eq!(m.phase(), Phase::Serving);
+        m.check();
+        // A failed early request frees the slot.
+        assert!(m.notify(None));
+        assert!(m.start_drain());
+        assert_eq!(m.take(Mode::Ex), Take::Early(Mode::Ex));
+        m.early_failed();
+        assert_eq!(m.take(Mode::Ex), Take::Early(Mode::Ex));
+        m.release(Mode::Ex);
+        m.early_failed();
+        // A give-up to a mode above NL (the waiter's mode known) and a
+        // take that mode covers, or that the old mode admits: no early
+        // request (the next take converts up, or is a hit).
+        let mut m = Machine::new();
+        assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+        assert!(!m.converted(Mode::Ex, None));
+        assert!(m.notify(Some(Mode::Cr)));
+        assert!(m.start_drain());
+        assert_eq!(m.take(Mode::Ex), Take::Wait);
+        let mut m = Machine::new();
+        assert_eq!(m.take(Mode::Pr), Take::ConvertUp(Mode::Pr));
+        assert!(!m.converted(Mode::Pr, None));
+        assert!(m.notify(None));
+        assert!(m.start_drain());
+        assert_eq!(m.take(Mode::Pr), Take::Wait);
+        assert_eq!(m.take(Mode::Ex), Take::Early(Mode::Ex));
+        // Closing waits for the early request's end.
+        m.close();
+        assert_eq!(m.begin_give_up(), Some(Mode::Nl));
+        m.given_up(Mode::Nl);
+        assert!(!m.begin_close());
+        m.early_failed();
+        assert!(m.begin_close());
     }
 
     #[test]
@@ -1633,9 +1994,25 @@ mod tests {
         for _ in 0..200 {
             let mut m = Machine::new();
             let mut held: Vec<Mode> = Vec::new();
+            // An early request in flight: (its mode, the taker's).
+            let mut early: Option<(Mode, Mode)> = None;
             for _ in 0..200 {
                 let r = next();
                 let mode = Mode::ALL[(r >> 8) as usize % 6];
+                if let Some((t, taker)) = early {
+                    // Its answer: refused, or granted (installed once the
+                    // give-up has answered).
+                    if next() % 8 == 0 {
+                        m.early_failed();
+                        early = None;
+                    } else if m.early_installable() && next() % 2 == 0 {
+                        if m.early_granted(t, taker) {
+                            held.push(taker);
+                        }
+                        early = None;
+                    }
+                    m.check();
+                }
                 match r % 8 {
                     0 | 1 => match m.take(mode) {
                         Take::Hit => held.push(mode),
@@ -1649,6 +2026,11 @@ mod tests {
                             } else if m.converted(t, Some(mode)) {
                                 held.push(mode);
                             }
+                        }
+                        Take::Early(t) => {
+                            assert!(early.is_none());
+                            assert!(!m.held().is_compatible(t) || m.held() == Mode::Nl);
+                            early = Some((t, mode));
                         }
                         Take::Wait | Take::Closed => {}
                     },
@@ -1665,7 +2047,7 @@ mod tests {
                     5 => {
                         m.start_drain();
                         if m.phase() == Phase::Draining {
-                            assert_eq!(m.take(mode), Take::Wait);
+                            assert_eq!(m.take_with(mode, false), Take::Wait);
                         }
                     }
                     6 => {
@@ -1746,6 +2128,30 @@ mod loom_tests {
                             return;
                         }
                     }
+                    Take::Early(t) => {
+                        // The request is sent; the model DLM grants it
+                        // once the old lock is down, and the taker
+                        // installs it once the give-up has answered.
+                        drop(g);
+                        thread::yield_now();
+                        g = self.m.lock().unwrap();
+                        while !g.0.early_installable() {
+                            let epoch = g.1;
+                            g.0.waiting += 1;
+                            while g.1 == epoch {
+                                g = self.changed.wait(g).unwrap();
+                            }
+                            g.0.waiting -= 1;
+                        }
+                        let served = g.0.early_granted(t, mode);
+                        g.1 += 1;
+                        self.changed.notify_all();
+                        self.helper.notify_all();
+                        if served {
+                            g.0.check();
+                            return;
+                        }
+                    }
                     Take::Wait => {
                         let epoch = g.1;
                         g.0.waiting += 1;
@@ -1759,14 +2165,21 @@ mod loom_tests {
             }
         }
 
+        /// A release; the last local holder starts the drain itself when
+        /// a notification is pending (`Shared::drain_here`, min hold 0).
         fn release(&self, mode: Mode) {
             let mut g = self.m.lock().unwrap();
             let w = g.0.release(mode);
             g.1 += 1;
-            if w.waiters {
+            let drained = g.0.holders() == 0
+                && g.0.phase() == Phase::Serving
+                && g.0.held() != Mode::Nl
+                && g.0.notified()
+                && g.0.start_drain();
+            if w.waiters || drained {
                 self.changed.notify_all();
             }
-            if w.helper {
+            if w.helper || drained {
                 self.helper.notify_all();
             }
         }
@@ -1778,8 +2191,9 @@ mod loom_tests {
             if !g.0.notify(None) {
                 return;
             }
-            // A taker converting up finishes first.
-            while !g.0.start_drain() {
+            // A taker converting up finishes first; a releaser may have
+            // started the drain already.
+            while g.0.phase() != Phase::Draining && !g.0.start_drain() {
                 g = self.helper.wait(g).unwrap();
             }
             g.1 += 1;

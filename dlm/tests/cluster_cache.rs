@@ -666,3 +666,70 @@ fn a_fork_child_cannot_use_the_parents_cache() {
     drop(cache);
     teardown(&name, [ls, obs]);
 }
+
+/// Two caches (two handles: two DLM holders) take one resource in strict
+/// turns, a counter in the value block saying whose turn it is (bench case
+/// 10 in one node), one with blocking takes, the other with async ones: a
+/// take that finds the lock drained or given up requests it anew at once
+/// (an early request, installed once the give-up has answered). Every
+/// turn is taken exactly once, and each cache took the lock once a turn.
+#[test]
+fn strict_turns_between_a_blocking_and_an_async_cache() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cturns");
+    let opts = CacheOptions::new().lvb().min_hold(Duration::ZERO);
+    let blocking = Arc::new(ls.cached("r", opts).unwrap());
+    let tasks = Arc::new(obs.cached("r", opts).unwrap());
+    const TURNS: u64 = 100;
+    // One turn of `me` (0 or 1): whether it was this side's turn.
+    fn turn(g: &mut dlm::CachedGuard, me: u64) -> bool {
+        let c = counter(g.lvb());
+        let mine = c % 2 == me && c < 2 * TURNS;
+        if mine {
+            g.set_lvb(&(c + 1).to_le_bytes()).unwrap();
+        }
+        mine
+    }
+    let start = Instant::now();
+    let b = blocking.clone();
+    let side0 = std::thread::spawn(move || {
+        let mut done = 0;
+        while done < TURNS {
+            assert!(start.elapsed() < Duration::from_secs(60), "turn {done}");
+            let mut g = b.lock(Mode::Ex).unwrap();
+            if turn(&mut g, 0) {
+                done += 1;
+            }
+            drop(g);
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    });
+    let t = tasks.clone();
+    let side1 = std::thread::spawn(move || {
+        futures::executor::block_on(async {
+            let mut done = 0;
+            while done < TURNS {
+                assert!(start.elapsed() < Duration::from_secs(60), "turn {done}");
+                let mut g = t.lock_async(Mode::Ex).await.unwrap();
+                if turn(&mut g, 1) {
+                    done += 1;
+                }
+                drop(g);
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        })
+    });
+    side0.join().unwrap();
+    side1.join().unwrap();
+    let g = tasks.lock(Mode::Ex).unwrap();
+    assert_eq!(counter(g.lvb()), 2 * TURNS);
+    drop(g);
+    let [a, b] = [blocking.stats(), tasks.stats()];
+    println!("strict turns: {a:?} {b:?} in {:?}", start.elapsed());
+    // A take a turn (the first one may find the lock free), and no more:
+    // a wasted take would pull the lock over before the other's turn.
+    assert!(a.takes >= TURNS && a.takes <= TURNS + 5, "{a:?}");
+    assert!(b.takes >= TURNS && b.takes <= TURNS + 5, "{b:?}");
+    drop((blocking, tasks));
+    teardown(&name, [ls, obs]);
+}
