@@ -31,9 +31,14 @@
 //!   the lock anew at once (a second DLM lock, queued behind the waiter
 //!   the cache gives the lock up to) instead of after the give-up has
 //!   answered; it installs the new lock as the cache's once the give-up
-//!   has answered, and is served first. One such request at a time; a
-//!   `no_wait` take never makes one (the cache's own lock would refuse
-//!   it).
+//!   has answered, and is served first. One such request at a time in
+//!   the state machine (a request of a dropped future is cancelled in the
+//!   background: the kernel may still hold it queued, or briefly granted,
+//!   until the cancel or the unlock lands, and the next request queues
+//!   behind it; nothing is served from it); a `no_wait` take never makes
+//!   one (the cache's own lock would refuse it). Only a take in a mode the
+//!   old lock excludes makes one: a compatible take (PR after PR) waits
+//!   for the give-up's answer.
 //!
 //! One helper thread per cache (`dlm-cache`) waits for the DLM lock's
 //! blocking notifications. When one comes, the cache goes on serving local
@@ -50,8 +55,9 @@
 //! down to NL: the state machine knows how to go down only as far as a
 //! waiter needs, when a notification carries its mode. The next local take
 //! is a new request, queued behind the waiter that caused the give-up, and
-//! sent as soon as the take comes, while the give-up is still under way
-//! when it comes then (an early request, above) (a
+//! sent as soon as the take comes when it comes while the give-up is still
+//! under way and its mode is one the old lock excludes (an early request,
+//! above) (a
 //! lock given up to a mode above NL is converted up instead; the kernel
 //! grants conversions before new requests, so that one does not queue
 //! behind new requests). Each take from NL costs a request and the
@@ -73,10 +79,10 @@
 //! | `Serving` | `Serving` | local taker | `take` → `Hit` | the DLM mode covers the local mode, the local holders are compatible |
 //! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode, no notification is pending and no early request is in flight: the taker converts up (from a mode above NL) or requests the lock anew (none held, or NL); meanwhile only modes compatible with the taker's are served from the old mode |
 //! | `ConvertingUp` | `Serving` | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds); when granted, the converting taker is served in the same step, so a notification cannot drain the lock before the take that paid for it |
-//! | `Draining`, `GivingUp` | same | local taker | `take` → `Early` | no early request in flight, the lock goes down to NL and the old mode excludes the taker's: the taker requests a new lock now (the second slot); other takes wait |
+//! | `Draining`, `GivingUp` | same | local taker | `take` → `Early` | not `no_wait`, no early request in flight, the lock goes down to NL and the old mode excludes the taker's: the taker requests a new lock now (the second slot); other takes wait (NL takes are served once the lock is given up to NL) |
 //! | `Serving` | `Serving` | the early taker | `early_granted` | its request was granted and the give-up has answered (`early_installable`): the new lock replaces the old (unlocked in the background), the taker is served in the same step |
 //! | `Draining`, `GivingUp`, `Serving` | same | the early taker | `early_failed` | its request failed or was cancelled: the slot is free |
-//! | `Serving`, `ConvertingUp` | same | helper thread | `notify` | a blocking notification: remembered, new local holders are still served |
+//! | `Serving`, `ConvertingUp` | same | helper thread; a local taker or releaser (`drain_here`) that reads it from the channel; a taker whose conversion was refused as a deadlock | `notify` | a blocking notification of the lock held now (one left unread in the channel of a replaced lock is dropped): remembered, new local holders are still served |
 //! | `Serving` | `Draining` | helper thread, or a local taker or releaser that finds no local holder | `start_drain` | a notification is pending (a local caller also reads one waiting unread in the helper's channel) and the minimum hold time has passed: no new local holders; a local caller then wakes the helper to give the lock up |
 //! | `Draining` | `GivingUp` | helper thread | `begin_give_up` | the last local holder is gone |
 //! | `Serving` | `GivingUp` | helper thread | `begin_idle_release` | no local holder, and unused for the idle time |
@@ -922,7 +928,11 @@ impl CachedLock {
     /// Takes the lock locally in `mode` with `options`, of which a cached
     /// take accepts [`no_wait`](LockOptions::no_wait) and
     /// [`timeout`](LockOptions::timeout) (the timeout bounds the whole
-    /// take: local waits and the DLM's answer). The DLM calls are those of
+    /// take: local waits and the DLM's answer; except that once an early
+    /// request (see the module docs) is granted, the take waits for the
+    /// cache's give-up to be applied without the deadline: the kernel
+    /// answered that give-up before it granted the request, so only this
+    /// process's threads are still to run). The DLM calls are those of
     /// [`lock`](Self::lock).
     ///
     /// # Errors
@@ -1614,7 +1624,14 @@ fn run_helper(shared: &Arc<Shared>, wake: &Receiver<()>) {
             recv(bast) -> msg => {
                 if msg.is_ok() {
                     let mut core = shared.core.lock();
-                    core.m.notify(None);
+                    // Only a notification of the lock the cache holds now
+                    // counts: this wait began on a copy of the channel,
+                    // and the lock may have been replaced since (an early
+                    // request installed, a take from NL), leaving the old
+                    // lock's notifications unread in the old channel.
+                    if core.bast_rx.as_ref().is_some_and(|rx| rx.same_channel(bast)) {
+                        core.m.notify(None);
+                    }
                 }
             }
             recv(wake) -> _ => {}
