@@ -1282,6 +1282,46 @@ fn main() {
     );
     for k in &known_defects {
         println!("  KNOWN DEFECT: {k}");
+        // The defect's signature in the history, for the reader (not part
+        // of the classification): tries of the node's last boot refused
+        // after more than 1 s in flight, i.e. answered after a recovery.
+        let Some(node) = k
+            .strip_prefix("release-n")
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let last_boot = h
+            .requests
+            .iter()
+            .filter(|r| r.proc_.node == node)
+            .map(|r| r.proc_.boot)
+            .max();
+        let slow: Vec<String> = h
+            .requests
+            .iter()
+            .filter(|r| r.proc_.node == node && Some(r.proc_.boot) == last_boot && r.op == "try")
+            .filter_map(|r| {
+                let (t, outcome) = r.end.as_ref()?;
+                (outcome == "wouldblock" && t - r.start > 1_000_000_000).then(|| {
+                    format!(
+                        "{} {:.1} s (pid {})",
+                        r.res,
+                        (t - r.start) as f64 / 1e9,
+                        r.proc_.pid
+                    )
+                })
+            })
+            .collect();
+        println!(
+            "    node {node}'s tries refused after over 1 s in flight (through a recovery): {}",
+            if slow.is_empty() {
+                "none".to_string()
+            } else {
+                slow.join(", ")
+            }
+        );
     }
     println!("violations: {}", violations.len());
     // By kind (the words before the first colon), then the first 50.
