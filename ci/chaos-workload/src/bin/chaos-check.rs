@@ -1371,9 +1371,9 @@ enum Final {
 
 /// Classifies one end-of-run result. `ok ...` passes. `known kernel
 /// defect: ...` passes as the known defect only for a release result
-/// carrying its evidence, `[names=N free=N orphans=0 purge=ok(K/K)
-/// workers=ended]` with N > 0 and K > 0 (written by `chaos-worker
-/// prove-free`): every name the run used was free to a NOQUEUE EX try
+/// carrying its evidence, `[refused=EBUSY names=N free=N orphans=0
+/// purge=ok(K/K) workers=ended]` with N > 0 and K > 0 (written by
+/// `chaos-worker prove-free`): the release refused as busy, every name the run used was free to a NOQUEUE EX try
 /// from a fresh handle (no lock of anyone granted in CR..EX, waiting or
 /// converting), no orphan of any mode could be adopted, every node's
 /// purge succeeded and every worker process had ended, so no granted NL
@@ -1425,6 +1425,9 @@ fn classify_final(name: &str, text: &str) -> Final {
     if fields.get("workers") != Some(&"ended") {
         return unproven("not every worker ended");
     }
+    if fields.get("refused") != Some(&"EBUSY") {
+        return unproven("not refused as busy");
+    }
     Final::KnownDefect
 }
 
@@ -1433,8 +1436,8 @@ mod tests {
     use super::*;
 
     const PROVEN: &str = "known kernel defect: release refused for good (release 1 refused: \
-        the lockspace is busy) with no lock left [names=16 free=16 orphans=0 purge=ok(3/3) \
-        workers=ended]: every name's NOQUEUE EX try granted (first refusal: FAILED ...)";
+        the lockspace is busy) with no lock left [refused=EBUSY names=16 free=16 orphans=0 \
+        purge=ok(3/3) workers=ended]: every name's NOQUEUE EX try granted (first refusal: FAILED ...)";
 
     #[test]
     fn ok_results_pass() {
@@ -1467,7 +1470,7 @@ mod tests {
     #[test]
     fn a_held_name_or_an_orphan_stays_a_violation() {
         // What prove-free writes when it found something.
-        let t = "FAILED release refused for good (busy) [names=16 free=15 orphans=0 \
+        let t = "FAILED release refused for good (busy) [refused=EBUSY names=16 free=15 orphans=0 \
                  purge=ok(3/3) workers=ended]; held: r2: wouldblock";
         assert_eq!(
             classify_final("release-n1", t),
@@ -1489,7 +1492,8 @@ mod tests {
                 "workers=not-ended",
                 "not every worker ended",
             ),
-            ("[names=16", "names=16", "no evidence"),
+            ("refused=EBUSY", "refused=other", "not refused as busy"),
+            ("[refused=EBUSY", "refused=EBUSY", "no evidence"),
         ] {
             let t = PROVEN.replace(from, to);
             match classify_final("release-n2", &t) {

@@ -649,7 +649,7 @@ fn end_of_run(what: &str, dir: &Path, node: &str) -> i32 {
             Ok("ok purged".into())
         })()
     } else {
-        release_until_gone().map_err(|e| format!("{e}; {}", blocked_resources(dir)))
+        release_until_gone().map_err(|(e, _)| format!("{e}; {}", blocked_resources(dir)))
     };
     let (text, rc) = match result {
         Ok(t) => (t, 0),
@@ -661,21 +661,23 @@ fn end_of_run(what: &str, dir: &Path, node: &str) -> i32 {
 }
 
 /// Non-forced releases from fresh handles until the lockspace is gone:
-/// `Ok` with how many it took, or the refusal.
-fn release_until_gone() -> Result<String, String> {
+/// `Ok` with how many it took, or the refusal, and whether the kernel
+/// refused it as busy (`EBUSY`: locks exist in it on this node).
+fn release_until_gone() -> Result<String, (String, bool)> {
     for n in 1..=1000 {
         let ls = match Lockspace::open("chaos") {
             Ok(ls) => ls,
             Err(Error::LockspaceNotFound) => {
                 return Ok(format!("ok gone after {} releases", n - 1))
             }
-            Err(e) => return Err(format!("open: {e}")),
+            Err(e) => return Err((format!("open: {e}"), false)),
         };
         if let Err(e) = ls.release(Release::IfUnused) {
-            return Err(format!("release {n} refused: {}", e.error()));
+            let busy = matches!(e.error(), Error::LockspaceBusy);
+            return Err((format!("release {n} refused: {}", e.error()), busy));
         }
     }
-    Err("still there after 1000 releases".into())
+    Err(("still there after 1000 releases".into(), false))
 }
 
 /// Every resource name the run's workers and the harness use: the shared
@@ -759,7 +761,7 @@ fn try_ex(ls: &Lockspace, name: &str) -> Result<(), Error> {
 /// orphan of that name in any mode; one adopted is a lock left, and is
 /// orphaned again as found). Then one more release: refused, the final
 /// file says `known kernel defect: ...` with the evidence
-/// (`names=N free=N orphans=0 purge=ok workers=ended`), which chaos-check
+/// (`refused=EBUSY names=N free=N orphans=0 purge=ok(K/K) workers=ended`), which chaos-check
 /// accepts as the defect and not as a violation; anything held or adopted
 /// stays `FAILED ...` (a violation) with what was found.
 fn prove_free(dir: &Path, node: &str, ended: &str) -> i32 {
@@ -814,8 +816,13 @@ fn prove_free(dir: &Path, node: &str, ended: &str) -> i32 {
     } else {
         format!("failed({})", purges.join(","))
     };
+    // One more release, now that the probe's handle is closed: still
+    // refused as busy, or gone after all.
+    let again = release_until_gone();
+    let busy = matches!(again, Err((_, true)));
     let evidence = format!(
-        "names={} free={free} orphans={} purge={purge} workers={}",
+        "refused={} names={} free={free} orphans={} purge={purge} workers={}",
+        if busy { "EBUSY" } else { "other" },
         names.len(),
         orphans.len(),
         if ended == "workers-ended" {
@@ -824,20 +831,20 @@ fn prove_free(dir: &Path, node: &str, ended: &str) -> i32 {
             "not-ended"
         }
     );
-    let proven = free == names.len()
+    let proven = busy
+        && free == names.len()
         && !names.is_empty()
         && held.is_empty()
         && orphans.is_empty()
         && purges.is_empty()
         && nodes > 0
         && ended == "workers-ended";
-    let again = release_until_gone();
     let (text, rc) = match again {
         Ok(t) => (
             format!("{t}, after the proof [{evidence}] (first refusal: {first}; last: {last})"),
             0,
         ),
-        Err(e) if proven => (
+        Err((e, _)) if proven => (
             format!(
                 "known kernel defect: release refused for good ({e}) with no lock left \
                  [{evidence}]: every name's NOQUEUE EX try granted, no orphan in NL..EX, \
@@ -846,8 +853,11 @@ fn prove_free(dir: &Path, node: &str, ended: &str) -> i32 {
             ),
             0,
         ),
-        Err(e) => {
+        Err((e, _)) => {
             let mut found = Vec::new();
+            if !busy {
+                found.push("not refused as busy".to_string());
+            }
             if !held.is_empty() {
                 found.push(format!("held: {}", held.join(", ")));
             }
