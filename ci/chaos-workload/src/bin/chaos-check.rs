@@ -1317,7 +1317,8 @@ fn main() {
         println!(
             "    node {node}'s tries refused after over 1 s in flight (through a recovery): {}",
             if slow.is_empty() {
-                "none".to_string()
+                "none: the resent try's signature is missing (a record left by another path?)"
+                    .to_string()
             } else {
                 slow.join(", ")
             }
