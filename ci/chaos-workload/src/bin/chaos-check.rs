@@ -33,7 +33,14 @@
 //!    within the bound it recorded; an error the crate has no type for
 //!    (recorded as `error:...`) is a violation too.
 //! 4. **No lock left**: after the run, a non-forced release from a fresh
-//!    handle succeeded on every node.
+//!    handle succeeded on every node. One refusal is not a violation but
+//!    a known kernel defect, counted apart: a release refused for good
+//!    whose node proved that nothing is left (`known kernel defect: ...`
+//!    from `chaos-worker prove-free`, with its evidence: every name the
+//!    run used free to a NOQUEUE EX try, no orphan in any mode, every
+//!    node purged, every worker ended), which only the leaked lock record
+//!    of a try resent by the recovery leaves (crate docs, "When the
+//!    cluster fails"). A claim without that whole evidence is a violation.
 //! 5. **No blocking poll**: no poll or drop of a crate future or guard in
 //!    an async worker, and no `Lockspace::dispatch` call of the `poll`
 //!    kind, blocked its thread (a voluntary context switch in it) for more
@@ -1073,17 +1080,21 @@ fn main() {
 
     // --- 4. no lock left ----------------------------------------------------
     let mut finals = Vec::new();
+    let mut known_defects = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir.join("final")) {
         for e in rd.flatten() {
             let t = std::fs::read_to_string(e.path()).unwrap_or_default();
             let name = e.file_name().to_string_lossy().into_owned();
-            if !t.starts_with("ok") {
-                violations.push(format!("no lock left: {name}: {}", t.trim()));
+            match classify_final(&name, t.trim()) {
+                Final::Ok => {}
+                Final::KnownDefect => known_defects.push(format!("{name}: {}", t.trim())),
+                Final::Violation(v) => violations.push(format!("no lock left: {name}: {v}")),
             }
             finals.push(format!("{name}: {}", t.trim()));
         }
     }
     finals.sort();
+    known_defects.sort();
     let expected: usize = std::fs::read_to_string(dir.join("nodes"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -1327,6 +1338,54 @@ fn main() {
     for i in &info {
         println!("  {i}");
     }
+    println!(
+        "known kernel defect, not a violation (a release refused for good with no lock left: the leaked lock record of a try resent by the recovery, ci/kernel-defects/try-resend-leak.sh): {}",
+        known_defects.len()
+    );
+    for k in &known_defects {
+        println!("  KNOWN DEFECT: {k}");
+        // The defect's signature in the history, for the reader (not part
+        // of the classification): tries of the node's last boot refused
+        // after more than 1 s in flight, i.e. answered after a recovery.
+        let Some(node) = k
+            .strip_prefix("release-n")
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let last_boot = h
+            .requests
+            .iter()
+            .filter(|r| r.proc_.node == node)
+            .map(|r| r.proc_.boot)
+            .max();
+        let slow: Vec<String> = h
+            .requests
+            .iter()
+            .filter(|r| r.proc_.node == node && Some(r.proc_.boot) == last_boot && r.op == "try")
+            .filter_map(|r| {
+                let (t, outcome) = r.end.as_ref()?;
+                (outcome == "wouldblock" && t - r.start > 1_000_000_000).then(|| {
+                    format!(
+                        "{} {:.1} s (pid {})",
+                        r.res,
+                        (t - r.start) as f64 / 1e9,
+                        r.proc_.pid
+                    )
+                })
+            })
+            .collect();
+        println!(
+            "    node {node}'s tries refused after over 1 s in flight (through a recovery): {}",
+            if slow.is_empty() {
+                "none: the resent try's signature is missing (a record left by another path?)"
+                    .to_string()
+            } else {
+                slow.join(", ")
+            }
+        );
+    }
     println!("violations: {}", violations.len());
     // By kind (the words before the first colon), then the first 50.
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
@@ -1361,9 +1420,155 @@ fn main() {
     std::process::exit(if violations.is_empty() { 0 } else { 1 });
 }
 
+/// What an end-of-run result file (DIR/final/NAME) says.
+#[derive(Debug, PartialEq)]
+enum Final {
+    /// `ok ...`: purged, or released.
+    Ok,
+    /// A release refused for good, with the whole proof that no lock is
+    /// left (see [`classify_final`]): the kernel's leaked lock record.
+    KnownDefect,
+    /// Anything else, with what to report.
+    Violation(String),
+}
+
+/// Classifies one end-of-run result. `ok ...` passes. `known kernel
+/// defect: ...` passes as the known defect only for a release result
+/// carrying its evidence, `[refused=EBUSY names=N free=N orphans=0
+/// purge=ok(K/K) workers=ended]` with N > 0 and K > 0 (written by
+/// `chaos-worker prove-free`): the release refused as busy, every name the run used was free to a NOQUEUE EX try
+/// from a fresh handle (no lock of anyone granted in CR..EX, waiting or
+/// converting), no orphan of any mode could be adopted, every node's
+/// purge succeeded and every worker process had ended, so no granted NL
+/// of a live process or an orphan either. Any other text, or a claim with
+/// a field missing or off, is a violation.
+fn classify_final(name: &str, text: &str) -> Final {
+    if text.starts_with("ok") {
+        return Final::Ok;
+    }
+    let Some(rest) = text.strip_prefix("known kernel defect:") else {
+        return Final::Violation(text.to_string());
+    };
+    let unproven = |why: &str| {
+        Final::Violation(format!(
+            "a known-kernel-defect claim without its proof ({why}): {text}"
+        ))
+    };
+    if !name.starts_with("release-n") {
+        return unproven("not a release result");
+    }
+    let Some(evidence) = rest
+        .split_once('[')
+        .and_then(|(_, e)| e.split_once(']'))
+        .map(|(e, _)| e)
+    else {
+        return unproven("no evidence");
+    };
+    let fields: HashMap<&str, &str> = evidence
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .collect();
+    let count = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
+    let Some(names) = count("names").filter(|&n| n > 0) else {
+        return unproven("no names probed");
+    };
+    if count("free") != Some(names) {
+        return unproven("not every name free");
+    }
+    if count("orphans") != Some(0) {
+        return unproven("an orphan found");
+    }
+    let purged = fields
+        .get("purge")
+        .and_then(|p| p.strip_prefix("ok(")?.strip_suffix(')')?.split_once('/'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    if !matches!(purged, Some((a, b)) if a == b && b > 0) {
+        return unproven("not every node purged");
+    }
+    if fields.get("workers") != Some(&"ended") {
+        return unproven("not every worker ended");
+    }
+    if fields.get("refused") != Some(&"EBUSY") {
+        return unproven("not refused as busy");
+    }
+    Final::KnownDefect
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PROVEN: &str = "known kernel defect: release refused for good (release 1 refused: \
+        the lockspace is busy) with no lock left [refused=EBUSY names=16 free=16 orphans=0 \
+        purge=ok(3/3) workers=ended]: every name's NOQUEUE EX try granted (first refusal: FAILED ...)";
+
+    #[test]
+    fn ok_results_pass() {
+        assert_eq!(classify_final("purge-n1", "ok purged"), Final::Ok);
+        assert_eq!(
+            classify_final("release-n2", "ok gone after 3 releases"),
+            Final::Ok
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_proof_is_a_violation() {
+        let t = "FAILED release 1 refused: busy; none of 16 resources held in EX's way";
+        assert_eq!(
+            classify_final("release-n2", t),
+            Final::Violation(t.to_string())
+        );
+        let t = "FAILED purge: gone";
+        assert_eq!(
+            classify_final("purge-n2", t),
+            Final::Violation(t.to_string())
+        );
+    }
+
+    #[test]
+    fn a_proven_leak_is_the_known_defect() {
+        assert_eq!(classify_final("release-n2", PROVEN), Final::KnownDefect);
+    }
+
+    #[test]
+    fn a_held_name_or_an_orphan_stays_a_violation() {
+        // What prove-free writes when it found something.
+        let t = "FAILED release refused for good (busy) [refused=EBUSY names=16 free=15 orphans=0 \
+                 purge=ok(3/3) workers=ended]; held: r2: wouldblock";
+        assert_eq!(
+            classify_final("release-n1", t),
+            Final::Violation(t.to_string())
+        );
+        // A claim whose evidence does not hold up, field by field.
+        for (from, to, why) in [
+            ("free=16", "free=15", "not every name free"),
+            ("orphans=0", "orphans=1", "an orphan found"),
+            ("names=16 free=16", "names=0 free=0", "no names probed"),
+            ("purge=ok(3/3)", "purge=ok(2/3)", "not every node purged"),
+            (
+                "purge=ok(3/3)",
+                "purge=failed(purge-n1)",
+                "not every node purged",
+            ),
+            (
+                "workers=ended",
+                "workers=not-ended",
+                "not every worker ended",
+            ),
+            ("refused=EBUSY", "refused=other", "not refused as busy"),
+            ("[refused=EBUSY", "refused=EBUSY", "no evidence"),
+        ] {
+            let t = PROVEN.replace(from, to);
+            match classify_final("release-n2", &t) {
+                Final::Violation(v) => assert!(v.contains(why), "{to}: {v}"),
+                other => panic!("{to}: {other:?}"),
+            }
+        }
+        match classify_final("purge-n2", PROVEN) {
+            Final::Violation(v) => assert!(v.contains("not a release result"), "{v}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     /// Probes every `every` ns of guest time over `n` probes, each a
     /// guest reading, the host's 0.1 ms later, the guest's again 0.2 ms

@@ -4,6 +4,8 @@
 //! chaos-worker DIR NODE BOOT SLOT THREADS SEED [KIND]
 //! chaos-worker purge DIR NODE      # end of run: purge this node's orphans
 //! chaos-worker release DIR NODE    # then: non-forced release, fresh handle
+//! chaos-worker prove-free DIR NODE ENDED  # a release refused for good:
+//!                                  # nothing left, or a lock (prove_free)
 //! ```
 //!
 //! Joins the lockspace `chaos`, keeps an NL lock with the value block on
@@ -639,31 +641,16 @@ const PROBES_AT_START: u64 = 20;
 fn end_of_run(what: &str, dir: &Path, node: &str) -> i32 {
     let out = dir.join("final").join(format!("{what}-n{node}"));
     let _ = std::fs::create_dir_all(dir.join("final"));
-    let result = (|| -> Result<String, String> {
-        if what == "purge" {
+    let result = if what == "purge" {
+        (|| -> Result<String, String> {
             let ls = Lockspace::open("chaos").map_err(|e| format!("open: {e}"))?;
             ls.purge_orphans(Node::This, Owner::Any)
                 .map_err(|e| format!("purge: {e}"))?;
-            return Ok("ok purged".into());
-        }
-        for n in 1..=1000 {
-            let ls = match Lockspace::open("chaos") {
-                Ok(ls) => ls,
-                Err(Error::LockspaceNotFound) => {
-                    return Ok(format!("ok gone after {} releases", n - 1))
-                }
-                Err(e) => return Err(format!("open: {e}")),
-            };
-            if let Err(e) = ls.release(Release::IfUnused) {
-                return Err(format!(
-                    "release {n} refused: {}; {}",
-                    e.error(),
-                    blocked_resources(dir)
-                ));
-            }
-        }
-        Err("still there after 1000 releases".into())
-    })();
+            Ok("ok purged".into())
+        })()
+    } else {
+        release_until_gone().map_err(|(e, _)| format!("{e}; {}", blocked_resources(dir)))
+    };
     let (text, rc) = match result {
         Ok(t) => (t, 0),
         Err(t) => (format!("FAILED {t}"), 1),
@@ -673,12 +660,29 @@ fn end_of_run(what: &str, dir: &Path, node: &str) -> i32 {
     rc
 }
 
-/// After a refused release: which of the run's resources a try-lock in EX
-/// from a fresh handle finds held (a lock left in NL is not seen).
-fn blocked_resources(dir: &Path) -> String {
-    let Ok(ls) = Lockspace::open("chaos") else {
-        return "no handle to probe with".into();
-    };
+/// Non-forced releases from fresh handles until the lockspace is gone:
+/// `Ok` with how many it took, or the refusal, and whether the kernel
+/// refused it as busy (`EBUSY`: locks exist in it on this node).
+fn release_until_gone() -> Result<String, (String, bool)> {
+    for n in 1..=1000 {
+        let ls = match Lockspace::open("chaos") {
+            Ok(ls) => ls,
+            Err(Error::LockspaceNotFound) => {
+                return Ok(format!("ok gone after {} releases", n - 1))
+            }
+            Err(e) => return Err((format!("open: {e}"), false)),
+        };
+        if let Err(e) = ls.release(Release::IfUnused) {
+            let busy = matches!(e.error(), Error::LockspaceBusy);
+            return Err((format!("release {n} refused: {}", e.error()), busy));
+        }
+    }
+    Err(("still there after 1000 releases".into(), false))
+}
+
+/// Every resource name the run's workers and the harness use: the shared
+/// r0..r3, every node's orphan names, the harness's hogs (DIR/release).
+fn run_names(dir: &Path) -> Vec<String> {
     let nodes: u64 = std::fs::read_to_string(dir.join("nodes"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -688,21 +692,28 @@ fn blocked_resources(dir: &Path) -> String {
         names.extend((0..ORPHANS).map(|k| format!("o{n}-{k}")));
     }
     if let Ok(rd) = std::fs::read_dir(dir.join("release")) {
-        names.extend(
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned()),
-        );
+        let mut hogs: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        hogs.sort();
+        names.extend(hogs);
     }
+    names
+}
+
+/// After a refused release: which of the run's resources a try-lock in EX
+/// from a fresh handle finds held (a lock left in NL is not seen).
+fn blocked_resources(dir: &Path) -> String {
+    let Ok(ls) = Lockspace::open("chaos") else {
+        return "no handle to probe with".into();
+    };
+    let names = run_names(dir);
     let held: Vec<String> = names
         .iter()
-        .filter_map(|name| {
-            match ls.lock_with(name.as_str(), Mode::Ex, LockOptions::new().no_wait()) {
-                Ok(g) => {
-                    let _ = g.unlock();
-                    None
-                }
-                Err(e) => Some(format!("{name}: {}", outcome(&e))),
-            }
+        .filter_map(|name| match try_ex(&ls, name) {
+            Ok(()) => None,
+            Err(e) => Some(format!("{name}: {}", outcome(&e))),
         })
         .collect();
     if held.is_empty() {
@@ -712,10 +723,180 @@ fn blocked_resources(dir: &Path) -> String {
     }
 }
 
+/// A new EX request with `LKF_NOQUEUE` (and no other flag: no NOORDER, no
+/// EXPEDITE), unlocked at once if granted. Granted means the resource has
+/// no lock of anyone in any state but granted NL: in the kernel's
+/// `fs/dlm/lock.c`, `_can_be_granted` refuses it when a granted lock
+/// conflicts with EX (`queue_conflict(&r->res_grantqueue, lkb)`: CR, CW,
+/// PR, PW, EX), when a converting lock's granted mode does
+/// (`queue_conflict(&r->res_convertqueue, lkb)`), and grants a new
+/// request (`now && !conv`) only if `list_empty(&r->res_convertqueue) &&
+/// list_empty(&r->res_waitqueue)`: any waiting or converting lock, of any
+/// node, refuses it; with NOQUEUE, `do_request` then answers EAGAIN
+/// instead of queueing. The request goes to the resource's master, which
+/// holds every node's locks on it.
+fn try_ex(ls: &Lockspace, name: &str) -> Result<(), Error> {
+    let g = ls.lock_with(name, Mode::Ex, LockOptions::new().no_wait())?;
+    g.unlock()
+}
+
+/// `chaos-worker prove-free DIR NODE ENDED`: run by ci/chaos on a node
+/// whose non-forced release was still refused after its retries, ENDED
+/// `workers-ended` when every worker process of the run (of every node's
+/// last boot) was waited for, `workers-not-ended` otherwise. Tells the
+/// kernel defect of a leaked lock record (a try resent by the recovery to
+/// the new, local master and refused there: crate docs, "When the cluster
+/// fails"; `ci/kernel-defects/try-resend-leak.sh`), which holds nothing
+/// and is on no resource's queue, from a lock the run left behind.
+///
+/// With every worker ended (the kernel unlocks every non-persistent lock
+/// of a process when its device closes) and every node's orphans purged,
+/// a lock left by the crate's users can only be an orphan the purge did
+/// not remove. The proof, from a fresh handle, on every name the run used:
+/// a new NOQUEUE EX request is granted (so no lock of anyone is granted in
+/// CR..EX, waiting or converting: see [`try_ex`]; a granted NL could only
+/// be a live process's, and none is left, or an orphan's), and an
+/// adoption of an orphan in each mode NL..EX finds none (the kernel's
+/// `dlm_user_adopt_orphan` answers ENOENT only when this node has no
+/// orphan of that name in any mode; one adopted is a lock left, and is
+/// orphaned again as found). Then one more release: refused, the final
+/// file says `known kernel defect: ...` with the evidence
+/// (`refused=EBUSY names=N free=N orphans=0 purge=ok(K/K) workers=ended`), which chaos-check
+/// accepts as the defect and not as a violation; anything held or adopted
+/// stays `FAILED ...` (a violation) with what was found.
+fn prove_free(dir: &Path, node: &str, ended: &str) -> i32 {
+    let out = dir.join("final").join(format!("release-n{node}"));
+    let first = read_trim(&out);
+    let last = read_trim(
+        &dir.join("late")
+            .join("final")
+            .join(format!("release-n{node}")),
+    );
+    let nodes: u64 = read_trim(&dir.join("nodes")).parse().unwrap_or(0);
+    let purges: Vec<String> = (1..=nodes)
+        .filter(|n| !read_trim(&dir.join("final").join(format!("purge-n{n}"))).starts_with("ok"))
+        .map(|n| format!("purge-n{n}"))
+        .collect();
+    let names = run_names(dir);
+    let mut free = 0usize;
+    let mut held = Vec::new();
+    let mut orphans = Vec::new();
+    let probe = Lockspace::open("chaos");
+    match &probe {
+        Ok(ls) => {
+            for name in &names {
+                match try_ex(ls, name) {
+                    Ok(()) => free += 1,
+                    Err(e) => held.push(format!("{name}: {}", outcome(&e))),
+                }
+                for mode in [Mode::Nl, Mode::Cr, Mode::Cw, Mode::Pr, Mode::Pw, Mode::Ex] {
+                    match ls.adopt_orphan(name.as_str(), mode, LockOptions::new()) {
+                        Err(Error::OrphanNotFound) => {}
+                        Ok(g) => {
+                            // A lock left: put it back as it was found.
+                            let again = match g.orphan() {
+                                Ok(()) => "orphaned again",
+                                Err(g) => {
+                                    let _ = g.unlock();
+                                    "unlocked"
+                                }
+                            };
+                            orphans.push(format!("{name} {} adopted ({again})", mode.name()));
+                        }
+                        Err(e) => orphans.push(format!("{name} {}: {}", mode.name(), outcome(&e))),
+                    }
+                }
+            }
+        }
+        Err(e) => held.push(format!("no handle to probe with: {e}")),
+    }
+    drop(probe);
+    let purge = if purges.is_empty() && nodes > 0 {
+        format!("ok({nodes}/{nodes})")
+    } else {
+        format!("failed({})", purges.join(","))
+    };
+    // One more release, now that the probe's handle is closed: still
+    // refused as busy, or gone after all.
+    let again = release_until_gone();
+    let busy = matches!(again, Err((_, true)));
+    let evidence = format!(
+        "refused={} names={} free={free} orphans={} purge={purge} workers={}",
+        if busy { "EBUSY" } else { "other" },
+        names.len(),
+        orphans.len(),
+        if ended == "workers-ended" {
+            "ended"
+        } else {
+            "not-ended"
+        }
+    );
+    let proven = busy
+        && free == names.len()
+        && !names.is_empty()
+        && held.is_empty()
+        && orphans.is_empty()
+        && purges.is_empty()
+        && nodes > 0
+        && ended == "workers-ended";
+    let (text, rc) = match again {
+        Ok(t) => (
+            format!("{t}, after the proof [{evidence}] (first refusal: {first}; last: {last})"),
+            0,
+        ),
+        Err((e, _)) if proven => (
+            format!(
+                "known kernel defect: release refused for good ({e}) with no lock left \
+                 [{evidence}]: every name's NOQUEUE EX try granted, no orphan in NL..EX, \
+                 every node purged, every worker ended: a leaked lock record \
+                 (ci/kernel-defects/try-resend-leak.sh) (first refusal: {first}; last: {last})"
+            ),
+            0,
+        ),
+        Err((e, _)) => {
+            let mut found = Vec::new();
+            if !busy {
+                found.push("not refused as busy".to_string());
+            }
+            if !held.is_empty() {
+                found.push(format!("held: {}", held.join(", ")));
+            }
+            if !orphans.is_empty() {
+                found.push(format!("orphans: {}", orphans.join(", ")));
+            }
+            if !purges.is_empty() || nodes == 0 {
+                found.push(format!("purge not ok on: {}", purges.join(",")));
+            }
+            if ended != "workers-ended" {
+                found.push("not every worker was waited for".into());
+            }
+            (
+                format!(
+                    "FAILED release refused for good ({e}) [{evidence}]; {} (first refusal: {first}; last: {last})",
+                    found.join("; ")
+                ),
+                1,
+            )
+        }
+    };
+    println!("prove-free on node {node}: {text}");
+    let _ = std::fs::write(out, format!("{text}\n"));
+    rc
+}
+
+fn read_trim(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() == 3 && (args[0] == "purge" || args[0] == "release") {
         std::process::exit(end_of_run(&args[0], Path::new(&args[1]), &args[2]));
+    }
+    if args.len() == 4 && args[0] == "prove-free" {
+        std::process::exit(prove_free(Path::new(&args[1]), &args[2], &args[3]));
     }
     if args.len() != 6 && args.len() != 7 {
         eprintln!("usage: chaos-worker DIR NODE BOOT SLOT THREADS SEED [KIND]");
