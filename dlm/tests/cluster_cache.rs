@@ -253,13 +253,28 @@ fn new_requests_are_granted_while_two_caches_hand_the_lock_over() {
     teardown(&name, [ls, ls2, obs]);
 }
 
+/// Two threads increment a counter in the value block through the cache
+/// and a third through a plain lock of another handle: no increment is
+/// lost.
+///
+/// The DLM frees a resource's value block with the resource's last lock
+/// (see [`dlm::Lvb`]): a plain holder that unlocks while no other lock
+/// exists on the resource throws its value away, and the next holder reads
+/// zeros. So an NL lock (`keep`) holds the block for the whole test. Without
+/// it the test lost every plain increment made before the cache's first
+/// request reached the kernel (1 run in 40 with the three threads started
+/// together; every run since the plain thread goes `EARLY` rounds first).
 #[test]
 fn lvb_counter_is_exact_under_cached_and_uncached_writers() {
     require_cluster!();
     let (name, ls, obs) = setup("clvb");
+    let keep = obs.lock("n", Mode::Nl).unwrap();
     let cache = Arc::new(ls.cached("n", CacheOptions::new().lvb()).unwrap());
     const CACHED: u64 = 2000;
     const PLAIN: u64 = 50;
+    // Plain rounds before the cache's threads start (the cache holds no
+    // lock yet: only `keep` keeps the value block).
+    const EARLY: u64 = 10;
     let barrier = Arc::new(Barrier::new(3));
     let mut threads = Vec::new();
     for _ in 0..2 {
@@ -271,32 +286,42 @@ fn lvb_counter_is_exact_under_cached_and_uncached_writers() {
                 let n = counter(g.lvb());
                 g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
             }
+            Vec::new()
         }));
     }
     {
         let (obs, barrier) = (obs.clone(), barrier.clone());
         threads.push(std::thread::spawn(move || {
-            barrier.wait();
-            for _ in 0..PLAIN {
+            // The values the plain holder read, printed on a failure.
+            let mut reads = Vec::new();
+            for i in 0..PLAIN {
+                if i == EARLY {
+                    barrier.wait();
+                }
                 let mut g = obs
                     .lock_with("n", Mode::Ex, LockOptions::new().lvb())
                     .unwrap();
                 let n = counter(g.lvb());
+                reads.push(n);
                 g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
                 g.unlock().unwrap();
             }
+            reads
         }));
     }
-    for t in threads {
-        t.join().unwrap();
-    }
+    let reads: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     // A reader through the other handle makes the cache publish.
     let g = obs
         .lock_with("n", Mode::Pr, LockOptions::new().lvb())
         .unwrap();
     let s = cache.stats();
     println!("counter {} ; {s:?}", counter(g.lvb()));
-    assert_eq!(counter(g.lvb()), 2 * CACHED + PLAIN);
+    assert_eq!(
+        counter(g.lvb()),
+        2 * CACHED + PLAIN,
+        "the plain holder read {:?}",
+        reads[2]
+    );
     assert!(g.lvb().unwrap().valid);
     // The cache, shared with the reader, sees the same value.
     g.unlock().unwrap();
@@ -304,6 +329,29 @@ fn lvb_counter_is_exact_under_cached_and_uncached_writers() {
     assert_eq!(counter(c.lvb()), 2 * CACHED + PLAIN);
     drop(c);
     drop(cache);
+    keep.unlock().unwrap();
+    teardown(&name, [ls, obs]);
+}
+
+/// Why the test above keeps an NL lock: a holder alone on a resource reads
+/// zeros each time, its value freed with its lock.
+#[test]
+fn a_value_block_is_freed_with_the_last_lock() {
+    require_cluster!();
+    let (name, ls, obs) = setup("clvbfree");
+    let plain_round = || {
+        let mut g = obs
+            .lock_with("n", Mode::Ex, LockOptions::new().lvb())
+            .unwrap();
+        let n = counter(g.lvb());
+        g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
+        g.unlock().unwrap();
+        n
+    };
+    assert_eq!([plain_round(), plain_round(), plain_round()], [0, 0, 0]);
+    let keep = ls.lock("n", Mode::Nl).unwrap();
+    assert_eq!([plain_round(), plain_round(), plain_round()], [0, 1, 2]);
+    keep.unlock().unwrap();
     teardown(&name, [ls, obs]);
 }
 
