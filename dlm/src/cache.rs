@@ -136,7 +136,8 @@
 //!   [`set_lvb`](CachedGuard::set_lvb) is dropped, not published.
 //! - **The cache dropped while local guards live**: the guards keep the
 //!   cache's state alive; the DLM lock is unlocked (publishing a pending
-//!   value) when the last of them is released.
+//!   value) when the last of them is released, whose drop waits for that
+//!   (so the lockspace handle is free when it returns).
 //! - **Fork**: in a child, takes fail with [`Error::Forked`] (the DLM lock
 //!   is the parent's), and dropping the child's copies does nothing to the
 //!   parent's lock.
@@ -701,6 +702,12 @@ struct Core {
     epoch: u64,
     /// Tasks waiting for a change.
     wakers: Vec<Waker>,
+    /// The helper thread, once the [`CachedLock`] was dropped while local
+    /// guards lived: the last guard's drop joins it (so that the DLM lock
+    /// is unlocked and the lockspace handle let go when that drop returns).
+    /// Put here under the same lock as `Machine::close`, so exactly one
+    /// drop (the cache's or the last guard's) finds the handle to join.
+    helper_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Shared {
@@ -793,10 +800,12 @@ impl Shared {
 /// Dropping it unlocks the DLM lock (`dlm_ls_unlock`, after a conversion
 /// to NL that publishes a value set by a local holder) and waits for the
 /// unlock, as dropping a [`LockGuard`] does; while local guards live, the
-/// drop returns at once and the cache's helper thread unlocks the DLM lock
-/// when the last of them is released (until then the helper keeps the
-/// lockspace handle open: a [`Lockspace::release`] meanwhile is refused
-/// with [`Error::HandlesOpen`]).
+/// drop returns at once, and the drop of the last of them has the cache's
+/// helper thread unlock the DLM lock and waits for it. Either way, once
+/// the drop of the last of the cache and its guards has returned, the DLM
+/// lock is unlocked and the cache holds no lockspace handle (until then
+/// it does: a [`Lockspace::release`] meanwhile is refused with
+/// [`Error::HandlesOpen`]).
 pub struct CachedLock {
     shared: Arc<Shared>,
     helper: Option<std::thread::JoinHandle<()>>,
@@ -848,6 +857,7 @@ impl Lockspace {
                 taken_at: None,
                 epoch: 0,
                 wakers: Vec::new(),
+                helper_thread: None,
             }),
             changed: Condvar::new(),
             helper: tx,
@@ -1157,7 +1167,12 @@ impl Drop for CachedLock {
         let guards_live = {
             let mut core = self.shared.core.lock();
             core.m.close();
-            core.m.holders() > 0
+            let live = core.m.holders() > 0;
+            if live {
+                // The last guard's drop joins the helper.
+                core.helper_thread = self.helper.take();
+            }
+            live
         };
         self.shared.wake_helper();
         // With no local guard left, the helper unlocks the DLM lock and
@@ -1461,7 +1476,10 @@ impl Future for LocalWait<'_> {
 
 /// A local holder of a [`CachedLock`]: its mode is covered by the DLM lock
 /// the cache holds. Dropping it releases the local hold (no system call);
-/// the DLM lock stays with the cache.
+/// the DLM lock stays with the cache. Dropping the last guard of a
+/// [`CachedLock`] that was dropped already waits, as the cache's own drop
+/// would have, for the cache's helper thread to unlock the DLM lock and
+/// stop (see [`CachedLock`]).
 #[must_use = "dropping the guard releases the local hold at once"]
 pub struct CachedGuard {
     shared: Arc<Shared>,
@@ -1555,9 +1573,21 @@ impl Drop for CachedGuard {
             core.epoch = core.epoch.wrapping_add(1);
         }
         let drained = shared.drain_here(&mut core);
+        // The last guard of a dropped cache: the helper unlocks the DLM
+        // lock and stops now; wait for it, as the cache's own drop would
+        // have (no take can be under way: takes borrow the CachedLock).
+        // In a forked child the helper is the parent's: leave it.
+        let helper = if core.m.closing() && core.m.holders() == 0 && !shared.ls.inner.forked() {
+            core.helper_thread.take()
+        } else {
+            None
+        };
         drop(core);
-        if wake.helper || drained {
+        if wake.helper || drained || helper.is_some() {
             shared.wake_helper();
+        }
+        if let Some(h) = helper {
+            let _ = h.join();
         }
     }
 }
