@@ -2127,7 +2127,7 @@ mod tests {
 /// (`whole`: the helper's loop, `drain_here` on takes and releases,
 /// notification channels, `no_wait`, failed early requests, the minimum
 /// hold, idle releases, close), each with a preemption bound (2 with two
-/// local users, 3 with one; about a minute at most in release). Run with
+/// local users, 3 or 4 with one; at most about 70 s each in release). Run with
 /// `RUSTFLAGS="--cfg dlm_loom" cargo test -p libdlm --lib --release loom_`.
 #[cfg(all(test, dlm_loom))]
 mod loom_tests {
@@ -2337,6 +2337,9 @@ mod loom_tests {
         use super::*;
         use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
         use loom::thread;
+
+        /// A local user's steps, run on a thread of its own.
+        pub(super) type User = Box<dyn FnOnce(&Cache) + Send>;
 
         /// How an early request ends.
         #[derive(Clone, Copy, PartialEq, Eq)]
@@ -2659,7 +2662,8 @@ mod loom_tests {
                 self.notify(gen);
             }
 
-            /// The minimum hold time passes (the helper's timeout).
+            /// The helper's timeout: the minimum hold time has passed (an
+            /// idle release is tried whenever the helper looks).
             pub(super) fn tick(&self) {
                 let mut g = self.s.lock().unwrap();
                 g.hold_passed = true;
@@ -2752,7 +2756,7 @@ mod loom_tests {
         /// while the users run (else after them). Returns what was seen.
         pub(super) fn run(
             cache: Cache,
-            users: Vec<Box<dyn FnOnce(&Cache) + Send>>,
+            users: Vec<User>,
             notes: &[u32],
             close_early: bool,
         ) -> Seen {
@@ -2778,8 +2782,13 @@ mod loom_tests {
                     thread::spawn(move || u(&c))
                 })
                 .collect();
-            // The clock (loom allows five threads: this one ticks).
-            if cache.s.lock().unwrap().min_hold {
+            // The clock (loom allows five threads: this one ticks): the
+            // helper's timeout, for the minimum hold or the idle time.
+            let timed = {
+                let g = cache.s.lock().unwrap();
+                g.min_hold || g.idle > 0
+            };
+            if timed {
                 cache.tick();
             }
             if close_early {
@@ -2807,14 +2816,7 @@ mod loom_tests {
     /// `bound` preemptions; returns the counts summed over them.
     fn check_whole(
         bound: usize,
-        f: impl Fn() -> (
-                whole::Cache,
-                Vec<Box<dyn FnOnce(&whole::Cache) + Send>>,
-                Vec<u32>,
-                bool,
-            ) + Send
-            + Sync
-            + 'static,
+        f: impl Fn() -> (whole::Cache, Vec<whole::User>, Vec<u32>, bool) + Send + Sync + 'static,
     ) -> whole::Seen {
         let total = std::sync::Arc::new(std::sync::Mutex::new(whole::Seen::default()));
         let mut model = loom::model::Builder::new();
@@ -2825,9 +2827,8 @@ mod loom_tests {
             let seen = whole::run(cache, users, &notes, close_early);
             t.lock().unwrap().add(&seen);
         });
-        let seen = std::mem::take(&mut *total.lock().unwrap());
-        eprintln!("{seen:?}");
-        seen
+        let mut seen = total.lock().unwrap();
+        std::mem::take(&mut *seen)
     }
 
     /// A user's steps, one after another.
@@ -2840,7 +2841,7 @@ mod loom_tests {
         TakeNotified(Mode),
     }
 
-    fn user(steps: Vec<Step>) -> Box<dyn FnOnce(&whole::Cache) + Send> {
+    fn user(steps: Vec<Step>) -> whole::User {
         Box::new(move |c: &whole::Cache| {
             for step in steps {
                 match step {
@@ -2946,14 +2947,15 @@ mod loom_tests {
     }
 
     /// A take while the helper gives the lock up for idleness requests
-    /// early and installs its lock once the give-up answered.
+    /// early and installs its lock once the give-up answered; a
+    /// notification comes before, during or after the idle release.
     #[test]
     fn loom_cache_early_during_idle_release() {
-        let seen = check_whole(3, || {
+        let seen = check_whole(4, || {
             (
                 whole::Cache::new(Mode::Ex, false, 1),
                 vec![user(vec![Step::Take(Mode::Ex, false, Granted)])],
-                vec![],
+                vec![0],
                 false,
             )
         });
@@ -2964,7 +2966,7 @@ mod loom_tests {
     /// closes only once it was installed (and released) or failed.
     #[test]
     fn loom_cache_close_waits_for_early() {
-        let seen = check_whole(3, || {
+        let seen = check_whole(4, || {
             (
                 whole::Cache::new(Mode::Ex, false, 0),
                 vec![user(vec![Step::Take(Mode::Ex, false, Granted)])],
@@ -2973,6 +2975,25 @@ mod loom_tests {
             )
         });
         assert!(seen.close_with_early > 0);
+    }
+
+    /// The cache closes while an early request is in flight that fails,
+    /// and its taker tries again: the helper closes only once the slot is
+    /// free, and the retry is refused or served before the close.
+    #[test]
+    fn loom_cache_close_waits_for_failed_early() {
+        let seen = check_whole(4, || {
+            (
+                whole::Cache::new(Mode::Ex, false, 0),
+                vec![user(vec![
+                    Step::Take(Mode::Ex, false, Fails),
+                    Step::Take(Mode::Ex, false, Granted),
+                ])],
+                vec![0],
+                true,
+            )
+        });
+        assert!(seen.close_with_early > 0 && seen.early_failed > 0);
     }
 
     /// A second notification, for the lock an early request installed,
