@@ -2127,7 +2127,7 @@ mod tests {
 /// (`whole`: the helper's loop, `drain_here` on takes and releases,
 /// notification channels, `no_wait`, failed early requests, the minimum
 /// hold, idle releases, close), each with a preemption bound (2 with two
-/// local users, 3 or 4 with one; at most about 70 s each in release). Run with
+/// local users, 4 with one; at most about 70 s each in release). Run with
 /// `RUSTFLAGS="--cfg dlm_loom" cargo test -p libdlm --lib --release loom_`.
 #[cfg(all(test, dlm_loom))]
 mod loom_tests {
@@ -3001,7 +3001,7 @@ mod loom_tests {
     /// dropped).
     #[test]
     fn loom_cache_second_notification_after_install() {
-        let seen = check_whole(3, || {
+        let seen = check_whole(4, || {
             (
                 whole::Cache::new(Mode::Ex, false, 0),
                 vec![user(vec![Step::TakeNotified(Mode::Ex)])],
