@@ -92,7 +92,9 @@
 //!
 //! The invariants, checked by the unit tests and by the loom model
 //! (`--cfg dlm_loom`, every interleaving of local takes, releases and
-//! notifications): local holders are pairwise compatible; each is covered
+//! notifications, of the helper's loop, failed early requests, `no_wait`
+//! takes, the minimum hold, idle releases and close; the larger scenarios
+//! with a preemption bound): local holders are pairwise compatible; each is covered
 //! by the DLM mode; no local holder exists while the lock is given up or
 //! closed; once `Draining`, no new local holder is served until the lock
 //! was given up; an early request exists only while the lock is drained,
@@ -2121,7 +2123,11 @@ mod tests {
 /// interleaving, with the same transitions and the same wake-up rules as
 /// the cache (a mutex, a condition variable, the helper woken by the
 /// release that lets it go on). The DLM is a model: a conversion is
-/// granted at once. Run with
+/// granted at once. The `loom_cache_*` tests model the whole cache
+/// (`whole`: the helper's loop, `drain_here` on takes and releases,
+/// notification channels, `no_wait`, failed early requests, the minimum
+/// hold, idle releases, close), each with a preemption bound (2 with two
+/// local users, 4 with one; at most about 70 s each in release). Run with
 /// `RUSTFLAGS="--cfg dlm_loom" cargo test -p libdlm --lib --release loom_`.
 #[cfg(all(test, dlm_loom))]
 mod loom_tests {
@@ -2314,5 +2320,695 @@ mod loom_tests {
             assert_eq!(g.0.holders(), 0);
             assert!(g.2);
         });
+    }
+
+    /// The cache as a whole, for the scenarios the model above leaves
+    /// out: the helper runs the loop of `run_helper` (close, drain, give
+    /// up, idle release, then waits for its wake-up or a notification),
+    /// local takes and releases start the drain themselves
+    /// (`Shared::drain_here`), notifications go through the DLM lock's
+    /// channel (a new lock has a new one: the old lock's unread ones are
+    /// dropped), takes may be `no_wait`, an early request may fail, the
+    /// minimum hold time is a clock thread's tick, and the cache closes
+    /// (the helper stops only then). The DLM grants every conversion and
+    /// request at once (after a yield); an early request is installed once
+    /// the give-up has answered.
+    mod whole {
+        use super::*;
+        use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+        use loom::thread;
+
+        /// A local user's steps, run on a thread of its own.
+        pub(super) type User = Box<dyn FnOnce(&Cache) + Send>;
+
+        /// How an early request ends.
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        pub(super) enum Early {
+            /// Granted and installed.
+            Granted,
+            /// Failed (a timeout, a cancel) as soon as it was sent.
+            Fails,
+            /// The future dropped while waiting to install it, once the
+            /// give-up answered (`abandon_early` from `Serving`).
+            DroppedAfterGiveUp,
+        }
+
+        #[derive(Default, Debug)]
+        pub(super) struct Seen {
+            pub(super) early_failed: u32,
+            pub(super) early_failed_serving: u32,
+            pub(super) installs: u32,
+            pub(super) give_ups: u32,
+            pub(super) idle_releases: u32,
+            pub(super) early_in_idle_release: u32,
+            pub(super) drains_by_take: u32,
+            pub(super) drains_by_release: u32,
+            pub(super) no_wait_refused: u32,
+            pub(super) no_wait_conversion_refused: u32,
+            pub(super) hits_while_notified: u32,
+            pub(super) close_with_early: u32,
+            pub(super) notified_after_install: u32,
+            pub(super) early_after_failed: u32,
+            pub(super) second_give_up_after_install: u32,
+        }
+
+        impl Seen {
+            /// Adds another execution's counts.
+            pub(super) fn add(&mut self, o: &Seen) {
+                self.early_failed += o.early_failed;
+                self.early_failed_serving += o.early_failed_serving;
+                self.installs += o.installs;
+                self.give_ups += o.give_ups;
+                self.idle_releases += o.idle_releases;
+                self.early_in_idle_release += o.early_in_idle_release;
+                self.drains_by_take += o.drains_by_take;
+                self.drains_by_release += o.drains_by_release;
+                self.no_wait_refused += o.no_wait_refused;
+                self.no_wait_conversion_refused += o.no_wait_conversion_refused;
+                self.hits_while_notified += o.hits_while_notified;
+                self.close_with_early += o.close_with_early;
+                self.notified_after_install += o.notified_after_install;
+                self.early_after_failed += o.early_after_failed;
+                self.second_give_up_after_install += o.second_give_up_after_install;
+            }
+        }
+
+        pub(super) struct State {
+            pub(super) m: Machine,
+            epoch: u64,
+            /// The DLM lock's generation: a new lock has a new channel.
+            gen: u32,
+            /// Unread notifications in the current lock's channel.
+            bast: u32,
+            /// The helper's wake-up (a channel of one).
+            wake: bool,
+            /// The minimum hold time has passed since the last take.
+            hold_passed: bool,
+            min_hold: bool,
+            idle: u32,
+            /// The current lock is an installed early request.
+            installed: bool,
+            /// Seen `Draining` since the last give-up answered.
+            drained: bool,
+            /// An early request failed since the last give-up.
+            early_failed_since: bool,
+            pub(super) seen: Seen,
+        }
+
+        pub(super) struct Cache {
+            pub(super) s: Mutex<State>,
+            changed: Condvar,
+            helper: Condvar,
+        }
+
+        impl Cache {
+            /// A cache holding `held`; `min_hold`: the hold time has not
+            /// passed yet (a clock thread's `tick` says when it has);
+            /// `idle`: how many idle releases the helper may make.
+            pub(super) fn new(held: Mode, min_hold: bool, idle: u32) -> Cache {
+                let mut m = Machine::new();
+                if held != Mode::Nl {
+                    assert_eq!(m.take(held), Take::ConvertUp(held));
+                    assert!(m.converted(held, Some(held)));
+                    m.release(held);
+                }
+                Cache {
+                    s: Mutex::new(State {
+                        m,
+                        epoch: 0,
+                        gen: 0,
+                        bast: 0,
+                        wake: false,
+                        hold_passed: !min_hold,
+                        min_hold,
+                        idle,
+                        installed: false,
+                        drained: false,
+                        early_failed_since: false,
+                        seen: Seen::default(),
+                    }),
+                    changed: Condvar::new(),
+                    helper: Condvar::new(),
+                }
+            }
+
+            /// The invariants after a step; `served`: a local holder was
+            /// just added.
+            fn check(s: &mut State, served: bool) {
+                s.m.check();
+                if s.m.phase == Phase::Draining {
+                    s.drained = true;
+                }
+                if served {
+                    assert!(!s.drained, "a new local holder after the drain began");
+                    if s.m.notified() {
+                        s.seen.hits_while_notified += 1;
+                    }
+                }
+                if s.m.phase == Phase::Closed {
+                    assert_eq!(s.m.holders(), 0);
+                    assert!(s.m.early.is_none(), "closed beside an early request");
+                }
+            }
+
+            fn changed(&self, s: &mut State) {
+                s.epoch += 1;
+                self.changed.notify_all();
+            }
+
+            fn wake_helper(&self, s: &mut State) {
+                s.wake = true;
+                self.helper.notify_all();
+            }
+
+            fn wait<'a>(&'a self, mut g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+                let epoch = g.epoch;
+                g.m.waiting += 1;
+                while g.epoch == epoch {
+                    g = self.changed.wait(g).unwrap();
+                }
+                g.m.waiting -= 1;
+                g
+            }
+
+            /// `Shared::drain_here`.
+            fn drain_here(&self, s: &mut State) -> bool {
+                if s.m.holders() > 0
+                    || s.m.phase() != Phase::Serving
+                    || s.m.held() == Mode::Nl
+                    || s.m.closing()
+                {
+                    return false;
+                }
+                let read = s.bast > 0;
+                if read {
+                    s.bast -= 1;
+                    s.m.notify(None);
+                }
+                if !s.m.notified() || !s.hold_passed {
+                    return read;
+                }
+                if s.m.start_drain() {
+                    Self::check(s, false);
+                    self.changed(s);
+                    return true;
+                }
+                read
+            }
+
+            /// A new DLM lock (a request granted): a new channel, a new
+            /// hold.
+            fn new_lock(s: &mut State) {
+                s.gen += 1;
+                s.bast = 0;
+                if s.min_hold {
+                    s.hold_passed = false;
+                }
+            }
+
+            /// A local take (`CachedLock::lock_with`); returns whether it
+            /// was served (then the caller releases).
+            pub(super) fn take(&self, mode: Mode, no_wait: bool, early: Early) -> bool {
+                let mut g = self.s.lock().unwrap();
+                loop {
+                    if self.drain_here(&mut g) {
+                        g.seen.drains_by_take += 1;
+                        self.wake_helper(&mut g);
+                    }
+                    let idle_give_up = g.m.phase() == Phase::GivingUp && !g.drained;
+                    match g.m.take_with(mode, !no_wait) {
+                        Take::Hit => {
+                            Self::check(&mut g, true);
+                            return true;
+                        }
+                        Take::ConvertUp(t) => {
+                            Self::check(&mut g, false);
+                            drop(g);
+                            thread::yield_now();
+                            g = self.s.lock().unwrap();
+                            if no_wait {
+                                // Refused (`LKF_NOQUEUE`: the holder that
+                                // notified is in the way): the old mode
+                                // stays.
+                                let held = g.m.held();
+                                let served = g.m.converted(held, None);
+                                assert!(!served);
+                                g.seen.no_wait_conversion_refused += 1;
+                                Self::check(&mut g, false);
+                                self.changed(&mut g);
+                                self.wake_helper(&mut g);
+                                return false;
+                            }
+                            if g.m.held() == Mode::Nl {
+                                Self::new_lock(&mut g);
+                                g.installed = false;
+                            }
+                            let served = g.m.converted(t, Some(mode));
+                            Self::check(&mut g, served);
+                            self.changed(&mut g);
+                            self.wake_helper(&mut g);
+                            if served {
+                                return true;
+                            }
+                        }
+                        Take::Early(t) => {
+                            assert!(!no_wait, "a no_wait take made an early request");
+                            if idle_give_up {
+                                g.seen.early_in_idle_release += 1;
+                            }
+                            if g.early_failed_since {
+                                g.seen.early_after_failed += 1;
+                            }
+                            Self::check(&mut g, false);
+                            drop(g);
+                            thread::yield_now();
+                            g = self.s.lock().unwrap();
+                            if early == Early::Fails {
+                                g.m.early_failed();
+                                g.seen.early_failed += 1;
+                                g.early_failed_since = true;
+                                Self::check(&mut g, false);
+                                self.changed(&mut g);
+                                self.wake_helper(&mut g);
+                                return false;
+                            }
+                            while !g.m.early_installable() {
+                                g = self.wait(g);
+                            }
+                            if early == Early::DroppedAfterGiveUp {
+                                g.m.early_failed();
+                                g.seen.early_failed += 1;
+                                g.seen.early_failed_serving += 1;
+                                g.early_failed_since = true;
+                                Self::check(&mut g, false);
+                                self.changed(&mut g);
+                                self.wake_helper(&mut g);
+                                return false;
+                            }
+                            Self::new_lock(&mut g);
+                            g.installed = true;
+                            g.seen.installs += 1;
+                            let served = g.m.early_granted(t, mode);
+                            Self::check(&mut g, served);
+                            self.changed(&mut g);
+                            self.wake_helper(&mut g);
+                            if served {
+                                return true;
+                            }
+                        }
+                        Take::Wait if no_wait => {
+                            g.seen.no_wait_refused += 1;
+                            return false;
+                        }
+                        Take::Wait => g = self.wait(g),
+                        Take::Closed => return false,
+                    }
+                }
+            }
+
+            /// A local guard dropped (`CachedGuard::drop`).
+            pub(super) fn release(&self, mode: Mode) {
+                let mut g = self.s.lock().unwrap();
+                let w = g.m.release(mode);
+                Self::check(&mut g, false);
+                if w.waiters {
+                    self.changed(&mut g);
+                } else {
+                    g.epoch += 1;
+                }
+                let drained = self.drain_here(&mut g);
+                if drained && g.m.phase() == Phase::Draining {
+                    g.seen.drains_by_release += 1;
+                }
+                if w.helper || drained {
+                    self.wake_helper(&mut g);
+                }
+            }
+
+            /// The kernel sends a blocking notification to the lock of
+            /// generation `gen` (dropped if it was replaced).
+            pub(super) fn notify(&self, gen: u32) {
+                let mut g = self.s.lock().unwrap();
+                if g.gen == gen {
+                    g.bast += 1;
+                    self.helper.notify_all();
+                }
+            }
+
+            /// The kernel sends a blocking notification to the lock held
+            /// now.
+            pub(super) fn notify_now(&self) {
+                let gen = self.s.lock().unwrap().gen;
+                self.notify(gen);
+            }
+
+            /// The helper's timeout: the minimum hold time has passed (an
+            /// idle release is tried whenever the helper looks).
+            pub(super) fn tick(&self) {
+                let mut g = self.s.lock().unwrap();
+                g.hold_passed = true;
+                self.wake_helper(&mut g);
+            }
+
+            /// The `CachedLock` dropped (no guard left: its drop waits for
+            /// the helper).
+            pub(super) fn close(&self) {
+                let mut g = self.s.lock().unwrap();
+                if g.m.early.is_some() {
+                    g.seen.close_with_early += 1;
+                }
+                g.m.close();
+                Self::check(&mut g, false);
+                self.changed(&mut g);
+                self.wake_helper(&mut g);
+            }
+
+            fn give_up<'a>(
+                &'a self,
+                mut g: MutexGuard<'a, State>,
+                target: Mode,
+                idle: bool,
+            ) -> MutexGuard<'a, State> {
+                Self::check(&mut g, false);
+                drop(g);
+                thread::yield_now();
+                let mut g = self.s.lock().unwrap();
+                g.m.given_up(target);
+                g.drained = false;
+                g.early_failed_since = false;
+                if idle {
+                    g.seen.idle_releases += 1;
+                } else {
+                    g.seen.give_ups += 1;
+                    if g.installed && g.seen.notified_after_install > 0 {
+                        g.seen.second_give_up_after_install += 1;
+                    }
+                }
+                Self::check(&mut g, false);
+                self.changed(&mut g);
+                g
+            }
+
+            /// `run_helper`.
+            pub(super) fn helper(&self) {
+                let mut g = self.s.lock().unwrap();
+                loop {
+                    if g.m.begin_close() {
+                        Self::check(&mut g, false);
+                        self.changed(&mut g);
+                        return;
+                    }
+                    if g.m.notified() && g.m.phase() == Phase::Serving && g.hold_passed {
+                        g.m.start_drain();
+                        Self::check(&mut g, false);
+                        self.changed(&mut g);
+                    }
+                    if let Some(target) = g.m.begin_give_up() {
+                        g = self.give_up(g, target, false);
+                        continue;
+                    }
+                    if g.idle > 0 && g.m.begin_idle_release() {
+                        g.idle -= 1;
+                        g = self.give_up(g, Mode::Nl, true);
+                        continue;
+                    }
+                    // Wait for the channel or the wake-up (the timeout is
+                    // the clock thread's tick).
+                    while !g.wake && g.bast == 0 {
+                        g = self.helper.wait(g).unwrap();
+                    }
+                    if g.bast > 0 {
+                        g.bast -= 1;
+                        if g.m.notify(None) && g.installed {
+                            g.seen.notified_after_install += 1;
+                        }
+                        Self::check(&mut g, false);
+                    } else {
+                        g.wake = false;
+                    }
+                }
+            }
+        }
+
+        /// Runs `users` (each with the cache) beside the helper, the
+        /// notifications `notes` (of lock generations, sent at once) and, with a
+        /// minimum hold, the clock's tick (from this thread); `close_early`: the cache closes
+        /// while the users run (else after them). Returns what was seen.
+        pub(super) fn run(
+            cache: Cache,
+            users: Vec<User>,
+            notes: &[u32],
+            close_early: bool,
+        ) -> Seen {
+            let cache = Arc::new(cache);
+            let helper = {
+                let c = cache.clone();
+                thread::spawn(move || c.helper())
+            };
+            let mut others = Vec::new();
+            if !notes.is_empty() {
+                let c = cache.clone();
+                let notes = notes.to_vec();
+                others.push(thread::spawn(move || {
+                    for n in notes {
+                        c.notify(n);
+                    }
+                }));
+            }
+            let users: Vec<_> = users
+                .into_iter()
+                .map(|u| {
+                    let c = cache.clone();
+                    thread::spawn(move || u(&c))
+                })
+                .collect();
+            // The clock (loom allows five threads: this one ticks): the
+            // helper's timeout, for the minimum hold or the idle time.
+            let timed = {
+                let g = cache.s.lock().unwrap();
+                g.min_hold || g.idle > 0
+            };
+            if timed {
+                cache.tick();
+            }
+            if close_early {
+                cache.close();
+            }
+            for u in users {
+                u.join().unwrap();
+            }
+            if !close_early {
+                cache.close();
+            }
+            for t in others {
+                t.join().unwrap();
+            }
+            helper.join().unwrap();
+            let mut g = cache.s.lock().unwrap();
+            assert_eq!(g.m.phase(), Phase::Closed);
+            assert_eq!(g.m.holders(), 0);
+            assert_eq!(g.m.waiting, 0);
+            std::mem::take(&mut g.seen)
+        }
+    }
+
+    /// A test of the whole cache: every interleaving with at most
+    /// `bound` preemptions; returns the counts summed over them.
+    fn check_whole(
+        bound: usize,
+        f: impl Fn() -> (whole::Cache, Vec<whole::User>, Vec<u32>, bool) + Send + Sync + 'static,
+    ) -> whole::Seen {
+        let total = std::sync::Arc::new(std::sync::Mutex::new(whole::Seen::default()));
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(bound);
+        let t = total.clone();
+        model.check(move || {
+            let (cache, users, notes, close_early) = f();
+            let seen = whole::run(cache, users, &notes, close_early);
+            t.lock().unwrap().add(&seen);
+        });
+        let mut seen = total.lock().unwrap();
+        std::mem::take(&mut *seen)
+    }
+
+    /// A user's steps, one after another.
+    enum Step {
+        /// A take (mode, `no_wait`, how an early request ends), released
+        /// at once when served.
+        Take(Mode, bool, whole::Early),
+        /// A take; while it holds, the kernel notifies the lock held now
+        /// (another holder asks for it).
+        TakeNotified(Mode),
+    }
+
+    fn user(steps: Vec<Step>) -> whole::User {
+        Box::new(move |c: &whole::Cache| {
+            for step in steps {
+                match step {
+                    Step::Take(mode, no_wait, early) => {
+                        if c.take(mode, no_wait, early) {
+                            c.release(mode);
+                        }
+                    }
+                    Step::TakeNotified(mode) => {
+                        if c.take(mode, false, Granted) {
+                            c.notify_now();
+                            c.release(mode);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    use whole::Early::{DroppedAfterGiveUp, Fails, Granted};
+
+    /// An early request fails (a timeout, a cancel) during the give-up;
+    /// its taker tries again and another takes beside it: the slot is
+    /// freed, a later take requests again, the give-up goes on, nobody
+    /// waits for ever.
+    #[test]
+    fn loom_cache_early_fails_then_retry() {
+        let seen = check_whole(2, || {
+            (
+                whole::Cache::new(Mode::Ex, false, 0),
+                vec![
+                    user(vec![
+                        Step::Take(Mode::Ex, false, Fails),
+                        Step::Take(Mode::Ex, false, Granted),
+                    ]),
+                    user(vec![Step::Take(Mode::Ex, false, Granted)]),
+                ],
+                vec![0],
+                false,
+            )
+        });
+        assert!(seen.early_failed > 0 && seen.early_after_failed > 0 && seen.installs > 0);
+    }
+
+    /// An early request dropped once the give-up answered
+    /// (`early_failed` from `Serving` in NL) while another take waits
+    /// for the slot: the waiter is woken and takes the lock.
+    #[test]
+    fn loom_cache_early_dropped_after_give_up() {
+        let seen = check_whole(2, || {
+            (
+                whole::Cache::new(Mode::Ex, false, 0),
+                vec![
+                    user(vec![Step::Take(Mode::Ex, false, DroppedAfterGiveUp)]),
+                    user(vec![Step::Take(Mode::Ex, false, Granted)]),
+                ],
+                vec![0],
+                false,
+            )
+        });
+        assert!(seen.early_failed_serving > 0);
+    }
+
+    /// A `no_wait` take beside a waiting one while a notification comes:
+    /// it never requests early; it is served, refused locally, or its
+    /// request (after the give-up) refused by the DLM (the holder that
+    /// notified is in the way); a take (not only a release) reads the
+    /// notification and starts the drain.
+    #[test]
+    fn loom_cache_no_wait_take_and_take_drains() {
+        let seen = check_whole(2, || {
+            (
+                whole::Cache::new(Mode::Ex, false, 0),
+                vec![
+                    user(vec![Step::Take(Mode::Ex, true, Granted)]),
+                    user(vec![Step::Take(Mode::Ex, false, Granted)]),
+                ],
+                vec![0],
+                false,
+            )
+        });
+        assert!(seen.no_wait_refused > 0 && seen.no_wait_conversion_refused > 0);
+        assert!(seen.drains_by_take > 0);
+    }
+
+    /// A minimum hold time: a notification is remembered while local
+    /// takes go on being served; a take that needs a conversion waits for
+    /// the give-up; the drain starts once the hold has passed.
+    #[test]
+    fn loom_cache_min_hold_serves_while_notified() {
+        let seen = check_whole(2, || {
+            (
+                whole::Cache::new(Mode::Pr, true, 0),
+                vec![
+                    user(vec![Step::Take(Mode::Pr, false, Granted)]),
+                    user(vec![Step::Take(Mode::Ex, false, Granted)]),
+                ],
+                vec![0],
+                false,
+            )
+        });
+        assert!(seen.hits_while_notified > 0 && seen.give_ups > 0);
+    }
+
+    /// A take while the helper gives the lock up for idleness requests
+    /// early and installs its lock once the give-up answered; a
+    /// notification comes before, during or after the idle release.
+    #[test]
+    fn loom_cache_early_during_idle_release() {
+        let seen = check_whole(4, || {
+            (
+                whole::Cache::new(Mode::Ex, false, 1),
+                vec![user(vec![Step::Take(Mode::Ex, false, Granted)])],
+                vec![0],
+                false,
+            )
+        });
+        assert!(seen.early_in_idle_release > 0 && seen.installs > 0);
+    }
+
+    /// The cache closes while an early request is in flight: the helper
+    /// closes only once it was installed (and released) or failed.
+    #[test]
+    fn loom_cache_close_waits_for_early() {
+        let seen = check_whole(4, || {
+            (
+                whole::Cache::new(Mode::Ex, false, 0),
+                vec![user(vec![Step::Take(Mode::Ex, false, Granted)])],
+                vec![0],
+                true,
+            )
+        });
+        assert!(seen.close_with_early > 0);
+    }
+
+    /// The cache closes while an early request is in flight that fails,
+    /// and its taker tries again: the helper closes only once the slot is
+    /// free, and the retry is refused or served before the close.
+    #[test]
+    fn loom_cache_close_waits_for_failed_early() {
+        let seen = check_whole(4, || {
+            (
+                whole::Cache::new(Mode::Ex, false, 0),
+                vec![user(vec![
+                    Step::Take(Mode::Ex, false, Fails),
+                    Step::Take(Mode::Ex, false, Granted),
+                ])],
+                vec![0],
+                true,
+            )
+        });
+        assert!(seen.close_with_early > 0 && seen.early_failed > 0);
+    }
+
+    /// A second notification, for the lock an early request installed,
+    /// drains and gives it up again (one for the replaced lock is
+    /// dropped).
+    #[test]
+    fn loom_cache_second_notification_after_install() {
+        let seen = check_whole(4, || {
+            (
+                whole::Cache::new(Mode::Ex, false, 0),
+                vec![user(vec![Step::TakeNotified(Mode::Ex)])],
+                vec![0],
+                false,
+            )
+        });
+        assert!(seen.second_give_up_after_install > 0);
     }
 }
