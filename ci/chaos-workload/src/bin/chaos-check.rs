@@ -789,9 +789,15 @@ fn main() {
                 let b_end = ends[j].unwrap_or(i64::MAX);
                 let a_end = ends[i].unwrap_or(i64::MAX);
                 let overlap = a_end.min(b_end) - a_start;
-                // Ends taken from a death are host times: the guest
-                // clock's uncertainty applies then.
-                let recorded = a.end.is_some() && b.end.is_some();
+                // The end the overlap is measured from: a recorded one is
+                // on the records' clock, like `a_start`; one taken from a
+                // death is a host time (the guest clock's uncertainty
+                // applies then).
+                let recorded = if b_end <= a_end {
+                    b.end.is_some()
+                } else {
+                    a.end.is_some()
+                };
                 let same_boot = a.proc_.node == b.proc_.node && a.proc_.boot == b.proc_.boot;
                 let margin = if recorded && same_boot {
                     0
