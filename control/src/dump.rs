@@ -46,10 +46,11 @@ pub fn dump(which: Dump<'_>) -> Result<String> {
     let p = buf.as_mut_ptr().cast::<std::os::raw::c_char>();
     let _one = DUMP.lock();
     let (rv, errno) = call(|| {
-        // SAFETY: `buf` holds DLMC_DUMP_SIZE bytes, the most the library
+        // `buf` holds DLMC_DUMP_SIZE bytes, the most the library
         // copies; the name, if any, is NUL-terminated and only read; the
         // DUMP lock keeps other dumps of this process off the library's
         // static buffer.
+        // SAFETY: buf is big enough, the name is NUL-terminated, DUMP serialises the buffer.
         unsafe {
             match (which, name.as_mut()) {
                 (Dump::Debug, _) => sys::dlmc_dump_debug(p),

@@ -983,7 +983,7 @@ impl<T> Stack<T> {
             return out;
         }
         while !p.is_null() {
-            // SAFETY: the swap detached the whole chain: every node on it
+            // the swap detached the whole chain: every node on it
             // was published by a push whose release exchange this swap's
             // acquire reads from (directly or through the chain of
             // read-modify-writes on the head), so its `value` and `next`
@@ -991,6 +991,7 @@ impl<T> Stack<T> {
             // came from `Box::into_raw` and is freed exactly once, here.
             // The chain below a node never holds the sleep mark (a push
             // that replaces it links null).
+            // SAFETY: each detached node came from Box::into_raw and is freed once, here.
             let node = unsafe { Box::from_raw(p) };
             p = node.next;
             out.push_front(node.value);
@@ -1307,24 +1308,26 @@ pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
         // SAFETY: `arg` names a live cell (this function's contract).
         let (cell, slot) = unsafe { CellRef::from_arg(arg) };
         let lksb = cell.lksb[slot].get();
-        // SAFETY: libdlm wrote the status and flags of this slot's status
+        // libdlm wrote the status and flags of this slot's status
         // block on this thread just now, and nobody else writes them while
         // the request is in flight: the owner writes the status block only
         // before a request of its own slot (libdlm's `EINPROG` store
         // included, before the write that sent the request).
+        // SAFETY: libdlm wrote this slot's status block, which nobody writes now.
         let (status, sb_flags) = unsafe {
             (
                 std::ptr::addr_of!((*lksb).sb_status).read(),
                 std::ptr::addr_of!((*lksb).sb_flags).read(),
             )
         };
-        // SAFETY: as above, with one exception libdlm makes: for a new
+        // as above, with one exception libdlm makes: for a new
         // request, `dlm_ls_lock` also stores the lock id the write
         // returned into `sb_lkid` on the writing thread, after the write,
         // so that store can race this read. It stores the same value this
         // thread just stored (the kernel's lock id of the request): an
         // aligned 32-bit field, read once, volatile so that it is not
         // assumed unchanged; either store gives the same id.
+        // SAFETY: an aligned id that any racing store sets to the same value.
         let lkid = unsafe { std::ptr::addr_of!((*lksb).sb_lkid).read_volatile() };
         let delivered = Delivered {
             answer: Answer {
@@ -1428,13 +1431,14 @@ pub(crate) unsafe fn apply_result(parsed: &crate::reader::Parsed) -> crate::erro
             flags,
             lvb,
         } => {
-            // SAFETY: the cell is live; this is the status block of the
+            // the cell is live; this is the status block of the
             // slot whose request was answered, which libdlm's thread would
             // write here (no other side writes it while that request is in
             // flight, and the owner reads it only after the hand-over). The
             // lock id is stored atomically: the writer of a new request
             // reads it right after its write (`lkid_after_request`), maybe
             // while this runs on another thread.
+            // SAFETY: the cell is live and its status block is ours until the hand-over.
             unsafe {
                 (*lksb).sb_status = status;
                 (*lksb).sb_flags = flags as std::ffi::c_char;

@@ -211,10 +211,11 @@ pub(crate) unsafe fn read_one(fd: i32, buf: &mut Buf) -> Result<Read> {
             return Err(e);
         }
     };
-    // SAFETY: the result came from this handle's descriptor, whose
+    // the result came from this handle's descriptor, whose
     // requests were written by this crate with its callbacks and their
     // arguments (the caller's contract): `parsed.arg` names a live cell,
     // exactly as when libdlm's thread calls the callback with it.
+    // SAFETY: parsed.arg names a live cell of this handle (the caller's contract).
     let applied = unsafe { crate::cell::apply_result(&parsed) };
     if applied.is_err() {
         crate::stats::count(&crate::stats::BAD_ANSWERS);

@@ -123,10 +123,11 @@ static TSC: std::sync::OnceLock<TscClock> = std::sync::OnceLock::new();
 
 #[cfg(target_arch = "x86_64")]
 fn rdtsc() -> u64 {
-    // SAFETY: RDTSC reads a register; x86_64 always has it, and nothing
+    // RDTSC reads a register; x86_64 always has it, and nothing
     // here sets CR4.TSD (the host's kernel and user-mode Linux leave it
     // clear: a guest process runs as a host process and reads the host's
     // counter).
+    // SAFETY: RDTSC only reads a register, and CR4.TSD is clear here (see above).
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
