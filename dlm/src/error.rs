@@ -37,7 +37,7 @@ pub enum Error {
     /// No DLM to talk to: no `dlm` kernel module, no `dlm_controld`
     /// (`EUNATCH`), no control device, or libdlm failed without an error
     /// code. `code` is the `errno` seen (0 when libdlm gave none).
-    #[error("the DLM is not available (errno {code}): is the dlm module loaded and dlm_controld running?")]
+    #[error("the DLM is not available{}: is the dlm module loaded and dlm_controld running?", os_error_suffix(*code))]
     NotAvailable {
         /// The `errno` libdlm left, 0 when it left none.
         code: i32,
@@ -232,6 +232,21 @@ pub(crate) fn set_errno(value: i32) {
     unsafe { *libc::__errno_location() = value };
 }
 
+/// " (errno N: description)" for a real `errno`, nothing for 0 (libdlm
+/// failed without setting one).
+fn os_error_suffix(code: i32) -> String {
+    if code == 0 {
+        String::new()
+    } else {
+        let text = std::io::Error::from_raw_os_error(code).to_string();
+        let suffix = format!(" (os error {code})");
+        format!(
+            " (errno {code}: {})",
+            text.strip_suffix(&suffix).unwrap_or(&text)
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +312,14 @@ mod tests {
             assert_eq!(Error::from_errno("x", code).raw_os_error(), Some(code));
         }
         assert_eq!(Error::InvalidName("empty").raw_os_error(), None);
+    }
+
+    #[test]
+    fn not_available_names_its_errno_only_when_there_is_one() {
+        let none = Error::NotAvailable { code: 0 }.to_string();
+        assert!(!none.contains("errno"), "{none}");
+        let enoent = Error::NotAvailable { code: libc::ENOENT }.to_string();
+        assert!(enoent.contains("(errno 2: "), "{enoent}");
     }
 
     #[test]

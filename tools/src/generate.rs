@@ -318,7 +318,9 @@ pub fn man_page(cmd: clap::Command, extra: &Extra) -> io::Result<Vec<u8>> {
     man.render_name_section(&mut out)?;
     out.extend_from_slice(synopsis(&cmd_for_synopsis, extra).as_bytes());
     man.render_description_section(&mut out)?;
-    man.render_options_section(&mut out)?;
+    let mut options = Vec::new();
+    man.render_options_section(&mut options)?;
+    out.extend_from_slice(optional_values(&cmd_for_synopsis, &options).as_bytes());
     let mut s = commands_section(&cmd_for_synopsis);
     if !extra.events.is_empty() {
         s.push_str(".SH EVENTS\n");
@@ -371,6 +373,30 @@ pub fn man_page(cmd: clap::Command, extra: &Extra) -> io::Result<Vec<u8>> {
     out.extend_from_slice(s.as_bytes());
     man.render_version_section(&mut out)?;
     Ok(out)
+}
+
+/// clap_mangen's options section with the values an option may leave out
+/// bracketed, as its synopsis and `--help` show them: `--purge <NODEID>
+/// [<PID>]`, not `--purge <NODEID> <PID>`.
+fn optional_values(cmd: &clap::Command, options: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(options).into_owned();
+    for arg in cmd.get_arguments() {
+        let (Some(range), Some(names)) = (arg.get_num_args(), arg.get_value_names()) else {
+            continue;
+        };
+        let required = range.min_values();
+        if required >= names.len() || required == 0 {
+            continue;
+        }
+        let shown = |name: &clap::builder::Str| format!("\\fI<{name}>\\fR");
+        let whole: Vec<String> = names.iter().map(shown).collect();
+        let mut bracketed = whole[..required].join("\\fI \\fR");
+        for name in &names[required..] {
+            bracketed.push_str(&format!(" [{}]", shown(name)));
+        }
+        text = text.replace(&whole.join("\\fI \\fR"), &bracketed);
+    }
+    text
 }
 
 /// Every generated file: its path under the package directory, and its
