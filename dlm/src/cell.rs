@@ -1465,6 +1465,14 @@ pub(crate) unsafe fn apply_result(parsed: &crate::reader::Parsed) -> crate::erro
 /// owner, the callback (the kernel's answer) and the reaper, for each kind
 /// of answer the kernel can give. Run with
 /// `RUSTFLAGS="--cfg dlm_loom" cargo test -p libdlm --lib loom_`.
+///
+/// Loom rather than shuttle: the handshake is a few threads and a few
+/// atomics, small enough for loom to visit every interleaving (with
+/// C11's weaker orderings, which shuttle, a randomized scheduler over
+/// sequentially consistent memory, does not model); shuttle's strength,
+/// sampling schedules of programs too large to enumerate, is not needed
+/// here. The few larger cases run under a preemption bound, said where
+/// they are.
 #[cfg(all(test, dlm_loom))]
 mod loom_tests {
     use super::*;

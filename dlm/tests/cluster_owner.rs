@@ -11,9 +11,37 @@ mod common;
 use common::can_take;
 use dlm::{AsyncWrites, LockOptions, Lockspace, Mode, Node, Owner};
 
+/// Polls `fut` once on this thread (with `AsyncWrites::InPoll` that poll
+/// writes the request, so this thread is the owner the kernel records),
+/// then completes it on another thread. Returns its output and this
+/// thread's id.
+fn write_here_finish_elsewhere<F>(fut: F) -> (F::Output, u32)
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    use std::task::{Context, Poll};
+    // SAFETY: gettid has no preconditions.
+    let here = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+    let mut fut = Box::pin(fut);
+    let waker = futures::task::noop_waker();
+    if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(&waker)) {
+        return (v, here);
+    }
+    let out = std::thread::scope(|s| {
+        s.spawn(move || futures::executor::block_on(fut))
+            .join()
+            .unwrap()
+    });
+    (out, here)
+}
+
 /// Orphans the lock `res` taken through `take`, then checks that a purge
 /// by its reported owner removes it and a purge by another id does not.
-fn orphan_and_purge(name: &str, res: &str, writes: AsyncWrites, convert: bool) {
+/// With `elsewhere`, the future's first poll and its completion run on
+/// two different threads (the guard once reported the completing one,
+/// while the kernel records the writer).
+fn orphan_and_purge(name: &str, res: &str, writes: AsyncWrites, convert: bool, elsewhere: bool) {
     let obs = Lockspace::open(name).unwrap();
     let ls = Lockspace::builder(name)
         .async_writes(writes)
@@ -28,13 +56,31 @@ fn orphan_and_purge(name: &str, res: &str, writes: AsyncWrites, convert: bool) {
         let mut g = std::thread::spawn(move || ls2.lock_with(r, Mode::Nl, persistent).unwrap())
             .join()
             .unwrap();
-        futures::executor::block_on(g.convert_with_async(Mode::Ex, persistent)).unwrap();
-        g
+        let writer = if elsewhere {
+            let (r, here) = write_here_finish_elsewhere(g.convert_with_async(Mode::Ex, persistent));
+            r.unwrap();
+            Some(here)
+        } else {
+            futures::executor::block_on(g.convert_with_async(Mode::Ex, persistent)).unwrap();
+            None
+        };
+        (g, writer)
+    } else if elsewhere {
+        let (r, here) = write_here_finish_elsewhere(ls.lock_with_async(res, Mode::Ex, persistent));
+        (r.unwrap(), Some(here))
     } else {
-        futures::executor::block_on(ls.lock_with_async(res, Mode::Ex, persistent)).unwrap()
+        let g = futures::executor::block_on(ls.lock_with_async(res, Mode::Ex, persistent)).unwrap();
+        (g, None)
     };
+    let (g, writer) = g;
     let tid = g.owner_tid();
     assert_ne!(tid, 0);
+    if let (AsyncWrites::InPoll, Some(here)) = (writes, writer) {
+        assert_eq!(
+            tid, here,
+            "{res}: written in the first poll on thread {here}, the guard reports {tid}"
+        );
+    }
     g.orphan().expect("a persistent lock can be orphaned");
     drop(ls);
     assert!(!can_take(&obs, res, Mode::Ex), "the orphan holds {res}");
@@ -74,8 +120,10 @@ fn futures_report_the_owner_the_kernel_records() {
         .into_iter()
         .enumerate()
     {
-        orphan_and_purge(&name, &format!("lock{i}"), writes, false);
-        orphan_and_purge(&name, &format!("conv{i}"), writes, true);
+        orphan_and_purge(&name, &format!("lock{i}"), writes, false, false);
+        orphan_and_purge(&name, &format!("conv{i}"), writes, true, false);
+        orphan_and_purge(&name, &format!("lock-moved{i}"), writes, false, true);
+        orphan_and_purge(&name, &format!("conv-moved{i}"), writes, true, true);
     }
     if let Err(e) = ls.release(dlm::Release::IfUnused) {
         panic!("locks left behind in {name}: {}", e.error());
