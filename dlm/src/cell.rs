@@ -526,7 +526,8 @@ pub(crate) fn may_cancel(new: bool, unlock: bool, flags: u32) -> bool {
 }
 
 /// A blocking notification: another request waits for a mode this lock's
-/// mode blocks.
+/// mode blocks, or the lock was lost with its lockspace
+/// ([`lockspace_gone`](Blocking::lockspace_gone)).
 ///
 /// Which mode it waits for ([`mode`](Blocking::mode)) is known only on a
 /// handle in poll mode ([`LockspaceBuilder::poll_mode`](crate::LockspaceBuilder::poll_mode)),
@@ -536,9 +537,30 @@ pub(crate) fn may_cancel(new: bool, unlock: bool, flags: u32) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blocking {
     mode: Option<crate::mode::Mode>,
+    lost: bool,
 }
 
 impl Blocking {
+    /// What the crate sends when it finds the lockspace released (by force,
+    /// by another process: [`Error::LockspaceGone`](crate::Error::LockspaceGone)).
+    pub(crate) fn lost() -> Blocking {
+        Blocking {
+            mode: None,
+            lost: true,
+        }
+    }
+
+    /// Whether the lockspace was released by force (by another process)
+    /// and the lock went with it: there is nothing left to release, the
+    /// guard's [`is_held`](crate::LockGuard::is_held) says `false`, and
+    /// its calls fail with [`Error::LockspaceGone`](crate::Error::LockspaceGone).
+    /// The crate sends this once per lock that asked for notifications,
+    /// as soon as its handle knows of the release (see the crate docs,
+    /// "When the cluster fails"); [`mode`](Blocking::mode) is then `None`.
+    pub fn lockspace_gone(&self) -> bool {
+        self.lost
+    }
+
     /// The mode the blocked request waits for: converting this lock to a
     /// mode [compatible](crate::Mode::is_compatible) with it (or
     /// unlocking it) lets that request on. Two notifications the receiver
@@ -564,7 +586,10 @@ impl Blocking {
             (Some(a), Some(b)) => Some(a.max(b)),
             _ => None,
         };
-        Blocking { mode }
+        Blocking {
+            mode,
+            lost: self.lost || other.lost,
+        }
     }
 }
 
@@ -576,7 +601,7 @@ mod blocking_merge_tests {
 
     #[test]
     fn merged_notifications_allow_only_what_both_allow() {
-        let b = |mode| Blocking { mode };
+        let b = |mode| Blocking { mode, lost: false };
         for x in Mode::ALL {
             for y in Mode::ALL {
                 let m = b(Some(x)).merge(b(Some(y))).mode().unwrap();
@@ -594,6 +619,10 @@ mod blocking_merge_tests {
         }
         assert_eq!(b(None).merge(b(Some(Mode::Pr))).mode(), None);
         assert_eq!(b(Some(Mode::Pr)).merge(b(None)).mode(), None);
+        // A loss stays a loss, merged with anything.
+        assert!(b(Some(Mode::Pr)).merge(Blocking::lost()).lockspace_gone());
+        assert!(Blocking::lost().merge(b(None)).lockspace_gone());
+        assert!(!b(None).merge(b(Some(Mode::Ex))).lockspace_gone());
     }
 }
 
@@ -708,6 +737,17 @@ impl CellRef {
         )
     }
 
+    /// A weak reference to the cell (it keeps the allocation, not the
+    /// cell, alive), for the handle's list of locks to tell of a loss.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<LockCell> {
+        // SAFETY: the pointer is the one `Arc::into_raw` gave, and `self`
+        // holds one count of it, which `ManuallyDrop` leaves untouched.
+        let arc = std::mem::ManuallyDrop::new(unsafe {
+            std::sync::Arc::from_raw(self.0.as_ptr().cast_const())
+        });
+        std::sync::Arc::downgrade(&arc)
+    }
+
     /// The cell's address, as its callback argument names it (the keeping's
     /// key).
     pub(crate) fn addr(&self) -> usize {
@@ -764,6 +804,28 @@ impl LockCell {
         self.blocking
             .is_some()
             .then_some(blocking_ast as unsafe extern "C" fn(*mut c_void))
+    }
+
+    /// Sends `note` to the lock's blocking notifications, if it asked for
+    /// them, and wakes whoever waits for one: the kernel's notification
+    /// ([`blocking`]), or the crate's [`Blocking::lost`] (the watchdog, on
+    /// a thread of its own: the channel, the waiter's mutex and the task
+    /// waker are all safe to use from any thread at any time).
+    pub(crate) fn notify(&self, note: Blocking) {
+        if let Some((tx, rx)) = &self.blocking {
+            // Coalesces: one pending notification says enough, with the
+            // mode that says what both say.
+            if tx.try_send(note).is_err() {
+                let merged = rx.try_recv().map_or(note, |old| old.merge(note));
+                let _ = tx.try_send(merged);
+            }
+            if let Ok(waiter) = self.bast_waiter.lock() {
+                if let Some(thread) = waiter.as_ref() {
+                    thread.unpark();
+                }
+            }
+            self.bast_task.wake();
+        }
     }
 
     /// The receiver of blocking notifications, if the lock asked for them.
@@ -1375,21 +1437,7 @@ unsafe fn blocking(arg: *mut c_void, mode: Option<crate::mode::Mode>) {
     no_unwind(|| {
         // SAFETY: `arg` names a live cell (this function's contract).
         let (cell, _) = unsafe { CellRef::from_arg(arg) };
-        if let Some((tx, rx)) = &cell.blocking {
-            // Coalesces: one pending notification says enough, with the
-            // mode that says what both say.
-            let note = Blocking { mode };
-            if tx.try_send(note).is_err() {
-                let merged = rx.try_recv().map_or(note, |old| old.merge(note));
-                let _ = tx.try_send(merged);
-            }
-            if let Ok(waiter) = cell.bast_waiter.lock() {
-                if let Some(thread) = waiter.as_ref() {
-                    thread.unpark();
-                }
-            }
-            cell.bast_task.wake();
-        }
+        cell.notify(Blocking { mode, lost: false });
     });
 }
 

@@ -102,10 +102,7 @@ impl LockGuard {
         ls.inner.check()?;
         let name = name::resource_name(name)?;
         flags::check(Request::New, mode, options.flags)?;
-        Ok((
-            name,
-            CellRef::new(options.notify_blocking, ls.inner.handoff()),
-        ))
+        Ok((name, ls.inner.new_cell(options.notify_blocking)))
     }
 
     /// The guard of a new request's answer, or the error it failed with.
@@ -166,7 +163,7 @@ impl LockGuard {
                 "adopting an orphan takes only the lvb and notify_blocking options",
             ));
         }
-        let cell = CellRef::new(options.notify_blocking, inner.handoff());
+        let cell = inner.new_cell(options.notify_blocking);
         let uses_lvb = options.flags.contains(LockFlags::VALBLK);
         let flags =
             sys::LKF_PERSISTENT | sys::LKF_ORPHAN | if uses_lvb { sys::LKF_VALBLK } else { 0 };
@@ -258,11 +255,14 @@ impl LockGuard {
     /// [`crossbeam_channel::select!`](crate::crossbeam_channel::select); to
     /// just wait, prefer [`wait_blocking`](Self::wait_blocking), which
     /// sleeps at once where the receiver's `recv` first spins and yields.
-    /// The receiver is a plain channel: it hears nothing of the lockspace
-    /// going away (released by force, dlm_controld gone), which
-    /// `wait_blocking` and `blocking_async` report; a program that selects
-    /// on it should also look at [`Lockspace::is_alive`](crate::Lockspace::is_alive)
-    /// or [`is_held`](Self::is_held) now and then.
+    /// When the handle finds the lockspace released by force (by another
+    /// process), the receiver gets one more notification, whose
+    /// [`Blocking::lockspace_gone`] is `true`: the lock is gone. A
+    /// lockspace stopped for good (dlm_controld gone) is not told on the
+    /// receiver (the lock is not lost, only nothing moves);
+    /// `wait_blocking` and `blocking_async` report it, and a program that
+    /// selects on the receiver should look at
+    /// [`Lockspace::is_alive`](crate::Lockspace::is_alive) now and then.
     pub fn blocking(&self) -> Option<&BlockingReceiver> {
         self.cell.as_ref()?.blocking_rx()
     }

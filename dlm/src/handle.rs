@@ -444,6 +444,17 @@ impl Core {
         self.handle.as_ptr()
     }
 
+    /// A new lock's cell; one that asks for blocking notifications is
+    /// told ([`Blocking::lost`](crate::cell::Blocking::lost)) if the
+    /// lockspace is found released.
+    pub(crate) fn new_cell(&self, notify_blocking: bool) -> crate::cell::CellRef {
+        let cell = crate::cell::CellRef::new(notify_blocking, &self.handoff);
+        if notify_blocking {
+            self.health.notify_on_loss(&cell);
+        }
+        cell
+    }
+
     /// The reaper's queue and the lockspace's keeping.
     pub(crate) fn handoff(&self) -> &Arc<Handoff> {
         &self.handoff

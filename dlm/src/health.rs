@@ -120,6 +120,10 @@ pub(crate) struct Health {
     inode: Option<u64>,
     /// The minor number of the handle's descriptor.
     minor: Option<u32>,
+    /// The handle's locks that asked for blocking notifications, told of
+    /// the loss when the lockspace is found gone (weak: a lock released
+    /// since is skipped, and pruned as the list grows).
+    notified: parking_lot::Mutex<Vec<std::sync::Weak<crate::cell::LockCell>>>,
 }
 
 impl Health {
@@ -131,6 +135,32 @@ impl Health {
         self.gone.load(Ordering::Relaxed)
     }
 
+    /// Tells `cell`'s blocking notifications if the lockspace is found
+    /// gone: at once if it is already known gone, else when it is.
+    pub(crate) fn notify_on_loss(&self, cell: &crate::cell::CellRef) {
+        let mut cells = self.notified.lock();
+        // Pruned at each doubling: at most half the entries are stale.
+        if cells.len() >= 16 && cells.len().is_power_of_two() {
+            cells.retain(|c| c.strong_count() > 0);
+        }
+        cells.push(cell.downgrade());
+        drop(cells);
+        // Registered just after the loss was told: tell it now (a second
+        // notice merges with the first).
+        if self.is_gone() {
+            self.tell_lost();
+        }
+    }
+
+    /// The lockspace was found gone: every lock that asked for blocking
+    /// notifications gets [`Blocking::lost`](crate::cell::Blocking::lost).
+    fn tell_lost(&self) {
+        let cells = std::mem::take(&mut *self.notified.lock());
+        for cell in cells.iter().filter_map(std::sync::Weak::upgrade) {
+            cell.notify(crate::cell::Blocking::lost());
+        }
+    }
+
     /// Re-reads the lockspace `name`'s state; `daemon` as
     /// [`daemon_running`] said (read once for every lockspace).
     fn update(&self, name: &CStr, daemon: Option<bool>) {
@@ -140,8 +170,9 @@ impl Health {
             // The node changed or went; the kernel has the last word.
             if device_inode(name) != Some(inode)
                 && self.minor.and_then(|m| misc_lists(m, name)) != Some(true)
+                && !self.gone.swap(true, Ordering::Relaxed)
             {
-                self.gone.store(true, Ordering::Relaxed);
+                self.tell_lost();
             }
         }
     }
@@ -166,6 +197,7 @@ pub(crate) fn watch(name: &CStr, minor: Option<u32>) -> Arc<Health> {
         gone: AtomicBool::new(false),
         inode: device_inode(name),
         minor,
+        notified: parking_lot::Mutex::new(Vec::new()),
     });
     let mut watched = WATCHED.lock();
     watched.retain(|(_, h)| h.strong_count() > 0);

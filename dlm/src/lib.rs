@@ -190,9 +190,12 @@
 //! and [`LockGuard::blocking_async`] return it. The window until the
 //! handle knows is the watchdog's reaction to the deletion: tens of
 //! milliseconds as measured (`RELIABILITY.md`); a second at most where
-//! inotify is not to be had. The raw [`LockGuard::blocking`] receiver is
-//! a plain channel and hears nothing of it. The other nodes may grant the
-//! released locks as soon as this node has left the lockspace.
+//! inotify is not to be had. A lock that asked for blocking
+//! notifications also gets one on its [`LockGuard::blocking`] receiver at
+//! that moment, whose [`Blocking::lockspace_gone`] is `true` (a program
+//! that only `select!`s on the receiver hears of the loss too). The other
+//! nodes may grant the released locks as soon as this node has left the
+//! lockspace.
 //!
 //! **Re-entrance.** DLM locks belong to a lockspace handle, not to a
 //! thread: a thread asking again for a resource it holds in an

@@ -82,6 +82,23 @@ fn a_lockspace_released_by_force_elsewhere_grants_nothing_more() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(200));
+        // A program that only selects on the guard's raw receiver hears of
+        // the loss: notifications until one says the lockspace is gone
+        // (the waits above made the kernel notify too).
+        let rx = g.blocking().unwrap().clone();
+        let listener = std::thread::spawn(move || {
+            let limit = Instant::now() + Duration::from_secs(5);
+            loop {
+                match rx.recv_deadline(limit) {
+                    Ok(b) if b.lockspace_gone() => {
+                        assert_eq!(b.mode(), None);
+                        return Some(Instant::now());
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+        });
         let start = Instant::now();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -103,6 +120,15 @@ fn a_lockspace_released_by_force_elsewhere_grants_nothing_more() {
         assert!(
             seen.is_some_and(|t| t < Duration::from_millis(500)),
             "the forced release was not seen within 500 ms: {seen:?}"
+        );
+        let heard = listener.join().unwrap();
+        let heard = heard.map(|t| t.saturating_duration_since(start));
+        println!(
+            "polled {polled}: the receiver heard of the loss {heard:?} after the release began"
+        );
+        assert!(
+            heard.is_some_and(|t| t < Duration::from_secs(1)),
+            "polled {polled}: the raw blocking receiver did not hear of the loss: {heard:?}"
         );
         for w in waits {
             let (kind, r, at) = w.join().unwrap();
