@@ -1759,8 +1759,11 @@ mod loom_tests {
 
     /// The cancel protocol of a future (issue 15, defect 1's structure):
     /// the future queues a cancel at its deadline, the worker writes it
-    /// (played here by a flag) and says it is done, and the kernel answers
-    /// the request (a grant or the cancel's `ECANCEL`) at any moment. The
+    /// (played here by a flag; a cancel the kernel refuses, as it refuses
+    /// one of a request already granted, is the same to the cell: the
+    /// worker is done with it) and says it is done, and the kernel answers
+    /// the request at any moment: with the cancel's `ECANCEL`, or with the
+    /// grant the cancel lost the race to, or a try's refusal. The
     /// future never takes the answer before the worker is done with the
     /// cancel (so the cancel names the request still in flight), and is
     /// always woken to take it (loom's executor reports a task never
@@ -1776,7 +1779,14 @@ mod loom_tests {
         if model.preemption_bound.is_none() && std::env::var_os("DLM_LOOM_EXHAUSTIVE").is_none() {
             model.preemption_bound = Some(3);
         }
-        model.check(|| {
+        for status in [sys::ECANCEL, 0, libc::EAGAIN] {
+            cancel_holds_back(&model, status);
+        }
+    }
+
+    /// [`loom_cancel_holds_back_the_answer`] for the answer `status`.
+    fn cancel_holds_back(model: &loom::model::Builder, status: i32) {
+        model.check(move || {
             let hs = Arc::new(Handshake::new());
             // SAFETY: a new cell: nothing in flight.
             unsafe { hs.begin(Wake::Task) };
@@ -1792,7 +1802,7 @@ mod loom_tests {
             };
             let kernel = {
                 let hs = hs.clone();
-                thread::spawn(move || assert_eq!(hs.deliver(answer(sys::ECANCEL)), Route::Done))
+                thread::spawn(move || assert_eq!(hs.deliver(answer(status)), Route::Done))
             };
             let d = loom::future::block_on(std::future::poll_fn(|cx| {
                 hs.task.register(cx.waker());
@@ -1810,7 +1820,7 @@ mod loom_tests {
                     None => std::task::Poll::Pending,
                 }
             }));
-            assert_eq!(d, answer(sys::ECANCEL));
+            assert_eq!(d, answer(status));
             worker.join().unwrap();
             kernel.join().unwrap();
         });

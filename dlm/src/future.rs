@@ -522,6 +522,10 @@ impl Future for BlockingFuture {
         let this = &mut *self;
         this.cell.bast_task.register(cx.waker());
         if let Ok(notification) = this.rx().try_recv() {
+            // The loss of the lockspace comes as a notification too.
+            if notification.lockspace_gone() {
+                return Poll::Ready(Err(crate::Error::LockspaceGone));
+            }
             return Poll::Ready(Ok(notification));
         }
         crate::wait::wake_at_next_tick(cx.waker());

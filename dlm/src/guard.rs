@@ -287,15 +287,24 @@ impl LockGuard {
                 "the lock was not requested with notify_blocking",
             ));
         };
+        // The loss of the lockspace comes as a notification too: it is
+        // this wait's error.
+        let taken = |n: Blocking| {
+            if n.lockspace_gone() {
+                Err(Error::LockspaceGone)
+            } else {
+                Ok(Some(n))
+            }
+        };
         if let Ok(notification) = rx.try_recv() {
-            return Ok(Some(notification));
+            return taken(notification);
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         cell.set_bast_waiter(Some(std::thread::current()));
         let result = loop {
             // A notification sent after this check also unparks us.
             if let Ok(notification) = rx.try_recv() {
-                break Ok(Some(notification));
+                break taken(notification);
             }
             let check_alive = match deadline {
                 Some(d) => {

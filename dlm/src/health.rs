@@ -241,3 +241,19 @@ pub(crate) fn device_watch() -> Option<std::os::fd::OwnedFd> {
     let wd = unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_DELETE) };
     (wd >= 0).then_some(owned)
 }
+
+#[cfg(all(test, not(dlm_loom)))]
+mod tests {
+    /// Handles opened and dropped leave the watched list at the next
+    /// open, with no watchdog (a poll-only program runs none): it does not
+    /// grow with every handle ever opened.
+    #[test]
+    fn dropped_handles_leave_the_watch_list() {
+        let name = std::ffi::CString::new("no-such-lockspace").unwrap();
+        for _ in 0..1000 {
+            drop(super::watch(&name, None));
+        }
+        let len = super::WATCHED.lock().len();
+        assert!(len < 64, "{len} entries after 1,000 handles dropped");
+    }
+}

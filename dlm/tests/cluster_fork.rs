@@ -41,9 +41,18 @@ fn a_fork_child_cannot_touch_the_parents_locks() {
             if !matches!(mine.try_lock("f", Mode::Ex), Err(Error::WouldBlock)) {
                 return 13; // the parent's EX must still be there
             }
-            match mine.lock("c", Mode::Ex).map(|g| g.unlock()) {
-                Ok(Ok(())) => 0,
-                _ => 14,
+            if !matches!(mine.lock("c", Mode::Ex).map(|g| g.unlock()), Ok(Ok(()))) {
+                return 14;
+            }
+            // With its own handle closed too, the child has none open: a
+            // leave is not refused as `HandlesOpen` (the inherited
+            // handles' drops once skipped the open-handle count). The
+            // kernel refuses it, as the parent's lock is still held.
+            drop(mine);
+            match dlm::leave(&name, Release::IfUnused) {
+                Err(Error::LockspaceBusy) => 0,
+                Err(Error::HandlesOpen) => 15,
+                _ => 16,
             }
         })();
         // SAFETY: ends the child without running the parent's atexit work.
