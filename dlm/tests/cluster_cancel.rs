@@ -13,7 +13,8 @@
 //!   another process.
 //! - A fork child that drops its copy of a future in flight must not
 //!   cancel the parent's request or conversion (the child shares the
-//!   parent's lockspace descriptor).
+//!   parent's lockspace descriptor), on a threaded handle and on a
+//!   poll-mode one.
 //!
 //! Every wait is bounded: a victim that never completes fails its test in
 //! seconds. The fork tests come first (the harness runs tests in name
@@ -52,10 +53,18 @@ fn poll_once<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
 }
 
 /// Polls `f` every few milliseconds until it is ready, for at most
-/// `limit`.
-fn drive_for<F: Future + ?Sized>(mut f: Pin<&mut F>, limit: Duration) -> Option<F::Output> {
+/// `limit`; on a poll-mode handle `ls`, dispatches its answers before each
+/// poll.
+fn drive_for<F: Future + ?Sized>(
+    ls: &Lockspace,
+    mut f: Pin<&mut F>,
+    limit: Duration,
+) -> Option<F::Output> {
     let start = Instant::now();
     loop {
+        if ls.is_polled() {
+            ls.dispatch().unwrap();
+        }
         if let Poll::Ready(v) = poll_once(f.as_mut()) {
             return Some(v);
         }
@@ -440,15 +449,50 @@ fn child_ok(status: Option<libc::c_int>) -> Result<(), String> {
     }
 }
 
+/// The handle a fork test's parent makes its request on: threaded, or in
+/// poll mode (the test then dispatches its answers itself).
+fn requester(name: &str, poll: bool) -> Lockspace {
+    if poll {
+        Lockspace::builder(name).poll_mode().open().unwrap()
+    } else {
+        Lockspace::open(name).unwrap()
+    }
+}
+
 /// A fork child that drops its copy of a lock future in flight must not
 /// cancel the parent's request: the parent's future is granted once the
 /// holder releases.
 #[test]
 fn fork_child_dropping_a_lock_future_spares_the_parents_request() {
+    fork_child_drops_a_lock_future("cxforkl", false);
+}
+
+/// The same on a poll-mode handle: the child shares the handle's
+/// descriptor, which the parent reads itself (`dispatch`).
+#[test]
+fn fork_child_dropping_a_lock_future_spares_the_parents_request_poll_mode() {
+    fork_child_drops_a_lock_future("cxforklp", true);
+}
+
+/// A fork child that drops its copy of a conversion future in flight must
+/// not cancel the parent's conversion: the parent's conversion is granted
+/// once the other holder releases, and its lock is never lost.
+#[test]
+fn fork_child_dropping_a_convert_future_spares_the_parents_conversion() {
+    fork_child_drops_a_convert_future("cxforkc", false);
+}
+
+/// The same on a poll-mode handle.
+#[test]
+fn fork_child_dropping_a_convert_future_spares_the_parents_conversion_poll_mode() {
+    fork_child_drops_a_convert_future("cxforkcp", true);
+}
+
+fn fork_child_drops_a_lock_future(test: &str, poll: bool) {
     require_cluster!();
-    let name = common::ls_name("cxforkl");
+    let name = common::ls_name(test);
     let a = Lockspace::create_exclusive(&name, 0o600).unwrap();
-    let b = Lockspace::open(&name).unwrap();
+    let b = requester(&name, poll);
     let obs = Lockspace::open(&name).unwrap();
     let holder = a.lock("r", Mode::Ex).unwrap();
     let mut f = Some(Box::pin(b.lock_async("r", Mode::Ex)));
@@ -466,7 +510,7 @@ fn fork_child_dropping_a_lock_future_spares_the_parents_request() {
     std::thread::sleep(Duration::from_millis(200));
     let mut f = f.expect("the parent's future is its own");
     holder.unlock().unwrap();
-    let granted = drive_for(f.as_mut(), Duration::from_secs(10));
+    let granted = drive_for(&b, f.as_mut(), Duration::from_secs(10));
     drop(f);
     let guard = match granted {
         Some(Ok(g)) => g,
@@ -484,21 +528,20 @@ fn fork_child_dropping_a_lock_future_spares_the_parents_request() {
         !can_take(&obs, "r", Mode::Cr),
         "the parent's guard holds nothing"
     );
-    futures::executor::block_on(guard.unlock_async()).unwrap();
+    let mut unlock = Box::pin(guard.unlock_async());
+    drive_for(&b, unlock.as_mut(), Duration::from_secs(10))
+        .expect("the unlock was not answered within 10 s")
+        .unwrap();
     assert!(can_take(&obs, "r", Mode::Ex));
     drop((a, b, obs));
     finish(&name);
 }
 
-/// A fork child that drops its copy of a conversion future in flight must
-/// not cancel the parent's conversion: the parent's conversion is granted
-/// once the other holder releases, and its lock is never lost.
-#[test]
-fn fork_child_dropping_a_convert_future_spares_the_parents_conversion() {
+fn fork_child_drops_a_convert_future(test: &str, poll: bool) {
     require_cluster!();
-    let name = common::ls_name("cxforkc");
+    let name = common::ls_name(test);
     let a = Lockspace::create_exclusive(&name, 0o600).unwrap();
-    let b = Lockspace::open(&name).unwrap();
+    let b = requester(&name, poll);
     let obs = Lockspace::open(&name).unwrap();
     let holder = a.lock("r", Mode::Pr).unwrap();
     let mut g = b.lock("r", Mode::Pr).unwrap();
@@ -515,7 +558,7 @@ fn fork_child_dropping_a_convert_future_spares_the_parents_conversion() {
         std::thread::sleep(Duration::from_millis(200));
         let mut f = f.expect("the parent's future is its own");
         holder.unlock().unwrap();
-        let converted = drive_for(f.as_mut(), Duration::from_secs(10));
+        let converted = drive_for(&b, f.as_mut(), Duration::from_secs(10));
         drop(f);
         match converted {
             Some(Ok(granted)) => assert_eq!(granted.mode, Mode::Ex),
