@@ -440,6 +440,18 @@ fn fork_and(child: impl FnOnce() -> i32) -> Option<libc::c_int> {
     wait_child(pid, Duration::from_secs(10))
 }
 
+/// A fork test's child, after its drop: lives on for 200 ms, as a real
+/// child would, before it `_exit`s. A drop that has a cancel written
+/// elsewhere (the handle's worker: a thread the child's drop would start,
+/// since a child has none of its parent's threads) gets the time to write
+/// it. With the crate's two fork checks removed (the future's drop and
+/// the worker's cancel), the four fork tests failed 1 time in 16 without
+/// the wait (the child's `_exit` mostly won the race) and 4 in 4 with it
+/// (`Cancelled`).
+fn child_lingers() {
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 /// What the parent sees of the child's wait status: `Ok` if it exited 0.
 fn child_ok(status: Option<libc::c_int>) -> Result<(), String> {
     match status {
@@ -501,9 +513,11 @@ fn fork_child_drops_a_lock_future(test: &str, poll: bool) {
     // Queued: the observer cannot take even CR.
     std::thread::sleep(Duration::from_millis(200));
     // The child drops its copy of the future in flight (the parent's copy
-    // stays: `take` acts on the child's memory only).
+    // stays: `take` acts on the child's memory only), and lives on a
+    // moment before it exits.
     child_ok(fork_and(|| {
         drop(f.take());
+        child_lingers();
         0
     }))
     .unwrap();
@@ -552,6 +566,7 @@ fn fork_child_drops_a_convert_future(test: &str, poll: bool) {
         std::thread::sleep(Duration::from_millis(200));
         child_ok(fork_and(|| {
             drop(f.take());
+            child_lingers();
             0
         }))
         .unwrap();
