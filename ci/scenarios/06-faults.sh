@@ -2,8 +2,11 @@
 # 06-faults: dlm_controld dies (kill -9) on node 2 while a request waits
 # there. The waiter (dlm-lock --timeout 3) must answer -- grant, timeout or
 # error -- within a bounded time, never hang; a new request made on node 2
-# after the kill too. No program may panic. The survivor, node 1, removes
-# node 2 and goes on granting locks.
+# after the kill too. A second waiter, an untimed future on a poll-mode
+# handle driven by its own poll(2) and dispatch loop (poll-waiter, package
+# dlm-chaos: it polls the future only when woken), must end with the
+# lockspace stopped too (issue 15, defect 5). No program may panic. The
+# survivor, node 1, removes node 2 and goes on granting locks.
 #
 # What the kernel does: when dlm_controld's monitor device closes, the DLM
 # stops every lockspace of that node (dlm_stop_lockspaces), and a stopped
@@ -19,6 +22,8 @@
 # programs cannot exit until the node goes; a real cluster fences it.)
 . "$(dirname "$0")/../lib/scenario.sh"
 scenario "dlm_controld killed on node 2 while a request waits there: bounded answers, no panic"
+POLL_WAITER=$BINS/poll-waiter
+[ -x "$POLL_WAITER" ] || fail "$POLL_WAITER is missing: cargo build -p dlm-chaos --bins"
 start_cluster 2
 limit=10 # seconds: about a second to see the stall, and slack
 
@@ -28,6 +33,9 @@ wait_for_line "$h1" '^granted EX$' 30
 w2=$(spawn 2 "$DLM_LOCK" -t --timeout 3 res6)
 wait_for_line "$w2" '^requesting EX$' 30
 wait_for_line "$h1" '^blocking$' 30
+step "node 2 also waits for res6 with an untimed future on a poll-mode handle"
+p2=$(spawn 2 "$POLL_WAITER" dlm-lock res6)
+wait_for_line "$p2" '^pending$' 30
 
 step "kill -9 dlm_controld on node 2"
 pid=$(cat "$DIR/node2/dlm_controld.pid")
@@ -44,6 +52,14 @@ measure "dlm_controld-kill-to-answer: $(elapsed "$t_kill" "$SEEN_AT") s, the wai
 check "the waiter was told the lockspace is stopped" has_line "$w2" '^error: .*stopped'
 t_answer=$(line_time "$w2" '^error: .*stopped')
 measure "by the guests' clocks (the host's): the waiter answered $(awk -v a="$t_kill_guest" -v b="$t_answer" 'BEGIN { printf "%.3f", b - a }') s after the kill"
+step "the untimed poll-mode future on node 2 answers within ${limit} s"
+wait_for_line "$p2" '^(granted|error:)' "$limit"
+measure "dlm_controld-kill-to-answer of the untimed poll-mode future: $(elapsed "$t_kill" "$SEEN_AT") s, it said '$LINE'"
+check "the poll-mode future was told the lockspace is stopped" has_line "$p2" '^error: .*stopped'
+t_answer=$(line_time "$p2" '^error: .*stopped')
+t_poll=$(awk -v a="$t_kill_guest" -v b="$t_answer" 'BEGIN { printf "%.3f", b - a }')
+measure "by the guests' clocks (the host's): the poll-mode future answered $t_poll s after the kill"
+check "... within ${limit} s of the kill (node 2's clock: $t_poll s)" awk -v t="$t_poll" -v l="$limit" 'BEGIN { exit !(t < l) }'
 wait_for_line "$n2" '^(granted|timed-out|would-block|deadlock|cancelled|error:)' "$limit"
 t_req=$(line_time "$n2" '^requesting EX$')
 measure "a new request on node 2 after the kill: '$LINE' $(elapsed "$t_req" "$(line_time "$n2" '^error:')") s after it was made"

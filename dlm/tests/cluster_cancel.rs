@@ -13,7 +13,8 @@
 //!   another process.
 //! - A fork child that drops its copy of a future in flight must not
 //!   cancel the parent's request or conversion (the child shares the
-//!   parent's lockspace descriptor).
+//!   parent's lockspace descriptor), on a threaded handle and on a
+//!   poll-mode one.
 //!
 //! Every wait is bounded: a victim that never completes fails its test in
 //! seconds. The fork tests come first (the harness runs tests in name
@@ -52,10 +53,18 @@ fn poll_once<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
 }
 
 /// Polls `f` every few milliseconds until it is ready, for at most
-/// `limit`.
-fn drive_for<F: Future + ?Sized>(mut f: Pin<&mut F>, limit: Duration) -> Option<F::Output> {
+/// `limit`; on a poll-mode handle `ls`, dispatches its answers before each
+/// poll.
+fn drive_for<F: Future + ?Sized>(
+    ls: &Lockspace,
+    mut f: Pin<&mut F>,
+    limit: Duration,
+) -> Option<F::Output> {
     let start = Instant::now();
     loop {
+        if ls.is_polled() {
+            ls.dispatch().unwrap();
+        }
         if let Poll::Ready(v) = poll_once(f.as_mut()) {
             return Some(v);
         }
@@ -431,6 +440,18 @@ fn fork_and(child: impl FnOnce() -> i32) -> Option<libc::c_int> {
     wait_child(pid, Duration::from_secs(10))
 }
 
+/// A fork test's child, after its drop: lives on for 200 ms, as a real
+/// child would, before it `_exit`s. A drop that has a cancel written
+/// elsewhere (the handle's worker: a thread the child's drop would start,
+/// since a child has none of its parent's threads) gets the time to write
+/// it. With the crate's two fork checks removed (the future's drop and
+/// the worker's cancel), the four fork tests failed 1 time in 16 without
+/// the wait (the child's `_exit` mostly won the race) and 4 in 4 with it
+/// (`Cancelled`).
+fn child_lingers() {
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 /// What the parent sees of the child's wait status: `Ok` if it exited 0.
 fn child_ok(status: Option<libc::c_int>) -> Result<(), String> {
     match status {
@@ -440,15 +461,50 @@ fn child_ok(status: Option<libc::c_int>) -> Result<(), String> {
     }
 }
 
+/// The handle a fork test's parent makes its request on: threaded, or in
+/// poll mode (the test then dispatches its answers itself).
+fn requester(name: &str, poll: bool) -> Lockspace {
+    if poll {
+        Lockspace::builder(name).poll_mode().open().unwrap()
+    } else {
+        Lockspace::open(name).unwrap()
+    }
+}
+
 /// A fork child that drops its copy of a lock future in flight must not
 /// cancel the parent's request: the parent's future is granted once the
 /// holder releases.
 #[test]
 fn fork_child_dropping_a_lock_future_spares_the_parents_request() {
+    fork_child_drops_a_lock_future("cxforkl", false);
+}
+
+/// The same on a poll-mode handle: the child shares the handle's
+/// descriptor, which the parent reads itself (`dispatch`).
+#[test]
+fn fork_child_dropping_a_lock_future_spares_the_parents_request_poll_mode() {
+    fork_child_drops_a_lock_future("cxforklp", true);
+}
+
+/// A fork child that drops its copy of a conversion future in flight must
+/// not cancel the parent's conversion: the parent's conversion is granted
+/// once the other holder releases, and its lock is never lost.
+#[test]
+fn fork_child_dropping_a_convert_future_spares_the_parents_conversion() {
+    fork_child_drops_a_convert_future("cxforkc", false);
+}
+
+/// The same on a poll-mode handle.
+#[test]
+fn fork_child_dropping_a_convert_future_spares_the_parents_conversion_poll_mode() {
+    fork_child_drops_a_convert_future("cxforkcp", true);
+}
+
+fn fork_child_drops_a_lock_future(test: &str, poll: bool) {
     require_cluster!();
-    let name = common::ls_name("cxforkl");
+    let name = common::ls_name(test);
     let a = Lockspace::create_exclusive(&name, 0o600).unwrap();
-    let b = Lockspace::open(&name).unwrap();
+    let b = requester(&name, poll);
     let obs = Lockspace::open(&name).unwrap();
     let holder = a.lock("r", Mode::Ex).unwrap();
     let mut f = Some(Box::pin(b.lock_async("r", Mode::Ex)));
@@ -457,16 +513,18 @@ fn fork_child_dropping_a_lock_future_spares_the_parents_request() {
     // Queued: the observer cannot take even CR.
     std::thread::sleep(Duration::from_millis(200));
     // The child drops its copy of the future in flight (the parent's copy
-    // stays: `take` acts on the child's memory only).
+    // stays: `take` acts on the child's memory only), and lives on a
+    // moment before it exits.
     child_ok(fork_and(|| {
         drop(f.take());
+        child_lingers();
         0
     }))
     .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let mut f = f.expect("the parent's future is its own");
     holder.unlock().unwrap();
-    let granted = drive_for(f.as_mut(), Duration::from_secs(10));
+    let granted = drive_for(&b, f.as_mut(), Duration::from_secs(10));
     drop(f);
     let guard = match granted {
         Some(Ok(g)) => g,
@@ -484,21 +542,20 @@ fn fork_child_dropping_a_lock_future_spares_the_parents_request() {
         !can_take(&obs, "r", Mode::Cr),
         "the parent's guard holds nothing"
     );
-    futures::executor::block_on(guard.unlock_async()).unwrap();
+    let mut unlock = Box::pin(guard.unlock_async());
+    drive_for(&b, unlock.as_mut(), Duration::from_secs(10))
+        .expect("the unlock was not answered within 10 s")
+        .unwrap();
     assert!(can_take(&obs, "r", Mode::Ex));
     drop((a, b, obs));
     finish(&name);
 }
 
-/// A fork child that drops its copy of a conversion future in flight must
-/// not cancel the parent's conversion: the parent's conversion is granted
-/// once the other holder releases, and its lock is never lost.
-#[test]
-fn fork_child_dropping_a_convert_future_spares_the_parents_conversion() {
+fn fork_child_drops_a_convert_future(test: &str, poll: bool) {
     require_cluster!();
-    let name = common::ls_name("cxforkc");
+    let name = common::ls_name(test);
     let a = Lockspace::create_exclusive(&name, 0o600).unwrap();
-    let b = Lockspace::open(&name).unwrap();
+    let b = requester(&name, poll);
     let obs = Lockspace::open(&name).unwrap();
     let holder = a.lock("r", Mode::Pr).unwrap();
     let mut g = b.lock("r", Mode::Pr).unwrap();
@@ -509,13 +566,14 @@ fn fork_child_dropping_a_convert_future_spares_the_parents_conversion() {
         std::thread::sleep(Duration::from_millis(200));
         child_ok(fork_and(|| {
             drop(f.take());
+            child_lingers();
             0
         }))
         .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let mut f = f.expect("the parent's future is its own");
         holder.unlock().unwrap();
-        let converted = drive_for(f.as_mut(), Duration::from_secs(10));
+        let converted = drive_for(&b, f.as_mut(), Duration::from_secs(10));
         drop(f);
         match converted {
             Some(Ok(granted)) => assert_eq!(granted.mode, Mode::Ex),
