@@ -27,15 +27,16 @@ POLL_WAITER=$BINS/poll-waiter
 start_cluster 2
 limit=10 # seconds: about a second to see the stall, and slack
 
-step "node 1 holds EX on res6; node 2 waits for it with --timeout 3"
+step "node 1 holds EX on res6; node 2 waits for it with an untimed future on a poll-mode handle"
 h1=$(spawn 1 "$DLM_LOCK" -t --notify --hold-until-file "$WORK/release-1" res6)
 wait_for_line "$h1" '^granted EX$' 30
-w2=$(spawn 2 "$DLM_LOCK" -t --timeout 3 res6)
-wait_for_line "$w2" '^requesting EX$' 30
-wait_for_line "$h1" '^blocking$' 30
-step "node 2 also waits for res6 with an untimed future on a poll-mode handle"
+# The untimed waiter first: the timed one's 3 s run from its request on.
 p2=$(spawn 2 "$POLL_WAITER" dlm-lock res6)
 wait_for_line "$p2" '^pending$' 30
+wait_for_line "$h1" '^blocking$' 30
+step "node 2 also waits for res6 with --timeout 3"
+w2=$(spawn 2 "$DLM_LOCK" -t --timeout 3 res6)
+wait_for_line "$w2" '^requesting EX$' 30
 
 step "kill -9 dlm_controld on node 2"
 pid=$(cat "$DIR/node2/dlm_controld.pid")

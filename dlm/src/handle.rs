@@ -451,6 +451,9 @@ impl Core {
         let cell = crate::cell::CellRef::new(notify_blocking, &self.handoff);
         if notify_blocking {
             self.health.notify_on_loss(&cell);
+            // The watchdog tells the loss; a poll-mode handle starts it
+            // only for its futures otherwise (a one-time start).
+            crate::wait::start_watchdog();
         }
         cell
     }

@@ -123,7 +123,18 @@ pub(crate) struct Health {
     /// The handle's locks that asked for blocking notifications, told of
     /// the loss when the lockspace is found gone (weak: a lock released
     /// since is skipped, and pruned as the list grows).
-    notified: parking_lot::Mutex<Vec<std::sync::Weak<crate::cell::LockCell>>>,
+    notified: parking_lot::Mutex<Notified>,
+    /// The process generation the handle was opened in: a fork's child
+    /// does not run its parent's wakers.
+    generation: u32,
+}
+
+/// The locks to tell of a loss, pruned of released ones when the list
+/// reaches twice its size after the last pruning.
+#[derive(Debug, Default)]
+struct Notified {
+    cells: Vec<std::sync::Weak<crate::cell::LockCell>>,
+    prune_at: usize,
 }
 
 impl Health {
@@ -138,13 +149,15 @@ impl Health {
     /// Tells `cell`'s blocking notifications if the lockspace is found
     /// gone: at once if it is already known gone, else when it is.
     pub(crate) fn notify_on_loss(&self, cell: &crate::cell::CellRef) {
-        let mut cells = self.notified.lock();
-        // Pruned at each doubling: at most half the entries are stale.
-        if cells.len() >= 16 && cells.len().is_power_of_two() {
-            cells.retain(|c| c.strong_count() > 0);
+        let mut list = self.notified.lock();
+        // Pruned when it doubled since the last pruning: amortised O(1),
+        // at most about half the entries stale.
+        if list.cells.len() >= list.prune_at.max(16) {
+            list.cells.retain(|c| c.strong_count() > 0);
+            list.prune_at = 2 * list.cells.len();
         }
-        cells.push(cell.downgrade());
-        drop(cells);
+        list.cells.push(cell.downgrade());
+        drop(list);
         // Registered just after the loss was told: tell it now (a second
         // notice merges with the first).
         if self.is_gone() {
@@ -155,7 +168,12 @@ impl Health {
     /// The lockspace was found gone: every lock that asked for blocking
     /// notifications gets [`Blocking::lost`](crate::cell::Blocking::lost).
     fn tell_lost(&self) {
-        let cells = std::mem::take(&mut *self.notified.lock());
+        // A fork's child (its own watchdog walks the handles it inherited)
+        // leaves its parent's locks, wakers and mutexes alone.
+        if crate::fork::generation() != self.generation {
+            return;
+        }
+        let cells = std::mem::take(&mut self.notified.lock().cells);
         for cell in cells.iter().filter_map(std::sync::Weak::upgrade) {
             cell.notify(crate::cell::Blocking::lost());
         }
@@ -197,7 +215,8 @@ pub(crate) fn watch(name: &CStr, minor: Option<u32>) -> Arc<Health> {
         gone: AtomicBool::new(false),
         inode: device_inode(name),
         minor,
-        notified: parking_lot::Mutex::new(Vec::new()),
+        notified: parking_lot::Mutex::new(Notified::default()),
+        generation: crate::fork::generation(),
     });
     let mut watched = WATCHED.lock();
     watched.retain(|(_, h)| h.strong_count() > 0);

@@ -156,9 +156,10 @@
 //! libdlm's AST thread (`BENCHMARKS.md`). A kernel whose device protocol
 //! is not 6.0.x (checked once per handle) is read with `dlm_dispatch`
 //! instead. So a single-threaded program
-//! needs no other thread at all (no watchdog; no worker unless a future is
-//! used or a lock is given up or released in the background; no timer
-//! unless a future has a deadline). Never both modes
+//! needs no other thread at all (no watchdog unless a future is used or a
+//! lock asks for blocking notifications, which hear of a forced release
+//! through it; no worker unless a future is used or a lock is given up or
+//! released in the background; no timer unless a future has a deadline). Never both modes
 //! on one handle: `dlm_dispatch` toggles the descriptor's flags under the
 //! AST thread's feet, and a reader there would take the thread's answers.
 //!

@@ -394,7 +394,20 @@ fn optional_values(cmd: &clap::Command, options: &[u8]) -> String {
         for name in &names[required..] {
             bracketed.push_str(&format!(" [{}]", shown(name)));
         }
-        text = text.replace(&whole.join("\\fI \\fR"), &bracketed);
+        // Only on the option's own `.TP` line.
+        let Some(long) = arg.get_long() else { continue };
+        let head = format!("\\fB\\-\\-{}\\fR", long.replace('-', "\\-"));
+        let from = whole.join("\\fI \\fR");
+        text = text
+            .split_inclusive('\n')
+            .map(|line| {
+                if line.contains(&head) {
+                    line.replace(&from, &bracketed)
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
     }
     text
 }
