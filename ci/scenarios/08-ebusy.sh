@@ -44,6 +44,23 @@ wait_job "$h" 240
 expect "node 1's holder exits 0" 0 "$JOB_RC"
 measure "$rounds poll-mode timed requests racing remote hand-overs: $(elapsed "$t0") s ($(job_out "$r" | tail -n 1 | cut -d' ' -f2-))"
 
+step "the same racing with futures on node 2 (the handle's worker writes requests, cancels, conversions and unlocks; every third future dropped while it waits)"
+h=$(spawn 1 "$RACE" holder ebusy res8 "$rounds" 3)
+wait_for_line "$h" '^holding$' 30
+t0=$(now)
+r=$(spawn 2 "$RACE" racer-async ebusy res8 "$rounds" 3)
+wait_job "$r" 240
+expect "node 2's async racer exits 0 (no error answer)" 0 "$JOB_RC"
+last=$(job_out "$r" | tail -n 1)
+echo "   racer-async: $last"
+busy=$(sed -n 's/.*busy-retries=\([0-9]*\).*/\1/p' <<<"$last")
+check "the worker's writes met EBUSY and were tried again: ${busy:-?} retries" test "${busy:-0}" -gt 0
+failures=$(sed -n 's/.*release-failures=\([0-9]*\).*/\1/p' <<<"$last")
+check "no background release failed: ${failures:-?}" test "${failures:-1}" -eq 0
+wait_job "$h" 240
+expect "node 1's holder exits 0" 0 "$JOB_RC"
+measure "$rounds timed futures racing remote hand-overs: $(elapsed "$t0") s ($(cut -d' ' -f2- <<<"$last"))"
+
 step "nothing is left: node 1 can take EX at once"
 on 1 "$DLM_LOCK" -t --try --lockspace ebusy res8
 expect "node 1's try exits 0" 0 "$JOB_RC"

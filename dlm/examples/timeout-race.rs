@@ -9,14 +9,19 @@
 //! timeout-race holder LOCKSPACE RESOURCE ROUNDS HOLD_MS
 //! timeout-race racer  LOCKSPACE RESOURCE ROUNDS TIMEOUT_MS
 //! timeout-race racer-poll LOCKSPACE RESOURCE ROUNDS TIMEOUT_MS
+//! timeout-race racer-async LOCKSPACE RESOURCE ROUNDS TIMEOUT_MS
 //! ```
 //!
 //! The holder takes EX, holds it `HOLD_MS`, unlocks, `ROUNDS` times. The
 //! racer asks for EX with a timeout of `TIMEOUT_MS` (some expire, some are
 //! granted as they expire), then unlocks or converts down at once,
 //! `ROUNDS` times; `racer-poll` does the same on a poll-mode handle (whose
-//! answers, cancels' included, the crate reads from the device itself).
-//! Both print `done granted=N timed-out=N` and exit 0, or
+//! answers, cancels' included, the crate reads from the device itself);
+//! `racer-async` does it with futures (their requests, cancels,
+//! conversions and unlocks written by the handle's worker thread), and
+//! drops every third one while it waits (its cancel, and the unlock of a
+//! grant that crossed it, are the worker's too).
+//! Both print `done granted=N timed-out=N busy-retries=N ...` and exit 0, or
 //! print `error: ...` and exit 1 on any other answer. Without arguments the
 //! two roles run on two threads of this process (lockspace `timeout-race`,
 //! resource `race`, 200 rounds of 5 ms); the multi-node scenario runs them
@@ -26,7 +31,7 @@ use dlm::{Error, LockOptions, Lockspace, Mode};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: timeout-race [holder|racer|racer-poll LOCKSPACE RESOURCE ROUNDS MS] (no arguments: both roles, 200 rounds of 5 ms)";
+const USAGE: &str = "usage: timeout-race [holder|racer|racer-poll|racer-async LOCKSPACE RESOURCE ROUNDS MS] (no arguments: both roles, 200 rounds of 5 ms)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -56,8 +61,11 @@ fn main() -> ExitCode {
 fn report(prefix: &str, result: Result<(u32, u32), String>) -> ExitCode {
     match result {
         Ok((granted, timed_out)) => {
-            let busy = dlm::stats().busy_retries;
-            println!("{prefix}done granted={granted} timed-out={timed_out} busy-retries={busy}");
+            let s = dlm::stats();
+            println!(
+                "{prefix}done granted={granted} timed-out={timed_out} busy-retries={} given-up={} reaped={} release-failures={}",
+                s.busy_retries, s.given_up, s.reaped, s.release_failures
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -134,6 +142,43 @@ fn run(
                                 .map_err(|e| format!("round {i}: convert: {e}"))?;
                         }
                         g.unlock().map_err(|e| format!("round {i}: unlock: {e}"))?;
+                    }
+                    Err(Error::TimedOut) => timed_out += 1,
+                    Err(e) => return Err(format!("round {i}: lock: {e}")),
+                }
+            }
+            "racer-async" => {
+                use std::future::Future;
+                use std::task::{Context, Poll};
+                let timed = LockOptions::new().timeout(jitter());
+                if i % 3 == 2 {
+                    // Dropped while it waits: its cancel, and the unlock
+                    // of a grant that crossed it, are the worker's.
+                    let mut f = Box::pin(ls.lock_with_async(res, Mode::Ex, timed));
+                    let waker = futures::task::noop_waker();
+                    let first = f.as_mut().poll(&mut Context::from_waker(&waker));
+                    if let Poll::Ready(r) = first {
+                        match r {
+                            Ok(g) => futures::executor::block_on(g.unlock_async())
+                                .map_err(|e| format!("round {i}: unlock: {e}"))?,
+                            Err(Error::TimedOut) => {}
+                            Err(e) => return Err(format!("round {i}: lock: {e}")),
+                        }
+                        continue;
+                    }
+                    std::thread::sleep(jitter() / 2);
+                    drop(f);
+                    continue;
+                }
+                match futures::executor::block_on(ls.lock_with_async(res, Mode::Ex, timed)) {
+                    Ok(mut g) => {
+                        granted += 1;
+                        if i % 2 == 0 {
+                            futures::executor::block_on(g.convert_async(Mode::Nl))
+                                .map_err(|e| format!("round {i}: convert: {e}"))?;
+                        }
+                        futures::executor::block_on(g.unlock_async())
+                            .map_err(|e| format!("round {i}: unlock: {e}"))?;
                     }
                     Err(Error::TimedOut) => timed_out += 1,
                     Err(e) => return Err(format!("round {i}: lock: {e}")),
