@@ -740,8 +740,9 @@ impl CellRef {
     /// A weak reference to the cell (it keeps the allocation, not the
     /// cell, alive), for the handle's list of locks to tell of a loss.
     pub(crate) fn downgrade(&self) -> std::sync::Weak<LockCell> {
-        // SAFETY: the pointer is the one `Arc::into_raw` gave, and `self`
-        // holds one count of it, which `ManuallyDrop` leaves untouched.
+        // The pointer is the one `Arc::into_raw` gave, and `self` holds one
+        // count of it, which `ManuallyDrop` leaves untouched.
+        // SAFETY: `into_raw`'s pointer, one count held by `self`, not given back (ManuallyDrop).
         let arc = std::mem::ManuallyDrop::new(unsafe {
             std::sync::Arc::from_raw(self.0.as_ptr().cast_const())
         });
