@@ -5,7 +5,6 @@
 mod common;
 
 use dlm::{CacheOptions, Error, GiveUp, LockOptions, Lockspace, Mode, Release};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -412,31 +411,17 @@ const RELEASER: &str = "DLM_TEST_CACHE_FORCE_RELEASE";
 
 #[test]
 fn a_lockspace_gone_fails_takes_hits_included() {
-    if let Ok(name) = std::env::var(RELEASER) {
-        let cname = std::ffi::CString::new(name).unwrap();
-        // SAFETY: a valid C string; the handle is released once.
-        let code = unsafe {
-            let h = dlm_sys::dlm_open_lockspace(cname.as_ptr());
-            if h.is_null() {
-                2
-            } else if dlm_sys::dlm_release_lockspace(cname.as_ptr(), h, 1) != 0 {
-                3
-            } else {
-                0
-            }
-        };
-        std::process::exit(code);
-    }
+    common::force_release_child(RELEASER);
     require_cluster!();
     let name = common::ls_name("cgone");
     let ls = Lockspace::create_exclusive(&name, 0o600).unwrap();
     let cache = ls.cached("r", CacheOptions::new()).unwrap();
     let local = cache.lock(Mode::Ex).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_lockspace_gone_fails_takes_hits_included"])
-        .env(RELEASER, &name)
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_force_release(
+        RELEASER,
+        "a_lockspace_gone_fails_takes_hits_included",
+        &name,
+    );
     let seen = within(Duration::from_secs(5), || !ls.is_alive());
     println!("forced release seen after {seen:?}");
     assert!(seen.is_some());
@@ -451,16 +436,12 @@ fn a_lockspace_gone_fails_takes_hits_included() {
     drop(cache);
     drop(ls);
     // The helper thread lets its handle go: the release finishes.
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("the forced release did not finish after the cache was dropped");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = common::wait_child(
+        &mut child,
+        t,
+        Duration::from_secs(20),
+        "the forced release did not finish after the cache was dropped",
+    );
     println!("released {:?} after the drops", t.elapsed());
     assert!(status.success());
 }

@@ -5,34 +5,10 @@
 mod common;
 
 use dlm::{Error, LockOptions, Lockspace, Mode};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Set in the child process: the lockspace to release by force.
 const RELEASER: &str = "DLM_TEST_FORCE_RELEASE";
-
-/// The child: releases the lockspace by force with libdlm's own calls
-/// (this crate's `leave` would be refused while the parent has it open:
-/// the refusal is per process, so a second process is the way).
-fn releaser(name: &str) -> ! {
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        std::process::exit(9);
-    });
-    let cname = std::ffi::CString::new(name).unwrap();
-    // SAFETY: a valid C string; the handle is released once, not used after.
-    let code = unsafe {
-        let h = dlm_sys::dlm_open_lockspace(cname.as_ptr());
-        if h.is_null() {
-            2
-        } else if dlm_sys::dlm_release_lockspace(cname.as_ptr(), h, 1) != 0 {
-            3
-        } else {
-            0
-        }
-    };
-    std::process::exit(code);
-}
 
 /// Waits until `f()` holds, for at most `limit`; how long it took.
 fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
@@ -48,9 +24,7 @@ fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
 
 #[test]
 fn a_lockspace_released_by_force_elsewhere_grants_nothing_more() {
-    if let Ok(name) = std::env::var(RELEASER) {
-        releaser(&name);
-    }
+    common::force_release_child(RELEASER);
     require_cluster!();
     for polled in [false, true] {
         let name = common::ls_name(if polled { "forcedp" } else { "forced" });
@@ -100,15 +74,11 @@ fn a_lockspace_released_by_force_elsewhere_grants_nothing_more() {
             }
         });
         let start = Instant::now();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_lockspace_released_by_force_elsewhere_grants_nothing_more",
-                "--test-threads=1",
-            ])
-            .env(RELEASER, &name)
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_force_release(
+            RELEASER,
+            "a_lockspace_released_by_force_elsewhere_grants_nothing_more",
+            &name,
+        );
         // The kernel removes the device first thing, tells dlm_controld to
         // leave the lockspace, and then waits for every handle of it, this
         // one included, to close: the other process's call returns only
@@ -164,16 +134,12 @@ fn a_lockspace_released_by_force_elsewhere_grants_nothing_more() {
         // lets the other process's release finish.
         drop(g);
         drop(ls);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                panic!("the other process's forced release did not return after the handle closed");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = common::wait_child(
+            &mut child,
+            start,
+            Duration::from_secs(20),
+            "the other process's forced release did not return after the handle closed",
+        );
         assert!(status.success(), "the forced release failed: {status}");
     }
 }

@@ -8,38 +8,14 @@
 mod common;
 
 use dlm::{Error, LockOptions, Lockspace, Mode};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Set in the child process: the lockspace to release by force.
 const RELEASER: &str = "DLM_TEST_FORCE_RELEASE_POLL";
 
-/// The child: releases the lockspace by force with libdlm's own calls.
-fn releaser(name: &str) -> ! {
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        std::process::exit(9);
-    });
-    let cname = std::ffi::CString::new(name).unwrap();
-    // SAFETY: a valid C string; the handle is released once, not used after.
-    let code = unsafe {
-        let h = dlm_sys::dlm_open_lockspace(cname.as_ptr());
-        if h.is_null() {
-            2
-        } else if dlm_sys::dlm_release_lockspace(cname.as_ptr(), h, 1) != 0 {
-            3
-        } else {
-            0
-        }
-    };
-    std::process::exit(code);
-}
-
 #[test]
 fn a_poll_mode_receiver_hears_of_a_forced_release() {
-    if let Ok(name) = std::env::var(RELEASER) {
-        releaser(&name);
-    }
+    common::force_release_child(RELEASER);
     require_cluster!();
     let name = common::ls_name("forcedrx");
     let ls = Lockspace::builder(&name)
@@ -51,15 +27,11 @@ fn a_poll_mode_receiver_hears_of_a_forced_release() {
         .unwrap();
     let rx = g.blocking().unwrap().clone();
     let start = Instant::now();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_poll_mode_receiver_hears_of_a_forced_release",
-            "--test-threads=1",
-        ])
-        .env(RELEASER, &name)
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_force_release(
+        RELEASER,
+        "a_poll_mode_receiver_hears_of_a_forced_release",
+        &name,
+    );
     // Nothing dispatches, nothing waits in the crate: only the receiver.
     let heard = rx.recv_timeout(Duration::from_secs(5));
     let took = start.elapsed();
@@ -72,15 +44,11 @@ fn a_poll_mode_receiver_hears_of_a_forced_release() {
     assert!(matches!(ls.lock("r2", Mode::Ex), Err(Error::LockspaceGone)));
     drop(g);
     drop(ls);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("the other process's forced release did not return after the handle closed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = common::wait_child(
+        &mut child,
+        start,
+        Duration::from_secs(20),
+        "the other process's forced release did not return after the handle closed",
+    );
     assert!(status.success(), "the forced release failed: {status}");
 }

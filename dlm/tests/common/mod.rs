@@ -94,3 +94,64 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Run first thing in a test that starts itself again with
+/// [`spawn_force_release`]: in that child (the variable `var` names the
+/// lockspace) releases the lockspace by force with libdlm's own calls and
+/// exits (0 released; 2 not opened; 3 refused; 9 still waiting after
+/// 30 s). In the test's own process it does nothing. The crate's `leave`
+/// would be refused while the parent has the lockspace open: the refusal
+/// is per process, so a second process is the way.
+pub fn force_release_child(var: &str) {
+    let Ok(name) = std::env::var(var) else {
+        return;
+    };
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        std::process::exit(9);
+    });
+    let cname = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a valid C string; the handle is released once, not used after.
+    let code = unsafe {
+        let h = dlm_sys::dlm_open_lockspace(cname.as_ptr());
+        if h.is_null() {
+            2
+        } else if dlm_sys::dlm_release_lockspace(cname.as_ptr(), h, 1) != 0 {
+            3
+        } else {
+            0
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Starts this test binary again, running only `test`, as a process that
+/// releases the lockspace `ls` by force ([`force_release_child`] with
+/// `var`).
+pub fn spawn_force_release(var: &str, test: &str, ls: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads=1"])
+        .env(var, ls)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` until `limit` after `start`; kills it and panics with
+/// `what` past that. Its exit status.
+pub fn wait_child(
+    child: &mut std::process::Child,
+    start: std::time::Instant,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
