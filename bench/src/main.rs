@@ -106,7 +106,7 @@ impl Config {
                 "rust_poll_inpoll".into(),
                 "rust_tokio".into(),
                 "rust_inpoll".into(),
-                "rust_cached_nohold".into(),
+                "rust_cached_hold".into(),
             ],
             lockspace: "dlmbench".into(),
             n_pipe: 0,

@@ -14,9 +14,10 @@
 #       cache, plain PR readers and writers elsewhere: no reader sees the
 #       counter go down, and it is exact at the end;
 #  b.   a remote waiter: node 1's threads take a cached lock in EX in a
-#       loop (default minimum hold, 10 ms); node 2's plain EX requests,
+#       loop (minimum hold 10 ms); node 2's plain EX requests,
 #       one after another, must each be granted within WAIT_BOUND_MS;
-#  e.   fairness: caches on nodes 1 and 2 with min_hold(ZERO) hand the lock
+#  e.   fairness: caches on nodes 1 and 2 with no minimum hold (the default:
+#       adapting to contention) hand the lock
 #       back and forth; node 3's plain new requests must go on being
 #       granted (none timed out, each within FAIR_BOUND_MS). A cache that
 #       converted up from NL would be served from the kernel's convert
@@ -147,7 +148,7 @@ check "b: node 1's cache gave the lock up for each grant ($(field "$h" stats giv
 
 fi
 if phase e; then
-step "e: caches on nodes 1 and 2 (min_hold ZERO) hand the lock back and forth; node 3's plain new requests, back to back, 12 s"
+step "e: caches on nodes 1 and 2 (no minimum hold) hand the lock back and forth; node 3's plain new requests, back to back, 12 s"
 # Each local hold is 20 ms: a cache's next take reaches the resource's
 # master while the other cache still holds the lock, as it would on a
 # faster network than this one.

@@ -43,7 +43,9 @@
 //! One helper thread per cache (`dlm-cache`) waits for the DLM lock's
 //! blocking notifications. When one comes, the cache goes on serving local
 //! holders for the rest of the [minimum hold time](CacheOptions::min_hold)
-//! (so that two nodes do not ping-pong the lock on every take), then stops
+//! if one was set (by default none: the cache adapts to contention
+//! instead, giving the lock up at local releases while it is contended,
+//! see [`CacheOptions::min_hold`]), then stops
 //! serving new local holders (so a remote waiter is not starved), waits for
 //! the local ones to finish, and gives the lock up (a local take or
 //! release that finds the notification, unread or not, with no local holder
@@ -93,6 +95,7 @@
 //! | `Serving` | `GivingUp` | helper thread | `begin_idle_release` | no local holder, and unused for the idle time |
 //! | `GivingUp` | `Serving` | whoever began the give-up | `given_up` | the conversion down (or unlock) answered |
 //! | any | any | local holder | `release` | a local guard dropped: says whether waiters or the helper must be woken |
+//! | `Serving` | `Draining` | local holder | `release` | the last local holder of a contended lock (no minimum hold; another holder asked within 4 local uses of the take, and the stretch that began, 1 to 64 releases, is not over), no notification pending and no local taker waiting: the lock is given up without waiting to be asked |
 //! | `Serving`, `Draining` | `Closed` | helper thread | `begin_close` | the [`CachedLock`] was dropped, the last local guard is gone and no early request is in flight: the helper unlocks |
 //!
 //! The invariants, checked by the unit tests and by the loom model
@@ -177,9 +180,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// Default [`CacheOptions::min_hold`]: 10 ms (GFS2's minimum glock hold
-/// time).
-pub const DEFAULT_MIN_HOLD: Duration = Duration::from_millis(10);
+/// Default [`CacheOptions::min_hold`]: zero, so the cache adapts to
+/// contention instead (see [`CacheOptions::min_hold`]). GFS2 holds its
+/// glocks 10 ms at least; OCFS2's dlmglue, like this default, holds none.
+pub const DEFAULT_MIN_HOLD: Duration = Duration::ZERO;
 
 /// Default [`CacheOptions::idle_release`]: 5 s.
 pub const DEFAULT_IDLE_RELEASE: Duration = Duration::from_secs(5);
@@ -239,16 +243,28 @@ impl CacheOptions {
 
     /// How long the DLM lock is kept, after it was taken, before a
     /// blocking notification stops the cache from serving new local
-    /// holders. `Duration::ZERO` gives it up as soon as the local holders
-    /// are done.
+    /// holders. The default, `Duration::ZERO` ([`DEFAULT_MIN_HOLD`]),
+    /// gives it up as soon as the local holders are done, and **adapts to
+    /// contention**: when another holder asks for the lock within a few
+    /// local uses of its take (4), the lock is contended, and the cache
+    /// gives it up at its next local releases that leave no local holder
+    /// and no local taker waiting, without waiting to be asked (as plain
+    /// locks are released), for a stretch of releases that
+    /// doubles (up to 64) while the contention lasts, and ends when a
+    /// request comes after more local uses. So a waiter elsewhere is
+    /// granted as soon as the local user is done, with no notification's
+    /// round trip first, and a lock used mostly here is kept.
     ///
-    /// The hold serves every local take that comes meanwhile, whether or
-    /// not it is of use to the program: when nodes hand the lock over in
+    /// A minimum hold above zero turns the adaptation off and keeps the
+    /// lock for that long after each take, serving every local take that
+    /// comes meanwhile, whether or not it is of use to the program: more
+    /// local takes per hand-over when nodes hammer one lock, at the cost
+    /// of the remote waiter's latency. When nodes hand the lock over in
     /// turns (each waits for the other's turn, retaking the lock to look),
-    /// every turn costs at least the minimum hold time, since the node that
-    /// had its turn keeps the lock for it while the other waits (case 10
-    /// of `ci/bench`: about 10x the plain locks' time per hand-over with
-    /// the default). Use `Duration::ZERO` for such hand-overs.
+    /// every turn then costs at least the minimum hold time, since the
+    /// node that had its turn keeps the lock for it while the other waits
+    /// (case 10 of `ci/bench`: about 14x the plain locks' time per
+    /// hand-over with 10 ms).
     pub fn min_hold(mut self, min_hold: Duration) -> CacheOptions {
         self.min_hold = min_hold;
         self
@@ -338,6 +354,9 @@ pub(crate) struct Wake {
     pub(crate) waiters: bool,
     /// The helper thread can now give the lock up or close.
     pub(crate) helper: bool,
+    /// This release began giving the lock up because it is contended
+    /// ([`Machine::release`]).
+    pub(crate) contended: bool,
 }
 
 /// The cache's state: the DLM lock's mode, the phase, the local holders.
@@ -364,7 +383,23 @@ pub(crate) struct Machine {
     early: Option<Mode>,
     /// Local takers waiting (threads and tasks).
     pub(crate) waiting: u32,
+    /// Whether the lock is given up at local releases under contention
+    /// (no minimum hold time): see [`Machine::notify`].
+    adaptive: bool,
+    /// Local holders served since the DLM lock was last taken (saturating).
+    uses: u32,
+    /// Releases still to give the lock up at once (contended).
+    eager: u32,
+    /// The length of the next contended stretch.
+    streak: u32,
 }
+
+/// A notification that comes within this many local holders of taking the
+/// DLM lock means contention ([`Machine::notify`]).
+pub(crate) const CONTENDED_USES: u32 = 4;
+
+/// The longest contended stretch, in local releases.
+pub(crate) const MAX_STREAK: u32 = 64;
 
 impl Default for Machine {
     fn default() -> Machine {
@@ -384,7 +419,32 @@ impl Machine {
             converting: None,
             early: None,
             waiting: 0,
+            adaptive: false,
+            uses: 0,
+            eager: 0,
+            streak: 1,
         }
+    }
+
+    /// A machine that gives the lock up at local releases under
+    /// contention (a cache with no minimum hold time).
+    pub(crate) fn adaptive() -> Machine {
+        Machine {
+            adaptive: true,
+            ..Machine::new()
+        }
+    }
+
+    /// Local releases still to give the lock up at once.
+    #[cfg(test)]
+    pub(crate) fn eager(&self) -> u32 {
+        self.eager
+    }
+
+    /// One more local holder served.
+    fn serve(&mut self, mode: Mode) {
+        self.holders[mode as usize] += 1;
+        self.uses = self.uses.saturating_add(1);
     }
 
     pub(crate) fn phase(&self) -> Phase {
@@ -428,7 +488,7 @@ impl Machine {
             Phase::Serving | Phase::ConvertingUp if covers(self.held, mode) => {
                 let beside_taker = self.converting.is_none_or(|c| c.is_compatible(mode));
                 if self.locally_compatible(mode) && beside_taker {
-                    self.holders[mode as usize] += 1;
+                    self.serve(mode);
                     Take::Hit
                 } else {
                     Take::Wait
@@ -485,8 +545,9 @@ impl Machine {
         self.early = None;
         self.held = held;
         self.notified = None;
+        self.uses = 0;
         if covers(held, taker) && self.locally_compatible(taker) {
-            self.holders[taker as usize] += 1;
+            self.serve(taker);
             true
         } else {
             false
@@ -511,7 +572,8 @@ impl Machine {
         }
         match taker {
             Some(mode) if covers(held, mode) && self.locally_compatible(mode) => {
-                self.holders[mode as usize] += 1;
+                self.uses = 0;
+                self.serve(mode);
                 true
             }
             _ => false,
@@ -540,6 +602,22 @@ impl Machine {
         };
         if !relevant {
             return false;
+        }
+        if self.adaptive && self.notified.is_none() {
+            // Another holder asked within a few local uses of the take:
+            // the lock is contended, and keeping it after the local
+            // holders are done would only make the next waiter ask (a
+            // round trip) before it is given up. Give it up at the next
+            // releases, as plain locks are, for a stretch that doubles
+            // while the contention lasts. Asked after many local uses:
+            // the cache pays off, back to holding.
+            if self.uses <= CONTENDED_USES {
+                self.eager = self.streak;
+                self.streak = (self.streak * 2).min(MAX_STREAK);
+            } else {
+                self.eager = 0;
+                self.streak = 1;
+            }
         }
         self.notified = Some(match (self.notified, waiter) {
             (None, w) => w,
@@ -595,13 +673,36 @@ impl Machine {
         self.held = held;
     }
 
-    /// A local holder in `mode` released its guard.
+    /// A local holder in `mode` released its guard. The last local holder
+    /// of a contended lock (see [`notify`](Self::notify)), with no local
+    /// taker waiting for it, starts the drain
+    /// itself, as if another holder had asked: the lock is given up now,
+    /// so that the next waiter's request is granted without a
+    /// notification's round trip.
     pub(crate) fn release(&mut self, mode: Mode) -> Wake {
         debug_assert!(self.holders[mode as usize] > 0);
         self.holders[mode as usize] -= 1;
+        if self.eager > 0
+            && self.holders() == 0
+            && self.waiting == 0
+            && self.phase == Phase::Serving
+            && self.held != Mode::Nl
+            && self.notified.is_none()
+            && !self.closing
+        {
+            self.eager -= 1;
+            self.notified = Some(None);
+            self.phase = Phase::Draining;
+            return Wake {
+                waiters: self.waiting > 0,
+                helper: true,
+                contended: true,
+            };
+        }
         Wake {
             waiters: self.waiting > 0,
             helper: self.holders() == 0 && (self.phase == Phase::Draining || self.closing),
+            contended: false,
         }
     }
 
@@ -679,6 +780,10 @@ pub struct CacheStats {
     /// Times the cache gave the lock up because it was unused for
     /// [`CacheOptions::idle_release`].
     pub idle_releases: u64,
+    /// Of [`give_ups`](Self::give_ups): times a local release gave the
+    /// lock up without being asked, because the lock is contended (see
+    /// [`CacheOptions::min_hold`]).
+    pub contended_releases: u64,
 }
 
 #[derive(Debug, Default)]
@@ -687,6 +792,7 @@ struct Counters {
     takes: AtomicU64,
     give_ups: AtomicU64,
     idle_releases: AtomicU64,
+    contended_releases: AtomicU64,
 }
 
 /// What the mutex guards.
@@ -873,7 +979,11 @@ impl Lockspace {
             name: name.into(),
             options,
             core: Mutex::new(Core {
-                m: Machine::new(),
+                m: if options.min_hold.is_zero() {
+                    Machine::adaptive()
+                } else {
+                    Machine::new()
+                },
                 dlm: None,
                 bast_rx: None,
                 value: [0; LVB_LEN],
@@ -936,6 +1046,7 @@ impl CachedLock {
             takes: c.takes.load(Ordering::Relaxed),
             give_ups: c.give_ups.load(Ordering::Relaxed),
             idle_releases: c.idle_releases.load(Ordering::Relaxed),
+            contended_releases: c.contended_releases.load(Ordering::Relaxed),
         }
     }
 
@@ -1615,6 +1726,12 @@ impl Drop for CachedGuard {
             }
         }
         let wake = core.m.release(self.mode);
+        if wake.contended {
+            shared
+                .counters
+                .contended_releases
+                .fetch_add(1, Ordering::Relaxed);
+        }
         if wake.waiters || !core.wakers.is_empty() {
             shared.changed(&mut core);
         } else {
@@ -2085,6 +2202,79 @@ mod tests {
         m.check();
     }
 
+    /// A cache with no minimum hold: a notification within a few uses of
+    /// the take makes the next releases give the lock up unasked, for a
+    /// stretch that doubles; one after many uses ends that.
+    #[test]
+    fn contention_gives_up_at_release() {
+        // Takes the lock in EX (from NL: a new request granted).
+        fn take_ex(m: &mut Machine) {
+            assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+            assert!(m.converted(Mode::Ex, Some(Mode::Ex)));
+        }
+        fn give_up(m: &mut Machine) {
+            assert_eq!(m.begin_give_up(), Some(Mode::Nl));
+            m.given_up(Mode::Nl);
+        }
+        let mut m = Machine::adaptive();
+        take_ex(&mut m);
+        // Asked while the first local holder holds: contended.
+        assert!(m.notify(None));
+        assert_eq!(m.eager(), 1);
+        let w = m.release(Mode::Ex);
+        assert!(!w.contended, "asked: an ordinary drain");
+        assert!(m.start_drain());
+        give_up(&mut m);
+        // The next take's release gives the lock up unasked, once.
+        take_ex(&mut m);
+        let w = m.release(Mode::Ex);
+        assert!(w.contended && w.helper);
+        assert_eq!(m.phase(), Phase::Draining);
+        give_up(&mut m);
+        assert_eq!(m.held(), Mode::Nl);
+        take_ex(&mut m);
+        assert!(!m.release(Mode::Ex).contended, "the stretch of 1 is over");
+        // Asked again soon after the take: a stretch of 2.
+        assert!(m.notify(None));
+        assert_eq!(m.eager(), 2);
+        assert!(m.start_drain());
+        give_up(&mut m);
+        for _ in 0..2 {
+            take_ex(&mut m);
+            assert!(m.release(Mode::Ex).contended);
+            give_up(&mut m);
+        }
+        // Many local uses, then asked: the cache pays off, back to holding.
+        take_ex(&mut m);
+        m.release(Mode::Ex);
+        for _ in 0..CONTENDED_USES {
+            assert_eq!(m.take(Mode::Ex), Take::Hit);
+            m.release(Mode::Ex);
+        }
+        assert!(m.notify(None));
+        assert_eq!(m.eager(), 0);
+        assert!(m.start_drain());
+        give_up(&mut m);
+        take_ex(&mut m);
+        assert!(!m.release(Mode::Ex).contended);
+        // The stretch never passes MAX_STREAK.
+        for _ in 0..20 {
+            assert!(m.notify(None));
+            assert!(m.eager() <= MAX_STREAK);
+            m.eager = 0;
+            assert!(m.start_drain());
+            give_up(&mut m);
+            take_ex(&mut m);
+            m.release(Mode::Ex);
+        }
+        // A cache with a minimum hold never gives up unasked.
+        let mut m = Machine::new();
+        take_ex(&mut m);
+        assert!(m.notify(None));
+        assert_eq!(m.eager(), 0);
+        assert!(!m.release(Mode::Ex).contended);
+    }
+
     /// Random sequences of every transition keep the invariants.
     #[test]
     fn random_transitions_keep_invariants() {
@@ -2095,8 +2285,13 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for _ in 0..200 {
-            let mut m = Machine::new();
+        for i in 0..400 {
+            // Half the runs adapt to contention (no minimum hold).
+            let mut m = if i % 2 == 0 {
+                Machine::new()
+            } else {
+                Machine::adaptive()
+            };
             let mut held: Vec<Mode> = Vec::new();
             // An early request in flight: (its mode, the taker's).
             let mut early: Option<(Mode, Mode)> = None;
@@ -2141,7 +2336,12 @@ mod tests {
                     2 | 3 => {
                         if !held.is_empty() {
                             let i = (next() as usize) % held.len();
-                            m.release(held.swap_remove(i));
+                            let w = m.release(held.swap_remove(i));
+                            if w.contended {
+                                assert!(m.adaptive);
+                                assert_eq!(m.phase(), Phase::Draining);
+                                assert!(w.helper && m.holders() == 0);
+                            }
                         }
                     }
                     4 => {
@@ -2426,6 +2626,7 @@ mod loom_tests {
             pub(super) early_after_failed: u32,
             pub(super) second_give_up_after_install: u32,
             pub(super) give_ups_here: u32,
+            pub(super) contended_releases: u32,
         }
 
         impl Seen {
@@ -2447,6 +2648,7 @@ mod loom_tests {
                 self.early_after_failed += o.early_after_failed;
                 self.second_give_up_after_install += o.second_give_up_after_install;
                 self.give_ups_here += o.give_ups_here;
+                self.contended_releases += o.contended_releases;
             }
         }
 
@@ -2512,6 +2714,13 @@ mod loom_tests {
                     changed: Condvar::new(),
                     helper: Condvar::new(),
                 }
+            }
+
+            /// The same cache with no minimum hold time, adapting to
+            /// contention (`Machine::adaptive`).
+            pub(super) fn adaptive(self) -> Cache {
+                self.s.lock().unwrap().m.adaptive = true;
+                self
             }
 
             /// The same cache, its users blocking calls (which give the
@@ -2714,6 +2923,9 @@ mod loom_tests {
             pub(super) fn release(&self, mode: Mode) {
                 let mut g = self.s.lock().unwrap();
                 let w = g.m.release(mode);
+                if w.contended {
+                    g.seen.contended_releases += 1;
+                }
                 Self::check(&mut g, false);
                 if w.waiters {
                     self.changed(&mut g);
@@ -3138,5 +3350,32 @@ mod loom_tests {
             )
         });
         assert!(seen.hits_while_notified > 0 && seen.give_ups > 0);
+    }
+    /// A cache adapting to contention (no minimum hold): a notification
+    /// soon after the take makes a later release give the lock up unasked
+    /// (blocking users give it up themselves, else the helper does),
+    /// racing a second user's takes and the helper: the invariants hold
+    /// and nobody waits for ever.
+    #[test]
+    fn loom_cache_contended_releases() {
+        for inline in [false, true] {
+            let seen = check_whole(2, move || {
+                let c = whole::Cache::new(Mode::Ex, false, 0).adaptive();
+                (
+                    if inline { c.inline() } else { c },
+                    vec![
+                        user(vec![
+                            Step::TakeNotified(Mode::Ex),
+                            Step::Take(Mode::Ex, false, Granted),
+                        ]),
+                        user(vec![Step::Take(Mode::Ex, false, Granted)]),
+                    ],
+                    vec![],
+                    false,
+                )
+            });
+            assert!(seen.contended_releases > 0, "inline {inline}");
+            assert!(seen.give_ups > 0);
+        }
     }
 }

@@ -718,7 +718,8 @@ fn a_fork_child_cannot_use_the_parents_cache() {
 /// 10 in one node), one with blocking takes, the other with async ones: a
 /// take that finds the lock drained or given up requests it anew at once
 /// (an early request, installed once the give-up has answered). Every
-/// turn is taken exactly once, and each cache took the lock once a turn.
+/// turn is taken exactly once; the caches find the lock contended and
+/// give it up at their releases unasked.
 #[test]
 fn strict_turns_between_a_blocking_and_an_async_cache() {
     require_cluster!();
@@ -772,10 +773,15 @@ fn strict_turns_between_a_blocking_and_an_async_cache() {
     drop(g);
     let [a, b] = [blocking.stats(), tasks.stats()];
     println!("strict turns: {a:?} {b:?} in {:?}", start.elapsed());
-    // A take a turn (the first one may find the lock free), and no more:
-    // a wasted take would pull the lock over before the other's turn.
-    assert!(a.takes >= TURNS && a.takes <= TURNS + 5, "{a:?}");
-    assert!(b.takes >= TURNS && b.takes <= TURNS + 5, "{b:?}");
+    // A take a turn at least. The lock is contended (each side asks for
+    // it right after the other took it), so the caches give it up at their
+    // releases without being asked, as plain locks would be released: a
+    // take out of turn may then take the DLM lock too, and does at most
+    // once per sleep of the other side's turn.
+    assert!(a.takes >= TURNS && a.takes <= 3 * TURNS, "{a:?}");
+    assert!(b.takes >= TURNS && b.takes <= 3 * TURNS, "{b:?}");
+    assert!(a.contended_releases > 0 && b.contended_releases > 0);
+    assert!(a.contended_releases <= a.give_ups && b.contended_releases <= b.give_ups);
     drop((blocking, tasks));
     teardown(&name, [ls, obs]);
 }

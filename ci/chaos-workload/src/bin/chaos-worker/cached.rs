@@ -58,13 +58,14 @@ fn lvb_text(g: &CachedGuard) -> (String, Option<Counter>) {
 }
 
 /// The caches' settings, one per resource, so that each way of giving
-/// the lock up is exercised: r0 the defaults, r1 no minimum hold, r2
-/// unlocking on give-up, r3 a short idle release.
+/// the lock up is exercised: r0 the defaults (no minimum hold, adapting
+/// to contention), r1 GFS2's minimum hold of 10 ms, r2 unlocking on
+/// give-up, r3 a short idle release.
 fn options(r: u64) -> CacheOptions {
     let o = CacheOptions::new().lvb();
     match r % 4 {
         0 => o,
-        1 => o.min_hold(Duration::ZERO),
+        1 => o.min_hold(Duration::from_millis(10)),
         2 => o.give_up(GiveUp::Unlock),
         _ => o.idle_release(Some(Duration::from_millis(200))),
     }
