@@ -1,5 +1,5 @@
-//! Cached locks: one DLM lock kept across many local uses, given up only
-//! when another holder asks for it ([`Lockspace::cached`], [`CachedLock`]).
+//! Cached locks: one DLM lock kept across many local uses, given up when
+//! another holder asks for it ([`Lockspace::cached`], [`CachedLock`]).
 //!
 //! A program that takes the same cluster lock thousands of times, while
 //! other nodes want it rarely, pays a kernel round trip (and, for a remote
@@ -7,7 +7,9 @@
 //! [`CachedLock`] keeps the DLM lock after the local user is done, as
 //! GFS2's glocks and OCFS2's dlmglue do: local holders are served from it
 //! while its mode covers theirs, with no system call, and the lock is
-//! given up when a blocking notification says another holder waits.
+//! given up when a blocking notification says another holder waits (or,
+//! while the lock is contended, at the local release, without waiting to
+//! be asked: see [`CacheOptions::min_hold`]).
 //!
 //! # How it works
 //! The cache owns one [`LockGuard`] on its resource, requested with
@@ -84,10 +86,10 @@
 //! | from | to | by | function | when |
 //! |---|---|---|---|---|
 //! | `Serving` | `Serving` | local taker | `take` → `Hit` | the DLM mode covers the local mode, the local holders are compatible |
-//! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode, no notification is pending and no early request is in flight: the taker converts up (from a mode above NL) or requests the lock anew (none held, or NL); meanwhile only modes compatible with the taker's are served from the old mode |
-//! | `ConvertingUp` | `Serving` | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds); when granted, the converting taker is served in the same step, so a notification cannot drain the lock before the take that paid for it |
+//! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode, no notification is pending and no early request is in flight: the taker converts up (from a mode above NL) or requests the lock anew (none held, or NL); meanwhile only modes compatible with the taker's are served from the old mode; during a contended stretch (see the `release` rows) a new request made with no local holder or waiter is made without blocking notifications (`take_unasked`) |
+//! | `ConvertingUp` | `Serving` (`Draining`) | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds); when granted, the converting taker is served in the same step, so a notification cannot drain the lock before the take that paid for it; a lock requested without notifications then drains in that step (`after_grant`): it serves nobody else and is given up at its taker's release, so nobody elsewhere waits for a notification that never comes |
 //! | `Draining`, `GivingUp` | same | local taker | `take` → `Early` | not `no_wait`, no early request in flight, the lock goes down to NL and the old mode excludes the taker's: the taker requests a new lock now (the second slot); other takes wait (NL takes are served once the lock is given up to NL) |
-//! | `Serving` | `Serving` | the early taker | `early_granted` | its request was granted and the give-up has answered (`early_installable`): the new lock replaces the old (unlocked in the background), the taker is served in the same step |
+//! | `Serving` | `Serving` (`Draining`) | the early taker | `early_granted` | its request was granted and the give-up has answered (`early_installable`): the new lock replaces the old (unlocked in the background), the taker is served in the same step (and a lock requested without notifications drains, as after `converted`) |
 //! | `Draining`, `GivingUp`, `Serving` | same | the early taker | `early_failed` | its request failed or was cancelled: the slot is free |
 //! | `Serving`, `ConvertingUp` | same | helper thread; a local taker or releaser (`drain_here`) that reads it from the channel; a taker whose conversion was refused as a deadlock | `notify` | a blocking notification of the lock held now (one left unread in the channel of a replaced lock is dropped): remembered, new local holders are still served |
 //! | `Serving` | `Draining` | helper thread, or a local taker or releaser that finds no local holder | `start_drain` | a notification is pending (a local caller also reads one waiting unread in the helper's channel) and the minimum hold time has passed: no new local holders; a local caller then wakes the helper to give the lock up |
@@ -95,7 +97,7 @@
 //! | `Serving` | `GivingUp` | helper thread | `begin_idle_release` | no local holder, and unused for the idle time |
 //! | `GivingUp` | `Serving` | whoever began the give-up | `given_up` | the conversion down (or unlock) answered |
 //! | any | any | local holder | `release` | a local guard dropped: says whether waiters or the helper must be woken |
-//! | `Serving` | `Draining` | local holder | `release` | the last local holder of a contended lock (no minimum hold; another holder asked within 4 local uses of the take, and the stretch that began, 1 to 64 releases, is not over), no notification pending and no local taker waiting: the lock is given up without waiting to be asked |
+//! | `Serving` | `Draining` | local holder | `release` | the last local holder of a contended lock (no minimum hold; another holder asked within 4 local uses of the take, and the stretch that began, 1 to 64 releases, is not over), no notification pending and no local taker waiting: the lock is given up without waiting to be asked. A notification within 4 uses starts a stretch only when none is under way (a stretch's locks serve one use each, so every request landing meanwhile looks contended); one after more uses ends it |
 //! | `Serving`, `Draining` | `Closed` | helper thread | `begin_close` | the [`CachedLock`] was dropped, the last local guard is gone and no early request is in flight: the helper unlocks |
 //!
 //! The invariants, checked by the unit tests and by the loom model
@@ -143,7 +145,10 @@
 //!   but the DLM lock behind them is gone with the lockspace.
 //! - **A panic in a local holder**: its guard is released by the unwinding
 //!   (no poisoning: the DLM lock is still consistent); a value it set with
-//!   [`set_lvb`](CachedGuard::set_lvb) is dropped, not published.
+//!   [`set_lvb`](CachedGuard::set_lvb) is dropped, not published. As any
+//!   release of a blocking take's guard, that release may give the DLM
+//!   lock up on the unwinding thread (a conversion down that waits for its
+//!   answer, as a [`LockGuard`]'s drop unlocks).
 //! - **The cache dropped while local guards live**: the guards keep the
 //!   cache's state alive; the DLM lock is unlocked (publishing a pending
 //!   value) when the last of them is released, whose drop waits for that
@@ -251,9 +256,13 @@ impl CacheOptions {
     /// and no local taker waiting, without waiting to be asked (as plain
     /// locks are released), for a stretch of releases that
     /// doubles (up to 64) while the contention lasts, and ends when a
-    /// request comes after more local uses. So a waiter elsewhere is
-    /// granted as soon as the local user is done, with no notification's
-    /// round trip first, and a lock used mostly here is kept.
+    /// request comes after more local uses. During a stretch the cache
+    /// requests the lock (when no other local taker shares or waits for
+    /// it) without blocking notifications: it serves that one take and is
+    /// given up at its release, so the kernel has no notification to send
+    /// and this process none to read. So a waiter elsewhere is granted as
+    /// soon as the local user is done, with no notification's round trip
+    /// first, and a lock used mostly here is kept.
     ///
     /// A minimum hold above zero turns the adaptation off and keeps the
     /// lock for that long after each take, serving every local take that
@@ -381,8 +390,11 @@ pub(crate) struct Machine {
     /// mode the old lock's mode excludes, with the lock going down to NL:
     /// the kernel cannot grant it before the old lock is down.
     early: Option<Mode>,
-    /// Local takers waiting (threads and tasks).
+    /// Local takers waiting: threads.
     pub(crate) waiting: u32,
+    /// Local takers waiting: some task registered its waker since the
+    /// last change (`Shared::changed` wakes them all).
+    pub(crate) tasks_waiting: bool,
     /// Whether the lock is given up at local releases under contention
     /// (no minimum hold time): see [`Machine::notify`].
     adaptive: bool,
@@ -392,6 +404,20 @@ pub(crate) struct Machine {
     eager: u32,
     /// The length of the next contended stretch.
     streak: u32,
+    /// The conversion up under way (from NL: a new request) is made
+    /// without blocking notifications ([`Machine::unasked`]).
+    converting_unasked: bool,
+    /// The early request in flight is made without blocking
+    /// notifications.
+    early_unasked: bool,
+    /// The DLM lock held now was requested without blocking notifications:
+    /// it serves only the take that made it and is given up at its
+    /// release.
+    held_unasked: bool,
+    /// The drain under way was started unasked (a contended release, or a
+    /// lock without notifications): its give-up counts as
+    /// [`CacheStats::contended_releases`].
+    drain_unasked: bool,
 }
 
 /// A notification that comes within this many local holders of taking the
@@ -419,10 +445,15 @@ impl Machine {
             converting: None,
             early: None,
             waiting: 0,
+            tasks_waiting: false,
             adaptive: false,
             uses: 0,
             eager: 0,
             streak: 1,
+            converting_unasked: false,
+            early_unasked: false,
+            held_unasked: false,
+            drain_unasked: false,
         }
     }
 
@@ -441,10 +472,57 @@ impl Machine {
         self.eager
     }
 
+    /// Whether local takers (threads or tasks) wait.
+    fn others_wait(&self) -> bool {
+        self.waiting > 0 || self.tasks_waiting
+    }
+
     /// One more local holder served.
     fn serve(&mut self, mode: Mode) {
         self.holders[mode as usize] += 1;
         self.uses = self.uses.saturating_add(1);
+        if self.uses == CONTENDED_USES + 1 {
+            // The lock paid off here: contention, if it comes back,
+            // starts a short stretch again.
+            self.streak = 1;
+        }
+    }
+
+    /// A new request to make now (a take from NL that no local holder or
+    /// waiter shares, or an early request) while the lock is contended:
+    /// it is made without blocking notifications (one stretch release
+    /// fewer). The kernel then sends none to it (no message, no thread
+    /// woken here), and none is needed: the lock serves only its taker
+    /// and is given up at its release ([`Machine::converted`]).
+    fn take_unasked(&mut self) -> bool {
+        if self.adaptive && self.eager > 0 && self.holders() == 0 && !self.others_wait() {
+            self.eager -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the request the last take was told to make
+    /// ([`Take::ConvertUp`] from NL, or [`Take::Early`]) must be made
+    /// without blocking notifications (see [`Machine::take_unasked`]).
+    pub(crate) fn unasked(&self, early: bool) -> bool {
+        if early {
+            self.early_unasked
+        } else {
+            self.converting_unasked
+        }
+    }
+
+    /// After a grant that served its taker: a lock requested without
+    /// notifications serves nobody else and is given up at its release.
+    fn after_grant(&mut self, unasked: bool) {
+        self.held_unasked = unasked && self.held != Mode::Nl;
+        if self.held_unasked {
+            self.notified = Some(None);
+            self.phase = Phase::Draining;
+            self.drain_unasked = true;
+        }
     }
 
     pub(crate) fn phase(&self) -> Phase {
@@ -495,6 +573,7 @@ impl Machine {
                 }
             }
             Phase::Serving if self.notified.is_none() && self.early.is_none() => {
+                self.converting_unasked = self.held == Mode::Nl && self.take_unasked();
                 self.phase = Phase::ConvertingUp;
                 self.converting = Some(mode);
                 // Cover the local holders too: they keep their access.
@@ -517,6 +596,7 @@ impl Machine {
                     && give_up_target(self.held, self.notified.flatten()) == Mode::Nl =>
             {
                 self.early = Some(mode);
+                self.early_unasked = self.take_unasked();
                 Take::Early(mode)
             }
             _ => Take::Wait,
@@ -533,6 +613,7 @@ impl Machine {
     /// the slot is free.
     pub(crate) fn early_failed(&mut self) {
         self.early = None;
+        self.early_unasked = false;
     }
 
     /// The early request, granted in `held`, is the cache's DLM lock now
@@ -542,14 +623,17 @@ impl Machine {
     pub(crate) fn early_granted(&mut self, held: Mode, taker: Mode) -> bool {
         debug_assert!(self.early_installable() && self.early.is_some());
         debug_assert_eq!(self.held, Mode::Nl);
+        let unasked = std::mem::take(&mut self.early_unasked);
         self.early = None;
         self.held = held;
         self.notified = None;
         self.uses = 0;
         if covers(held, taker) && self.locally_compatible(taker) {
             self.serve(taker);
+            self.after_grant(unasked);
             true
         } else {
+            self.after_grant(unasked);
             false
         }
     }
@@ -564,6 +648,7 @@ impl Machine {
     /// for ever: every conversion must serve the take that made it.
     pub(crate) fn converted(&mut self, held: Mode, taker: Option<Mode>) -> bool {
         debug_assert_eq!(self.phase, Phase::ConvertingUp);
+        let unasked = std::mem::take(&mut self.converting_unasked);
         self.held = held;
         self.phase = Phase::Serving;
         self.converting = None;
@@ -574,9 +659,13 @@ impl Machine {
             Some(mode) if covers(held, mode) && self.locally_compatible(mode) => {
                 self.uses = 0;
                 self.serve(mode);
+                self.after_grant(unasked);
                 true
             }
-            _ => false,
+            _ => {
+                self.after_grant(unasked);
+                false
+            }
         }
     }
 
@@ -611,12 +700,17 @@ impl Machine {
             // releases, as plain locks are, for a stretch that doubles
             // while the contention lasts. Asked after many local uses:
             // the cache pays off, back to holding.
-            if self.uses <= CONTENDED_USES {
-                self.eager = self.streak;
-                self.streak = (self.streak * 2).min(MAX_STREAK);
-            } else {
+            // A stretch under way runs out (its releases give the lock up
+            // after one use each, so every request that lands meanwhile
+            // looks contended: it must not extend the stretch, or one
+            // would never end); the next one starts only if another
+            // holder asks again soon after a take with notifications.
+            if self.uses > CONTENDED_USES {
                 self.eager = 0;
                 self.streak = 1;
+            } else if self.eager == 0 {
+                self.eager = self.streak;
+                self.streak = (self.streak * 2).min(MAX_STREAK);
             }
         }
         self.notified = Some(match (self.notified, waiter) {
@@ -659,10 +753,13 @@ impl Machine {
         }
     }
 
-    /// The give-up answered; the DLM lock is now held in `held`.
-    pub(crate) fn given_up(&mut self, held: Mode) {
+    /// The give-up answered; the DLM lock is now held in `held`. Returns
+    /// whether the give-up was unasked (see `contended_releases`).
+    pub(crate) fn given_up(&mut self, held: Mode) -> bool {
         debug_assert_eq!(self.phase, Phase::GivingUp);
         self.phase = Phase::Serving;
+        self.held_unasked = false;
+        let unasked = std::mem::take(&mut self.drain_unasked);
         let satisfied = match self.notified {
             Some(Some(w)) => held.is_compatible(w),
             _ => held == Mode::Nl,
@@ -671,6 +768,7 @@ impl Machine {
             self.notified = None;
         }
         self.held = held;
+        unasked
     }
 
     /// A local holder in `mode` released its guard. The last local holder
@@ -684,7 +782,7 @@ impl Machine {
         self.holders[mode as usize] -= 1;
         if self.eager > 0
             && self.holders() == 0
-            && self.waiting == 0
+            && !self.others_wait()
             && self.phase == Phase::Serving
             && self.held != Mode::Nl
             && self.notified.is_none()
@@ -693,16 +791,18 @@ impl Machine {
             self.eager -= 1;
             self.notified = Some(None);
             self.phase = Phase::Draining;
+            self.drain_unasked = true;
             return Wake {
                 waiters: self.waiting > 0,
                 helper: true,
                 contended: true,
             };
         }
+        let last = self.holders() == 0;
         Wake {
             waiters: self.waiting > 0,
-            helper: self.holders() == 0 && (self.phase == Phase::Draining || self.closing),
-            contended: false,
+            helper: last && (self.phase == Phase::Draining || self.closing),
+            contended: last && self.held_unasked && self.phase == Phase::Draining,
         }
     }
 
@@ -734,6 +834,17 @@ impl Machine {
     /// The invariants (for tests).
     #[cfg(test)]
     pub(crate) fn check(&self) {
+        if self.held_unasked {
+            assert!(
+                matches!(
+                    self.phase,
+                    Phase::Draining | Phase::GivingUp | Phase::Closed
+                ),
+                "a lock without notifications served while {:?}",
+                self.phase
+            );
+            assert!(self.adaptive && self.held != Mode::Nl);
+        }
         if self.early.is_some() {
             assert!(
                 matches!(self.phase, Phase::Draining | Phase::GivingUp)
@@ -775,14 +886,15 @@ pub struct CacheStats {
     /// granted.
     pub takes: u64,
     /// Times the cache gave the lock up because another holder asked
-    /// (a blocking notification).
+    /// (a blocking notification) or, unasked, because the lock is
+    /// contended ([`contended_releases`](Self::contended_releases)).
     pub give_ups: u64,
     /// Times the cache gave the lock up because it was unused for
     /// [`CacheOptions::idle_release`].
     pub idle_releases: u64,
-    /// Of [`give_ups`](Self::give_ups): times a local release gave the
-    /// lock up without being asked, because the lock is contended (see
-    /// [`CacheOptions::min_hold`]).
+    /// Of [`give_ups`](Self::give_ups): the give-ups no notification
+    /// asked for, made at a local release because the lock is contended
+    /// (see [`CacheOptions::min_hold`]).
     pub contended_releases: u64,
 }
 
@@ -844,6 +956,7 @@ impl Shared {
         for w in core.wakers.drain(..) {
             w.wake();
         }
+        core.m.tasks_waiting = false;
     }
 
     fn wake_helper(&self) {
@@ -1092,15 +1205,20 @@ impl CachedLock {
     pub fn lock_with(&self, mode: Mode, options: LockOptions) -> Result<CachedGuard> {
         check_options(&options)?;
         let no_wait = options.flags.contains(LockFlags::NOQUEUE);
+        // A take that may wait without bound (and its guard's release)
+        // gives the lock up itself when it finds it drained; one with
+        // `no_wait` or a timeout leaves that to the helper: the
+        // conversion down is unbounded (a whole recovery, if one runs).
+        let inline = !no_wait && options.timeout.is_none();
         let mut deadline = None;
         let mut took = false;
         loop {
-            match self.step(mode, no_wait, options, &mut deadline, true)? {
-                Step::Hit => return Ok(self.guard(mode, took, true)),
+            match self.step(mode, no_wait, options, &mut deadline, inline)? {
+                Step::Hit => return Ok(self.guard(mode, took, inline)),
                 Step::Convert(actor, target) => {
                     let o = self.shared.dlm_options(remaining(options, deadline)?);
                     if actor.convert_up(target, mode, o)? {
-                        return Ok(self.guard(mode, true, true));
+                        return Ok(self.guard(mode, true, inline));
                     }
                     took = true;
                 }
@@ -1116,7 +1234,7 @@ impl CachedLock {
                         }
                     };
                     if served {
-                        return Ok(self.guard(mode, true, true));
+                        return Ok(self.guard(mode, true, inline));
                     }
                     took = true;
                 }
@@ -1214,8 +1332,9 @@ impl CachedLock {
 
     /// One take decision under the mutex (after starting the drain when
     /// another holder waits and nobody here holds the lock:
-    /// [`Shared::drain_here`]; and, for a `blocking` take, after giving
-    /// the lock up here: [`Shared::give_up_here`]).
+    /// [`Shared::drain_here`]; and, for a `blocking` take (a thread's,
+    /// with no `no_wait` and no timeout), after giving the lock up here:
+    /// [`Shared::give_up_here`]).
     fn step(
         &self,
         mode: Mode,
@@ -1241,6 +1360,7 @@ impl CachedLock {
         match core.m.take_with(mode, !no_wait) {
             Take::Hit => Ok(Step::Hit),
             Take::Early(target) => {
+                let unasked = core.m.unasked(true);
                 drop(core);
                 Ok(Step::Early(
                     Actor {
@@ -1248,12 +1368,14 @@ impl CachedLock {
                         guard: None,
                         done: false,
                         early: true,
+                        unasked,
                     },
                     target,
                 ))
             }
             Take::ConvertUp(target) => {
                 let guard = core.dlm.take();
+                let unasked = core.m.unasked(false);
                 drop(core);
                 Ok(Step::Convert(
                     Actor {
@@ -1261,6 +1383,7 @@ impl CachedLock {
                         guard,
                         done: false,
                         early: false,
+                        unasked,
                     },
                     target,
                 ))
@@ -1368,9 +1491,23 @@ struct Actor {
     /// An early request ([`Take::Early`]): `guard` is the new lock, once
     /// granted; the cache's own lock stays with the cache.
     early: bool,
+    /// The new request is made without blocking notifications
+    /// ([`Machine::unasked`]).
+    unasked: bool,
 }
 
 impl Actor {
+    /// The options of a new request: with blocking notifications, unless
+    /// the lock is contended and is to be given up at its release anyway
+    /// ([`Machine::unasked`]).
+    fn notifications(&self, options: LockOptions) -> LockOptions {
+        if self.unasked {
+            options
+        } else {
+            options.notify_blocking()
+        }
+    }
+
     /// Takes the DLM lock in `target` for a local take in `mode`: a
     /// conversion up from a granted mode, a new request otherwise. Returns
     /// whether the local taker was served by it (see
@@ -1389,7 +1526,7 @@ impl Actor {
             _ => self
                 .shared
                 .ls
-                .lock_with(&*self.shared.name, target, options.notify_blocking())
+                .lock_with(&*self.shared.name, target, self.notifications(options))
                 .map(|g| self.replace(g)),
         };
         self.finish(result, mode)
@@ -1407,7 +1544,7 @@ impl Actor {
             }
             _ => {
                 let ls = self.shared.ls.clone();
-                ls.lock_with_async(&*self.shared.name, target, options.notify_blocking())
+                ls.lock_with_async(&*self.shared.name, target, self.notifications(options))
                     .await
                     .map(|mut g| {
                         g.set_drop_behavior(crate::DropBehavior::Wait);
@@ -1474,7 +1611,11 @@ impl Actor {
         }
         shared.changed(&mut core);
         drop(core);
-        shared.wake_helper();
+        // A lock without notifications that serves its taker needs no
+        // helper: its release gives it up (or wakes the helper to).
+        if !(self.unasked && served) {
+            shared.wake_helper();
+        }
         result.map(|()| served)
     }
 }
@@ -1487,14 +1628,14 @@ impl Actor {
         let granted =
             self.shared
                 .ls
-                .lock_with(&*self.shared.name, target, options.notify_blocking());
+                .lock_with(&*self.shared.name, target, self.notifications(options));
         self.early_answered(granted)
     }
 
     async fn request_early_async(&mut self, target: Mode, options: LockOptions) -> Result<()> {
         let ls = self.shared.ls.clone();
         let granted = ls
-            .lock_with_async(&*self.shared.name, target, options.notify_blocking())
+            .lock_with_async(&*self.shared.name, target, self.notifications(options))
             .await
             .map(|mut g| {
                 g.set_drop_behavior(crate::DropBehavior::Wait);
@@ -1567,7 +1708,9 @@ impl Actor {
         shared.changed(&mut core);
         drop(core);
         drop(old);
-        shared.wake_helper();
+        if !(self.unasked && served) {
+            shared.wake_helper();
+        }
         Ok(served)
     }
 }
@@ -1612,6 +1755,7 @@ impl Future for LocalWait<'_> {
             if !core.wakers.iter().any(|w| w.will_wake(cx.waker())) {
                 core.wakers.push(cx.waker().clone());
             }
+            core.m.tasks_waiting = true;
         }
         // Wake at the deadline, and once a second to check the lockspace.
         let tick = now + Duration::from_secs(1);
@@ -1625,13 +1769,17 @@ impl Future for LocalWait<'_> {
 /// A local holder of a [`CachedLock`]: its mode is covered by the DLM lock
 /// the cache holds. Dropping it releases the local hold (no system call);
 /// the DLM lock stays with the cache, except when another holder asked for
-/// it and this was the last local holder: then the drop of a guard that a
-/// blocking take ([`CachedLock::lock_with`] and its family) returned
-/// gives the DLM lock up itself, converting it down (`dlm_ls_lock` with
-/// `LKF_CONVERT`) or unlocking it as [configured](GiveUp), and waits for
-/// the answer, as a [`LockGuard`]'s drop does (during a recovery the
-/// kernel holds that call until the recovery ends); a guard of a future's
-/// take leaves that to the cache's helper thread. Dropping the last guard of a
+/// it, or the lock is contended (see [`CacheOptions::min_hold`]), and this
+/// was the last local holder: then the drop of a guard that a blocking
+/// take without a timeout ([`CachedLock::lock`], or
+/// [`lock_with`](CachedLock::lock_with) with neither `no_wait` nor a
+/// timeout) returned gives the DLM lock up itself, converting it down
+/// (`dlm_ls_lock` with `LKF_CONVERT`) or unlocking it as
+/// [configured](GiveUp), and waits for the answer, as a [`LockGuard`]'s
+/// drop does (during a recovery the kernel holds that call until the
+/// recovery ends; so drop such a guard on a thread that may block, not in
+/// an async task: take with [`CachedLock::lock_async`] there); the guard
+/// of a future's take leaves that to the cache's helper thread. Dropping the last guard of a
 /// [`CachedLock`] that was dropped already waits, as the cache's own drop
 /// would have, for the cache's helper thread to unlock the DLM lock and
 /// stop (see [`CachedLock`]).
@@ -1641,8 +1789,8 @@ pub struct CachedGuard {
     mode: Mode,
     /// A value set by this holder, stored in the cache on release.
     pending: Option<[u8; LVB_LEN]>,
-    /// Taken by a blocking call ([`CachedLock::lock_with`] and its
-    /// family): its drop may give the DLM lock up itself (see
+    /// Taken by a blocking call with no `no_wait` and no timeout: its
+    /// drop may give the DLM lock up itself (see
     /// [`Shared::give_up_here`]).
     blocking: bool,
 }
@@ -1726,12 +1874,6 @@ impl Drop for CachedGuard {
             }
         }
         let wake = core.m.release(self.mode);
-        if wake.contended {
-            shared
-                .counters
-                .contended_releases
-                .fetch_add(1, Ordering::Relaxed);
-        }
         if wake.waiters || !core.wakers.is_empty() {
             shared.changed(&mut core);
         } else {
@@ -1882,7 +2024,7 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
         core.dirty = false;
     }
     core.dlm = guard.filter(LockGuard::is_held);
-    core.m.given_up(held);
+    let unasked = core.m.given_up(held);
     if idle {
         shared
             .counters
@@ -1890,9 +2032,24 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
             .fetch_add(1, Ordering::Relaxed);
     } else {
         shared.counters.give_ups.fetch_add(1, Ordering::Relaxed);
+        if unasked {
+            shared
+                .counters
+                .contended_releases
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
     crate::stats::count(&crate::stats::CACHE_GIVE_UPS);
     shared.changed(&mut core);
+    // A give-up made by a local caller (`Shared::give_up_here`), not the
+    // helper: the cache may have been dropped meanwhile, and its drop
+    // waits for the helper, which found the lock being given up and went
+    // back to sleep: wake it to close (the close is seen here, under the
+    // mutex, or it wakes the helper itself after this).
+    if core.m.closing() {
+        drop(core);
+        shared.wake_helper();
+    }
 }
 
 /// The helper's idle watch: the cache's use counters compared across
@@ -2225,15 +2382,23 @@ mod tests {
         assert!(!w.contended, "asked: an ordinary drain");
         assert!(m.start_drain());
         give_up(&mut m);
-        // The next take's release gives the lock up unasked, once.
-        take_ex(&mut m);
+        // The next take requests the lock without notifications: it
+        // serves only its taker (a second take waits) and is given up at
+        // its release, once.
+        assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+        assert!(m.unasked(false));
+        assert!(m.converted(Mode::Ex, Some(Mode::Ex)));
+        assert!(m.held_unasked && m.phase() == Phase::Draining);
+        assert_eq!(m.take_with(Mode::Nl, false), Take::Wait);
+        assert!(!m.notify(None), "the kernel sends none; ignored");
         let w = m.release(Mode::Ex);
         assert!(w.contended && w.helper);
         assert_eq!(m.phase(), Phase::Draining);
         give_up(&mut m);
         assert_eq!(m.held(), Mode::Nl);
         take_ex(&mut m);
-        assert!(!m.release(Mode::Ex).contended, "the stretch of 1 is over");
+        assert!(!m.held_unasked, "the stretch of 1 is over");
+        assert!(!m.release(Mode::Ex).contended);
         // Asked again soon after the take: a stretch of 2.
         assert!(m.notify(None));
         assert_eq!(m.eager(), 2);
@@ -2273,6 +2438,57 @@ mod tests {
         assert!(m.notify(None));
         assert_eq!(m.eager(), 0);
         assert!(!m.release(Mode::Ex).contended);
+    }
+
+    /// After a burst of contention, a lock used mostly here is cached
+    /// again: a stretch runs out instead of renewing itself (the review's
+    /// case: ping-pong, then another holder asking once in 30 local uses;
+    /// every stretch release takes the lock with one use, so each request
+    /// landing meanwhile looked contended and kept the stretch at 64).
+    #[test]
+    fn contention_stretches_run_out() {
+        // One local use; `remote`: another holder waits for the lock (the
+        // kernel notifies a lock requested with notifications). Returns
+        // whether the use was a hit, and whether the lock was given up
+        // (the waiter then took and released it).
+        fn use_once(m: &mut Machine, remote: bool) -> (bool, bool) {
+            let hit = match m.take(Mode::Ex) {
+                Take::Hit => true,
+                Take::ConvertUp(t) => {
+                    assert!(m.converted(t, Some(Mode::Ex)));
+                    false
+                }
+                other => panic!("{other:?}"),
+            };
+            if remote && !m.held_unasked {
+                m.notify(None);
+            }
+            m.release(Mode::Ex);
+            m.start_drain();
+            let gave = match m.begin_give_up() {
+                Some(t) => {
+                    m.given_up(t);
+                    true
+                }
+                None => false,
+            };
+            m.check();
+            (hit, gave)
+        }
+        let mut m = Machine::adaptive();
+        for _ in 0..200 {
+            use_once(&mut m, true);
+        }
+        let (mut hits, mut waiting) = (0, false);
+        for i in 0..2800 {
+            waiting |= i % 30 == 0;
+            let (hit, gave) = use_once(&mut m, waiting);
+            hits += u32::from(hit);
+            if gave {
+                waiting = false;
+            }
+        }
+        assert!(hits > 2000, "{hits} hits of 2800 uses");
     }
 
     /// Random sequences of every transition keep the invariants.
@@ -2627,6 +2843,7 @@ mod loom_tests {
             pub(super) second_give_up_after_install: u32,
             pub(super) give_ups_here: u32,
             pub(super) contended_releases: u32,
+            pub(super) unasked_takes: u32,
         }
 
         impl Seen {
@@ -2649,6 +2866,7 @@ mod loom_tests {
                 self.second_give_up_after_install += o.second_give_up_after_install;
                 self.give_ups_here += o.give_ups_here;
                 self.contended_releases += o.contended_releases;
+                self.unasked_takes += o.unasked_takes;
             }
         }
 
@@ -2744,14 +2962,20 @@ mod loom_tests {
             /// just added.
             fn check(s: &mut State, served: bool) {
                 s.m.check();
-                if s.m.phase == Phase::Draining {
-                    s.drained = true;
-                }
+                // (Served before the drain flag is taken: a lock requested
+                // without notifications serves its taker, then drains, in
+                // one step.)
                 if served {
                     assert!(!s.drained, "a new local holder after the drain began");
-                    if s.m.notified() {
+                    if s.m.notified() && !s.m.held_unasked {
                         s.seen.hits_while_notified += 1;
                     }
+                    if s.m.held_unasked {
+                        s.seen.unasked_takes += 1;
+                    }
+                }
+                if s.m.phase == Phase::Draining {
+                    s.drained = true;
                 }
                 if s.m.phase == Phase::Closed {
                     assert_eq!(s.m.holders(), 0);
@@ -2835,6 +3059,7 @@ mod loom_tests {
                             return true;
                         }
                         Take::ConvertUp(t) => {
+                            let unasked = g.m.unasked(false);
                             Self::check(&mut g, false);
                             drop(g);
                             thread::yield_now();
@@ -2859,13 +3084,16 @@ mod loom_tests {
                             let served = g.m.converted(t, Some(mode));
                             Self::check(&mut g, served);
                             self.changed(&mut g);
-                            self.wake_helper(&mut g);
+                            if !(unasked && served) {
+                                self.wake_helper(&mut g);
+                            }
                             if served {
                                 return true;
                             }
                         }
                         Take::Early(t) => {
                             assert!(!no_wait, "a no_wait take made an early request");
+                            let unasked = g.m.unasked(true);
                             if idle_give_up {
                                 g.seen.early_in_idle_release += 1;
                             }
@@ -2904,7 +3132,9 @@ mod loom_tests {
                             let served = g.m.early_granted(t, mode);
                             Self::check(&mut g, served);
                             self.changed(&mut g);
-                            self.wake_helper(&mut g);
+                            if !(unasked && served) {
+                                self.wake_helper(&mut g);
+                            }
                             if served {
                                 return true;
                             }
@@ -2949,7 +3179,8 @@ mod loom_tests {
             /// generation `gen` (dropped if it was replaced).
             pub(super) fn notify(&self, gen: u32) {
                 let mut g = self.s.lock().unwrap();
-                if g.gen == gen {
+                // (The kernel sends none to a lock requested without.)
+                if g.gen == gen && !g.m.held_unasked {
                     g.bast += 1;
                     self.helper.notify_all();
                 }
@@ -3006,6 +3237,11 @@ mod loom_tests {
                 }
                 Self::check(&mut g, false);
                 self.changed(&mut g);
+                // `give_up`: a closing cache's helper is woken (it may
+                // have found the lock being given up here and slept).
+                if g.m.closing() {
+                    self.wake_helper(&mut g);
+                }
                 g
             }
 
@@ -3375,7 +3611,24 @@ mod loom_tests {
                 )
             });
             assert!(seen.contended_releases > 0, "inline {inline}");
+            assert!(seen.unasked_takes > 0, "inline {inline}");
             assert!(seen.give_ups > 0);
         }
+    }
+    /// The cache is dropped while a blocking user's release gives the lock
+    /// up itself: the helper, which found the lock being given up, is
+    /// woken once it is given up, and closes (the review found the close
+    /// waiting an hour for the helper's timeout before that wake-up).
+    #[test]
+    fn loom_cache_close_during_give_up_here() {
+        let seen = check_whole(4, || {
+            (
+                whole::Cache::new(Mode::Ex, false, 0).inline(),
+                vec![user(vec![Step::TakeNotified(Mode::Ex)])],
+                vec![],
+                true,
+            )
+        });
+        assert!(seen.give_ups_here > 0);
     }
 }
