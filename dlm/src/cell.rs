@@ -157,6 +157,15 @@ pub(crate) mod sync {
         pub(crate) fn wake(&self) {
             self.0.wake();
         }
+        /// Drops the registered waker, if any (a task that no longer
+        /// waits: its waker, and the memory it keeps, are let go now
+        /// rather than at the cell's next request or its end).
+        pub(crate) fn clear(&self) {
+            #[cfg(not(dlm_loom))]
+            drop(self.0.take());
+            #[cfg(dlm_loom)]
+            drop(self.0.take_waker());
+        }
     }
 }
 
@@ -256,7 +265,9 @@ pub(crate) struct Handshake {
     /// Written by the owner only in `IDLE`; read by the callback in
     /// `WAITING`.
     wake: UnsafeCell<Wake>,
-    /// The async task to wake (a future waiting for the answer).
+    /// The async task to wake (a future waiting for the answer); cleared
+    /// by the future once it has taken the answer, so that a held lock's
+    /// cell keeps no task (and its memory) alive.
     pub(crate) task: TaskWaker,
     /// Set by a future before it queues a cancel of its request; cleared by
     /// the worker once it has written or skipped that cancel (then the task

@@ -219,6 +219,9 @@ impl Future for RequestFuture {
         if cell.hs.may_take() {
             if let Some(delivered) = cell.hs.take() {
                 let cell = this.cell.take().expect("checked above");
+                // The task's waker, registered for this answer: not kept
+                // while the lock is held.
+                cell.hs.task.clear();
                 let answered = Answered {
                     delivered,
                     timed_out,
