@@ -158,7 +158,7 @@
 //! instead. On a process that runs on one CPU, a [`Lockspace::dispatch`]
 //! that runs out of answers while the handle's worker writes a batch of
 //! the futures' requests sleeps until the batch is written (once per
-//! call, 5 ms at most) rather than return to a `poll` that every answer
+//! call, 2 ms at most) rather than return to a `poll` that every answer
 //! of the batch would wake, preempting the worker. So a single-threaded program
 //! needs no other thread at all (no watchdog unless a future is used or a
 //! lock asks for blocking notifications, which hear of a forced release

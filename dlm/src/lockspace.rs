@@ -187,7 +187,7 @@ impl Lockspace {
     /// CPU, when the handle's worker thread is writing a batch of the
     /// futures' requests (the default [`AsyncWrites::Worker`]) and the
     /// answers run out, `dispatch` sleeps until the batch is written (once
-    /// per call, 5 ms at most) and reads its answers then. Returning instead, the
+    /// per call, 2 ms at most) and reads its answers then. Returning instead, the
     /// program's next `poll` would wake at the next answer and preempt the
     /// worker again, a few requests later each time: about a quarter of a
     /// context switch pair per request, measured (benchmark case 7).
