@@ -157,6 +157,15 @@ pub(crate) mod sync {
         pub(crate) fn wake(&self) {
             self.0.wake();
         }
+        /// Drops the registered waker, if any (a task that no longer
+        /// waits: its waker, and the memory it keeps, are let go now
+        /// rather than at the cell's next request or its end).
+        pub(crate) fn clear(&self) {
+            #[cfg(not(dlm_loom))]
+            drop(self.0.take());
+            #[cfg(dlm_loom)]
+            drop(self.0.take_waker());
+        }
     }
 }
 
@@ -256,7 +265,9 @@ pub(crate) struct Handshake {
     /// Written by the owner only in `IDLE`; read by the callback in
     /// `WAITING`.
     wake: UnsafeCell<Wake>,
-    /// The async task to wake (a future waiting for the answer).
+    /// The async task to wake (a future waiting for the answer); cleared
+    /// by the future once it has taken the answer, so that a held lock's
+    /// cell keeps no task (and its memory) alive.
     pub(crate) task: TaskWaker,
     /// Set by a future before it queues a cancel of its request; cleared by
     /// the worker once it has written or skipped that cancel (then the task
@@ -1040,11 +1051,20 @@ impl<T> Stack<T> {
     /// Takes every value, oldest first (and ends the owner's sleep mark,
     /// if still there).
     pub(crate) fn take_all(&self) -> VecDeque<T> {
-        let mut p = self.head.swap(std::ptr::null_mut(), sync::Ordering::AcqRel);
         let mut out = VecDeque::new();
+        self.take_all_into(&mut out);
+        out
+    }
+
+    /// [`take_all`](Self::take_all) into `out`, after what it holds: a
+    /// caller that takes often keeps one buffer, whose memory is not
+    /// given back and asked for again each time.
+    pub(crate) fn take_all_into(&self, out: &mut VecDeque<T>) {
+        let mut p = self.head.swap(std::ptr::null_mut(), sync::Ordering::AcqRel);
         if p == Self::asleep() {
-            return out;
+            return;
         }
+        let base = out.len();
         while !p.is_null() {
             // the swap detached the whole chain: every node on it
             // was published by a push whose release exchange this swap's
@@ -1057,9 +1077,10 @@ impl<T> Stack<T> {
             // SAFETY: each detached node came from Box::into_raw and is freed once, here.
             let node = unsafe { Box::from_raw(p) };
             p = node.next;
-            out.push_front(node.value);
+            out.push_back(node.value);
         }
-        out
+        // Taken newest first.
+        out.make_contiguous()[base..].reverse();
     }
 
     /// Marks the owner asleep if the stack is empty: then the owner parks,
@@ -1120,6 +1141,14 @@ pub(crate) struct Handoff {
     /// Requests the worker has written or will write again, whose answers
     /// it awaits (set by the worker after each round of jobs).
     busy: std::sync::atomic::AtomicUsize,
+    /// Whether the worker is writing a batch of futures' requests, how many
+    /// batches it has finished (a futex word), and whether a poll-mode
+    /// reader sleeps until the batch ends ([`Handoff::wait_for_writes`]).
+    /// Hints for the reader's scheduling only: nothing depends on them for
+    /// correctness (every wait is bounded).
+    writing: std::sync::atomic::AtomicBool,
+    batches: std::sync::atomic::AtomicU32,
+    reader_waits: std::sync::atomic::AtomicBool,
     /// The handle's libdlm handle, kept open by the worker after its last
     /// user let go while releases were still under way, and since when.
     linger: parking_lot::Mutex<Option<(Box<dyn std::any::Any + Send>, std::time::Instant)>>,
@@ -1141,13 +1170,22 @@ impl Handoff {
     /// Every queued job, waiting until `until` at most for the first
     /// (`None`: until one comes or the handle closes); empty when none came
     /// in time or the handle closed. Called by the worker thread only.
+    #[cfg(test)]
     pub(crate) fn next(&self, until: Option<std::time::Instant>) -> VecDeque<Job> {
+        let mut jobs = VecDeque::new();
+        self.next_into(until, &mut jobs);
+        jobs
+    }
+
+    /// [`next`](Self::next) into `jobs` (empty), the worker's buffer, kept
+    /// from one batch to the next.
+    pub(crate) fn next_into(&self, until: Option<std::time::Instant>, jobs: &mut VecDeque<Job>) {
         self.register_worker(false);
         let mut yields = 0;
         loop {
-            let jobs = self.jobs.take_all();
+            self.jobs.take_all_into(jobs);
             if !jobs.is_empty() || self.is_closed() {
-                return jobs;
+                return;
             }
             // (Not under the model checker: loom runs a yielding thread
             // only once the others block, which would hide the
@@ -1164,13 +1202,13 @@ impl Handoff {
             // Loom's parks have no timeout: a timed wait returns at once.
             #[cfg(dlm_loom)]
             if until.is_some() {
-                return self.jobs.take_all();
+                return self.jobs.take_all_into(jobs);
             }
             let wait = match until {
                 None => None,
                 Some(t) => match t.checked_duration_since(std::time::Instant::now()) {
                     Some(d) if !d.is_zero() => Some(d),
-                    _ => return self.jobs.take_all(),
+                    _ => return self.jobs.take_all_into(jobs),
                 },
             };
             if self.jobs.sleep_if_empty() {
@@ -1179,12 +1217,12 @@ impl Handoff {
                 // mark's exchange reads the close's, so it sees the flag).
                 // Loom found this wake-up lost.
                 if self.is_closed() {
-                    return self.jobs.take_all();
+                    return self.jobs.take_all_into(jobs);
                 }
                 park(wait);
                 if wait.is_some() {
                     // Timed out or woken: what came (the mark is cleared).
-                    return self.jobs.take_all();
+                    return self.jobs.take_all_into(jobs);
                 }
             }
         }
@@ -1222,6 +1260,46 @@ impl Handoff {
     /// The worker's count of requests whose answers it awaits.
     pub(crate) fn set_busy(&self, n: usize) {
         self.busy.store(n, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The worker's side: it is about to write a batch of futures'
+    /// requests.
+    pub(crate) fn begin_writes(&self) {
+        self.writing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The worker's side: the batch is written; wakes the reader that
+    /// sleeps until then, if any.
+    pub(crate) fn end_writes(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.writing.store(false, SeqCst);
+        self.batches.fetch_add(1, SeqCst);
+        if self.reader_waits.swap(false, SeqCst) {
+            futex_wake(&self.batches);
+        }
+    }
+
+    /// Whether the worker is writing a batch of futures' requests.
+    pub(crate) fn is_writing(&self) -> bool {
+        self.writing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The poll-mode reader's side: sleeps until the worker has written its
+    /// batch of futures' requests, `timeout` at most (a worker blocked in a
+    /// write, as while the DLM recovers, holds the reader up no longer than
+    /// that). Returns at once if no batch is being written.
+    pub(crate) fn wait_for_writes(&self, timeout: std::time::Duration) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let seen = self.batches.load(SeqCst);
+        // Announced before the look at `writing`: a batch that ends after
+        // the look sees the announcement and wakes this thread, or has
+        // already changed `batches`, and the wait returns at once.
+        self.reader_waits.store(true, SeqCst);
+        if self.writing.load(SeqCst) {
+            futex_wait(&self.batches, seen, timeout);
+        }
+        self.reader_waits.store(false, SeqCst);
     }
 
     /// Gives the worker `keep` (the libdlm handle) to hold until its work
@@ -1288,6 +1366,51 @@ impl Handoff {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(sync::Ordering::SeqCst)
     }
+}
+
+/// Wakes one thread waiting on `word` (`FUTEX_WAKE`, private to the
+/// process). Not under the model checker (whose threads are not the
+/// kernel's).
+fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    #[cfg(not(dlm_loom))]
+    {
+        // SAFETY: FUTEX_WAKE names a live, aligned u32 of this process and touches no memory.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1,
+            )
+        };
+    }
+    #[cfg(dlm_loom)]
+    let _ = word;
+}
+
+/// Sleeps while `word` holds `expected`, until woken ([`futex_wake`]) or
+/// for `timeout` at most (`FUTEX_WAIT`; a signal or a spurious wake-up
+/// ends it early: the callers look again).
+fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
+    #[cfg(not(dlm_loom))]
+    {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: FUTEX_WAIT names a live, aligned u32 of this process and a live relative timeout.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                expected,
+                &ts as *const libc::timespec,
+            )
+        };
+    }
+    #[cfg(dlm_loom)]
+    let _ = (word, expected, timeout);
 }
 
 #[cfg_attr(miri, allow(dead_code))]
@@ -2063,6 +2186,63 @@ mod tests {
         }
         stack.push((9, 9));
         drop(stack);
+    }
+
+    /// `take_all_into` appends, oldest first, after what the buffer holds,
+    /// and keeps the buffer's memory.
+    #[test]
+    fn the_stack_takes_into_a_kept_buffer() {
+        let stack = Stack::<u32>::default();
+        let mut out = std::collections::VecDeque::with_capacity(8);
+        out.push_back(100);
+        for i in 0..5 {
+            stack.push(i);
+        }
+        stack.take_all_into(&mut out);
+        assert_eq!(out, [100, 0, 1, 2, 3, 4]);
+        let capacity = out.capacity();
+        out.clear();
+        assert!(stack.sleep_if_empty());
+        stack.take_all_into(&mut out);
+        assert!(out.is_empty(), "the sleep mark is no value");
+        stack.push(7);
+        stack.take_all_into(&mut out);
+        assert_eq!(out, [7]);
+        assert_eq!(out.capacity(), capacity);
+    }
+
+    /// The worker's batch of writes: a reader that waits for it is woken
+    /// at its end, and one that finds no batch does not wait.
+    #[test]
+    fn a_reader_waits_for_the_workers_batch() {
+        let handoff = std::sync::Arc::new(Handoff::default());
+        let t = std::time::Instant::now();
+        handoff.wait_for_writes(std::time::Duration::from_secs(10));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "no batch: no wait"
+        );
+        handoff.begin_writes();
+        assert!(handoff.is_writing());
+        let t = std::time::Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                handoff.end_writes();
+            });
+            handoff.wait_for_writes(std::time::Duration::from_secs(10));
+        });
+        assert!(!handoff.is_writing());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "woken at the batch's end"
+        );
+        // A worker that never ends its batch holds the reader up no longer
+        // than the timeout.
+        handoff.begin_writes();
+        let t = std::time::Instant::now();
+        handoff.wait_for_writes(std::time::Duration::from_millis(20));
+        assert!(t.elapsed() >= std::time::Duration::from_millis(15));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::reaper;
 use crate::request::{self, Answered, Op};
 use crate::state::{Granted, ReleasePlan};
 use crate::timer::Timer;
-use crate::wait::LIVENESS_PERIOD;
+use crate::wait::{TickSlot, LIVENESS_PERIOD};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -65,9 +65,11 @@ struct RequestFuture {
     timeout: Option<Duration>,
     step: Step,
     timer: Timer,
-    /// The watchdog tick at which the task's waker was put in the list
-    /// the watchdog wakes, and that waker.
-    ticking: Option<(u32, std::task::Waker)>,
+    /// The future's place among those the watchdog wakes at each tick
+    /// (taken at the first poll that waits), and the tick at which the
+    /// lockspace's liveness was last looked at.
+    tick_slot: Option<TickSlot>,
+    checked_tick: Option<u32>,
     /// The instant the timer is set for, and the task it wakes.
     armed: Option<(Instant, std::task::Waker)>,
 }
@@ -92,7 +94,8 @@ impl RequestFuture {
             timeout,
             step: Step::Unsent,
             timer: Timer::default(),
-            ticking: None,
+            tick_slot: None,
+            checked_tick: None,
             armed: None,
         }
     }
@@ -219,6 +222,9 @@ impl Future for RequestFuture {
         if cell.hs.may_take() {
             if let Some(delivered) = cell.hs.take() {
                 let cell = this.cell.take().expect("checked above");
+                // The task's waker, registered for this answer: not kept
+                // while the lock is held.
+                cell.hs.task.clear();
                 let answered = Answered {
                     delivered,
                     timed_out,
@@ -236,24 +242,20 @@ impl Future for RequestFuture {
                 return Poll::Ready((this.cell.take(), Err(e)));
             }
         }
-        // The watchdog wakes the task at its next tick (about once a
-        // second, and at once when a lockspace's device is deleted or
-        // dlm_controld exits; the task's waker sits in one shared list, no
-        // clock read), and the poll after a tick checks that the lockspace
-        // can still answer.
+        // The watchdog wakes the task at each tick (about once a second,
+        // and at once when a lockspace's device is deleted or dlm_controld
+        // exits; through the future's place among those it wakes, no
+        // clock read), and the poll after a tick checks that the
+        // lockspace can still answer. Registered before the tick is read:
+        // the watchdog advances the count before it wakes the places, so
+        // a tick this poll does not see wakes the task again.
+        this.tick_slot
+            .get_or_insert_with(TickSlot::new)
+            .register(cx.waker());
         let tick = crate::wait::ticks();
-        let registered = this
-            .ticking
-            .as_ref()
-            .is_some_and(|(at, w)| *at == tick && w.will_wake(cx.waker()));
-        if !registered {
-            // Registered before the check, so a tick after the check wakes
-            // the task (the watchdog advances the count before it takes
-            // the wakers).
-            crate::wait::wake_at_next_tick(cx.waker());
-            let checked = this.ticking.as_ref().map(|(at, _)| *at);
-            this.ticking = Some((tick, cx.waker().clone()));
-            if checked.is_some_and(|at| at != tick) {
+        if this.checked_tick != Some(tick) {
+            let checked = this.checked_tick.replace(tick);
+            if checked.is_some() {
                 if let Some(e) = this.gone() {
                     return Poll::Ready((None, Err(e)));
                 }

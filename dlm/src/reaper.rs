@@ -160,6 +160,10 @@ struct Reaper {
     retry: Vec<(Instant, Work)>,
     /// Futures' writes to try again, and when.
     retry_writes: Vec<(Instant, Write)>,
+    /// The jobs of a batch (empty between batches; its capacity is kept,
+    /// so a batch of a thousand futures' writes does not ask the allocator
+    /// for memory it gave back after the last one).
+    jobs: std::collections::VecDeque<Job>,
 }
 
 impl Reaper {
@@ -174,7 +178,9 @@ impl Reaper {
                 // Lingering: answers may have to be read by this thread.
                 .chain(lingering.map(|_| Instant::now() + Duration::from_millis(10)))
                 .min();
-            let jobs = handoff.next(due);
+            // The buffer of the last batch, emptied: its memory is kept.
+            let mut jobs = std::mem::take(&mut self.jobs);
+            handoff.next_into(due, &mut jobs);
             if handoff.is_closed() {
                 return;
             }
@@ -184,8 +190,18 @@ impl Reaper {
             let Some(handle) = weak.upgrade() else {
                 return;
             };
-            for job in jobs {
+            // A poll-mode reader may sleep until this batch of futures'
+            // writes is done (`Handoff::wait_for_writes`).
+            let writes = jobs.iter().any(|j| matches!(j, Job::Write { .. }));
+            if writes {
+                handoff.begin_writes();
+            }
+            for job in jobs.drain(..) {
                 self.job(&handle, job);
+            }
+            self.jobs = jobs;
+            if writes {
+                handoff.end_writes();
             }
             let now = Instant::now();
             let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry)
