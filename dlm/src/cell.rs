@@ -1141,14 +1141,6 @@ pub(crate) struct Handoff {
     /// Requests the worker has written or will write again, whose answers
     /// it awaits (set by the worker after each round of jobs).
     busy: std::sync::atomic::AtomicUsize,
-    /// Whether the worker is writing a batch of futures' requests, how many
-    /// batches it has finished (a futex word), and whether a poll-mode
-    /// reader sleeps until the batch ends ([`Handoff::wait_for_writes`]).
-    /// Hints for the reader's scheduling only: nothing depends on them for
-    /// correctness (every wait is bounded).
-    writing: std::sync::atomic::AtomicBool,
-    batches: std::sync::atomic::AtomicU32,
-    reader_waits: std::sync::atomic::AtomicBool,
     /// The handle's libdlm handle, kept open by the worker after its last
     /// user let go while releases were still under way, and since when.
     linger: parking_lot::Mutex<Option<(Box<dyn std::any::Any + Send>, std::time::Instant)>>,
@@ -1262,46 +1254,6 @@ impl Handoff {
         self.busy.store(n, std::sync::atomic::Ordering::Release);
     }
 
-    /// The worker's side: it is about to write a batch of futures'
-    /// requests.
-    pub(crate) fn begin_writes(&self) {
-        self.writing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// The worker's side: the batch is written; wakes the reader that
-    /// sleeps until then, if any.
-    pub(crate) fn end_writes(&self) {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.writing.store(false, SeqCst);
-        self.batches.fetch_add(1, SeqCst);
-        if self.reader_waits.swap(false, SeqCst) {
-            futex_wake(&self.batches);
-        }
-    }
-
-    /// Whether the worker is writing a batch of futures' requests.
-    pub(crate) fn is_writing(&self) -> bool {
-        self.writing.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// The poll-mode reader's side: sleeps until the worker has written its
-    /// batch of futures' requests, `timeout` at most (a worker blocked in a
-    /// write, as while the DLM recovers, holds the reader up no longer than
-    /// that). Returns at once if no batch is being written.
-    pub(crate) fn wait_for_writes(&self, timeout: std::time::Duration) {
-        use std::sync::atomic::Ordering::SeqCst;
-        let seen = self.batches.load(SeqCst);
-        // Announced before the look at `writing`: a batch that ends after
-        // the look sees the announcement and wakes this thread, or has
-        // already changed `batches`, and the wait returns at once.
-        self.reader_waits.store(true, SeqCst);
-        if self.writing.load(SeqCst) {
-            futex_wait(&self.batches, seen, timeout);
-        }
-        self.reader_waits.store(false, SeqCst);
-    }
-
     /// Gives the worker `keep` (the libdlm handle) to hold until its work
     /// is done (the last user let go with releases under way), and wakes
     /// it.
@@ -1366,51 +1318,6 @@ impl Handoff {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(sync::Ordering::SeqCst)
     }
-}
-
-/// Wakes one thread waiting on `word` (`FUTEX_WAKE`, private to the
-/// process). Not under the model checker (whose threads are not the
-/// kernel's).
-fn futex_wake(word: &std::sync::atomic::AtomicU32) {
-    #[cfg(not(dlm_loom))]
-    {
-        // SAFETY: FUTEX_WAKE names a live, aligned u32 of this process and touches no memory.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                1,
-            )
-        };
-    }
-    #[cfg(dlm_loom)]
-    let _ = word;
-}
-
-/// Sleeps while `word` holds `expected`, until woken ([`futex_wake`]) or
-/// for `timeout` at most (`FUTEX_WAIT`; a signal or a spurious wake-up
-/// ends it early: the callers look again).
-fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
-    #[cfg(not(dlm_loom))]
-    {
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: FUTEX_WAIT names a live, aligned u32 of this process and a live relative timeout.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                expected,
-                &ts as *const libc::timespec,
-            )
-        };
-    }
-    #[cfg(dlm_loom)]
-    let _ = (word, expected, timeout);
 }
 
 #[cfg_attr(miri, allow(dead_code))]
@@ -2209,40 +2116,6 @@ mod tests {
         stack.take_all_into(&mut out);
         assert_eq!(out, [7]);
         assert_eq!(out.capacity(), capacity);
-    }
-
-    /// The worker's batch of writes: a reader that waits for it is woken
-    /// at its end, and one that finds no batch does not wait.
-    #[test]
-    fn a_reader_waits_for_the_workers_batch() {
-        let handoff = std::sync::Arc::new(Handoff::default());
-        let t = std::time::Instant::now();
-        handoff.wait_for_writes(std::time::Duration::from_secs(10));
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(5),
-            "no batch: no wait"
-        );
-        handoff.begin_writes();
-        assert!(handoff.is_writing());
-        let t = std::time::Instant::now();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                handoff.end_writes();
-            });
-            handoff.wait_for_writes(std::time::Duration::from_secs(10));
-        });
-        assert!(!handoff.is_writing());
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(5),
-            "woken at the batch's end"
-        );
-        // A worker that never ends its batch holds the reader up no longer
-        // than the timeout.
-        handoff.begin_writes();
-        let t = std::time::Instant::now();
-        handoff.wait_for_writes(std::time::Duration::from_millis(20));
-        assert!(t.elapsed() >= std::time::Duration::from_millis(15));
     }
 
     #[test]

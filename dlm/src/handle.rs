@@ -535,36 +535,13 @@ impl Core {
         let fd = self.fd();
         let mut buf = crate::reader::Buf::new();
         let mut read = false;
-        // Whether answers were read, and whether this call has waited for
-        // the worker (once at most: a call sleeps WRITES_WAIT at most).
-        let (mut fresh, mut waited) = (false, false);
         let mut bad = None;
         loop {
             // SAFETY: the descriptor of this poll-mode handle, whose
             // requests this crate wrote; `reading` is held, so no other
             // thread of this process reads it.
             match unsafe { crate::reader::read_one(fd, &mut buf) } {
-                Ok(Read::Applied) => (read, fresh) = (true, true),
-                // Nothing left, while the handle's worker writes a batch of
-                // futures' requests on the one CPU this thread shares with
-                // it: the reader (woken by the batch's first answers, it
-                // preempted the worker) sleeps until the batch is written
-                // and reads its answers then. Returning to the program's
-                // poll instead would sleep only until the next answer,
-                // which wakes this thread and preempts the worker again:
-                // two context switches, a poll and a read that finds
-                // nothing, measured every few requests of a batch. Once per
-                // call: a batch longer than the wait is read in a few calls.
-                Ok(Read::Empty)
-                    if until.is_none()
-                        && fresh
-                        && !waited
-                        && self.handoff.is_writing()
-                        && one_cpu() =>
-                {
-                    waited = true;
-                    self.handoff.wait_for_writes(WRITES_WAIT);
-                }
+                Ok(Read::Applied) => read = true,
                 Ok(Read::Empty) => break,
                 Err(e @ Error::BadAnswer(_)) => {
                     read = true;
@@ -638,24 +615,6 @@ impl Core {
         }
         n == 0
     }
-}
-
-/// How long a poll-mode reader sleeps at most for the worker's batch of
-/// writes ([`Handoff::wait_for_writes`]), once per `dispatch`: a bound on
-/// how long a `dispatch` is held up (by a long batch, or by a worker
-/// blocked in a write while the DLM recovers). Well under the 10 ms the
-/// chaos suite allows a blocked poll or dispatch, with room for the
-/// wake-up's own latency on a loaded CPU. Measured in case 7 (1,000
-/// requests in flight, batches of ~17 ms under UML): ~40 context switches
-/// per round of 1,000 pairs with 2 ms, ~20 with 5 ms, 300-1,000 without.
-const WRITES_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Whether this process runs on one CPU (its affinity, or its cgroup's
-/// quota): then the handle's worker and the thread that dispatches always
-/// share it. Looked up once.
-fn one_cpu() -> bool {
-    static ONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ONE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() == 1))
 }
 
 impl Drop for Core {

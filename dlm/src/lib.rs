@@ -155,11 +155,7 @@
 //! about the cost of a C program reading its own answers, well below
 //! libdlm's AST thread (`BENCHMARKS.md`). A kernel whose device protocol
 //! is not 6.0.x (checked once per handle) is read with `dlm_dispatch`
-//! instead. On a process that runs on one CPU, a [`Lockspace::dispatch`]
-//! that runs out of answers while the handle's worker writes a batch of
-//! the futures' requests sleeps until the batch is written (once per
-//! call, 2 ms at most) rather than return to a `poll` that every answer
-//! of the batch would wake, preempting the worker. So a single-threaded program
+//! instead. So a single-threaded program
 //! needs no other thread at all (no watchdog unless a future is used or a
 //! lock asks for blocking notifications, which hear of a forced release
 //! through it; no worker unless a future is used or a lock is given up or

@@ -183,15 +183,6 @@ impl Lockspace {
     /// is left (see the crate docs' poll mode), or with `dlm_dispatch` on a
     /// kernel whose device protocol it does not know.
     ///
-    /// One exception to "it does not wait": on a process that runs on one
-    /// CPU, when the handle's worker thread is writing a batch of the
-    /// futures' requests (the default [`AsyncWrites::Worker`]) and the
-    /// answers run out, `dispatch` sleeps until the batch is written (once
-    /// per call, 2 ms at most) and reads its answers then. Returning instead, the
-    /// program's next `poll` would wake at the next answer and preempt the
-    /// worker again, a few requests later each time: about a quarter of a
-    /// context switch pair per request, measured (benchmark case 7).
-    ///
     /// # Errors
     /// [`Error::InvalidArgument`] unless the handle is in poll mode
     /// (libdlm's thread reads the descriptor of the others);

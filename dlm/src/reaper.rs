@@ -190,19 +190,10 @@ impl Reaper {
             let Some(handle) = weak.upgrade() else {
                 return;
             };
-            // A poll-mode reader may sleep until this batch of futures'
-            // writes is done (`Handoff::wait_for_writes`).
-            let writes = jobs.iter().any(|j| matches!(j, Job::Write { .. }));
-            if writes {
-                handoff.begin_writes();
-            }
             for job in jobs.drain(..) {
                 self.job(&handle, job);
             }
             self.jobs = jobs;
-            if writes {
-                handoff.end_writes();
-            }
             let now = Instant::now();
             let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry)
                 .into_iter()
