@@ -161,6 +161,9 @@ impl Future for RequestFuture {
         cell.hs.task.register(cx.waker());
         if let Step::Unsent = this.step {
             if let Err(e) = this.handle.check() {
+                // The cell goes back to its owner: not with this task's
+                // waker (a held lock's cell keeps no task alive).
+                cell.hs.task.clear();
                 return Poll::Ready((this.cell.take(), Err(e)));
             }
             // The liveness checks of futures come from the watchdog's
@@ -190,6 +193,7 @@ impl Future for RequestFuture {
                     Err(code) => {
                         // SAFETY: refused: no answer will come.
                         unsafe { cell.hs.refused() };
+                        cell.hs.task.clear();
                         let e = request::refusal(&this.handle, op, code);
                         return Poll::Ready((this.cell.take(), Err(e)));
                     }
@@ -239,6 +243,7 @@ impl Future for RequestFuture {
                 // the cell is the future's again.
                 let unlock = matches!(this.request, Request::Unlock { .. });
                 let e = reaper::error_of_failure(unlock, code);
+                cell.hs.task.clear();
                 return Poll::Ready((this.cell.take(), Err(e)));
             }
         }

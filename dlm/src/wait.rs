@@ -122,7 +122,12 @@ impl Drop for TickSlot {
 
 /// The places of [`TickSlot`]s: segments of doubling size (never freed, so
 /// a reference to a slot is valid for the whole process), and a lock-free
-/// stack of free places. The stack's head carries a tag that every change
+/// stack of free places. The cost of that: the places stay as many as the
+/// most futures ever in flight at once (32 bytes each, in segments of
+/// doubling size, so up to twice that), and each tick (about once a
+/// second) looks at every place, free or not: a burst of a million
+/// futures leaves some 64 MB and two million atomic operations a second
+/// behind it for the rest of the process. The stack's head carries a tag that every change
 /// increments, so a pop that read a stale `next` fails its
 /// compare-and-swap (no ABA problem).
 struct Slots {
@@ -208,7 +213,11 @@ impl Slots {
         loop {
             let first = head as u32;
             if first == 0 {
-                let i = self.made.fetch_add(1, Ordering::Relaxed);
+                // SeqCst, as the watchdog's load of it and the tick count:
+                // either the watchdog sees this place, or the future's
+                // first poll sees the tick (no store-buffering between
+                // the two).
+                let i = self.made.fetch_add(1, Ordering::SeqCst);
                 self.segment(i);
                 return i;
             }
@@ -244,7 +253,7 @@ impl Slots {
 
     /// Wakes every registered place (free ones hold no waker).
     fn wake_all(&self) {
-        let made = u64::from(self.made.load(Ordering::Acquire));
+        let made = u64::from(self.made.load(Ordering::SeqCst));
         for (k, seg) in self.segments.iter().enumerate() {
             let start = Self::start(k);
             if start >= made {
