@@ -785,3 +785,63 @@ fn strict_turns_between_a_blocking_and_an_async_cache() {
     drop((blocking, tasks));
     teardown(&name, [ls, obs]);
 }
+
+/// A cache in a contended stretch (another handle asked right after its
+/// take), whose takes are requests without blocking notifications: a
+/// `lock_async` future dropped after each number of polls, its request
+/// queued behind the other handle's EX or granted at once, leaves nothing
+/// held and nothing stuck: the other handle is granted, and the cache takes
+/// the lock again, every time.
+#[test]
+fn contended_async_takes_dropped_at_every_poll() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cdrops");
+    let cache = ls.cached("r", CacheOptions::new()).unwrap();
+    let timeout = LockOptions::new().timeout(Duration::from_secs(5));
+    // Contention: the other handle asks while the first take holds.
+    let g = cache.lock(Mode::Ex).unwrap();
+    let o = std::thread::scope(|s| {
+        let t = s.spawn(|| obs.lock_with("r", Mode::Ex, timeout));
+        std::thread::sleep(Duration::from_millis(100));
+        drop(g);
+        t.join().unwrap()
+    });
+    o.unwrap().unlock().unwrap();
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    for polls in 0..12 {
+        // Even: the other handle holds EX (the request waits); odd: free.
+        let other = (polls % 2 == 0).then(|| obs.lock_with("r", Mode::Ex, timeout).unwrap());
+        let mut fut = Box::pin(cache.lock_async(Mode::Ex));
+        let mut done = None;
+        for _ in 0..polls {
+            if let std::task::Poll::Ready(r) = std::future::Future::poll(fut.as_mut(), &mut cx) {
+                done = Some(r);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(done.map(Result::unwrap));
+        drop(fut);
+        if let Some(o) = other {
+            o.unlock().unwrap();
+        }
+        // The other handle is granted (the cache gives up whatever it
+        // holds), then the cache takes the lock again.
+        obs.lock_with("r", Mode::Ex, timeout)
+            .unwrap_or_else(|e| panic!("after {polls} polls: {e}"))
+            .unlock()
+            .unwrap();
+        drop(
+            cache
+                .lock_with(Mode::Ex, timeout)
+                .unwrap_or_else(|e| panic!("after {polls} polls: {e}")),
+        );
+    }
+    let s = cache.stats();
+    println!("dropped at every poll: {s:?}");
+    assert!(s.contended_releases > 0, "{s:?}");
+    drop(cache);
+    assert!(common::can_take(&obs, "r", Mode::Ex));
+    teardown(&name, [ls, obs]);
+}
