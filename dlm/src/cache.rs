@@ -254,9 +254,11 @@ impl CacheOptions {
     /// local uses of its take (4), the lock is contended, and the cache
     /// gives it up at its next local releases that leave no local holder
     /// and no local taker waiting, without waiting to be asked (as plain
-    /// locks are released), for a stretch of releases that
-    /// doubles (up to 64) while the contention lasts, and ends when a
-    /// request comes after more local uses. During a stretch the cache
+    /// locks are released), for a stretch of releases (4 at first) that
+    /// grows fourfold (up to 64) while the contention lasts, and ends when
+    /// a request comes after more local uses (the end of each stretch
+    /// keeps the lock once, to see whether another holder still asks: a
+    /// notification's round trip for that waiter). During a stretch the cache
     /// requests the lock (when no other local taker shares or waits for
     /// it) without blocking notifications: it serves that one take and is
     /// given up at its release, so the kernel has no notification to send
@@ -427,6 +429,15 @@ pub(crate) const CONTENDED_USES: u32 = 4;
 /// The longest contended stretch, in local releases.
 pub(crate) const MAX_STREAK: u32 = 64;
 
+/// The first contended stretch, in local releases ([`Machine::notify`]).
+pub(crate) const FIRST_STREAK: u32 = 4;
+
+/// How much each stretch grows on the last while contention lasts (a
+/// stretch that started at 1 and doubled ended six times in each round of
+/// case 10 of `ci/bench`, two nodes taking a lock in 50 turns each, each
+/// end a notification's round trip; 4 and fourfold end it three times).
+pub(crate) const STREAK_GROWTH: u32 = 4;
+
 impl Default for Machine {
     fn default() -> Machine {
         Machine::new()
@@ -449,7 +460,7 @@ impl Machine {
             adaptive: false,
             uses: 0,
             eager: 0,
-            streak: 1,
+            streak: FIRST_STREAK,
             converting_unasked: false,
             early_unasked: false,
             held_unasked: false,
@@ -484,7 +495,7 @@ impl Machine {
         if self.uses == CONTENDED_USES + 1 {
             // The lock paid off here: contention, if it comes back,
             // starts a short stretch again.
-            self.streak = 1;
+            self.streak = FIRST_STREAK;
         }
     }
 
@@ -697,8 +708,13 @@ impl Machine {
             // the lock is contended, and keeping it after the local
             // holders are done would only make the next waiter ask (a
             // round trip) before it is given up. Give it up at the next
-            // releases, as plain locks are, for a stretch that doubles
-            // while the contention lasts. Asked after many local uses:
+            // releases, as plain locks are, for a stretch that grows
+            // fourfold while the contention lasts (each stretch's end
+            // costs the next waiter a notification's round trip: the
+            // fewer ends, the better, while stretches stay short enough
+            // for a burst of contention to end soon; 4, 16, 64 ends one
+            // round of case 10's 50 turns three times, 1, 2, 4 .. 64 six).
+            // Asked after many local uses:
             // the cache pays off, back to holding.
             // A stretch under way runs out (its releases give the lock up
             // after one use each, so every request that lands meanwhile
@@ -707,10 +723,10 @@ impl Machine {
             // holder asks again soon after a take with notifications.
             if self.uses > CONTENDED_USES {
                 self.eager = 0;
-                self.streak = 1;
+                self.streak = FIRST_STREAK;
             } else if self.eager == 0 {
                 self.eager = self.streak;
-                self.streak = (self.streak * 2).min(MAX_STREAK);
+                self.streak = (self.streak * STREAK_GROWTH).min(MAX_STREAK);
             }
         }
         self.notified = Some(match (self.notified, waiter) {
@@ -1369,6 +1385,7 @@ impl CachedLock {
                         done: false,
                         early: true,
                         unasked,
+                        here: blocking,
                     },
                     target,
                 ))
@@ -1384,6 +1401,7 @@ impl CachedLock {
                         done: false,
                         early: false,
                         unasked,
+                        here: blocking,
                     },
                     target,
                 ))
@@ -1494,6 +1512,11 @@ struct Actor {
     /// The new request is made without blocking notifications
     /// ([`Machine::unasked`]).
     unasked: bool,
+    /// A blocking take's (one that gives the lock up on its own thread,
+    /// [`Shared::give_up_here`]): the unlock of an NL lock a new one
+    /// replaces is written on this thread, not handed to the reaper
+    /// ([`LockGuard::unlock_without_waiting`]); a future's never is.
+    here: bool,
 }
 
 impl Actor {
@@ -1556,10 +1579,20 @@ impl Actor {
     }
 
     /// A new request was granted: it is the cache's DLM lock now; the NL
-    /// lock it replaces, if any, is unlocked by the handle's reaper (an NL
-    /// lock excludes nobody: the taker need not wait for its unlock).
+    /// lock it replaces, if any, is unlocked without waiting for the
+    /// answer (an NL lock excludes nobody: the taker need not wait).
     fn replace(&mut self, granted: LockGuard) {
-        if let Some(mut old) = self.guard.replace(granted) {
+        if let Some(old) = self.guard.replace(granted) {
+            self.let_go(old);
+        }
+    }
+
+    /// Unlocks a lock the cache no longer needs without waiting: written
+    /// here by a blocking take, by the handle's reaper for a future's.
+    fn let_go(&self, mut old: LockGuard) {
+        if self.here {
+            old.unlock_without_waiting();
+        } else {
             old.set_drop_behavior(crate::DropBehavior::Background);
         }
     }
@@ -1687,10 +1720,7 @@ impl Actor {
         }
         self.done = true;
         let granted = self.guard.take().expect("an early lock is installed once");
-        let mut old = core.dlm.take();
-        if let Some(old) = old.as_mut() {
-            old.set_drop_behavior(crate::DropBehavior::Background);
-        }
+        let old = core.dlm.take();
         core.bast_rx = granted.blocking().cloned();
         shared.counters.takes.fetch_add(1, Ordering::Relaxed);
         crate::stats::count(&crate::stats::CACHE_TAKES);
@@ -1707,7 +1737,9 @@ impl Actor {
         let served = core.m.early_granted(held, mode);
         shared.changed(&mut core);
         drop(core);
-        drop(old);
+        if let Some(old) = old {
+            self.let_go(old);
+        }
         if !(self.unasked && served) {
             shared.wake_helper();
         }
@@ -2361,7 +2393,7 @@ mod tests {
 
     /// A cache with no minimum hold: a notification within a few uses of
     /// the take makes the next releases give the lock up unasked, for a
-    /// stretch that doubles; one after many uses ends that.
+    /// stretch that grows; one after many uses ends that.
     #[test]
     fn contention_gives_up_at_release() {
         // Takes the lock in EX (from NL: a new request granted).
@@ -2377,34 +2409,37 @@ mod tests {
         take_ex(&mut m);
         // Asked while the first local holder holds: contended.
         assert!(m.notify(None));
-        assert_eq!(m.eager(), 1);
+        assert_eq!(m.eager(), FIRST_STREAK);
         let w = m.release(Mode::Ex);
         assert!(!w.contended, "asked: an ordinary drain");
         assert!(m.start_drain());
         give_up(&mut m);
-        // The next take requests the lock without notifications: it
+        // The next takes request the lock without notifications: each
         // serves only its taker (a second take waits) and is given up at
         // its release, once.
-        assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
-        assert!(m.unasked(false));
-        assert!(m.converted(Mode::Ex, Some(Mode::Ex)));
-        assert!(m.held_unasked && m.phase() == Phase::Draining);
-        assert_eq!(m.take_with(Mode::Nl, false), Take::Wait);
-        assert!(!m.notify(None), "the kernel sends none; ignored");
-        let w = m.release(Mode::Ex);
-        assert!(w.contended && w.helper);
-        assert_eq!(m.phase(), Phase::Draining);
-        give_up(&mut m);
-        assert_eq!(m.held(), Mode::Nl);
+        for _ in 0..FIRST_STREAK {
+            assert_eq!(m.take(Mode::Ex), Take::ConvertUp(Mode::Ex));
+            assert!(m.unasked(false));
+            assert!(m.converted(Mode::Ex, Some(Mode::Ex)));
+            assert!(m.held_unasked && m.phase() == Phase::Draining);
+            assert_eq!(m.take_with(Mode::Nl, false), Take::Wait);
+            assert!(!m.notify(None), "the kernel sends none; ignored");
+            let w = m.release(Mode::Ex);
+            assert!(w.contended && w.helper);
+            assert_eq!(m.phase(), Phase::Draining);
+            give_up(&mut m);
+            assert_eq!(m.held(), Mode::Nl);
+        }
         take_ex(&mut m);
-        assert!(!m.held_unasked, "the stretch of 1 is over");
+        assert!(!m.held_unasked, "the first stretch is over");
         assert!(!m.release(Mode::Ex).contended);
-        // Asked again soon after the take: a stretch of 2.
+        // Asked again soon after the take: a longer stretch.
+        let second = (FIRST_STREAK * STREAK_GROWTH).min(MAX_STREAK);
         assert!(m.notify(None));
-        assert_eq!(m.eager(), 2);
+        assert_eq!(m.eager(), second);
         assert!(m.start_drain());
         give_up(&mut m);
-        for _ in 0..2 {
+        for _ in 0..second {
             take_ex(&mut m);
             assert!(m.release(Mode::Ex).contended);
             give_up(&mut m);

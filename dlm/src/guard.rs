@@ -752,6 +752,25 @@ impl LockGuard {
         self.drop_behavior
     }
 
+    /// Releases the lock without waiting for it, writing the unlock on
+    /// the calling thread where the release is a plain unlock (see
+    /// [`reaper::unlock_without_waiting`]: only for a thread that may
+    /// block in a DLM write), else as [`DropBehavior::Background`] does.
+    /// The cache's blocking takes use it for the NL lock a new one
+    /// replaces.
+    pub(crate) fn unlock_without_waiting(mut self) {
+        self.drop_behavior = DropBehavior::Background;
+        // A conversion first, or an error (a fork's child, a stalled
+        // lockspace: `release_start` has dealt with the cell): the drop
+        // does the rest.
+        let Ok(ReleasePlan::Unlock(flags)) = self.release_start() else {
+            return;
+        };
+        if let Some(cell) = self.cell.take() {
+            reaper::unlock_without_waiting(&self.ls.inner, cell, self.lkid, flags);
+        }
+    }
+
     /// Hands the release to the reaper (see [`DropBehavior::Background`]).
     fn release_in_background(&mut self) {
         let Ok(plan) = self.release_start() else {

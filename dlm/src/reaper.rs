@@ -47,6 +47,15 @@ use std::time::{Duration, Instant};
 /// request that the worker could not write (`FAILED`) has nothing in
 /// flight, and is the caller's to finish as a request never sent.
 pub(crate) fn give_up(handle: &Arc<Handle>, cell: CellRef, how: Abandon) -> Option<CellRef> {
+    let back = abandon(handle, cell, how);
+    if back.is_none() {
+        crate::stats::count(&crate::stats::GIVEN_UP);
+    }
+    back
+}
+
+/// [`give_up`], not counted as a waiter's give-up.
+fn abandon(handle: &Arc<Handle>, cell: CellRef, how: Abandon) -> Option<CellRef> {
     start(handle);
     handle.keep(cell.clone());
     // SAFETY: the caller owns the cell, a request of it is in flight (or
@@ -65,7 +74,6 @@ pub(crate) fn give_up(handle: &Arc<Handle>, cell: CellRef, how: Abandon) -> Opti
             handle.handoff().push(Job::Late(cell, how));
         }
     }
-    crate::stats::count(&crate::stats::GIVEN_UP);
     None
 }
 
@@ -78,6 +86,38 @@ pub(crate) fn release(handle: &Arc<Handle>, cell: CellRef, lkid: u32, plan: Opti
     start(handle);
     handle.keep(cell.clone());
     handle.handoff().push(Job::Release { cell, lkid, plan });
+}
+
+/// Releases the held lock `lkid` whose release is a plain unlock with
+/// `flags` ([`ReleasePlan::Unlock`]) without waiting for its answer: the
+/// unlock is written on the calling thread, and the cell is given up to
+/// the reaper at once, as a blocking call that stopped waiting gives up
+/// its request (the answer, when it comes, goes to the reaper, which frees
+/// the cell, or releases the lock if the answer left it held). Against
+/// [`release`]: one wake-up of the reaper (for the answer) instead of two
+/// (the job, then the answer), and no thread hop before the write. Only
+/// for a caller whose thread may block in a DLM write (the kernel holds
+/// one up while the lockspace recovers): never an executor's. A refused
+/// write (`EBUSY`, a stopped lockspace, ...) hands the release to the
+/// reaper, which tries again.
+///
+/// The caller owns the cell, with no request in flight, and must not touch
+/// it again.
+pub(crate) fn unlock_without_waiting(handle: &Arc<Handle>, cell: CellRef, lkid: u32, flags: u32) {
+    let op = Op::Unlock { lkid };
+    // SAFETY: the caller owns the cell and nothing of it is in flight;
+    // once written, the cell is given up (below) before this function
+    // returns, and nothing else touches it. `Wake::Nobody`: an answer that
+    // comes before the give-up stays in the cell (`DELIVERED`), and the
+    // give-up then hands it to the reaper with the cell.
+    match unsafe { request::write(handle, &cell, Wake::Nobody, op, Mode::Nl, flags) } {
+        Ok(_) => {
+            // A thread's own write: never handed back (only the worker's
+            // refused writes are).
+            drop(abandon(handle, cell, Abandon::Unlock));
+        }
+        Err(_) => release(handle, cell, lkid, Some(ReleasePlan::Unlock(flags))),
+    }
 }
 
 /// Starts the handle's reaper thread (which also writes the futures'

@@ -845,3 +845,63 @@ fn contended_async_takes_dropped_at_every_poll() {
     assert!(common::can_take(&obs, "r", Mode::Ex));
     teardown(&name, [ls, obs]);
 }
+
+/// A blocking take from NL requests a new lock and unlocks the NL lock it
+/// replaces on its own thread, without waiting for the answer: after many
+/// hand-overs between a cache and a plain holder on another handle, and
+/// the cache dropped, no lock of the cache's is left on the resource (the
+/// other handle finds its value block freed, which happens only with the
+/// last lock), none of those unlocks failed, and none counted as a
+/// waiter's give-up.
+#[test]
+fn replaced_nl_locks_are_unlocked() {
+    require_cluster!();
+    let (name, ls, obs) = setup("cnlgone");
+    let before = dlm::stats();
+    let plain_round = || {
+        let mut g = obs
+            .lock_with(
+                "r",
+                Mode::Ex,
+                LockOptions::new().lvb().timeout(Duration::from_secs(10)),
+            )
+            .unwrap();
+        let n = counter(g.lvb());
+        g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
+        g.unlock().unwrap();
+        n
+    };
+    let cache = ls.cached("r", CacheOptions::new().lvb()).unwrap();
+    let rounds = 40;
+    for i in 0..rounds {
+        let mut g = cache.lock(Mode::Ex).unwrap();
+        let n = counter(g.lvb());
+        assert_eq!(n, 2 * i, "the cache's take sees every write");
+        g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
+        drop(g);
+        assert_eq!(plain_round(), 2 * i + 1);
+    }
+    let s = cache.stats();
+    println!("{rounds} hand-overs each way: {s:?}");
+    assert!(
+        s.takes >= rounds,
+        "every take after a hand-over is a DLM take"
+    );
+    drop(cache);
+    // With no lock of the cache's left, the value block goes with the
+    // plain holder's unlock: the next round reads 0. (The answers of the
+    // unlocks written without waiting may still be on their way: a few
+    // tries.)
+    let freed = within(Duration::from_secs(2), || {
+        plain_round();
+        plain_round() == 0
+    });
+    assert!(
+        freed.is_some(),
+        "a lock of the cache's is left on the resource"
+    );
+    let after = dlm::stats();
+    assert_eq!(after.release_failures, before.release_failures);
+    assert_eq!(after.given_up, before.given_up, "no waiter gave up");
+    teardown(&name, [ls, obs]);
+}
