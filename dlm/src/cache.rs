@@ -70,7 +70,9 @@
 //! lock given up to a mode above NL is converted up instead; the kernel
 //! grants conversions before new requests, so that one does not queue
 //! behind new requests). Each take from NL costs a request and the
-//! background unlock of the NL lock, and a `no_wait` take from NL is
+//! unlock of the NL lock, which nobody waits for (a blocking take writes
+//! it on its own thread, a future's take leaves it to the handle's reaper
+//! thread), and a `no_wait` take from NL is
 //! refused whenever another request is queued, not only when an
 //! incompatible lock is granted.
 //!

@@ -11,9 +11,11 @@
 //! answers, and the kernel may refuse a write with `EBUSY` for a while (a
 //! cancel still in progress on another node).
 //!
-//! So every such cell goes through the two functions here: [`give_up`]
-//! (the owner stops waiting for a request in flight) and [`release`] (the
-//! owner hands over a held lock). Both put the cell in the lockspace's
+//! So every such cell goes through the functions here: [`give_up`]
+//! (the owner stops waiting for a request in flight), [`release`] (the
+//! owner hands over a held lock) and [`unlock_without_waiting`] (a thread
+//! that may block in a DLM write writes a plain unlock itself, then gives
+//! it up as [`give_up`] does). Both put the cell in the lockspace's
 //! keeping first, then queue a [`Job`] on the handle's [`Handoff`]; the
 //! callbacks queue the answers of abandoned requests and of the reaper's
 //! own requests on the same queue.
