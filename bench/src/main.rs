@@ -67,6 +67,9 @@ struct Config {
     master_until: Option<PathBuf>,
     /// Turns per node per round of case 10.
     n_turns: u32,
+    /// Rounds of case 10 (its per-round times vary the most: 4x the
+    /// others' rounds by default).
+    rounds_turns: u32,
     /// Takes per node per round of case 11.
     n_local: u32,
     /// Run as the partner of cases 10-11 on node 1, taking commands from
@@ -114,11 +117,13 @@ impl Config {
             master_until: None,
             nodes: 1,
             n_turns: 0,
+            rounds_turns: 0,
             n_local: 0,
             partner: None,
             peer: None,
         };
         let (mut n_pipe, mut n_turns, mut n_local) = (None, None, None);
+        let mut rounds_turns = None;
         let (mut rounds, mut n, mut levels) = (None, None, None);
         while let Some(a) = args.next() {
             let mut value = || args.next().ok_or(format!("{a} needs a value"));
@@ -140,6 +145,7 @@ impl Config {
                 "--master-until" => c.master_until = Some(value()?.into()),
                 "--nodes" => c.nodes = number(&value()?)?,
                 "--n-turns" => n_turns = Some(number(&value()?)?),
+                "--rounds-turns" => rounds_turns = Some(number(&value()?)?),
                 "--n-local" => n_local = Some(number(&value()?)?),
                 "--partner" => c.partner = Some(value()?.into()),
                 "--peer" => c.peer = Some(value()?.into()),
@@ -149,7 +155,7 @@ impl Config {
                                 [--machine TEXT] [--command TEXT] [--cases 1,2,3,4,5] \
                                 [--contenders rust,rust_cached,c_ast,c_ast_locked,c_wait,c_ast_aa,rust_poll,rust_poll_inpoll,rust_blocking,c_dispatch,c_direct] \
                                 [--lockspace NAME] [--n-pipe N] [--section NAME] [--master-until FILE] [--nodes N] \
-                                [--n-turns N] [--n-local N] [--partner DIR] [--peer DIR]"
+                                [--n-turns N] [--rounds-turns R] [--n-local N] [--partner DIR] [--peer DIR]"
                         .into())
                 }
                 _ => return Err(format!("unknown argument {a:?} (try --help)")),
@@ -162,9 +168,12 @@ impl Config {
         }
         c.n_pipe = n_pipe.unwrap_or(if c.short { 20 } else { 1000 });
         c.n_turns = n_turns.unwrap_or(if c.short { 3 } else { 50 });
+        c.rounds_turns = rounds_turns.unwrap_or(if c.short { c.rounds } else { 4 * c.rounds });
         c.n_local = n_local.unwrap_or(if c.short { 200 } else { 1000 });
-        if c.n_turns < 2 || c.n_local == 0 {
-            return Err("--n-turns must be at least 2, --n-local positive".into());
+        if c.n_turns < 2 || c.n_local == 0 || c.rounds_turns == 0 {
+            return Err(
+                "--n-turns must be at least 2, --n-local and --rounds-turns positive".into(),
+            );
         }
         if (c.cases.contains(&10) || c.cases.contains(&11)) && c.peer.is_none() {
             return Err("cases 10-11 need two nodes and the partner's --peer DIR".into());

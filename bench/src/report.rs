@@ -626,7 +626,7 @@ impl Run {
         let _ = writeln!(
             o,
             "Guest: {} user-mode Linux DLM cluster, one CPU per node; DLM device protocol: \
-             kernel {}, libdlm {}. {} rounds per case, contenders interleaved; whole run {:.0} \
+             kernel {}, libdlm {}. {} rounds per case{}, contenders interleaved; whole run {:.0} \
              s{}.",
             if self.nodes > 1 {
                 format!(
@@ -639,6 +639,25 @@ impl Run {
             self.kernel_dlm,
             self.library,
             self.rounds,
+            {
+                let other: Vec<String> = self
+                    .cases
+                    .iter()
+                    .filter(|c| c.rounds != self.rounds)
+                    .map(|c| {
+                        format!(
+                            "{} in case {}",
+                            c.rounds,
+                            c.title.split('.').next().unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                if other.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", other.join(", "))
+                }
+            },
             self.seconds,
             if self.short {
                 " (SHORT MODE: not for comparison)"

@@ -405,11 +405,15 @@ pub fn run_cases(
             e.2.add(theirs);
             Ok(took)
         };
+        let cfg10 = Config {
+            rounds: cfg.rounds_turns,
+            ..cfg.clone()
+        };
         let mut r = measure(
             "turns",
             "10. two nodes take one EX lock in strict turns (a counter in the value block)",
             "hand-over",
-            cfg,
+            &cfg10,
             cfg.n_turns,
             |n| 2 * u64::from(n) - 2,
             CONTENDERS
