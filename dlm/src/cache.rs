@@ -23,7 +23,7 @@
 //!   `LKF_CONVERT`) from a granted mode, or requested anew when the cache
 //!   holds none or holds it in NL (the kernel serves conversions before new
 //!   requests, so conversions up from NL would starve other holders' new
-//!   requests; the NL lock is unlocked once the new one is granted), by the
+//!   requests; the NL lock is unlocked once the new one is granted and given up), by the
 //!   local taker's own thread (or task), which is then served first; the
 //!   value block is read then;
 //! - a **wait**: local holders in incompatible modes, a conversion by
@@ -70,9 +70,10 @@
 //! lock given up to a mode above NL is converted up instead; the kernel
 //! grants conversions before new requests, so that one does not queue
 //! behind new requests). Each take from NL costs a request and the
-//! unlock of the NL lock, which nobody waits for (a blocking take writes
-//! it on its own thread, a future's take leaves it to the handle's reaper
-//! thread), and a `no_wait` take from NL is
+//! unlock of the NL lock, which nobody waits for: written right after the
+//! next give-up has answered, by whoever made it (the helper, or a
+//! blocking caller), off the path of the take and of the waiter; and a
+//! `no_wait` take from NL is
 //! refused whenever another request is queued, not only when an
 //! incompatible lock is granted.
 //!
@@ -91,7 +92,7 @@
 //! | `Serving` | `ConvertingUp` | local taker | `take` → `ConvertUp` | the DLM mode does not cover the local mode, no notification is pending and no early request is in flight: the taker converts up (from a mode above NL) or requests the lock anew (none held, or NL); meanwhile only modes compatible with the taker's are served from the old mode; during a contended stretch (see the `release` rows) a new request made with no local holder or waiter is made without blocking notifications (`take_unasked`) |
 //! | `ConvertingUp` | `Serving` (`Draining`) | the converting taker | `converted` | the conversion's answer (granted or not: the DLM mode is what the kernel holds); when granted, the converting taker is served in the same step, so a notification cannot drain the lock before the take that paid for it; a lock requested without notifications then drains in that step (`after_grant`): it serves nobody else and is given up at its taker's release, so nobody elsewhere waits for a notification that never comes |
 //! | `Draining`, `GivingUp` | same | local taker | `take` → `Early` | not `no_wait`, no early request in flight, the lock goes down to NL and the old mode excludes the taker's: the taker requests a new lock now (the second slot); other takes wait (NL takes are served once the lock is given up to NL) |
-//! | `Serving` | `Serving` (`Draining`) | the early taker | `early_granted` | its request was granted and the give-up has answered (`early_installable`): the new lock replaces the old (unlocked in the background), the taker is served in the same step (and a lock requested without notifications drains, as after `converted`) |
+//! | `Serving` | `Serving` (`Draining`) | the early taker | `early_granted` | its request was granted and the give-up has answered (`early_installable`): the new lock replaces the old (unlocked after the next give-up), the taker is served in the same step (and a lock requested without notifications drains, as after `converted`) |
 //! | `Draining`, `GivingUp`, `Serving` | same | the early taker | `early_failed` | its request failed or was cancelled: the slot is free |
 //! | `Serving`, `ConvertingUp` | same | helper thread; a local taker or releaser (`drain_here`) that reads it from the channel; a taker whose conversion was refused as a deadlock | `notify` | a blocking notification of the lock held now (one left unread in the channel of a replaced lock is dropped): remembered, new local holders are still served |
 //! | `Serving` | `Draining` | helper thread, or a local taker or releaser that finds no local holder | `start_drain` | a notification is pending (a local caller also reads one waiting unread in the helper's channel) and the minimum hold time has passed: no new local holders; a local caller then wakes the helper to give the lock up |
@@ -203,8 +204,8 @@ pub enum GiveUp {
     /// Convert the lock down (`dlm_ls_lock` with `LKF_CONVERT`), to NL
     /// unless the waiter's mode is known: the lock (and the resource's
     /// value block) stays; the next take is a new request (the NL lock is
-    /// unlocked once it is granted), or a conversion up when the lock was
-    /// given up to a mode above NL. The default.
+    /// unlocked after the new lock's first give-up), or a conversion up
+    /// when the lock was given up to a mode above NL. The default.
     #[default]
     ConvertDown,
     /// Unlock it (first converted to NL when a value must be published,
@@ -951,6 +952,26 @@ struct Core {
     /// Put here under the same lock as `Machine::close`, so exactly one
     /// drop (the cache's or the last guard's) finds the handle to join.
     helper_thread: Option<std::thread::JoinHandle<()>>,
+    /// The NL lock the cache's DLM lock replaced (a take from NL is a new
+    /// request; the NL lock stays until it is granted, so that the
+    /// resource and its value block stay): unlocked without waiting for
+    /// the answer ([`LockGuard::unlock_without_waiting`]) by whoever makes
+    /// the next give-up, right after it has answered: off the path of the
+    /// take that replaced it (whose holder would otherwise write it before
+    /// using the lock) and of the waiter the give-up hands the lock to;
+    /// no thread hop (the reaper's, for a job and again for the answer,
+    /// before); never on a future's poll (give-ups are made by the helper
+    /// or by blocking callers). Until then it excludes nobody. Unlocked
+    /// at the close too.
+    replaced: Option<LockGuard>,
+}
+
+impl Core {
+    /// Keeps `old` as the replaced NL lock; one already kept (none is: a
+    /// give-up comes between two takes from NL) goes to the reaper.
+    fn replace_old(&mut self, old: LockGuard) {
+        drop(self.replaced.replace(old));
+    }
 }
 
 struct Shared {
@@ -1125,6 +1146,7 @@ impl Lockspace {
                 epoch: 0,
                 wakers: Vec::new(),
                 helper_thread: None,
+                replaced: None,
             }),
             changed: Condvar::new(),
             helper: tx,
@@ -1387,7 +1409,7 @@ impl CachedLock {
                         done: false,
                         early: true,
                         unasked,
-                        here: blocking,
+                        replaced: None,
                     },
                     target,
                 ))
@@ -1403,7 +1425,7 @@ impl CachedLock {
                         done: false,
                         early: false,
                         unasked,
-                        here: blocking,
+                        replaced: None,
                     },
                     target,
                 ))
@@ -1514,11 +1536,9 @@ struct Actor {
     /// The new request is made without blocking notifications
     /// ([`Machine::unasked`]).
     unasked: bool,
-    /// A blocking take's (one that gives the lock up on its own thread,
-    /// [`Shared::give_up_here`]): the unlock of an NL lock a new one
-    /// replaces is written on this thread, not handed to the reaper
-    /// ([`LockGuard::unlock_without_waiting`]); a future's never is.
-    here: bool,
+    /// The NL lock the new one replaced (see [`Core::replaced`]), moved
+    /// into the cache's core when the take finishes.
+    replaced: Option<LockGuard>,
 }
 
 impl Actor {
@@ -1581,21 +1601,14 @@ impl Actor {
     }
 
     /// A new request was granted: it is the cache's DLM lock now; the NL
-    /// lock it replaces, if any, is unlocked without waiting for the
-    /// answer (an NL lock excludes nobody: the taker need not wait).
+    /// lock it replaces, if any, is unlocked after the next give-up (see
+    /// [`Core::replaced`]).
     fn replace(&mut self, granted: LockGuard) {
-        if let Some(old) = self.guard.replace(granted) {
-            self.let_go(old);
-        }
-    }
-
-    /// Unlocks a lock the cache no longer needs without waiting: written
-    /// here by a blocking take, by the handle's reaper for a future's.
-    fn let_go(&self, mut old: LockGuard) {
-        if self.here {
-            old.unlock_without_waiting();
-        } else {
+        if let Some(mut old) = self.guard.replace(granted) {
+            // Dropped with an unfinished take (a panic, a dropped future):
+            // released by the reaper, never waited for there.
             old.set_drop_behavior(crate::DropBehavior::Background);
+            self.replaced = Some(old);
         }
     }
 
@@ -1606,6 +1619,9 @@ impl Actor {
         let granted = result.is_ok();
         let shared = &self.shared;
         let mut core = shared.core.lock();
+        if let Some(old) = self.replaced.take() {
+            core.replace_old(old);
+        }
         let guard = self.guard.take().filter(LockGuard::is_held);
         let held = guard.as_ref().map_or(Mode::Nl, LockGuard::mode);
         let new_rx = match (&guard, &core.bast_rx) {
@@ -1722,7 +1738,10 @@ impl Actor {
         }
         self.done = true;
         let granted = self.guard.take().expect("an early lock is installed once");
-        let old = core.dlm.take();
+        if let Some(mut old) = core.dlm.take() {
+            old.set_drop_behavior(crate::DropBehavior::Background);
+            core.replace_old(old);
+        }
         core.bast_rx = granted.blocking().cloned();
         shared.counters.takes.fetch_add(1, Ordering::Relaxed);
         crate::stats::count(&crate::stats::CACHE_TAKES);
@@ -1739,9 +1758,6 @@ impl Actor {
         let served = core.m.early_granted(held, mode);
         shared.changed(&mut core);
         drop(core);
-        if let Some(old) = old {
-            self.let_go(old);
-        }
         if !(self.unasked && served) {
             shared.wake_helper();
         }
@@ -1952,9 +1968,13 @@ fn run_helper(shared: &Arc<Shared>, wake: &Receiver<()>) {
             let mut core = shared.core.lock();
             if core.m.begin_close() {
                 let guard = core.dlm.take();
+                let replaced = core.replaced.take();
                 let dirty = core.dirty.then_some(core.value);
                 shared.changed(&mut core);
                 drop(core);
+                if let Some(old) = replaced {
+                    let _ = old.unlock();
+                }
                 if let Some(mut g) = guard {
                     if let Some(v) = dirty {
                         if g.mode().writes_lvb() {
@@ -2075,13 +2095,20 @@ fn give_up(shared: &Shared, mut core: MutexGuard<'_, Core>, target: Mode, idle: 
     }
     crate::stats::count(&crate::stats::CACHE_GIVE_UPS);
     shared.changed(&mut core);
+    let replaced = core.replaced.take();
     // A give-up made by a local caller (`Shared::give_up_here`), not the
     // helper: the cache may have been dropped meanwhile, and its drop
     // waits for the helper, which found the lock being given up and went
     // back to sleep: wake it to close (the close is seen here, under the
     // mutex, or it wakes the helper itself after this).
-    if core.m.closing() {
-        drop(core);
+    let closing = core.m.closing();
+    drop(core);
+    if let Some(old) = replaced {
+        // The helper's thread or a blocking caller's (never a future's):
+        // it may write.
+        old.unlock_without_waiting();
+    }
+    if closing {
         shared.wake_helper();
     }
 }
