@@ -5,7 +5,10 @@
  * how often threads block). At exit it writes the totals to the file named
  * by DLM_BENCH_COUNTS.
  *
- * Seen: read and write (libdlm's device I/O), futex (Rust's park/unpark and
+ * Seen: read and write (libdlm's device I/O), poll (the poll-mode loops of
+ * case 7 and the crate's waits), clock_gettime (counted as calls: the vDSO
+ * may answer one without entering the kernel), gettid, futex (Rust's
+ * park/unpark and
  * every Rust lock go through libc's syscall()), sched_yield, and the
  * condition-variable calls of the C contenders and of libdlm's _wait calls
  * (glibc's own futex calls inside them are not visible: a pthread_cond_wait
@@ -15,16 +18,18 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-enum { C_READ, C_WRITE, C_FUTEX, C_YIELD, C_COND_WAIT, C_COND_SIGNAL, C_N };
+enum { C_READ, C_WRITE, C_FUTEX, C_YIELD, C_POLL, C_CLOCK, C_GETTID, C_COND_WAIT, C_COND_SIGNAL, C_N };
 static const char *const names[C_N] = {
-	"read", "write", "futex", "sched_yield", "cond_wait", "cond_signal",
+	"read", "write", "futex", "sched_yield", "poll", "clock_gettime", "gettid", "cond_wait", "cond_signal",
 };
 static unsigned long counts[C_N];
 
@@ -44,6 +49,7 @@ static void *resolve(void **slot, const char *name, const char *version)
 }
 
 static void *real_read, *real_write, *real_syscall, *real_sched_yield;
+static void *real_poll, *real_clock_gettime, *real_gettid;
 static void *real_cond_wait, *real_cond_signal;
 
 ssize_t read(int fd, void *buf, size_t n)
@@ -83,6 +89,30 @@ int sched_yield(void)
 	int (*f)(void) = resolve(&real_sched_yield, "sched_yield", NULL);
 
 	COUNT(C_YIELD);
+	return f();
+}
+
+int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	int (*f)(struct pollfd *, nfds_t, int) = resolve(&real_poll, "poll", NULL);
+
+	COUNT(C_POLL);
+	return f(fds, n, timeout);
+}
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	int (*f)(clockid_t, struct timespec *) = resolve(&real_clock_gettime, "clock_gettime", NULL);
+
+	COUNT(C_CLOCK);
+	return f(id, ts);
+}
+
+pid_t gettid(void)
+{
+	pid_t (*f)(void) = resolve(&real_gettid, "gettid", NULL);
+
+	COUNT(C_GETTID);
 	return f();
 }
 
