@@ -1395,6 +1395,23 @@ fn no_unwind(f: impl FnOnce()) {
 /// written the slot's status block on this thread.
 pub(crate) unsafe extern "C" fn completion_ast(arg: *mut c_void) {
     let _no_cancel = NoCancel::new();
+    // SAFETY: this function's contract is `complete`'s.
+    unsafe { complete(arg) }
+}
+
+/// What [`completion_ast`] does, without holding off `pthread_cancel`:
+/// the poll-mode reader ([`apply_result`]) calls it directly. Its thread
+/// is the program's (a `dispatch` caller, the crate's own wait, an
+/// executor's reader), never libdlm's, which is the only thread the crate
+/// or libdlm (`dlm_close_lockspace`) cancels; and the `read(2)` that just
+/// returned the answer on that thread is a cancellation point itself, so
+/// holding cancellation off here would not keep a program's own cancel
+/// out of the reader's frames anyway. Two `pthread_setcancelstate` calls
+/// less per answer.
+///
+/// # Safety
+/// As for [`completion_ast`].
+unsafe fn complete(arg: *mut c_void) {
     no_unwind(|| {
         // A counted reference: once the owner sees the answer it may drop
         // its own, while this function still wakes the task.
@@ -1483,7 +1500,7 @@ unsafe fn blocking(arg: *mut c_void, mode: Option<crate::mode::Mode>) {
 /// descriptor ([`crate::reader`]) as libdlm's `dlm_dispatch` would: a
 /// completion's status, lock id, flags and value block into the status
 /// block and buffer of the slot its argument names, then
-/// [`completion_ast`]; a blocking notification through [`blocking_ast`]'s
+/// [`completion_ast`]'s body ([`complete`]); a blocking notification through [`blocking_ast`]'s
 /// path, with its mode. Refuses (applying nothing) a result whose status
 /// block is not the one its argument names.
 ///
@@ -1535,7 +1552,7 @@ pub(crate) unsafe fn apply_result(parsed: &crate::reader::Parsed) -> crate::erro
                     // into `sb_lvbptr`, which is this buffer).
                     *(*cell).lvb.get() = lvb;
                 }
-                completion_ast(arg);
+                complete(arg);
             }
         }
         Kind::Blocking { mode } => {

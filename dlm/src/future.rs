@@ -472,7 +472,12 @@ impl LockGuard {
         let flags = match self.release_start()? {
             ReleasePlan::Unlock(flags) => flags,
             ReleasePlan::ConvertFirst(flags) => {
-                let converted = self.convert_once_async(Mode::Nl, flags, None).await;
+                // Boxed: only a lock whose value block is published on
+                // release comes here, and the conversion's future kept
+                // inline would make every unlock's future (moved into
+                // its executor's task, e.g. `try_join_all`'s) about 150
+                // bytes larger.
+                let converted = Box::pin(self.convert_once_async(Mode::Nl, flags, None)).await;
                 self.after_release_conversion(converted)?
             }
         };
