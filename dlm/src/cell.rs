@@ -1500,8 +1500,8 @@ unsafe fn blocking(arg: *mut c_void, mode: Option<crate::mode::Mode>) {
 /// descriptor ([`crate::reader`]) as libdlm's `dlm_dispatch` would: a
 /// completion's status, lock id, flags and value block into the status
 /// block and buffer of the slot its argument names, then
-/// [`completion_ast`]'s body ([`complete`]); a blocking notification through [`blocking_ast`]'s
-/// path, with its mode. Refuses (applying nothing) a result whose status
+/// [`completion_ast`]'s body ([`complete`]); a blocking notification
+/// through [`blocking_ast`]'s path, with its mode. Refuses (applying nothing) a result whose status
 /// block is not the one its argument names.
 ///
 /// # Safety
