@@ -231,7 +231,11 @@ pub(crate) struct Delivered {
 /// Who the callback wakes when the answer is in the cell.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Wake {
-    /// Nobody (a request answered in its write: an orphan's adoption).
+    /// Nobody: a request answered in its write (an orphan's adoption), or
+    /// an unlock its writer gives up at once
+    /// ([`reaper::unlock_without_waiting`](crate::reaper::unlock_without_waiting)):
+    /// an answer that comes before the give-up stays in the cell for the
+    /// reaper.
     #[default]
     Nobody,
     /// A thread parked in a blocking call.

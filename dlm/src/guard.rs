@@ -756,8 +756,9 @@ impl LockGuard {
     /// the calling thread where the release is a plain unlock (see
     /// [`reaper::unlock_without_waiting`]: only for a thread that may
     /// block in a DLM write), else as [`DropBehavior::Background`] does.
-    /// The cache's blocking takes use it for the NL lock a new one
-    /// replaces.
+    /// The cache uses it for the NL lock a new one replaced, right after
+    /// a give-up, on the thread that made it (its helper, or a blocking
+    /// caller).
     pub(crate) fn unlock_without_waiting(mut self) {
         self.drop_behavior = DropBehavior::Background;
         // A conversion first, or an error (a fork's child, a stalled

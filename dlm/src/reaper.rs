@@ -15,10 +15,14 @@
 //! (the owner stops waiting for a request in flight), [`release`] (the
 //! owner hands over a held lock) and [`unlock_without_waiting`] (a thread
 //! that may block in a DLM write writes a plain unlock itself, then gives
-//! it up as [`give_up`] does). Both put the cell in the lockspace's
-//! keeping first, then queue a [`Job`] on the handle's [`Handoff`]; the
-//! callbacks queue the answers of abandoned requests and of the reaper's
-//! own requests on the same queue.
+//! it up as [`give_up`] does). [`give_up`] and [`release`] put the cell
+//! in the lockspace's keeping first, then queue a [`Job`] on the handle's
+//! [`Handoff`] ([`give_up`] only when the answer came first); the callbacks
+//! queue the answers of abandoned requests and of the reaper's own
+//! requests on the same queue. An unlock written without waiting, like a
+//! given-up request, is not the reaper's work until its answer comes (it
+//! does not keep a closing handle lingering, nor `Lockspace::release`
+//! waiting: the kernel unlocks the lock when the handle closes anyway).
 //!
 //! The handle's reaper thread (started at the first job, ended when the
 //! handle closes) writes each request and goes on: the answer comes back

@@ -846,18 +846,17 @@ fn contended_async_takes_dropped_at_every_poll() {
     teardown(&name, [ls, obs]);
 }
 
-/// A blocking take from NL requests a new lock and unlocks the NL lock it
-/// replaces on its own thread, without waiting for the answer: after many
+/// A take from NL requests a new lock; the NL lock it replaces is
+/// unlocked (without waiting) after the next give-up: after many
 /// hand-overs between a cache and a plain holder on another handle, and
 /// the cache dropped, no lock of the cache's is left on the resource (the
 /// other handle finds its value block freed, which happens only with the
-/// last lock), none of those unlocks failed, and none counted as a
-/// waiter's give-up.
+/// last lock). (The crate's global counters are not checked: the other
+/// tests of this file run beside it.)
 #[test]
 fn replaced_nl_locks_are_unlocked() {
     require_cluster!();
     let (name, ls, obs) = setup("cnlgone");
-    let before = dlm::stats();
     let plain_round = || {
         let mut g = obs
             .lock_with(
@@ -900,8 +899,5 @@ fn replaced_nl_locks_are_unlocked() {
         freed.is_some(),
         "a lock of the cache's is left on the resource"
     );
-    let after = dlm::stats();
-    assert_eq!(after.release_failures, before.release_failures);
-    assert_eq!(after.given_up, before.given_up, "no waiter gave up");
     teardown(&name, [ls, obs]);
 }
