@@ -964,19 +964,11 @@ struct Core {
     /// no thread hop (the reaper's, for a job and again for the answer,
     /// before); never on a future's poll (give-ups are made by the helper
     /// or by blocking callers). Until then it excludes nobody. Unlocked
-    /// at the close too.
+    /// at the close too. One put here while another is kept (none is: a
+    /// give-up comes between two takes from NL) displaces it, to be
+    /// dropped (to the reaper: its drop behavior is `Background`) once the
+    /// mutex is let go.
     replaced: Option<LockGuard>,
-}
-
-impl Core {
-    /// Keeps `old` as the replaced NL lock; returns one already kept (none
-    /// is: a give-up comes between two takes from NL), for the caller to
-    /// drop (to the reaper: its drop behavior is `Background`) once it has
-    /// let go of the mutex.
-    #[must_use]
-    fn replace_old(&mut self, old: LockGuard) -> Option<LockGuard> {
-        self.replaced.replace(old)
-    }
 }
 
 struct Shared {
@@ -1625,7 +1617,10 @@ impl Actor {
         let granted = result.is_ok();
         let shared = &self.shared;
         let mut core = shared.core.lock();
-        let displaced = self.replaced.take().and_then(|old| core.replace_old(old));
+        let displaced = self
+            .replaced
+            .take()
+            .and_then(|old| core.replaced.replace(old));
         let guard = self.guard.take().filter(LockGuard::is_held);
         let held = guard.as_ref().map_or(Mode::Nl, LockGuard::mode);
         let new_rx = match (&guard, &core.bast_rx) {
@@ -1745,7 +1740,7 @@ impl Actor {
         let granted = self.guard.take().expect("an early lock is installed once");
         let displaced = core.dlm.take().and_then(|mut old| {
             old.set_drop_behavior(crate::DropBehavior::Background);
-            core.replace_old(old)
+            core.replaced.replace(old)
         });
         core.bast_rx = granted.blocking().cloned();
         shared.counters.takes.fetch_add(1, Ordering::Relaxed);
@@ -2510,6 +2505,16 @@ mod tests {
         assert!(!m.release(Mode::Ex).contended);
     }
 
+    /// A xorshift generator of pseudo-random numbers from `seed`.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// One local use of an adaptive machine; `remote`: another holder
     /// waits for the lock (the kernel notifies a lock requested with
     /// notifications). Returns whether the use was a hit, and whether the
@@ -2575,13 +2580,7 @@ mod tests {
     fn random_asks_keep_a_mostly_local_lock() {
         for (n, at_least) in [(20u64, 0.90), (100, 0.97)] {
             for seed in [0x2545_f491_4f6c_dd1d_u64, 0x9e37_79b9_7f4a_7c15] {
-                let mut x = seed;
-                let mut next = move || {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x
-                };
+                let mut next = xorshift(seed);
                 let mut m = Machine::adaptive();
                 let (mut hits, mut waiting) = (0u32, false);
                 let uses = 20_000;
@@ -2603,13 +2602,7 @@ mod tests {
     /// Random sequences of every transition keep the invariants.
     #[test]
     fn random_transitions_keep_invariants() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for i in 0..400 {
             // Half the runs adapt to contention (no minimum hold).
             let mut m = if i % 2 == 0 {

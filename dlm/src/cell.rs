@@ -1505,8 +1505,9 @@ unsafe fn blocking(arg: *mut c_void, mode: Option<crate::mode::Mode>) {
 /// completion's status, lock id, flags and value block into the status
 /// block and buffer of the slot its argument names, then
 /// [`completion_ast`]'s body ([`complete`]); a blocking notification
-/// through [`blocking_ast`]'s path, with its mode. Refuses (applying nothing) a result whose status
-/// block is not the one its argument names.
+/// through [`blocking_ast`]'s path, with its mode. Refuses (applying
+/// nothing) a result whose status block is not the one its argument
+/// names.
 ///
 /// # Safety
 /// `parsed.arg` is the callback argument of a result read from the

@@ -111,12 +111,11 @@ pub(crate) fn release(handle: &Arc<Handle>, cell: CellRef, lkid: u32, plan: Opti
 /// it again.
 pub(crate) fn unlock_without_waiting(handle: &Arc<Handle>, cell: CellRef, lkid: u32, flags: u32) {
     let op = Op::Unlock { lkid };
-    // SAFETY: the caller owns the cell and nothing of it is in flight;
-    // once written, the cell is given up (below) before this function
-    // returns, and nothing else touches it. `Wake::Nobody`: an answer that
-    // comes before the give-up stays in the cell (`DELIVERED`), and the
-    // give-up then hands it to the reaper with the cell.
-    match unsafe { request::write(handle, &cell, Wake::Nobody, op, Mode::Nl, flags) } {
+    // `Wake::Nobody`: an answer that comes before the give-up below stays
+    // in the cell (`DELIVERED`), and the give-up hands it to the reaper.
+    // SAFETY: the caller owns the cell, nothing in flight; once written it is given up below, untouched here.
+    let written = unsafe { request::write(handle, &cell, Wake::Nobody, op, Mode::Nl, flags) };
+    match written {
         Ok(_) => {
             // A thread's own write: never handed back (only the worker's
             // refused writes are).

@@ -27,6 +27,22 @@ fn counter(lvb: Option<dlm::Lvb>) -> u64 {
     lvb.map_or(0, |l| u64::from_le_bytes(l.bytes[..8].try_into().unwrap()))
 }
 
+/// A plain holder's round on `res`: EX with the value block, the counter
+/// read and written back plus one, unlocked. The counter read.
+fn bump(ls: &Lockspace, res: &str) -> u64 {
+    let mut g = ls
+        .lock_with(
+            res,
+            Mode::Ex,
+            LockOptions::new().lvb().timeout(Duration::from_secs(10)),
+        )
+        .unwrap();
+    let n = counter(g.lvb());
+    g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
+    g.unlock().unwrap();
+    n
+}
+
 /// Waits until `f()` holds, for at most `limit`; how long it took.
 fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -338,15 +354,7 @@ fn lvb_counter_is_exact_under_cached_and_uncached_writers() {
 fn a_value_block_is_freed_with_the_last_lock() {
     require_cluster!();
     let (name, ls, obs) = setup("clvbfree");
-    let plain_round = || {
-        let mut g = obs
-            .lock_with("n", Mode::Ex, LockOptions::new().lvb())
-            .unwrap();
-        let n = counter(g.lvb());
-        g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
-        g.unlock().unwrap();
-        n
-    };
+    let plain_round = || bump(&obs, "n");
     assert_eq!([plain_round(), plain_round(), plain_round()], [0, 0, 0]);
     let keep = ls.lock("n", Mode::Nl).unwrap();
     assert_eq!([plain_round(), plain_round(), plain_round()], [0, 1, 2]);
@@ -857,19 +865,7 @@ fn contended_async_takes_dropped_at_every_poll() {
 fn replaced_nl_locks_are_unlocked() {
     require_cluster!();
     let (name, ls, obs) = setup("cnlgone");
-    let plain_round = || {
-        let mut g = obs
-            .lock_with(
-                "r",
-                Mode::Ex,
-                LockOptions::new().lvb().timeout(Duration::from_secs(10)),
-            )
-            .unwrap();
-        let n = counter(g.lvb());
-        g.set_lvb(&(n + 1).to_le_bytes()).unwrap();
-        g.unlock().unwrap();
-        n
-    };
+    let plain_round = || bump(&obs, "r");
     let cache = ls.cached("r", CacheOptions::new().lvb()).unwrap();
     let rounds = 40;
     for i in 0..rounds {
