@@ -1506,8 +1506,12 @@ unsafe fn blocking(arg: *mut c_void, mode: Option<crate::mode::Mode>) {
 /// block and buffer of the slot its argument names, then
 /// [`completion_ast`]'s body ([`complete`]); a blocking notification
 /// through [`blocking_ast`]'s path, with its mode. Refuses (applying
-/// nothing) a result whose status block is not the one its argument
-/// names.
+/// nothing) a result whose status block is not its argument's cell's: a
+/// completion must name its own slot's; a blocking notification may name
+/// either slot's, since the kernel's cancel replaces the lock's status
+/// block and completion argument but not its blocking argument (after a
+/// cancel, the lock's notifications name the [`CANCEL`] slot's status
+/// block and the [`MAIN`] slot's argument, until its next request).
 ///
 /// # Safety
 /// `parsed.arg` is the callback argument of a result read from the
@@ -1523,10 +1527,15 @@ pub(crate) unsafe fn apply_result(parsed: &crate::reader::Parsed) -> crate::erro
     if cell.align_offset(std::mem::align_of::<LockCell>()) != 0 {
         return Err(crate::Error::BadAnswer("a misaligned callback argument"));
     }
-    // SAFETY: `cell` is a live cell (this function's contract); the place
-    // is only projected to the slot's status block, nothing is read.
-    let lksb: *mut sys::dlm_lksb = unsafe { (*cell).lksb[slot].get() };
-    if lksb as usize != parsed.lksb {
+    // SAFETY: `cell` is a live cell (this function's contract); the places
+    // are only projected to the slots' status blocks, nothing is read.
+    let lksbs: [*mut sys::dlm_lksb; 2] = unsafe { [(*cell).lksb[0].get(), (*cell).lksb[1].get()] };
+    let lksb = lksbs[slot];
+    let named = match parsed.kind {
+        Kind::Completion { .. } => lksb as usize == parsed.lksb,
+        Kind::Blocking { .. } => lksbs.iter().any(|&l| l as usize == parsed.lksb),
+    };
+    if !named {
         return Err(crate::Error::BadAnswer(
             "a result whose status block is not its argument's",
         ));

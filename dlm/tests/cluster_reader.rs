@@ -154,6 +154,46 @@ fn blocking_notifications_carry_the_mode_waited_for() {
     finish(&name);
 }
 
+/// After a cancel the kernel names the cancel's status block in every
+/// result of the lock, blocking notifications included (whose argument is
+/// still the one the last request gave): they must be delivered, not
+/// refused as answers of another lock.
+#[test]
+fn blocking_notifications_after_a_cancel_are_delivered() {
+    require_cluster!();
+    let (a, b, name) = fixture("rd_bast_cancel");
+    let mut g = a
+        .lock_with("c", Mode::Pr, LockOptions::new().notify_blocking())
+        .unwrap();
+    let other = b.lock("c", Mode::Pr).unwrap();
+    // Blocked by the other PR holder: cancelled at the timeout, and the
+    // lock stays PR.
+    let e = g
+        .convert_with(
+            Mode::Ex,
+            LockOptions::new().timeout(Duration::from_millis(200)),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::TimedOut), "{e:?}");
+    assert_eq!(g.mode(), Mode::Pr);
+    assert!(g.is_held());
+    // The other holder now wants EX: this lock is told, with the mode.
+    let converter = std::thread::spawn(move || {
+        let mut other = other;
+        other.convert(Mode::Ex).unwrap();
+        other.unlock().unwrap();
+    });
+    let note = g
+        .wait_blocking(Some(Duration::from_secs(10)))
+        .unwrap()
+        .expect("a blocking notification after the cancel");
+    assert_eq!(note.mode(), Some(Mode::Ex));
+    g.unlock().unwrap();
+    converter.join().unwrap();
+    drop((a, b));
+    finish(&name);
+}
+
 #[test]
 fn orphans_are_adopted_and_answer_nothing() {
     require_cluster!();
