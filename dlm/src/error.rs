@@ -140,9 +140,12 @@ pub enum Error {
     /// An answer read from a poll-mode handle's descriptor could not be
     /// applied (too short, of an unknown device protocol version, a value
     /// block outside it, naming a callback or status block that is not
-    /// this crate's); the text says what. Nothing of it was applied: the
-    /// request it answers stays unanswered (its waiter's timeout or
-    /// patience ends the wait). Counted in
+    /// this crate's); the text says what. Nothing of it was applied, and
+    /// the request it answered cannot be told which it was: from then on
+    /// every wait of the handle (blocking calls and futures, within about
+    /// a second) ends with this error, and its new requests are refused
+    /// with it; releases still go on. Close the handle (the kernel then
+    /// releases what it holds). Counted in
     /// [`Stats::bad_answers`](crate::Stats::bad_answers).
     #[error("an answer from the lockspace device could not be applied: {0}")]
     BadAnswer(&'static str),

@@ -235,6 +235,12 @@ pub(crate) struct Core {
     /// How a poll-mode handle's answers are read: the crate's own reader
     /// (device protocol 6.0.x, checked once at open) or `dlm_dispatch`.
     protocol: Protocol,
+    /// Set (for good) when the reader refused an answer
+    /// ([`Error::BadAnswer`]): that answer's waiter cannot be told which
+    /// it was, so every wait of the handle ends with the error and new
+    /// requests are refused with it (a wait with no timeout would
+    /// otherwise wait for ever). Releases still go on.
+    broken: std::sync::OnceLock<&'static str>,
     /// Held while a thread reads answers in poll mode (one reader at a
     /// time: results are applied in the order they are read, and
     /// `dlm_dispatch` toggles the descriptor's flags). Never held across a
@@ -385,6 +391,7 @@ impl Handle {
             polled,
             writes_in_poll,
             protocol,
+            broken: std::sync::OnceLock::new(),
             reading: Mutex::new(()),
             read_first: AtomicU32::new(0),
             reaper_started: crate::fork::StartedIn::new(),
@@ -403,9 +410,10 @@ impl Core {
         self.name.to_str().expect("checked to be UTF-8 when opened")
     }
 
-    /// Whether answers can still come: not released, not stalled.
+    /// Whether answers can still come: not released, not stalled, and no
+    /// answer refused by the reader.
     pub(crate) fn is_alive(&self) -> bool {
-        !self.health.is_stalled() && !self.is_gone()
+        !self.health.is_stalled() && !self.is_gone() && self.broken.get().is_none()
     }
 
     /// Whether the lockspace is known to be released (possibly by force,
@@ -478,6 +486,8 @@ impl Core {
     pub(crate) fn gone_error(&self) -> Error {
         if self.is_stalled() {
             Error::LockspaceStopped
+        } else if let Some(what) = self.broken.get() {
+            Error::BadAnswer(what)
         } else {
             Error::LockspaceGone
         }
@@ -486,6 +496,7 @@ impl Core {
     /// [`Error::Forked`] in a fork's child: the handle is the parent's.
     /// [`Error::LockspaceGone`] once the lockspace is known released, and
     /// [`Error::LockspaceStopped`] when a write would block for ever.
+    /// [`Error::BadAnswer`] once the reader refused an answer.
     #[inline]
     pub(crate) fn check(&self) -> Result<()> {
         if self.forked() {
@@ -496,6 +507,9 @@ impl Core {
         }
         if self.health.is_gone() {
             return Err(Error::LockspaceGone);
+        }
+        if let Some(what) = self.broken.get() {
+            return Err(Error::BadAnswer(what));
         }
         Ok(())
     }
@@ -543,8 +557,12 @@ impl Core {
             match unsafe { crate::reader::read_one(fd, &mut buf) } {
                 Ok(Read::Applied) => read = true,
                 Ok(Read::Empty) => break,
-                Err(e @ Error::BadAnswer(_)) => {
+                Err(e @ Error::BadAnswer(what)) => {
                     read = true;
+                    // Its waiter cannot be told: every wait ends (the
+                    // liveness checks see it), before the error is
+                    // returned to anyone.
+                    let _ = self.broken.set(what);
                     bad.get_or_insert(e);
                 }
                 Err(e) => return Err(bad.unwrap_or(e)),

@@ -334,7 +334,19 @@
 //!     known, its value block lies inside it, its callback is one of this
 //!     crate's and its status block the one its callback argument names.
 //!     Anything else is [`Error::BadAnswer`] (counted in
-//!     [`Stats::bad_answers`]), and nothing of it is applied.
+//!     [`Stats::bad_answers`]), and nothing of it is applied; since its
+//!     waiter cannot be told which it was, the handle's waits then end
+//!     with that error and its new requests are refused (no wait is left
+//!     waiting for ever for an answer that was refused).
+//!   - A blocking notification may name either of its lock's status
+//!     blocks: the kernel's cancel replaces the lock's status block and
+//!     completion argument but not its blocking argument.
+//!   - The reader stores the lock id into the status block atomically,
+//!     and the thread that wrote a new request reads it atomically right
+//!     after its write (the id a cancel names): the answer can be read on
+//!     another thread meanwhile. libdlm's own store of the same id, on
+//!     the writing thread after its write, is a plain C store this crate
+//!     cannot change; both store the same value.
 //!   - libdlm drops the blocking notification's mode; here it is passed on
 //!     ([`Blocking::mode`]).
 //!   - libdlm rewrites the lock's status block at every blocking
