@@ -1481,18 +1481,20 @@ unsafe fn complete(arg: *mut c_void) {
 /// blocking notifications only before the lock's last answer, and a cell
 /// is freed only after that.
 pub(crate) unsafe extern "C" fn blocking_ast(arg: *mut c_void) {
+    let _no_cancel = NoCancel::new();
     // SAFETY: this function's contract is `blocking`'s.
     unsafe { blocking(arg, None) }
 }
 
 /// A blocking notification for the cell `arg` names, waited for in `mode`
-/// when known: what [`blocking_ast`] does, and what the poll-mode reader
-/// does with a blocking notification it read ([`apply_result`]).
+/// when known: what [`blocking_ast`] does (without holding off
+/// `pthread_cancel`, as [`complete`] and for its reasons), and what the
+/// poll-mode reader does with a blocking notification it read
+/// ([`apply_result`]).
 ///
 /// # Safety
 /// As for [`blocking_ast`].
 unsafe fn blocking(arg: *mut c_void, mode: Option<crate::mode::Mode>) {
-    let _no_cancel = NoCancel::new();
     no_unwind(|| {
         // SAFETY: `arg` names a live cell (this function's contract).
         let (cell, _) = unsafe { CellRef::from_arg(arg) };

@@ -282,6 +282,7 @@ impl Handle {
         how: How,
         polled: bool,
         writes_in_poll: bool,
+        libdlm_dispatch: bool,
         patience: Patience,
     ) -> Result<Handle> {
         crate::fork::install();
@@ -311,7 +312,7 @@ impl Handle {
         // The device protocol decides who reads a poll-mode handle's
         // answers: this crate (6.0.x) or libdlm's dlm_dispatch. Checked
         // once per handle (libdlm caches the version at its first open).
-        let protocol = if polled && !raw.is_null() {
+        let protocol = if polled && !raw.is_null() && !libdlm_dispatch {
             let (mut major, mut minor, mut patch) = (0, 0, 0);
             // SAFETY: valid out-pointers; libdlm's global state is
             // initialised (the open above succeeded) and only read now, or
@@ -425,6 +426,13 @@ impl Core {
     /// Whether the handle is in poll mode.
     pub(crate) fn is_polled(&self) -> bool {
         self.polled
+    }
+
+    /// Whether a poll-mode handle's answers are read by libdlm's
+    /// `dlm_dispatch` (asked for, or a device protocol the crate's reader
+    /// does not know).
+    pub(crate) fn reads_with_libdlm(&self) -> bool {
+        self.polled && self.protocol == Protocol::Libdlm
     }
 
     /// Whether futures write their requests in `poll`.

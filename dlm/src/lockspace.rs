@@ -109,6 +109,7 @@ impl Lockspace {
             // libdlm_lt (feature `lt`) has no thread: poll mode only.
             poll: cfg!(feature = "lt"),
             writes: AsyncWrites::default(),
+            libdlm_dispatch: false,
             patience: Patience::default(),
         }
     }
@@ -145,6 +146,7 @@ impl Lockspace {
             how,
             polled,
             AsyncWrites::default(),
+            false,
             Patience::default(),
         )
     }
@@ -154,12 +156,20 @@ impl Lockspace {
         how: How,
         polled: bool,
         writes: AsyncWrites,
+        libdlm_dispatch: bool,
         patience: Patience,
     ) -> Result<Lockspace> {
         let cname = name::lockspace_name(name)?;
         let in_poll = writes == AsyncWrites::InPoll;
         Ok(Lockspace {
-            inner: Arc::new(Handle::open(cname, how, polled, in_poll, patience)?),
+            inner: Arc::new(Handle::open(
+                cname,
+                how,
+                polled,
+                in_poll,
+                libdlm_dispatch,
+                patience,
+            )?),
         })
     }
 
@@ -424,6 +434,7 @@ impl Lockspace {
         };
         let name = core.name.clone();
         let patience = core.patience();
+        let libdlm_dispatch = core.reads_with_libdlm();
         drop(core);
         result.map_err(|error| {
             // The kernel refused: the lockspace is still there. Give the
@@ -432,7 +443,10 @@ impl Lockspace {
                 Error::LockspaceBusy | Error::PermissionDenied { .. } => name
                     .to_str()
                     .ok()
-                    .and_then(|n| Lockspace::get_with(n, How::Open, polled, writes, patience).ok())
+                    .and_then(|n| {
+                        Lockspace::get_with(n, How::Open, polled, writes, libdlm_dispatch, patience)
+                            .ok()
+                    })
                     .map(|ls| {
                         // The create this release was to undo still counts.
                         if created {
@@ -556,6 +570,7 @@ pub struct LockspaceBuilder {
     permissions: u32,
     poll: bool,
     writes: AsyncWrites,
+    libdlm_dispatch: bool,
     patience: Patience,
 }
 
@@ -621,6 +636,22 @@ impl LockspaceBuilder {
         self
     }
 
+    /// Poll mode: reads the answers with libdlm's `dlm_dispatch`, as the
+    /// crate does by itself on a kernel whose device protocol its own
+    /// reader does not know, instead of that reader (no effect without
+    /// [`poll_mode`](Self::poll_mode)). What changes: each dispatch sets
+    /// `O_NONBLOCK`, reads until `EAGAIN` and restores the flags (about
+    /// six system calls for a lone answer against one `read(2)`), a
+    /// blocking call polls before it reads, blocking notifications do not
+    /// say which mode is waited for ([`Blocking::mode`](crate::Blocking::mode)
+    /// is `None`), and libdlm applies each result without the reader's
+    /// checks (see the crate docs, "How libdlm's defects are avoided").
+    /// For comparing the two, and for tests of the fallback.
+    pub fn libdlm_dispatch(mut self) -> LockspaceBuilder {
+        self.libdlm_dispatch = true;
+        self
+    }
+
     /// How long a cancelled request of this handle may take to answer
     /// before its waiter gives up on it (default [`CANCEL_GRACE`](crate::CANCEL_GRACE),
     /// 10 s): the waiter then returns and the handle's worker releases
@@ -652,6 +683,17 @@ impl LockspaceBuilder {
         self
     }
 
+    fn get(&self, how: How) -> Result<Lockspace> {
+        Lockspace::get_with(
+            &self.name,
+            how,
+            self.poll,
+            self.writes,
+            self.libdlm_dispatch,
+            self.patience,
+        )
+    }
+
     /// [`Lockspace::create`] with these settings.
     ///
     /// # Errors
@@ -661,7 +703,7 @@ impl LockspaceBuilder {
             mode: self.permissions,
             flags: 0,
         };
-        Lockspace::get_with(&self.name, how, self.poll, self.writes, self.patience)
+        self.get(how)
     }
 
     /// [`Lockspace::create_exclusive`] with these settings.
@@ -673,7 +715,7 @@ impl LockspaceBuilder {
             mode: self.permissions,
             flags: sys::DLM_LSFL_NEWEXCL,
         };
-        Lockspace::get_with(&self.name, how, self.poll, self.writes, self.patience)
+        self.get(how)
     }
 
     /// [`Lockspace::open`] with these settings.
@@ -681,7 +723,7 @@ impl LockspaceBuilder {
     /// # Errors
     /// As [`Lockspace::open`].
     pub fn open(self) -> Result<Lockspace> {
-        Lockspace::get_with(&self.name, How::Open, self.poll, self.writes, self.patience)
+        self.get(How::Open)
     }
 
     /// [`Lockspace::join`] with these settings.
@@ -689,7 +731,7 @@ impl LockspaceBuilder {
     /// # Errors
     /// As [`Lockspace::join`].
     pub fn join(self) -> Result<Lockspace> {
-        match Lockspace::get_with(&self.name, How::Open, self.poll, self.writes, self.patience) {
+        match self.get(How::Open) {
             Err(Error::LockspaceNotFound) => self.create(),
             other => other,
         }

@@ -194,6 +194,77 @@ fn blocking_notifications_after_a_cancel_are_delivered() {
     finish(&name);
 }
 
+/// The fallback a kernel of an unknown device protocol gets, asked for
+/// here: libdlm's `dlm_dispatch` reads the answers of a poll-mode handle,
+/// and every call still works (with no blocking mode to tell).
+#[test]
+fn the_libdlm_dispatch_fallback_serves_the_same_calls() {
+    require_cluster!();
+    let (b, c, name) = fixture("rd_libdlm");
+    let a = Lockspace::builder(&name)
+        .poll_mode()
+        .libdlm_dispatch()
+        .open()
+        .unwrap();
+    // libdlm's dispatch, not the crate's reader: the descriptor is left
+    // blocking between dispatches.
+    // SAFETY: fcntl F_GETFL on the handle's open descriptor.
+    let flags = unsafe { libc::fcntl(a.as_raw_fd(), libc::F_GETFL) };
+    assert_eq!(flags & libc::O_NONBLOCK, 0, "flags {flags:#x}");
+    // Plain calls, seen from another handle.
+    let g = a.lock("f", Mode::Ex).unwrap();
+    assert!(!can_take(&b, "f", Mode::Cr));
+    g.unlock().unwrap();
+    assert!(can_take(&b, "f", Mode::Ex));
+    // Value blocks, written here and read there, and back.
+    let opts = || LockOptions::new().lvb();
+    let mut g = a.lock_with("v", Mode::Ex, opts()).unwrap();
+    g.set_lvb(b"through dlm_dispatch").unwrap();
+    g.convert_with(Mode::Nl, opts()).unwrap();
+    let mut h = b.lock_with("v", Mode::Ex, opts()).unwrap();
+    assert_eq!(&h.lvb().unwrap().bytes[..20], b"through dlm_dispatch");
+    h.set_lvb(b"and back").unwrap();
+    h.unlock().unwrap();
+    g.convert_with(Mode::Pr, opts()).unwrap();
+    assert_eq!(&g.lvb().unwrap().bytes[..8], b"and back");
+    g.unlock().unwrap();
+    // A blocking notification, with no mode (libdlm drops it).
+    let mut g = a
+        .lock_with("n", Mode::Ex, LockOptions::new().notify_blocking())
+        .unwrap();
+    let c2 = c.clone();
+    let waiter = std::thread::spawn(move || c2.lock("n", Mode::Pr).unwrap().unlock().unwrap());
+    let note = g
+        .wait_blocking(Some(Duration::from_secs(10)))
+        .unwrap()
+        .expect("a blocking notification");
+    assert_eq!(note.mode(), None);
+    g.unlock().unwrap();
+    waiter.join().unwrap();
+    // A refused try-lock, a timeout, and many futures in flight.
+    let held = b.lock("t", Mode::Ex).unwrap();
+    assert!(matches!(a.try_lock("t", Mode::Ex), Err(Error::WouldBlock)));
+    let opts = LockOptions::new().timeout(Duration::from_millis(100));
+    assert!(matches!(
+        a.lock_with("t", Mode::Ex, opts),
+        Err(Error::TimedOut)
+    ));
+    held.unlock().unwrap();
+    let names: Vec<String> = (0..200).map(|i| format!("l{i}")).collect();
+    let guards = drive(
+        &a,
+        join_all(names.iter().map(|n| a.lock_async(n, Mode::Ex))),
+    );
+    let guards: Vec<_> = guards.into_iter().map(Result::unwrap).collect();
+    assert!(!can_take(&b, "l0", Mode::Cr) && !can_take(&b, "l199", Mode::Cr));
+    drive(&a, join_all(guards.into_iter().map(|g| g.unlock_async())))
+        .into_iter()
+        .for_each(Result::unwrap);
+    assert!(can_take(&b, "l0", Mode::Ex) && can_take(&b, "l199", Mode::Ex));
+    drop((a, b, c));
+    finish(&name);
+}
+
 #[test]
 fn orphans_are_adopted_and_answer_nothing() {
     require_cluster!();
