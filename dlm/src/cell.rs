@@ -62,11 +62,16 @@
 //! serves cancels. libdlm stores `EINPROG` into the status block it is
 //! given on the calling thread, and a cancel is the one call made while
 //! the lock's answer can be arriving on libdlm's thread. The kernel's
-//! cancel *replaces* the lock's callback argument and status block with
-//! the cancel's: after a cancel, the request's answer and the lock's
-//! blocking notifications arrive on the [`CANCEL`] slot. The callback
-//! argument names the slot (the cell's address plus the slot index), so
-//! [`completion_ast`] reads the status block the answer was written into.
+//! cancel *replaces* the lock's completion argument and status block with
+//! the cancel's (not its blocking argument): after a cancel, the
+//! request's answer arrives on the [`CANCEL`] slot, and the lock's
+//! blocking notifications name the [`CANCEL`] slot's status block (libdlm
+//! writes the lock's last status into it; the crate's reader does not)
+//! with the [`MAIN`] slot's argument, until the lock's next request. The
+//! callback argument names the slot (the cell's address plus the slot
+//! index), so [`completion_ast`] reads the status block the answer was
+//! written into (see [`apply_result`] for a result read while a cancel is
+//! being written).
 //!
 //! # Which writes may name the lock id
 //! The kernel frees a lock id when the answer that ends the lock is
@@ -1508,12 +1513,16 @@ unsafe fn blocking(arg: *mut c_void, mode: Option<crate::mode::Mode>) {
 /// block and buffer of the slot its argument names, then
 /// [`completion_ast`]'s body ([`complete`]); a blocking notification
 /// through [`blocking_ast`]'s path, with its mode. Refuses (applying
-/// nothing) a result whose status block is not its argument's cell's: a
-/// completion must name its own slot's; a blocking notification may name
-/// either slot's, since the kernel's cancel replaces the lock's status
+/// nothing) a result whose status block is neither of its argument's
+/// cell's. Either is accepted, and a completion is applied to the slot
+/// its argument names: the kernel's cancel replaces the lock's status
 /// block and completion argument but not its blocking argument (after a
 /// cancel, the lock's notifications name the [`CANCEL`] slot's status
-/// block and the [`MAIN`] slot's argument, until its next request).
+/// block and the [`MAIN`] slot's argument, until its next request), and
+/// a result read while a cancel is being written can pair the old status
+/// block with the new argument (`copy_result_to_user` reads the two with
+/// no lock against `dlm_user_cancel`, which writes them in the other
+/// order).
 ///
 /// # Safety
 /// `parsed.arg` is the callback argument of a result read from the
@@ -1533,13 +1542,9 @@ pub(crate) unsafe fn apply_result(parsed: &crate::reader::Parsed) -> crate::erro
     // are only projected to the slots' status blocks, nothing is read.
     let lksbs: [*mut sys::dlm_lksb; 2] = unsafe { [(*cell).lksb[0].get(), (*cell).lksb[1].get()] };
     let lksb = lksbs[slot];
-    let named = match parsed.kind {
-        Kind::Completion { .. } => lksb as usize == parsed.lksb,
-        Kind::Blocking { .. } => lksbs.iter().any(|&l| l as usize == parsed.lksb),
-    };
-    if !named {
+    if !lksbs.iter().any(|&l| l as usize == parsed.lksb) {
         return Err(crate::Error::BadAnswer(
-            "a result whose status block is not its argument's",
+            "a result whose status block is not its argument's cell's",
         ));
     }
     let arg = parsed.arg as *mut c_void;
@@ -2039,6 +2044,55 @@ mod tests {
                 "a grant makes earlier notifications stale"
             );
         }
+        let (kept, jobs) = handoff.close();
+        assert!(kept.is_empty() && jobs.is_empty());
+    }
+
+    /// The poll-mode reader's `apply_result` takes a result whose status
+    /// block is either of its argument's cell's (after a cancel, or read
+    /// while a cancel is written: see its docs) and applies a completion
+    /// to the slot its argument names; a status block of another cell is
+    /// refused with nothing applied.
+    #[test]
+    fn a_result_may_name_either_status_block_of_its_cell() {
+        use crate::reader::{Kind, Parsed};
+        let handoff = std::sync::Arc::new(Handoff::default());
+        let cell = CellRef::new(true, &handoff);
+        let other = CellRef::new(false, &handoff);
+        // SAFETY: a new cell: nothing in flight.
+        unsafe { cell.hs.begin(Wake::Thread(std::thread::current())) };
+        let result = |arg: usize, lksb: usize, kind| Parsed {
+            arg: cell.arg(arg) as usize,
+            lksb,
+            kind,
+        };
+        let completion = Kind::Completion {
+            status: 0,
+            lkid: 7,
+            flags: 0,
+            lvb: None,
+        };
+        let foreign = result(CANCEL, other.lksb_ptr(MAIN) as usize, completion);
+        // SAFETY: the argument names the live cell `cell`, with a request
+        // in flight on it; nothing else applies results to it.
+        let refused = unsafe { apply_result(&foreign) };
+        assert!(matches!(refused, Err(crate::Error::BadAnswer(_))));
+        assert!(cell.hs.take().is_none(), "nothing of it applied");
+        let bast = result(
+            MAIN,
+            cell.lksb_ptr(CANCEL) as usize,
+            Kind::Blocking { mode: 5 },
+        );
+        // SAFETY: as above.
+        unsafe { apply_result(&bast) }.unwrap();
+        let note = cell.blocking_rx().unwrap().try_recv().unwrap();
+        assert_eq!(note.mode(), Some(crate::Mode::Ex));
+        let answer = result(CANCEL, cell.lksb_ptr(MAIN) as usize, completion);
+        // SAFETY: as above.
+        unsafe { apply_result(&answer) }.unwrap();
+        let d = cell.hs.take().expect("applied");
+        assert_eq!((d.answer.status, d.lkid), (0, 7));
+        drop((cell, other));
         let (kept, jobs) = handoff.close();
         assert!(kept.is_empty() && jobs.is_empty());
     }

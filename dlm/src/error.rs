@@ -142,10 +142,14 @@ pub enum Error {
     /// block outside it, naming a callback or status block that is not
     /// this crate's); the text says what. Nothing of it was applied, and
     /// the request it answered cannot be told which it was: from then on
-    /// every wait of the handle (blocking calls and futures, within about
-    /// a second) ends with this error, and its new requests are refused
-    /// with it; releases still go on. Close the handle (the kernel then
-    /// releases what it holds). Counted in
+    /// every wait of the handle ends with this error (blocking calls at
+    /// once or within a second, futures at the watchdog's next tick, the
+    /// request given up as at a timeout), and new requests, conversions up
+    /// and waits for blocking notifications are refused with it. Unlocks
+    /// and conversions down are still written (the kernel carries them
+    /// out; the caller gets this error instead of their answer). Close the
+    /// handle: the kernel then unlocks what it holds (persistent locks
+    /// become orphans). Counted in
     /// [`Stats::bad_answers`](crate::Stats::bad_answers).
     #[error("an answer from the lockspace device could not be applied: {0}")]
     BadAnswer(&'static str),

@@ -504,7 +504,7 @@ impl LockGuard {
     /// # Errors
     /// As [`wait_blocking`](LockGuard::wait_blocking).
     pub async fn blocking_async(&mut self) -> Result<Blocking> {
-        self.lockspace().inner.check()?;
+        self.lockspace().inner.check_new()?;
         crate::wait::start_watchdog();
         let (inner, cell) = self.blocking_parts()?;
         BlockingFuture {

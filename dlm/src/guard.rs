@@ -99,7 +99,7 @@ impl LockGuard {
         mode: Mode,
         options: LockOptions,
     ) -> Result<(&'n [u8], CellRef)> {
-        ls.inner.check()?;
+        ls.inner.check_new()?;
         let name = name::resource_name(name)?;
         flags::check(Request::New, mode, options.flags)?;
         Ok((name, ls.inner.new_cell(options.notify_blocking)))
@@ -150,7 +150,7 @@ impl LockGuard {
         options: LockOptions,
     ) -> Result<LockGuard> {
         let inner = &ls.inner;
-        inner.check()?;
+        inner.check_new()?;
         let name = name::resource_name(name)?;
         if !options
             .flags
@@ -278,7 +278,7 @@ impl LockGuard {
     /// [`LockOptions::notify_blocking`]; [`Error::LockspaceGone`];
     /// [`Error::Forked`].
     pub fn wait_blocking(&mut self, timeout: Option<Duration>) -> Result<Option<Blocking>> {
-        self.ls.inner.check()?;
+        self.ls.inner.check_new()?;
         let Some(cell) = self.cell.as_ref() else {
             return Err(Error::InvalidArgument("the lock is no longer held"));
         };
@@ -320,12 +320,17 @@ impl LockGuard {
                     }
                     true
                 }
-                // No clock read: the watchdog's tick says when to check.
-                None if self.ls.inner.is_polled() => self.ls.inner.drive(1000),
+                // No clock read: the watchdog's tick says when to check
+                // (in poll mode, also after answers were read: one may
+                // have been refused).
+                None if self.ls.inner.is_polled() => {
+                    self.ls.inner.drive(1000);
+                    true
+                }
                 None => crate::wait::Waiter::with(|w| w.park_untimed()),
             };
             if check_alive && !self.ls.inner.is_alive() {
-                break Err(Error::LockspaceGone);
+                break Err(self.ls.inner.gone_error());
             }
         };
         cell.set_bast_waiter(None);
@@ -442,7 +447,18 @@ impl LockGuard {
 
     /// Checks a conversion; its raw flags.
     pub(crate) fn prepare_convert(&mut self, mode: Mode, options: LockOptions) -> Result<u32> {
-        self.ls.inner.check()?;
+        // A conversion down is granted at once (it gives other holders
+        // room, and a handle whose reader refused an answer still makes
+        // it); one that can wait is a new wait.
+        let from = self.state.mode;
+        if Mode::ALL
+            .iter()
+            .all(|&m| !from.is_compatible(m) || mode.is_compatible(m))
+        {
+            self.ls.inner.check()?;
+        } else {
+            self.ls.inner.check_new()?;
+        }
         flags::check(
             Request::Convert {
                 from: self.state.mode,
@@ -834,7 +850,7 @@ pub(crate) fn needs_probe(flags: u32, e: &Error) -> bool {
         && !matches!(e, Error::Demoted(_) | Error::GivenUp)
         && !matches!(
             e,
-            Error::LockspaceGone | Error::LockspaceStopped | Error::Forked
+            Error::LockspaceGone | Error::LockspaceStopped | Error::Forked | Error::BadAnswer(_)
         )
         // Refused before it was queued: nothing happened to the lock.
         && !matches!(e, Error::InProgress | Error::Unreachable)

@@ -237,9 +237,10 @@ pub(crate) struct Core {
     protocol: Protocol,
     /// Set (for good) when the reader refused an answer
     /// ([`Error::BadAnswer`]): that answer's waiter cannot be told which
-    /// it was, so every wait of the handle ends with the error and new
-    /// requests are refused with it (a wait with no timeout would
-    /// otherwise wait for ever). Releases still go on.
+    /// it was, so every wait of the handle ends with the error (a wait
+    /// with no timeout would otherwise wait for ever), and requests that
+    /// could wait are refused with it ([`Core::check_new`]). Releases and
+    /// conversions down are still written.
     broken: std::sync::OnceLock<&'static str>,
     /// Held while a thread reads answers in poll mode (one reader at a
     /// time: results are applied in the order they are read, and
@@ -494,6 +495,8 @@ impl Core {
     pub(crate) fn gone_error(&self) -> Error {
         if self.is_stalled() {
             Error::LockspaceStopped
+        } else if self.is_gone() {
+            Error::LockspaceGone
         } else if let Some(what) = self.broken.get() {
             Error::BadAnswer(what)
         } else {
@@ -501,10 +504,16 @@ impl Core {
         }
     }
 
+    /// Whether the lockspace is released or stopped: no write can be made
+    /// (unlike a handle whose reader refused an answer, which still
+    /// writes).
+    pub(crate) fn is_down(&self) -> bool {
+        self.health.is_stalled() || self.is_gone()
+    }
+
     /// [`Error::Forked`] in a fork's child: the handle is the parent's.
     /// [`Error::LockspaceGone`] once the lockspace is known released, and
     /// [`Error::LockspaceStopped`] when a write would block for ever.
-    /// [`Error::BadAnswer`] once the reader refused an answer.
     #[inline]
     pub(crate) fn check(&self) -> Result<()> {
         if self.forked() {
@@ -516,10 +525,19 @@ impl Core {
         if self.health.is_gone() {
             return Err(Error::LockspaceGone);
         }
-        if let Some(what) = self.broken.get() {
-            return Err(Error::BadAnswer(what));
-        }
         Ok(())
+    }
+
+    /// [`check`](Self::check) for a request that can wait (a new request,
+    /// a conversion up): also [`Error::BadAnswer`] once the reader refused
+    /// an answer, since every wait of the handle then ends at once.
+    #[inline]
+    pub(crate) fn check_new(&self) -> Result<()> {
+        self.check()?;
+        match self.broken.get() {
+            Some(what) => Err(Error::BadAnswer(what)),
+            None => Ok(()),
+        }
     }
 
     /// Reads every pending answer and applies it on this thread (the

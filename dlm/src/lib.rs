@@ -332,15 +332,22 @@
 //!     function it names, trusting its length; here a result is applied
 //!     only if its length is the length read, its protocol version is
 //!     known, its value block lies inside it, its callback is one of this
-//!     crate's and its status block the one its callback argument names.
-//!     Anything else is [`Error::BadAnswer`] (counted in
-//!     [`Stats::bad_answers`]), and nothing of it is applied; since its
-//!     waiter cannot be told which it was, the handle's waits then end
-//!     with that error and its new requests are refused (no wait is left
-//!     waiting for ever for an answer that was refused).
-//!   - A blocking notification may name either of its lock's status
-//!     blocks: the kernel's cancel replaces the lock's status block and
-//!     completion argument but not its blocking argument.
+//!     crate's and its status block one of the two of the lock its
+//!     callback argument names. Anything else is [`Error::BadAnswer`]
+//!     (counted in [`Stats::bad_answers`]), and nothing of it is applied;
+//!     since its waiter cannot be told which it was, every wait of the
+//!     handle then ends with that error and requests that could wait are
+//!     refused with it, while releases and conversions down are still
+//!     written (no wait is left waiting for ever for an answer that was
+//!     refused, and no lock is kept from the other nodes).
+//!   - A completion is applied to the status block of the slot its
+//!     argument names, whichever of the lock's two the result names: the
+//!     kernel's cancel replaces the lock's status block and completion
+//!     argument (but not its blocking argument, so blocking notifications
+//!     after a cancel name the cancel's status block), and a result read
+//!     while a cancel is being written can pair the old status block with
+//!     the new argument. libdlm writes the status block the result names
+//!     and calls the callback with the other slot's argument then.
 //!   - The reader stores the lock id into the status block atomically,
 //!     and the thread that wrote a new request reads it atomically right
 //!     after its write (the id a cancel names): the answer can be read on

@@ -219,7 +219,9 @@ impl Lockspace {
 
     /// Whether the lockspace is still in service: its device disappears when
     /// it is released (possibly by force, by another process). Always
-    /// `true` when the device could not be seen at open.
+    /// `true` when the device could not be seen at open. `false` too on a
+    /// poll-mode handle whose reader refused an answer
+    /// ([`Error::BadAnswer`]), for good.
     pub fn is_alive(&self) -> bool {
         self.inner.is_alive()
     }

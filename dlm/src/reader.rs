@@ -19,9 +19,10 @@
 //! What this reader does that libdlm's does not, and why:
 //! - it checks every result before it applies it (the length the read
 //!   returned, the protocol version, the value block's offset, that the
-//!   callback is one of this crate's and the status block the one its
-//!   argument names): libdlm writes wherever the result points and calls
-//!   whatever function it names;
+//!   callback is one of this crate's and the status block one of the two
+//!   of the cell its argument names, see
+//!   [`apply_result`](crate::cell::apply_result)): libdlm writes wherever
+//!   the result points and calls whatever function it names;
 //! - it hands the blocking notification's mode (`bast_mode`) to the
 //!   notification ([`Blocking::mode`](crate::Blocking::mode)); libdlm's
 //!   callback has no parameter for it;

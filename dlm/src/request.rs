@@ -251,7 +251,7 @@ pub(crate) fn refusal(handle: &Core, op: Op<'_>, code: i32) -> Error {
         // ENOBUFS: no message could be made for the resource's master (it
         // is leaving the cluster; recovery has not started).
         libc::EBUSY | libc::ENOBUFS => Error::from_errno(op_name, code),
-        _ if !handle.is_alive() => handle.gone_error(),
+        _ if handle.is_down() => handle.gone_error(),
         code => Error::from_errno(op_name, code),
     }
 }

@@ -449,7 +449,7 @@ impl Waiter {
                     // Cached flags (atomic loads), kept by the watchdog,
                     // whose tick wakes this thread when they change.
                     if !alive() {
-                        return Err(NoAnswer::Gone);
+                        return hs.take().ok_or(NoAnswer::Gone);
                     }
                     let left = (deadline - now).min(LIVENESS_PERIOD);
                     match drive {
@@ -475,17 +475,26 @@ impl Waiter {
                             drive(POLL_SLICE_MS);
                             let now = TICKS.load(Ordering::SeqCst);
                             if !alive() {
-                                return Err(NoAnswer::Gone);
+                                return hs.take().ok_or(NoAnswer::Gone);
                             }
                             std::mem::replace(&mut last_tick, now) != now
                         }
-                        Some(drive) => drive(LIVENESS_PERIOD.as_millis() as i32),
+                        Some(drive) => {
+                            let quiet = drive(LIVENESS_PERIOD.as_millis() as i32);
+                            // Answers were read, one maybe refused (which
+                            // ends every wait of the handle): looked at
+                            // now, not only after a quiet second.
+                            if !quiet && !alive() {
+                                return hs.take().ok_or(NoAnswer::Gone);
+                            }
+                            quiet
+                        }
                         None => self.park_untimed(),
                     };
                     if ticked {
                         ticks += 1;
                         if !alive() {
-                            return Err(NoAnswer::Gone);
+                            return hs.take().ok_or(NoAnswer::Gone);
                         }
                         if matches!(limit, Limit::Ticks(n) if ticks >= n) {
                             return Err(NoAnswer::Expired);

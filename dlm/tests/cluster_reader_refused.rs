@@ -24,6 +24,9 @@ fn a_refused_answer_ends_every_wait_of_the_handle_with_an_error() {
         .create_exclusive()
         .unwrap();
     let b = Lockspace::open(&name).unwrap();
+    // Held by `a` before: released, and converted down, after.
+    let kept = a.lock("z", Mode::Ex).unwrap();
+    let mut down = a.lock("d", Mode::Ex).unwrap();
     let held = b.lock("x", Mode::Ex).unwrap();
     // A wait with no timeout on `a`, blocked by `b`'s EX; another with a
     // long timeout.
@@ -40,13 +43,18 @@ fn a_refused_answer_ends_every_wait_of_the_handle_with_an_error() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(dlm::stats().bad_answers, 0);
     // A request the crate did not write, with a foreign callback: its
-    // answer (a grant) is read by one of the waits above and refused. The
-    // status block is leaked: the kernel's answer names it.
+    // answer (a grant) is read by one of the waits above and refused
+    // before anything of it is used. The status block is leaked: the
+    // kernel's answer names it.
     // SAFETY: an all-zero dlm_lksb is valid (integers and a null pointer).
     let lksb: &'static mut dlm_sys::dlm_lksb = Box::leak(Box::new(unsafe { std::mem::zeroed() }));
+    let arg = std::ptr::addr_of_mut!(*lksb).cast::<std::ffi::c_void>();
     // SAFETY: the raw handle of `a`, open while `a` lives; a valid name and
-    // status block that outlive the request (leaked); the callback ignores
-    // its argument.
+    // a status block that outlives the request (leaked); the callback
+    // ignores its argument. This breaks the reader's contract (every
+    // request on the descriptor written by the crate, with its callbacks)
+    // on purpose: the reader checks the callback before it uses the
+    // argument, and refuses the result.
     let rc = unsafe {
         dlm_sys::dlm_ls_lock(
             a.as_raw(),
@@ -57,7 +65,7 @@ fn a_refused_answer_ends_every_wait_of_the_handle_with_an_error() {
             7,
             0,
             Some(foreign_ast),
-            std::ptr::null_mut(),
+            arg,
             None,
             std::ptr::null_mut(),
         )
@@ -66,7 +74,7 @@ fn a_refused_answer_ends_every_wait_of_the_handle_with_an_error() {
     for (what, waiter) in [("no timeout", forever), ("a 60 s timeout", timed)] {
         let (r, took) = waiter.join().unwrap();
         assert!(
-            matches!(r, Err(Error::BadAnswer(_))),
+            matches!(r, Err(Error::BadAnswer(w)) if w.contains("callback")),
             "the wait with {what}: {r:?}"
         );
         assert!(
@@ -75,14 +83,22 @@ fn a_refused_answer_ends_every_wait_of_the_handle_with_an_error() {
         );
     }
     assert_eq!(dlm::stats().bad_answers, 1);
-    // New requests are refused with it, before anything is written.
+    assert!(!a.is_alive());
+    // Requests that could wait are refused, before anything is written.
     assert!(matches!(
         a.try_lock("y", Mode::Ex),
         Err(Error::BadAnswer(_))
     ));
-    assert!(!a.is_alive());
+    // Conversions down and unlocks are still written: the other handle
+    // sees them at once, whatever their callers are told.
+    let _ = down.convert(Mode::Nl);
+    assert!(common::can_take(&b, "d", Mode::Ex));
+    assert!(matches!(down.convert(Mode::Ex), Err(Error::BadAnswer(_))));
+    let _ = kept.unlock();
+    assert!(common::can_take(&b, "z", Mode::Ex));
     // Closing the handle releases whatever it held: once `b` lets go, the
     // resource is free for a third handle.
+    drop(down);
     drop(a);
     held.unlock().unwrap();
     let c = Lockspace::open(&name).unwrap();
