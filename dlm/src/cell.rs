@@ -70,8 +70,11 @@
 //! with the [`MAIN`] slot's argument, until the lock's next request. The
 //! callback argument names the slot (the cell's address plus the slot
 //! index), so [`completion_ast`] reads the status block the answer was
-//! written into (see [`apply_result`] for a result read while a cancel is
-//! being written).
+//! written into. A result read while a cancel is being written can pair
+//! one slot's argument with the other slot's status block: [`complete`]
+//! then finds the answer in the other slot, since the slot it was given
+//! still holds libdlm's `EINPROG` (which no answer carries), and the
+//! poll-mode reader applies it to the argument's slot ([`apply_result`]).
 //!
 //! # Which writes may name the lock id
 //! The kernel frees a lock id when the answer that ends the lock is
@@ -1426,19 +1429,31 @@ unsafe fn complete(arg: *mut c_void) {
         // its own, while this function still wakes the task.
         // SAFETY: `arg` names a live cell (this function's contract).
         let (cell, slot) = unsafe { CellRef::from_arg(arg) };
-        let lksb = cell.lksb[slot].get();
+        let mut lksb = cell.lksb[slot].get();
         // libdlm wrote the status and flags of this slot's status
         // block on this thread just now, and nobody else writes them while
         // the request is in flight: the owner writes the status block only
         // before a request of its own slot (libdlm's `EINPROG` store
         // included, before the write that sent the request).
         // SAFETY: libdlm wrote this slot's status block, which nobody writes now.
-        let (status, sb_flags) = unsafe {
-            (
-                std::ptr::addr_of!((*lksb).sb_status).read(),
-                std::ptr::addr_of!((*lksb).sb_flags).read(),
-            )
-        };
+        let mut status = unsafe { std::ptr::addr_of!((*lksb).sb_status).read() };
+        if status == sys::EINPROG {
+            // The kernel never answers `EINPROG`: this slot still holds
+            // libdlm's store before its request, and the answer went into
+            // the other slot's status block. A result read while a cancel
+            // is being written can pair this slot's argument with the
+            // other slot's status block (`copy_result_to_user` reads the
+            // two with no lock against `dlm_user_cancel`, which writes
+            // them in the other order; see `apply_result`), and libdlm
+            // writes the status block the result names.
+            lksb = cell.lksb[1 - slot].get();
+            // SAFETY: libdlm wrote that status block on this thread just
+            // now (the one the result named), and nobody else writes it
+            // while a request is in flight (as above).
+            status = unsafe { std::ptr::addr_of!((*lksb).sb_status).read() };
+        }
+        // SAFETY: as for the status, in the status block it was read from.
+        let sb_flags = unsafe { std::ptr::addr_of!((*lksb).sb_flags).read() };
         // as above, with one exception libdlm makes: for a new
         // request, `dlm_ls_lock` also stores the lock id the write
         // returned into `sb_lkid` on the writing thread, after the write,
@@ -2043,6 +2058,36 @@ mod tests {
                 cell.blocking_rx().unwrap().try_recv().is_err(),
                 "a grant makes earlier notifications stale"
             );
+        }
+        let (kept, jobs) = handoff.close();
+        assert!(kept.is_empty() && jobs.is_empty());
+    }
+
+    /// libdlm's thread writes an answer into the status block the result
+    /// names, and calls the callback with the argument the result names:
+    /// the kernel can pair one slot's argument with the other slot's
+    /// status block (a result read while a cancel is being written). The
+    /// completion finds the answer there: the slot its argument names
+    /// still holds libdlm's `EINPROG`, which no answer carries.
+    #[test]
+    fn an_answer_written_into_the_other_slot_is_found() {
+        let handoff = std::sync::Arc::new(Handoff::default());
+        for (arg, lksb) in [(CANCEL, MAIN), (MAIN, CANCEL)] {
+            let cell = CellRef::new(false, &handoff);
+            // libdlm's stores before the request and before the cancel.
+            // SAFETY: a new cell, nothing in flight: this thread's to write.
+            unsafe {
+                (*cell.lksb_ptr(MAIN)).sb_status = sys::EINPROG;
+                (*cell.lksb_ptr(CANCEL)).sb_status = sys::EINPROG;
+            }
+            // SAFETY: a new cell: nothing in flight.
+            unsafe { cell.hs.begin(Wake::Thread(std::thread::current())) };
+            let g = Given(cell.arg(arg), cell.lksb_ptr(lksb));
+            // SAFETY: a request in flight on the cell, which outlives the
+            // call; nobody else writes that status block now.
+            unsafe { play_libdlm(g, 0, 42, 9, false) };
+            let d = wait_for(&cell);
+            assert_eq!((d.answer.status, d.lkid), (0, 42), "argument {arg}");
         }
         let (kept, jobs) = handoff.close();
         assert!(kept.is_empty() && jobs.is_empty());
