@@ -1120,7 +1120,7 @@ impl Lockspace {
     /// [`Error::LockspaceStopped`]; [`Error::Forked`]; [`Error::Os`] if
     /// the helper thread cannot be started.
     pub fn cached(&self, name: impl AsRef<[u8]>, options: CacheOptions) -> Result<CachedLock> {
-        self.inner.check()?;
+        self.inner.check_new()?;
         let name = crate::name::resource_name(name.as_ref())?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let shared = Arc::new(Shared {
@@ -1381,7 +1381,10 @@ impl CachedLock {
         blocking: bool,
     ) -> Result<Step> {
         let shared = &self.shared;
-        shared.ls.inner.check()?;
+        // A take can wait: refused on a handle whose reader refused an
+        // answer (the lock may have missed a blocking notification; the
+        // helper still gives it up when idle).
+        shared.ls.inner.check_new()?;
         let mut core = shared.core.lock();
         let drained = shared.drain_here(&mut core);
         if blocking {
@@ -1456,12 +1459,8 @@ impl CachedLock {
             };
             let timed_out = shared.changed.wait_until(&mut core, until).timed_out();
             if timed_out && !shared.ls.inner.is_alive() {
-                break Err(shared
-                    .ls
-                    .inner
-                    .check()
-                    .err()
-                    .unwrap_or(Error::LockspaceGone));
+                let inner = &shared.ls.inner;
+                break Err(inner.check().err().unwrap_or_else(|| inner.gone_error()));
             }
         };
         core.m.waiting -= 1;
@@ -1791,7 +1790,7 @@ impl Future for LocalWait<'_> {
     type Output = Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if let Err(e) = self.shared.ls.inner.check() {
+        if let Err(e) = self.shared.ls.inner.check_new() {
             return Poll::Ready(Err(e));
         }
         let now = Instant::now();

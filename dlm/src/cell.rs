@@ -1431,21 +1431,28 @@ unsafe fn complete(arg: *mut c_void) {
         let (cell, slot) = unsafe { CellRef::from_arg(arg) };
         let mut lksb = cell.lksb[slot].get();
         // libdlm wrote the status and flags of this slot's status
-        // block on this thread just now, and nobody else writes them while
-        // the request is in flight: the owner writes the status block only
-        // before a request of its own slot (libdlm's `EINPROG` store
-        // included, before the write that sent the request).
-        // SAFETY: libdlm wrote this slot's status block, which nobody writes now.
+        // block on this thread just now (or, see below, last wrote them on
+        // the requesting thread before the write that sent this slot's
+        // request, which the kernel ordered before this answer), and
+        // nobody else writes them while the request is in flight: the
+        // owner writes the status block only before a request of its own
+        // slot (libdlm's `EINPROG` store included, before the write).
+        // SAFETY: this slot's status block, which nobody writes now (above).
         let mut status = unsafe { std::ptr::addr_of!((*lksb).sb_status).read() };
         if status == sys::EINPROG {
             // The kernel never answers `EINPROG`: this slot still holds
             // libdlm's store before its request, and the answer went into
             // the other slot's status block. A result read while a cancel
-            // is being written can pair this slot's argument with the
-            // other slot's status block (`copy_result_to_user` reads the
-            // two with no lock against `dlm_user_cancel`, which writes
-            // them in the other order; see `apply_result`), and libdlm
-            // writes the status block the result names.
+            // is being written can pair the cancel's argument with the
+            // request's status block (`copy_result_to_user` reads the
+            // status block before the argument, with no lock against
+            // `dlm_user_cancel`, which writes them in the other order; see
+            // `apply_result`), and libdlm writes the status block the
+            // result names. (The other pairing needs the kernel's two
+            // stores seen out of order; it is found here only while no
+            // blocking notification has rewritten this slot, since libdlm
+            // copies the lock's last status into the status block a
+            // notification names.)
             lksb = cell.lksb[1 - slot].get();
             // SAFETY: libdlm wrote that status block on this thread just
             // now (the one the result named), and nobody else writes it
@@ -1571,9 +1578,11 @@ pub(crate) unsafe fn apply_result(parsed: &crate::reader::Parsed) -> crate::erro
             lvb,
         } => {
             // the cell is live; this is the status block of the
-            // slot whose request was answered, which libdlm's thread would
-            // write here (no other side writes it while that request is in
-            // flight, and the owner reads it only after the hand-over). The
+            // slot the argument names, the one `complete` reads (the
+            // result's own may be the other slot's: see above). No other
+            // side writes it while that slot's request is in flight (the
+            // owner's and libdlm's stores come before the request's write),
+            // and the owner reads it only after the hand-over. The
             // lock id is stored atomically: the writer of a new request
             // reads it right after its write (`lkid_after_request`), maybe
             // while this runs on another thread.
@@ -2068,7 +2077,10 @@ mod tests {
     /// the kernel can pair one slot's argument with the other slot's
     /// status block (a result read while a cancel is being written). The
     /// completion finds the answer there: the slot its argument names
-    /// still holds libdlm's `EINPROG`, which no answer carries.
+    /// still holds libdlm's `EINPROG`, which no answer carries (for the
+    /// pairing of the request's argument with the cancel's status block,
+    /// only while no blocking notification has rewritten the request's
+    /// slot: see `complete`).
     #[test]
     fn an_answer_written_into_the_other_slot_is_found() {
         let handoff = std::sync::Arc::new(Handoff::default());

@@ -147,9 +147,10 @@ pub enum Error {
     /// request given up as at a timeout), and new requests, conversions up
     /// and waits for blocking notifications are refused with it. Unlocks
     /// and conversions down are still written (the kernel carries them
-    /// out; the caller gets this error instead of their answer). Close the
-    /// handle: the kernel then unlocks what it holds (persistent locks
-    /// become orphans). Counted in
+    /// out), and end with their answer if it was already there to read,
+    /// else with this error (a conversion's lock is then given up and
+    /// released in the background). Close the handle: the kernel then
+    /// unlocks what it holds (persistent locks become orphans). Counted in
     /// [`Stats::bad_answers`](crate::Stats::bad_answers).
     #[error("an answer from the lockspace device could not be applied: {0}")]
     BadAnswer(&'static str),

@@ -276,9 +276,10 @@ impl LockGuard {
     /// # Errors
     /// [`Error::InvalidArgument`] unless the lock was requested with
     /// [`LockOptions::notify_blocking`]; [`Error::LockspaceGone`];
+    /// [`Error::LockspaceStopped`]; [`Error::BadAnswer`] (poll mode);
     /// [`Error::Forked`].
     pub fn wait_blocking(&mut self, timeout: Option<Duration>) -> Result<Option<Blocking>> {
-        self.ls.inner.check_new()?;
+        self.ls.inner.check()?;
         let Some(cell) = self.cell.as_ref() else {
             return Err(Error::InvalidArgument("the lock is no longer held"));
         };
@@ -299,6 +300,8 @@ impl LockGuard {
         if let Ok(notification) = rx.try_recv() {
             return taken(notification);
         }
+        // A wait: none on a handle whose reader refused an answer.
+        self.ls.inner.check_new()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         cell.set_bast_waiter(Some(std::thread::current()));
         let result = loop {

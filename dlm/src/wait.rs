@@ -449,6 +449,12 @@ impl Waiter {
                     // Cached flags (atomic loads), kept by the watchdog,
                     // whose tick wakes this thread when they change.
                     if !alive() {
+                        // Poll mode: what is already there is read first,
+                        // without waiting (a request this node masters is
+                        // answered before its write returns).
+                        if let Some(drive) = drive {
+                            drive(0);
+                        }
                         return hs.take().ok_or(NoAnswer::Gone);
                     }
                     let left = (deadline - now).min(LIVENESS_PERIOD);

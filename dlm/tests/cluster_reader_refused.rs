@@ -74,7 +74,7 @@ fn a_refused_answer_ends_every_wait_of_the_handle_with_an_error() {
     for (what, waiter) in [("no timeout", forever), ("a 60 s timeout", timed)] {
         let (r, took) = waiter.join().unwrap();
         assert!(
-            matches!(r, Err(Error::BadAnswer(w)) if w.contains("callback")),
+            matches!(r, Err(Error::BadAnswer(w)) if w.contains("not this crate's")),
             "the wait with {what}: {r:?}"
         );
         assert!(
