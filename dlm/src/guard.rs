@@ -453,11 +453,7 @@ impl LockGuard {
         // A conversion down is granted at once (it gives other holders
         // room, and a handle whose reader refused an answer still makes
         // it); one that can wait is a new wait.
-        let from = self.state.mode;
-        if Mode::ALL
-            .iter()
-            .all(|&m| !from.is_compatible(m) || mode.is_compatible(m))
-        {
+        if crate::cache::covers(self.state.mode, mode) {
             self.ls.inner.check()?;
         } else {
             self.ls.inner.check_new()?;

@@ -415,7 +415,7 @@ impl Core {
     /// Whether answers can still come: not released, not stalled, and no
     /// answer refused by the reader.
     pub(crate) fn is_alive(&self) -> bool {
-        !self.health.is_stalled() && !self.is_gone() && self.broken.get().is_none()
+        !self.is_down() && self.broken.get().is_none()
     }
 
     /// Whether the lockspace is known to be released (possibly by force,
@@ -493,14 +493,10 @@ impl Core {
 
     /// The error for a wait that ended because no answer can come.
     pub(crate) fn gone_error(&self) -> Error {
-        if self.is_stalled() {
-            Error::LockspaceStopped
-        } else if self.is_gone() {
-            Error::LockspaceGone
-        } else if let Some(what) = self.broken.get() {
-            Error::BadAnswer(what)
-        } else {
-            Error::LockspaceGone
+        match self.broken.get() {
+            _ if self.is_stalled() => Error::LockspaceStopped,
+            Some(&what) if !self.is_gone() => Error::BadAnswer(what),
+            _ => Error::LockspaceGone,
         }
     }
 

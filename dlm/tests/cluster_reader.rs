@@ -7,7 +7,7 @@
 mod common;
 
 use common::{can_take, ls_name};
-use dlm::{Error, LockOptions, Lockspace, Mode, Release};
+use dlm::{Error, LockOptions, Lockspace, Mode};
 use futures::future::join_all;
 use std::future::Future;
 use std::os::fd::AsRawFd;
@@ -27,14 +27,7 @@ fn fixture(test: &str) -> (Lockspace, Lockspace, String) {
 /// removes the lockspace.
 fn finish(name: &str) {
     assert_eq!(dlm::stats().bad_answers, 0, "answers the reader refused");
-    let t = Instant::now();
-    while let Err(e) = dlm::leave(name, Release::IfUnused) {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "locks left behind in {name}: {e}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::leave_when_unused(name);
 }
 
 /// Runs `f` to completion on this thread, dispatching `ls` whenever its

@@ -10,7 +10,7 @@
 
 mod common;
 
-use dlm::{Error, LockOptions, Lockspace, Mode, Release};
+use dlm::{Error, LockOptions, Lockspace, Mode};
 use std::time::{Duration, Instant};
 
 unsafe extern "C" fn foreign_ast(_arg: *mut std::ffi::c_void) {}
@@ -49,12 +49,11 @@ fn a_refused_answer_ends_every_wait_of_the_handle_with_an_error() {
     // SAFETY: an all-zero dlm_lksb is valid (integers and a null pointer).
     let lksb: &'static mut dlm_sys::dlm_lksb = Box::leak(Box::new(unsafe { std::mem::zeroed() }));
     let arg = std::ptr::addr_of_mut!(*lksb).cast::<std::ffi::c_void>();
-    // SAFETY: the raw handle of `a`, open while `a` lives; a valid name and
-    // a status block that outlives the request (leaked); the callback
-    // ignores its argument. This breaks the reader's contract (every
-    // request on the descriptor written by the crate, with its callbacks)
-    // on purpose: the reader checks the callback before it uses the
-    // argument, and refuses the result.
+    // This breaks the reader's contract (every request on the descriptor
+    // written by the crate, with its callbacks) on purpose: the reader
+    // checks the callback before it uses the argument, and refuses the
+    // result.
+    // SAFETY: `a`'s raw handle, open while `a` lives; a valid name; a status block that outlives the request (leaked); the callback ignores its argument.
     let rc = unsafe {
         dlm_sys::dlm_ls_lock(
             a.as_raw(),
@@ -104,9 +103,5 @@ fn a_refused_answer_ends_every_wait_of_the_handle_with_an_error() {
     let c = Lockspace::open(&name).unwrap();
     c.try_lock("x", Mode::Ex).unwrap().unlock().unwrap();
     drop((b, c));
-    let t = Instant::now();
-    while let Err(e) = dlm::leave(&name, Release::IfUnused) {
-        assert!(t.elapsed() < Duration::from_secs(15), "{name}: {e}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::leave_when_unused(&name);
 }

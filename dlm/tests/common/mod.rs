@@ -56,6 +56,20 @@ pub fn can_take(ls: &dlm::Lockspace, name: impl AsRef<[u8]>, mode: dlm::Mode) ->
     }
 }
 
+/// Removes the lockspace `name` once nothing holds a lock in it (releases
+/// still under way in the background), failing the test if locks are
+/// left after 15 s.
+pub fn leave_when_unused(name: &str) {
+    let t = std::time::Instant::now();
+    while let Err(e) = dlm::leave(name, dlm::Release::IfUnused) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(15),
+            "locks left behind in {name}: {e}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A test's seed: the number in the environment variable `var` (to replay
 /// a run), else one from the clock (never 0: the generator needs a bit).
 pub fn seed(var: &str) -> u64 {
